@@ -1,0 +1,55 @@
+/**
+ * Sandbox settings: the limits of one container and of the bash session inside it. Each has a
+ * safe default; the CWM defaults (120 s per command, 480 KiB of output, 2400 s lifetime) are
+ * from ../shared/reference/cwm-environment.md.
+ */
+import { z } from "zod";
+
+/** Capabilities kept when all others are dropped: enough for git, pip and most test suites. */
+export const DEFAULT_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"];
+
+export const SandboxConfigSchema = z.object({
+  /** Image tag or id. */
+  image: z.string().min(1),
+  /** Docker network mode. "none" (the default) gives the container no network at all. */
+  network: z.string().default("none"),
+  /** Memory limit, bytes (default 4 GiB). Swap is not allowed beyond it. */
+  memoryBytes: z.number().int().positive().default(4 * 1024 ** 3),
+  /** CPU limit, cores (fractional allowed). */
+  cpus: z.number().positive().default(1),
+  /** Maximum number of processes/threads in the container. */
+  pidsLimit: z.number().int().positive().default(1024),
+  /** Seconds after which the container stops and is removed, even if forager died (CWM training: 2400). */
+  lifetimeSeconds: z.number().positive().default(2400),
+  /** Linux capabilities kept; all others are dropped. */
+  capabilities: z.array(z.string()).default(DEFAULT_CAPABILITIES),
+  /** Working directory of the session; default: the image's WorkingDir, else "/". */
+  workdir: z.string().optional(),
+  /** Extra environment variables, NAME → value. */
+  env: z.record(z.string(), z.string()).default({}),
+  /** User to run as (default: the image's). */
+  user: z.string().optional(),
+  /** Seconds one session command may run (CWM: 120). */
+  commandTimeoutSeconds: z.number().positive().default(120),
+  /** Bytes of output one session command may produce before the session is killed (CWM: 480 KiB). */
+  outputLimitBytes: z.number().int().positive().default(480 * 1024),
+  /** Extra labels on the container (run id, episode id, …). */
+  labels: z.record(z.string(), z.string()).default({}),
+  /** Container name prefix. */
+  namePrefix: z.string().default("forager"),
+});
+export type SandboxConfig = z.infer<typeof SandboxConfigSchema>;
+export type SandboxConfigInput = z.input<typeof SandboxConfigSchema>;
+
+/** Label keys every forager container carries. */
+export const LABELS = {
+  forager: "forager",
+  owner: "forager.owner",
+  ownerPid: "forager.owner.pid",
+  ownerStart: "forager.owner.start",
+  host: "forager.host",
+  createdAt: "forager.created-at",
+  expiresAt: "forager.expires-at",
+  run: "forager.run",
+  episode: "forager.episode",
+} as const;

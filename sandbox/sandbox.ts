@@ -1,0 +1,336 @@
+/**
+ * A Sandbox: one container started from an image, with limits, and a persistent bash session
+ * inside it. forager's own file work goes through a second, hidden "control" session, so the
+ * agent's tools need nothing in the image but bash and coreutils (no Python).
+ *
+ * Lifetime: the container's PID 1 is `sleep LIFETIME` under docker-init with AutoRemove, so the
+ * engine removes the container when the lifetime ends even if forager was SIGKILLed; labels name
+ * the owner process so the reaper can remove it earlier (sandbox/reaper.ts).
+ */
+import { randomBytes } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { PassThrough, type Duplex } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type Docker from "dockerode";
+import tar from "tar-fs";
+import { EnvironmentError } from "../lib/errors";
+import { silentLogger, type Logger } from "../lib/log";
+import { selfIdentity } from "../lib/process";
+import { LABELS, SandboxConfigSchema, type SandboxConfig, type SandboxConfigInput } from "./config";
+import { FrameDemuxer } from "./demux";
+import { dockerClient, isGoneError } from "./docker";
+import { BashSession, shellQuote, type SessionResult } from "./session";
+
+/** Result of a one-off `exec` outside the session. */
+export interface ExecResult {
+  exitCode: number | null;
+  stdout: Buffer;
+  stderr: Buffer;
+  timedOut: boolean;
+  durationMs: number;
+}
+
+/** Thrown by file operations when the path does not exist. */
+export class FileNotFoundError extends Error {
+  constructor(readonly path: string) {
+    super(`no such file: ${path}`);
+    this.name = "FileNotFoundError";
+  }
+}
+
+const live = new Set<Sandbox>();
+
+/** Sandboxes of this process not yet destroyed. */
+export function liveSandboxes(): ReadonlySet<Sandbox> {
+  return live;
+}
+
+/** Destroy every live sandbox of this process (signal handlers, test teardown). */
+export async function destroyAllSandboxes(): Promise<void> {
+  await Promise.allSettled([...live].map((s) => s.destroy()));
+}
+
+export class Sandbox {
+  private agent: BashSession | undefined;
+  private control: BashSession | undefined;
+  private destroyed = false;
+  /** Number of times the agent session was restarted (timeout, overflow, exit). */
+  restarts = 0;
+
+  private constructor(
+    readonly container: Docker.Container,
+    readonly id: string,
+    readonly name: string,
+    readonly config: SandboxConfig,
+    /** Default working directory of the session. */
+    readonly workdir: string,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Create and start a container from `config.image` and open its bash session.
+   * @throws EnvironmentError when the engine refuses (missing image, bad limits) or bash fails.
+   */
+  static async create(input: SandboxConfigInput, opts: { docker?: Docker; logger?: Logger } = {}): Promise<Sandbox> {
+    const config = SandboxConfigSchema.parse(input);
+    const docker = opts.docker ?? dockerClient();
+    const log = opts.logger ?? silentLogger;
+    const me = selfIdentity();
+    const now = Date.now();
+    const name = `${config.namePrefix}-${randomBytes(6).toString("hex")}`;
+    const labels: Record<string, string> = {
+      ...config.labels,
+      [LABELS.forager]: "1",
+      [LABELS.owner]: `${me.host}/${me.pid}/${me.start}`,
+      [LABELS.ownerPid]: String(me.pid),
+      [LABELS.ownerStart]: me.start,
+      [LABELS.host]: me.host,
+      [LABELS.createdAt]: new Date(now).toISOString(),
+      [LABELS.expiresAt]: new Date(now + config.lifetimeSeconds * 1000).toISOString(),
+    };
+    let container: Docker.Container;
+    let workdir: string;
+    try {
+      container = await docker.createContainer({
+        name,
+        Image: config.image,
+        Entrypoint: [],
+        Cmd: ["sleep", String(Math.ceil(config.lifetimeSeconds))],
+        Labels: labels,
+        WorkingDir: config.workdir,
+        Env: Object.entries(config.env).map(([k, v]) => `${k}=${v}`),
+        User: config.user,
+        NetworkDisabled: config.network === "none",
+        HostConfig: {
+          NetworkMode: config.network,
+          Memory: config.memoryBytes,
+          MemorySwap: config.memoryBytes,
+          NanoCpus: Math.round(config.cpus * 1e9),
+          PidsLimit: config.pidsLimit,
+          CapDrop: ["ALL"],
+          CapAdd: config.capabilities,
+          SecurityOpt: ["no-new-privileges"],
+          AutoRemove: true,
+          Init: true,
+        },
+      });
+      await container.start();
+      workdir = config.workdir ?? ((await container.inspect()).Config.WorkingDir || "/");
+    } catch (err) {
+      throw new EnvironmentError(`cannot start a sandbox from ${config.image}: ${(err as Error).message}`, { cause: err });
+    }
+    const sandbox = new Sandbox(container, container.id, name, config, workdir, log.child({ sandbox: name }));
+    live.add(sandbox);
+    try {
+      [sandbox.agent, sandbox.control] = await Promise.all([sandbox.openSession(), sandbox.openSession()]);
+    } catch (err) {
+      await sandbox.destroy();
+      throw new EnvironmentError(`sandbox ${name}: bash session failed to start: ${(err as Error).message}`, { cause: err });
+    }
+    log.debug({ sandbox: name, image: config.image }, "sandbox started");
+    return sandbox;
+  }
+
+  private openSession(): Promise<BashSession> {
+    return BashSession.start(this.container, {
+      workdir: this.workdir,
+      env: this.config.env,
+      user: this.config.user,
+      timeoutSeconds: this.config.commandTimeoutSeconds,
+      outputLimitBytes: this.config.outputLimitBytes,
+    });
+  }
+
+  /**
+   * Run `command` in the persistent session. On timeout, output overflow or the shell exiting,
+   * the session's processes are killed and a fresh session is started in the default working
+   * directory before this resolves; `status` says which of the three happened.
+   * @throws EnvironmentError when a fresh session cannot be started (container gone).
+   */
+  async run(command: string, opts: { timeoutSeconds?: number; outputLimitBytes?: number } = {}): Promise<SessionResult> {
+    this.assertUsable();
+    const session = this.agent ?? (this.agent = await this.openSession());
+    const result = await session.run(command, opts);
+    if (result.status !== "ok") {
+      this.log.debug({ status: result.status }, "session restart");
+      await this.restartAgent();
+    }
+    return result;
+  }
+
+  /** Kill the agent session's process group and start a fresh session. */
+  async restartAgent(): Promise<void> {
+    const old = this.agent;
+    this.agent = undefined;
+    if (old) {
+      old.close();
+      await this.killGroup(old.pgid);
+    }
+    this.restarts++;
+    try {
+      this.agent = await this.openSession();
+    } catch (err) {
+      throw new EnvironmentError(`sandbox ${this.name}: cannot restart the session: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  private async killGroup(pgid: number): Promise<void> {
+    if (!pgid) return;
+    const script = `kill -KILL -- -${pgid} 2>/dev/null; true`;
+    const r = await this.controlRaw(script, undefined, 10).catch(() => undefined);
+    if (!r || r.status !== "ok") {
+      await this.exec(["kill", "-KILL", "--", `-${pgid}`], { timeoutSeconds: 10 }).catch(() => undefined);
+    }
+  }
+
+  /** The agent session's current working directory (absolute path inside the container). */
+  async cwd(): Promise<string> {
+    const pid = this.agent?.pid;
+    if (!pid) return this.workdir;
+    const r = await this.controlRaw(`readlink /proc/${pid}/cwd`);
+    const dir = r.stdout.toString("utf8").trim();
+    return r.exitCode === 0 && dir ? dir : this.workdir;
+  }
+
+  /** Resolve `path` against the agent's cwd (absolute paths unchanged). */
+  async resolvePath(path: string): Promise<string> {
+    if (path.startsWith("/")) return path;
+    const cwd = await this.cwd();
+    return cwd.endsWith("/") ? cwd + path : `${cwd}/${path}`;
+  }
+
+  private async controlRaw(script: string, input?: Buffer, timeoutSeconds = 60) {
+    this.assertUsable();
+    if (!this.control?.alive) {
+      if (this.control) await this.exec(["kill", "-KILL", "--", `-${this.control.pgid}`], { timeoutSeconds: 10 }).catch(() => undefined);
+      this.control = await this.openSession();
+    }
+    return this.control.raw(script, { input, timeoutSeconds, outputLimitBytes: 1024 ** 3 });
+  }
+
+  /**
+   * Information on a path (relative paths resolve against the agent's cwd).
+   * @returns {exists, isFile, isDir, abs}
+   */
+  async stat(path: string): Promise<{ exists: boolean; isFile: boolean; isDir: boolean; abs: string }> {
+    const abs = await this.resolvePath(path);
+    const p = shellQuote(abs);
+    const r = await this.controlRaw(`if [ -d ${p} ]; then printf d; elif [ -e ${p} ]; then printf f; else printf n; fi`);
+    const c = r.stdout.toString("latin1");
+    return { exists: c !== "n", isFile: c === "f", isDir: c === "d", abs };
+  }
+
+  /**
+   * Read a file's bytes (relative paths resolve against the agent's cwd).
+   * @throws FileNotFoundError when it does not exist or is not a readable regular file.
+   */
+  async readFile(path: string): Promise<Buffer> {
+    const abs = await this.resolvePath(path);
+    const p = shellQuote(abs);
+    const r = await this.controlRaw(`[ -f ${p} ] && [ -r ${p} ] && cat ${p}`);
+    if (r.status !== "ok") throw new EnvironmentError(`reading ${abs} failed: ${r.status}`);
+    if (r.exitCode !== 0) throw new FileNotFoundError(path);
+    return r.stdout;
+  }
+
+  /**
+   * Write `data` to a file (created or truncated; mode of an existing file kept; new files get
+   * `mode`, default 0644). Relative paths resolve against the agent's cwd.
+   * @throws EnvironmentError when the write fails (no parent directory, permission).
+   */
+  async writeFile(path: string, data: string | Buffer, opts: { mode?: number } = {}): Promise<void> {
+    const abs = await this.resolvePath(path);
+    const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+    const p = shellQuote(abs);
+    const chmod = opts.mode !== undefined ? `; chmod ${opts.mode.toString(8)} ${p}` : "";
+    const r = await this.controlRaw(`head -c ${bytes.length} > ${p}${chmod}`, bytes);
+    if (r.status !== "ok" || r.exitCode !== 0) {
+      throw new EnvironmentError(`writing ${abs} failed (${r.status}, exit ${r.exitCode}): ${r.stdout.toString("utf8").slice(0, 300)}`);
+    }
+  }
+
+  /**
+   * Run `argv` once, outside the session (its own process, own timeout, stdout and stderr apart).
+   * The timeout is enforced inside the container with coreutils `timeout -s KILL`.
+   */
+  async exec(
+    argv: string[],
+    opts: { timeoutSeconds?: number; workdir?: string; env?: Record<string, string>; user?: string; stdin?: string | Buffer } = {},
+  ): Promise<ExecResult> {
+    this.assertUsable();
+    const timeoutSeconds = opts.timeoutSeconds ?? this.config.commandTimeoutSeconds;
+    const started = performance.now();
+    const exec = await this.container.exec({
+      Cmd: ["timeout", "-s", "KILL", String(timeoutSeconds), ...argv],
+      AttachStdin: opts.stdin !== undefined,
+      AttachStdout: true,
+      AttachStderr: true,
+      Tty: false,
+      WorkingDir: opts.workdir ?? this.workdir,
+      Env: Object.entries({ ...this.config.env, ...(opts.env ?? {}) }).map(([k, v]) => `${k}=${v}`),
+      User: opts.user ?? this.config.user,
+    });
+    const stream = (await exec.start({ hijack: true, stdin: opts.stdin !== undefined })) as unknown as Duplex;
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    const demux = new FrameDemuxer((payload, type) => (type === 2 ? err : out).push(payload));
+    let hardTimeout: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      stream.on("data", (c: Buffer) => demux.push(c));
+      stream.on("end", resolve);
+      stream.on("close", resolve);
+      stream.on("error", resolve);
+      hardTimeout = setTimeout(() => {
+        stream.destroy();
+        resolve();
+      }, (timeoutSeconds + 10) * 1000);
+      if (opts.stdin !== undefined) stream.end(opts.stdin);
+    });
+    clearTimeout(hardTimeout);
+    const info = await exec.inspect().catch(() => undefined);
+    const exitCode = info?.ExitCode ?? null;
+    const durationMs = performance.now() - started;
+    return {
+      exitCode,
+      stdout: Buffer.concat(out),
+      stderr: Buffer.concat(err),
+      timedOut: exitCode === 137 && durationMs >= timeoutSeconds * 1000,
+      durationMs,
+    };
+  }
+
+  /** Copy a host directory's contents into `containerDir` (created when missing). */
+  async copyIn(hostDir: string, containerDir: string): Promise<void> {
+    this.assertUsable();
+    await this.exec(["mkdir", "-p", containerDir], { timeoutSeconds: 30 });
+    const pack = tar.pack(hostDir);
+    await this.container.putArchive(pack as unknown as NodeJS.ReadableStream, { path: containerDir });
+  }
+
+  /** Copy `containerPath` (file or directory) into the host directory `hostDir`. */
+  async copyOut(containerPath: string, hostDir: string): Promise<void> {
+    this.assertUsable();
+    mkdirSync(hostDir, { recursive: true });
+    const archive = (await this.container.getArchive({ path: containerPath })) as NodeJS.ReadableStream;
+    await pipeline(archive, new PassThrough(), tar.extract(hostDir));
+  }
+
+  /** Stop and remove the container. Never throws; safe to call twice. */
+  async destroy(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.agent?.close();
+    this.control?.close();
+    try {
+      await this.container.remove({ force: true, v: true });
+    } catch (err) {
+      if (!isGoneError(err)) this.log.warn({ err }, "sandbox remove failed");
+    } finally {
+      live.delete(this);
+    }
+  }
+
+  private assertUsable(): void {
+    if (this.destroyed) throw new EnvironmentError(`sandbox ${this.name} was destroyed`);
+  }
+}
