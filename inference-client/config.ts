@@ -1,0 +1,73 @@
+/**
+ * Configuration of the inference client: the one definition (zod schemas); the TypeScript types are
+ * inferred from them. Durations are in SECONDS here (the client converts to ms internally).
+ */
+import { z } from "zod";
+
+/**
+ * One OpenAI-compatible server (vLLM, SGLang, Meta's CWM server, ...).
+ *
+ * - `url`: base URL such as `http://127.0.0.1:8000` (a path prefix such as `http://host/llm` is kept);
+ *   the client appends `/v1/...` itself. A trailing `/` or `/v1` is tolerated and stripped.
+ * - `model`: the model name sent in each request; when absent, the first id of `GET /v1/models`.
+ * - `apiKey`: sent as `Authorization: Bearer <apiKey>` when present.
+ * - `maxConcurrency`: most requests in flight on this endpoint at once (default 64); more wait in a queue.
+ * - `weightsVersion`: an identity for the served weights (for example a checkpoint step or hash) that the
+ *   operator configures; recorded with trajectories, never sent to the server.
+ */
+export const EndpointSchema = z.object({
+  url: z
+    .string()
+    .min(1)
+    .refine((s) => {
+      try {
+        const u = new URL(s);
+        return u.protocol === "http:" || u.protocol === "https:";
+      } catch {
+        return false;
+      }
+    }, "must be an absolute http(s) URL such as http://127.0.0.1:8000"),
+  model: z.string().min(1).optional(),
+  apiKey: z.string().min(1).optional(),
+  maxConcurrency: z.number().int().positive().default(64),
+  weightsVersion: z.string().min(1).optional(),
+});
+
+/**
+ * The whole client configuration.
+ *
+ * - `endpoints`: at least one; requests are balanced over them (least outstanding requests).
+ * - `retries`: how many times a failed attempt is retried (so at most `retries + 1` attempts), default 5.
+ *   Retried: connection errors, HTTP 429 and 5xx. Never retried: other 4xx, malformed responses.
+ * - `backoffBaseSeconds` / `backoffMaxSeconds`: exponential backoff with full jitter, the n-th retry
+ *   waits a uniform random time in `[0, min(max, base * 2^(n-1))]` seconds; a `Retry-After` header
+ *   replaces that delay. Defaults 0.5 s and 30 s.
+ * - `requestDeadlineSeconds`: wall-clock budget of one call, covering queueing, every attempt and every
+ *   backoff (default 600 s).
+ * - `connectTimeoutSeconds`: TCP/TLS connect timeout of one attempt (default 10 s).
+ */
+export const InferenceConfigSchema = z.object({
+  endpoints: z.array(EndpointSchema).min(1),
+  retries: z.number().int().min(0).default(5),
+  backoffBaseSeconds: z.number().nonnegative().default(0.5),
+  backoffMaxSeconds: z.number().nonnegative().default(30),
+  requestDeadlineSeconds: z.number().positive().default(600),
+  connectTimeoutSeconds: z.number().positive().default(10),
+});
+
+/** An endpoint after parsing (defaults applied). */
+export type Endpoint = z.infer<typeof EndpointSchema>;
+/** An endpoint as written by a user (defaults optional). */
+export type EndpointInput = z.input<typeof EndpointSchema>;
+/** The client configuration after parsing (defaults applied). */
+export type InferenceConfig = z.infer<typeof InferenceConfigSchema>;
+/** The client configuration as written by a user (defaults optional). */
+export type InferenceConfigInput = z.input<typeof InferenceConfigSchema>;
+
+/**
+ * Parses and validates a configuration, applying defaults.
+ * @throws {z.ZodError} when the configuration is invalid.
+ */
+export function parseInferenceConfig(input: unknown): InferenceConfig {
+  return InferenceConfigSchema.parse(input);
+}
