@@ -1,15 +1,8 @@
 /**
- * The Docker engine client shared by forager (dockerode over DOCKER_HOST or the local socket).
+ * The Docker engine client shared by forager (one dockerode client per process; connection from
+ * DOCKER_HOST or the local socket, see images/docker.ts).
  */
-import Docker from "dockerode";
-
-let client: Docker | undefined;
-
-/** The process-wide dockerode client. */
-export function dockerClient(): Docker {
-  client ??= new Docker();
-  return client;
-}
+export { docker as dockerClient } from "../images/docker";
 
 /** True when an HTTP status error from dockerode means "already gone" (404) or "in progress" (409). */
 export function isGoneError(err: unknown): boolean {

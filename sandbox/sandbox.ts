@@ -243,7 +243,15 @@ export class Sandbox {
     const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
     const p = shellQuote(abs);
     const chmod = opts.mode !== undefined ? `; chmod ${opts.mode.toString(8)} ${p}` : "";
-    const r = await this.controlRaw(`head -c ${bytes.length} > ${p}${chmod}`, bytes);
+    // An existing file's mtime must move forward even within the same second, or Python (whose
+    // .pyc check is mtime-in-seconds + size) keeps running stale bytecode after a same-size edit.
+    const script =
+      // The N input bytes are always consumed (the pipe drains even when the file cannot be
+      // opened), so they can never be read by bash as commands.
+      `__o=$(stat -c %Y ${p} 2>/dev/null); head -c ${bytes.length} | { cat > ${p} || { cat > /dev/null; false; }; } || exit_code=1; ` +
+      `[ -n "$__o" ] && [ "$(stat -c %Y ${p} 2>/dev/null)" = "$__o" ] && touch -d "@$((__o + 1))" ${p} 2>/dev/null; ` +
+      `[ -z "$exit_code" ]${chmod}; __rc=$?; unset exit_code; (exit $__rc)`;
+    const r = await this.controlRaw(script, bytes);
     if (r.status !== "ok" || r.exitCode !== 0) {
       throw new EnvironmentError(`writing ${abs} failed (${r.status}, exit ${r.exitCode}): ${r.stdout.toString("utf8").slice(0, 300)}`);
     }

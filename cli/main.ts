@@ -1,0 +1,51 @@
+/**
+ * The forager CLI (commander). Prints for people; logs (pino JSON) go to stderr.
+ */
+import { Command, Option } from "commander";
+import { runDoctor } from "./doctor";
+import { registerSandboxCommands } from "./sandbox";
+import { registerImageCommands } from "./images";
+import { runDemo } from "./demo";
+import { destroyAllSandboxes } from "../sandbox/sandbox";
+
+const program = new Command();
+program.name("forager").description("Executable repository environments and agentic SWE trajectories").version("0.1.0");
+
+program
+  .command("doctor")
+  .description("check the Docker engine, its API version, free disk, the base image and Redis")
+  .option("--redis <url>", "Redis URL to check", process.env.REDIS_URL)
+  .action(async (o: { redis?: string }) => {
+    const checks = await runDoctor({ redisUrl: o.redis });
+    let bad = 0;
+    for (const c of checks) {
+      const mark = c.ok ? "ok  " : c.optional ? "warn" : "FAIL";
+      if (!c.ok && !c.optional) bad++;
+      console.log(`${mark}  ${c.name.padEnd(22)} ${c.detail}`);
+      if (!c.ok && c.fix) console.log(`      ${"".padEnd(22)} → ${c.fix}`);
+    }
+    console.log(bad ? `\n${bad} problem(s) to fix.` : "\nforager is ready.");
+    process.exitCode = bad ? 1 : 0;
+  });
+
+program
+  .command("demo")
+  .description("a short demonstration: a sandbox, the four tools, a submitted patch")
+  .addOption(new Option("--image <tag>", "image to run in"))
+  .action(async (o: { image?: string }) => {
+    await runDemo({ image: o.image });
+  });
+
+registerImageCommands(program);
+registerSandboxCommands(program);
+
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.once(sig, () => {
+    void destroyAllSandboxes().finally(() => process.exit(130));
+  });
+}
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  console.error(`forager: ${(err as Error).message}`);
+  void destroyAllSandboxes().finally(() => process.exit(1));
+});
