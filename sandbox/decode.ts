@@ -30,6 +30,5 @@ export function decodeOutput(bytes: Buffer): string {
         .join("\n");
     }
   }
-  // eslint-disable-next-line no-control-regex
   return text.replace(/[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]/g, "");
 }
