@@ -18,7 +18,7 @@ apt_install() {
 # 1. npm packages (only when the lock file changed since the last install).
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm packages"
-  npm ci --no-audit --no-fund --loglevel=error >&2
+  npm install --no-audit --no-fund --loglevel=error >&2
 fi
 
 # 2. Docker engine.
