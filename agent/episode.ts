@@ -244,7 +244,7 @@ async function applyStartPatch(sandbox: Sandbox, patch: string, workdir: string)
   const file = "/tmp/.forager-start.patch";
   await sandbox.writeFile(file, patch.endsWith("\n") ? patch : patch + "\n");
   const script =
-    `git apply --index --whitespace=nowarn ${file} && rm -f ${file} && ` +
+    `git update-index -q --refresh >/dev/null 2>&1; git apply --index --whitespace=nowarn ${file} && rm -f ${file} && ` +
     `GIT_COMMITTER_DATE="$(git log -1 --format=%cI)" GIT_COMMITTER_NAME="$(git log -1 --format=%cn)" GIT_COMMITTER_EMAIL="$(git log -1 --format=%ce)" ` +
     `git -c user.name=forager -c user.email=forager@localhost commit -q --amend --no-edit --allow-empty`;
   const r = await sandbox.exec(["bash", "-c", script], { workdir, timeoutSeconds: 120 });
