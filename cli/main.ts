@@ -7,6 +7,8 @@ import { registerSandboxCommands } from "./sandbox";
 import { registerImageCommands } from "./images";
 import { runDemo } from "./demo";
 import { destroyAllSandboxes } from "../sandbox/sandbox";
+import { reapSandboxes } from "../sandbox/reaper";
+import { childLogger } from "../lib/log";
 
 const program = new Command();
 program.name("forager").description("Executable repository environments and agentic SWE trajectories").version("0.1.0");
@@ -35,6 +37,14 @@ program
   .action(async (o: { image?: string }) => {
     await runDemo({ image: o.image });
   });
+
+/** Commands that start containers: reap orphans of dead forager processes first. */
+const REAP_AT_START = new Set(["run", "debug", "replay", "eval", "forage", "worker", "resume", "mutate", "demo"]);
+program.hook("preAction", async (_root, action) => {
+  if (!REAP_AT_START.has(action.name())) return;
+  const reaped = await reapSandboxes().catch(() => []);
+  if (reaped.length) childLogger("reaper").info({ reaped: reaped.length }, "removed orphaned forager containers");
+});
 
 registerImageCommands(program);
 registerSandboxCommands(program);
