@@ -77,6 +77,7 @@ export interface RunEpisodeOptions {
   task: Task;
   policy: Policy;
   config?: AgentConfigInput | AgentConfig;
+  /** Hidden-test evaluator; without one the submitted patch is not evaluated (no `evaluation` in the trajectory). */
   evaluator?: Evaluator;
   /** Image tag to run; default: {@link RunEpisodeOptions.resolveImage}, else the instance image built/cached by images/build.ts. */
   image?: string;
@@ -132,7 +133,7 @@ export async function runEpisode(opts: RunEpisodeOptions): Promise<Trajectory> {
   const config = agentConfig(opts.config as AgentConfigInput);
   const log = (opts.logger ?? silentLogger).child({ component: "agent", task: opts.task.id });
   const started = Date.now();
-  const evaluator = opts.evaluator ?? noopEvaluator;
+  const evaluator = opts.evaluator;
   let identity: PolicyIdentity = {};
   try {
     identity = (await opts.policy.identity?.()) ?? {};
@@ -165,7 +166,7 @@ export async function runEpisode(opts: RunEpisodeOptions): Promise<Trajectory> {
   // Evaluation (after the sandbox is gone, as the release closes the state before evaluating).
   let evaluation: Evaluation | undefined;
   let evalSeconds = 0;
-  if (r.submittedPatch !== undefined && (r.endReason === "final_answer" || config.evaluateUnfinished)) {
+  if (evaluator && r.submittedPatch !== undefined && (r.endReason === "final_answer" || config.evaluateUnfinished)) {
     opts.onEvent?.({ type: "evaluating", patchBytes: Buffer.byteLength(r.submittedPatch) });
     const t0 = performance.now();
     evaluation = await evaluateWithTimeout(evaluator, opts.task, r.submittedPatch, config, opts.signal);

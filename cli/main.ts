@@ -6,6 +6,7 @@ import { runDoctor } from "./doctor";
 import { registerSandboxCommands } from "./sandbox";
 import { registerImageCommands } from "./images";
 import { runDemo } from "./demo";
+import { registerAgentCommands } from "./run";
 import { destroyAllSandboxes } from "../sandbox/sandbox";
 import { reapSandboxes } from "../sandbox/reaper";
 import { childLogger } from "../lib/log";
@@ -48,6 +49,7 @@ program.hook("preAction", async (_root, action) => {
 
 registerImageCommands(program);
 registerSandboxCommands(program);
+registerAgentCommands(program);
 
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
   process.once(sig, () => {
