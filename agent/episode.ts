@@ -56,7 +56,7 @@ import { TRAJECTORY_SCHEMA_VERSION, TrajectorySchema, type EndReason, type Evalu
 export type Evaluator = (
   task: Task,
   patch: string,
-  opts: { timeoutSeconds: number; sandboxLifetimeSeconds: number; signal?: AbortSignal },
+  opts: { timeoutSeconds: number; sandboxLifetimeSeconds: number; image?: string; signal?: AbortSignal },
 ) => Promise<Omit<Evaluation, "seconds">>;
 
 /** An evaluator that evaluates nothing: outcome "fail", `resolved: false`, reason says why. */
@@ -169,7 +169,7 @@ export async function runEpisode(opts: RunEpisodeOptions): Promise<Trajectory> {
   if (evaluator && r.submittedPatch !== undefined && (r.endReason === "final_answer" || config.evaluateUnfinished)) {
     opts.onEvent?.({ type: "evaluating", patchBytes: Buffer.byteLength(r.submittedPatch) });
     const t0 = performance.now();
-    evaluation = await evaluateWithTimeout(evaluator, opts.task, r.submittedPatch, config, opts.signal);
+    evaluation = await evaluateWithTimeout(evaluator, opts.task, r.submittedPatch, config, image || undefined, opts.signal);
     evalSeconds = (performance.now() - t0) / 1000;
     evaluation.seconds = evalSeconds;
     opts.onEvent?.({ type: "evaluated", evaluation });
@@ -221,7 +221,7 @@ function emptyResult(endReason: EndReason, endDetail: string): RolloutResult {
   return { turns: [], endReason, endDetail, usedTokens: 0, system: "", user: "", userTruncated: false, sandboxStartSeconds: 0, modelSeconds: 0, toolSeconds: 0 };
 }
 
-async function evaluateWithTimeout(evaluator: Evaluator, task: Task, patch: string, config: AgentConfig, signal?: AbortSignal): Promise<Evaluation> {
+async function evaluateWithTimeout(evaluator: Evaluator, task: Task, patch: string, config: AgentConfig, image: string | undefined, signal?: AbortSignal): Promise<Evaluation> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<Evaluation>((resolve) => {
     // A little grace over the evaluator's own limit, which it should enforce itself.
@@ -229,7 +229,7 @@ async function evaluateWithTimeout(evaluator: Evaluator, task: Task, patch: stri
   });
   try {
     const ev = await Promise.race([
-      evaluator(task, patch, { timeoutSeconds: config.evalTimeoutSeconds, sandboxLifetimeSeconds: config.evalSandboxLifetimeSeconds, signal }),
+      evaluator(task, patch, { timeoutSeconds: config.evalTimeoutSeconds, sandboxLifetimeSeconds: config.evalSandboxLifetimeSeconds, image, signal }),
       timeout,
     ]);
     return { ...ev };

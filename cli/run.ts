@@ -22,10 +22,10 @@ import { registerShowCommand } from "./show";
 /**
  * The evaluator of the CLI: `evaluatePatch` from rewards/evaluate.ts when that module exists.
  *
- * HOOK: rewards/evaluate.ts is written by another engineer. Until it exports `evaluatePatch`,
+ * HOOK: rewards/evaluate.ts is written by another engineer. When it does not export `evaluatePatch`,
  * this returns undefined and episodes are not evaluated (the trajectory says so). The module is
  * imported by a computed specifier so this file compiles without it; the adapter below accepts
- * `evaluatePatch(task, patch, opts)` returning an EvalReport-like `{outcome, resolved, reason?, ...}`.
+ * `evaluatePatch(task, patch, {image, timeoutSeconds})` (the episode's instance image) returning an EvalReport-like `{outcome, resolved, reason?, ...}`.
  */
 export async function loadEvaluator(): Promise<Evaluator | undefined> {
   const specifier = ["..", "rewards", "evaluate"].join("/");
@@ -38,7 +38,8 @@ export async function loadEvaluator(): Promise<Evaluator | undefined> {
   const fn = mod.evaluatePatch;
   if (typeof fn !== "function") return undefined;
   return async (task, patch, opts) => {
-    const r = (await (fn as (t: Task, p: string, o: unknown) => Promise<Record<string, unknown>>)(task, patch, opts)) ?? {};
+    const call = fn as (t: Task, p: string, o: { image?: string; timeoutSeconds?: number }) => Promise<Record<string, unknown>>;
+    const r = (await call(task, patch, { image: opts.image, timeoutSeconds: opts.timeoutSeconds })) ?? {};
     const outcome = String(r.outcome ?? "env_error");
     const known = ["pass", "fail", "patch_apply_failed", "timeout", "env_error"];
     return {
