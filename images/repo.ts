@@ -142,6 +142,16 @@ export async function prepareRepository(
   // Objects: copy what is reachable (also from alternates), drop the rest and the alternates link.
   await raw(["repack", "-a", "-d", "-q"]);
   fs.rmSync(path.join(destDir, ".git", "objects", "info", "alternates"), { force: true });
+  // A source that is a partial clone lends "promisor" packs; repack keeps every object of a
+  // promisor pack, reachable or not. Every object we need is now local: drop the promisor
+  // marks and repack once more so that unreachable objects really go.
+  const packDir = path.join(destDir, ".git", "objects", "pack");
+  const promisors = fs.readdirSync(packDir).filter((f) => f.endsWith(".promisor"));
+  if (promisors.length) {
+    for (const f of promisors) fs.rmSync(path.join(packDir, f), { force: true });
+    await raw(["config", "--unset-all", "extensions.partialClone"]).catch(() => undefined);
+    await raw(["repack", "-a", "-d", "-q"]);
+  }
   await raw(["-c", "gc.auto=0", "gc", "--prune=now", "--quiet"]);
 
   const commitCount = await verifyNoLaterHistory(git, destDir, sha, keep);
