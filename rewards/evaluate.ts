@@ -1,0 +1,516 @@
+/**
+ * Hidden-test evaluation of one patch for one task, with SWE-bench harness semantics and
+ * forager's anti-forgery measures (rewards/forgery.ts).
+ *
+ * Always a fresh sandbox from the task's instance image (never an agent's container), network
+ * "none". Steps, as the harness: empty patch → not resolved, nothing run; write the patch into
+ * the container and apply it (`git apply --verbose`, then `git apply --verbose --reject`, then
+ * `patch --batch --fuzz=5 -p1 -i`; the tree is reset between attempts; the method that applied is
+ * recorded); reset the files the test patch touches — and every test-like file the model patch
+ * touched — to the base commit (files absent there are removed); apply the hidden test patch;
+ * run the spec's evalPreamble and test command with the test directives under a timeout,
+ * between nonce markers forager writes itself; parse and cross-check; grade (gradeInstance);
+ * reset the test files again.
+ *
+ * Three engine calls after the sandbox starts: a prepare step and a collect step run by a small
+ * `python3 -I -S` driver (stdlib only; it cannot be shadowed by files of the repository), and
+ * the test run itself.
+ *
+ * Logs (harness layout): `<logDir>/<model>/<instance_id>/{patch.diff, test_output.txt,
+ * report.json, eval.json}`; report.json is written for graded outcomes (pass, fail,
+ * patch_apply_failed) and not for timeout or env_error (the harness counts those as errors).
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+import { buildInstanceImage, type BuildOptions } from "../images/build";
+import type { ImageSpec } from "../images/spec";
+import { EnvironmentError } from "../lib/errors";
+import { silentLogger, type Logger } from "../lib/log";
+import { Sandbox } from "../sandbox/sandbox";
+import type { Task } from "../tasks/schema";
+import { testDirectives, diffTargetPaths } from "./directives";
+import {
+  crossCheckTestLog,
+  diffHeaderPaths,
+  escapeMarkers,
+  makeNonce,
+  nonceMarkers,
+  TEST_LIKE_PATH,
+  unsafePatchPath,
+} from "./forgery";
+import {
+  gradeInstance,
+  InstanceReportSchema,
+  LOG_MARKERS,
+  ResolutionStatusSchema,
+  TestsStatusSchema,
+} from "./grading";
+import { TEST_STATUSES } from "./log-parsers";
+
+// ---------------------------------------------------------------------------------------------
+// Result record
+
+export const EvalOutcomeSchema = z.enum(["pass", "fail", "patch_apply_failed", "timeout", "env_error"]);
+export type EvalOutcome = z.infer<typeof EvalOutcomeSchema>;
+
+export const ApplyMethodSchema = z.enum(["git_apply", "git_apply_reject", "patch_fuzz"]);
+export type ApplyMethod = z.infer<typeof ApplyMethodSchema>;
+
+/** The command each apply method runs (the harness's GIT_APPLY_CMDS). */
+export const APPLY_COMMANDS: Record<ApplyMethod, string> = {
+  git_apply: "git apply --verbose",
+  git_apply_reject: "git apply --verbose --reject",
+  patch_fuzz: "patch --batch --fuzz=5 -p1 -i",
+};
+
+export const EvalResultSchema = z.object({
+  instanceId: z.string(),
+  model: z.string(),
+  outcome: EvalOutcomeSchema,
+  /** Why the outcome is not `pass` (or notes on a pass), for people. */
+  reason: z.string().optional(),
+  resolved: z.boolean(),
+  resolution: ResolutionStatusSchema,
+  /** The instance image evaluated in. */
+  image: z.string().optional(),
+  patchExists: z.boolean(),
+  /** Which command applied the model patch; null when none did (or nothing to apply). */
+  applyMethod: ApplyMethodSchema.nullable(),
+  /** Files of the model patch reset to the base commit before the hidden tests (test-like). */
+  resetFiles: z.array(z.string()),
+  /** The test process's exit status (null: not run, killed by the timeout, unknown). */
+  testExitCode: z.number().int().nullable(),
+  /** Parsed, cross-checked statuses (empty when the log was not gradable). */
+  statuses: z.record(z.string(), z.enum(TEST_STATUSES)),
+  /** Status sources used (pytest: the summary section and the JUnit report). */
+  sources: z.object({ summary: z.boolean(), junit: z.boolean(), fullLog: z.boolean() }),
+  /** Test ids seen with conflicting statuses (the worst won). */
+  conflicts: z.array(z.string()),
+  testsStatus: TestsStatusSchema.nullable(),
+  /** The harness's per-instance report (also written as report.json). */
+  report: InstanceReportSchema,
+  /** Wall time of the whole evaluation and of the test command, seconds. */
+  seconds: z.number().nonnegative(),
+  testSeconds: z.number().nonnegative(),
+  /** Where the logs are (when a logDir was given). */
+  logDir: z.string().optional(),
+});
+export type EvalResult = z.infer<typeof EvalResultSchema>;
+
+export interface EvaluateOptions {
+  /** Instance image tag; default: built (or found in the cache) from `task.image`. */
+  image?: string;
+  /** Seconds the test command may run (default `task.image.testTimeoutSeconds`). */
+  timeoutSeconds?: number;
+  /** Root of the harness-layout logs; nothing is written without it. */
+  logDir?: string;
+  logger?: Logger;
+  /** Model name for the log folder and the report (default "model"). */
+  model?: string;
+  /** Options for building the instance image when `image` is not given. */
+  build?: BuildOptions;
+  /** CPU cores and memory of the sandbox (default: the sandbox defaults). */
+  cpus?: number;
+  memoryBytes?: number;
+  /** Extra container labels (run id). */
+  labels?: Record<string, string>;
+}
+
+/** The harness's folder name for a model (`/` → `__`). */
+export function modelFolderName(model: string): string {
+  return model.replaceAll("/", "__");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The in-container driver (stdlib Python, run with -I -S)
+
+const DRIVER = String.raw`
+import json, os, re, shutil, subprocess, sys
+cfg = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+wd = cfg["workdir"]
+d = cfg["dir"]
+out = {}
+def run(argv, stdin=None):
+    r = subprocess.run(argv, cwd=wd, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return r.returncode, r.stdout.decode("utf-8", "replace")
+def git(*args):
+    return run(["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", *args])
+def zlist(text):
+    return [p for p in text.split("\0") if p]
+def reset_path(base, p):
+    code, _ = git("cat-file", "-e", base + ":" + p)
+    if code == 0:
+        c, o = git("checkout", base, "--", p)
+        return c == 0, o
+    full = os.path.join(wd, p)
+    try:
+        if os.path.islink(full) or os.path.isfile(full):
+            os.unlink(full)
+        elif os.path.isdir(full):
+            shutil.rmtree(full)
+    except OSError as e:
+        return False, str(e)
+    return True, ""
+def write(name, text):
+    p = os.path.join(d, name)
+    with open(p, "wb") as f:
+        f.write(text.encode("utf-8", "surrogateescape"))
+    return p
+mode = cfg["mode"]
+if mode == "prepare":
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    code, base = git("rev-parse", "HEAD")
+    base = base.strip()
+    if code != 0:
+        print(json.dumps({"error": "git rev-parse HEAD failed: " + base}))
+        sys.exit(0)
+    out["base"] = base
+    before = set(zlist(git("ls-files", "--others", "-z")[1]))
+    mp = write("model.diff", cfg["model"])
+    attempts = []
+    method = None
+    for name, argv in cfg["applyCommands"]:
+        code, text = run(argv + [mp])
+        attempts.append({"method": name, "exitCode": code, "output": text[-20000:]})
+        if code == 0:
+            method = name
+            break
+        git("reset", "-q", "--hard", base)
+        git("clean", "-fdq")
+    out["attempts"] = attempts
+    out["method"] = method
+    if method is None:
+        print(json.dumps(out))
+        sys.exit(0)
+    changed = zlist(git("diff", "--name-only", "--no-renames", "-z", base)[1])
+    created = sorted(set(zlist(git("ls-files", "--others", "-z")[1])) - before)
+    touched = sorted(set(changed) | set(created) | set(cfg["modelPaths"]))
+    test_like = re.compile(cfg["testLike"])
+    test_files = cfg["testFiles"]
+    reset = sorted(p for p in touched if p in test_files or test_like.search(p))
+    out["touched"] = touched
+    out["reset"] = reset
+    problems = []
+    for p in sorted(set(reset) | set(test_files)):
+        ok, text = reset_path(base, p)
+        if not ok:
+            problems.append(p + ": " + text.strip())
+    out["resetProblems"] = problems
+    tp = write("test.diff", cfg["test"])
+    if cfg["test"].strip():
+        code, text = git("apply", "--verbose", tp)
+        out["testApply"] = {"exitCode": code, "output": text[-20000:]}
+    jd = cfg.get("junitDir")
+    if jd:
+        os.makedirs(jd, mode=0o700)
+elif mode == "collect":
+    jp = cfg.get("junitPath")
+    if jp and os.path.isfile(jp):
+        with open(jp, "rb") as f:
+            out["junit"] = f.read(64 * 1024 * 1024).decode("utf-8", "replace")
+    else:
+        out["junit"] = None
+    problems = []
+    for p in cfg["testFiles"]:
+        ok, text = reset_path(cfg["base"], p)
+        if not ok:
+            problems.append(p + ": " + text.strip())
+    out["resetProblems"] = problems
+print(json.dumps(out))
+`;
+
+interface PrepareOut {
+  error?: string;
+  base?: string;
+  attempts?: { method: ApplyMethod; exitCode: number; output: string }[];
+  method?: ApplyMethod | null;
+  touched?: string[];
+  reset?: string[];
+  resetProblems?: string[];
+  testApply?: { exitCode: number; output: string };
+}
+
+interface CollectOut {
+  junit: string | null;
+  resetProblems: string[];
+}
+
+async function driver<T>(sandbox: Sandbox, cfg: Record<string, unknown>, workdir: string): Promise<T> {
+  const r = await sandbox.exec(["python3", "-I", "-S", "-c", DRIVER], {
+    stdin: JSON.stringify(cfg),
+    timeoutSeconds: 300,
+    workdir,
+  });
+  const text = r.stdout.toString("utf8").trim();
+  const last = text.slice(text.lastIndexOf("\n") + 1);
+  if (r.exitCode !== 0 || !last.startsWith("{")) {
+    throw new EnvironmentError(
+      `evaluation driver (${String(cfg.mode)}) failed: exit ${r.exitCode}: ${(text + r.stderr.toString("utf8")).slice(-2000)}`,
+    );
+  }
+  return JSON.parse(last) as T;
+}
+
+/** Is the test command a pytest run (so a JUnit report can be requested)? */
+export function isPytestCommand(spec: Pick<ImageSpec, "testCommand" | "logParser">): boolean {
+  return spec.logParser === "pytest" && /(^|[\s/])(py\.test|pytest)(\s|$)|-m\s+pytest\b/.test(spec.testCommand);
+}
+
+const shq = (s: string): string => (/^[A-Za-z0-9_./:=@%+,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+
+/** The test run script: preamble, then the test command with JUnit options and directives. */
+export function testScript(spec: ImageSpec, directives: readonly string[], junitPath?: string): string {
+  const junit = junitPath ? ` --junitxml=${shq(junitPath)} -o junit_family=xunit1` : "";
+  return [
+    "exec 2>&1",
+    `cd ${shq(spec.workdir)}`,
+    ...spec.evalPreamble,
+    `${spec.testCommand}${junit}${directives.length ? " " + directives.map(shq).join(" ") : ""}`,
+  ].join("\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// evaluatePatch
+
+/**
+ * Evaluate `patch` against `task`'s hidden tests in a fresh sandbox. Never throws for the
+ * patch's or the environment's faults: those are outcomes (`env_error` keeps the reason).
+ */
+export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOptions = {}): Promise<EvalResult> {
+  const started = performance.now();
+  const log = (opts.logger ?? silentLogger).child({ instance: task.id });
+  const model = opts.model ?? "model";
+  const spec = task.image;
+  const instanceLogDir = opts.logDir ? path.join(opts.logDir, modelFolderName(model), task.id) : undefined;
+  const logLines: string[] = [];
+  const addLog = (s: string) => logLines.push(s);
+
+  const base = {
+    instanceId: task.id,
+    model,
+    resetFiles: [] as string[],
+    testExitCode: null as number | null,
+    statuses: {} as Record<string, (typeof TEST_STATUSES)[number]>,
+    sources: { summary: false, junit: false, fullLog: false },
+    conflicts: [] as string[],
+    testSeconds: 0,
+    image: opts.image,
+  };
+
+  const finish = (r: Omit<EvalResult, "seconds" | "logDir">, writeReport: boolean): EvalResult => {
+    const result = EvalResultSchema.parse({
+      ...r,
+      seconds: (performance.now() - started) / 1000,
+      ...(instanceLogDir ? { logDir: instanceLogDir } : {}),
+    });
+    if (instanceLogDir) {
+      fs.mkdirSync(instanceLogDir, { recursive: true });
+      fs.writeFileSync(path.join(instanceLogDir, "patch.diff"), patch);
+      fs.writeFileSync(path.join(instanceLogDir, "test_output.txt"), logLines.join("\n") + "\n");
+      if (writeReport) fs.writeFileSync(path.join(instanceLogDir, "report.json"), JSON.stringify(result.report, null, 4));
+      fs.writeFileSync(path.join(instanceLogDir, "eval.json"), JSON.stringify(result, null, 2));
+    }
+    log.info({ outcome: result.outcome, reason: result.reason, seconds: result.seconds }, "evaluated");
+    return result;
+  };
+
+  const notGraded = (
+    outcome: EvalOutcome,
+    reason: string,
+    extra: Partial<EvalResult> & { patchExists?: boolean; applied?: boolean; infra?: string } = {},
+  ) => {
+    const patchExists = extra.patchExists ?? true;
+    const g = gradeInstance({
+      instanceId: task.id,
+      failToPass: task.failToPass,
+      passToPass: task.passToPass,
+      statuses: null,
+      patchApplied: extra.applied ?? false,
+      patchExists,
+      ...(extra.infra ? { infraFailureReason: extra.infra } : {}),
+    });
+    const { applied: _a, infra: _i, ...rest } = extra;
+    return finish(
+      {
+        ...base,
+        applyMethod: null,
+        ...rest,
+        outcome,
+        reason,
+        resolved: false,
+        resolution: "RESOLVED_NO",
+        patchExists,
+        testsStatus: null,
+        report: g.report,
+      },
+      outcome !== "timeout" && outcome !== "env_error",
+    );
+  };
+
+  if (patch.trim() === "") {
+    addLog(`>>>>> Empty patch: ${task.id} not evaluated`);
+    return notGraded("fail", "empty patch", { patchExists: false });
+  }
+  const unsafe = unsafePatchPath(patch);
+  if (unsafe) {
+    addLog(`${LOG_MARKERS.applyPatchFail}: ${unsafe}`);
+    return notGraded("patch_apply_failed", `patch refused: ${unsafe}`);
+  }
+
+  let image = opts.image;
+  let sandbox: Sandbox | undefined;
+  try {
+    if (!image) {
+      const built = await buildInstanceImage(spec, opts.build ?? {});
+      image = built.tag;
+      base.image = image;
+    }
+    const timeoutSeconds = opts.timeoutSeconds ?? spec.testTimeoutSeconds;
+    sandbox = await Sandbox.create(
+      {
+        image,
+        network: "none",
+        lifetimeSeconds: timeoutSeconds + 900,
+        commandTimeoutSeconds: 300,
+        workdir: spec.workdir,
+        namePrefix: "forager-eval",
+        labels: { ...(opts.labels ?? {}), "forager.eval": task.id },
+        ...(opts.cpus ? { cpus: opts.cpus } : {}),
+        ...(opts.memoryBytes ? { memoryBytes: opts.memoryBytes } : {}),
+      },
+      { logger: log },
+    );
+    const nonce = makeNonce();
+    const dir = `/tmp/forager-eval-${makeNonce(6)}`;
+    const pytest = isPytestCommand(spec);
+    const junitDir = pytest ? `/tmp/forager-junit-${nonce}` : undefined;
+    const junitPath = junitDir ? `${junitDir}/report-${makeNonce(8)}.xml` : undefined;
+    const testFiles = [...new Set([...diffTargetPaths(task.testPatch), ...diffHeaderPaths(task.testPatch)])];
+    addLog(`>>>>> forager evaluation of ${task.id} (model ${model}) in ${image}`);
+
+    const prep = await driver<PrepareOut>(
+      sandbox,
+      {
+        mode: "prepare",
+        workdir: spec.workdir,
+        dir,
+        model: patch,
+        test: task.testPatch,
+        applyCommands: (Object.keys(APPLY_COMMANDS) as ApplyMethod[]).map((m) => [m, APPLY_COMMANDS[m].split(" ")]),
+        modelPaths: diffHeaderPaths(patch),
+        testFiles,
+        testLike: TEST_LIKE_PATH.source,
+        junitDir,
+      },
+      spec.workdir,
+    );
+    if (prep.error || !prep.base) throw new EnvironmentError(prep.error ?? "no base commit");
+    for (const a of prep.attempts ?? []) {
+      addLog(`>>>>> ${APPLY_COMMANDS[a.method]} (exit ${a.exitCode})`);
+      addLog(escapeMarkers(a.output.trimEnd()));
+    }
+    if (!prep.method) {
+      addLog(`${LOG_MARKERS.applyPatchFail}`);
+      return notGraded("patch_apply_failed", "no apply command applied the patch (git apply, git apply --reject, patch --fuzz=5)");
+    }
+    addLog(`${LOG_MARKERS.applyPatchPass} (${APPLY_COMMANDS[prep.method]})`);
+    base.resetFiles = prep.reset ?? [];
+    if (base.resetFiles.length) addLog(`>>>>> Reset test files the patch touched: ${base.resetFiles.join(" ")}`);
+    if (prep.resetProblems?.length) {
+      addLog(`${LOG_MARKERS.resetFailed}: ${prep.resetProblems.join("; ")}`);
+      return notGraded("env_error", `reset failed: ${prep.resetProblems.join("; ")}`, {
+        applyMethod: prep.method,
+        applied: true,
+        infra: "reset failed",
+      });
+    }
+    if (prep.testApply && prep.testApply.exitCode !== 0) {
+      addLog(escapeMarkers(prep.testApply.output));
+      addLog(`${LOG_MARKERS.testsError}: the test patch did not apply`);
+      return notGraded("env_error", `the test patch did not apply: ${prep.testApply.output.slice(-500)}`, {
+        applyMethod: prep.method,
+        applied: true,
+        infra: "test patch did not apply",
+      });
+    }
+
+    // Run the tests.
+    const directives = testDirectives(task.testPatch, task.repo);
+    const script = testScript(spec, directives, junitPath);
+    const run = await sandbox.exec(["bash", "-c", script], { timeoutSeconds, workdir: spec.workdir });
+    base.testSeconds = run.durationMs / 1000;
+    const output = run.stdout.toString("utf8") + run.stderr.toString("utf8");
+    const markers = nonceMarkers(nonce);
+    addLog(`+ ${spec.testCommand}${directives.length ? " " + directives.join(" ") : ""}`);
+    addLog(markers.start);
+    const escaped = escapeMarkers(output.replace(/\n$/, ""));
+    addLog(escaped);
+    addLog(markers.end);
+    const timedOut = run.timedOut || run.exitCode === null;
+    if (timedOut) {
+      addLog(`${LOG_MARKERS.testsTimeout} after ${timeoutSeconds} s`);
+      return notGraded("timeout", `the tests ran longer than ${timeoutSeconds} s`, {
+        applyMethod: prep.method,
+        applied: true,
+        testSeconds: base.testSeconds,
+      });
+    }
+    base.testExitCode = run.exitCode;
+    addLog(`${LOG_MARKERS.testExitCode}: ${run.exitCode}`);
+
+    const collected = await driver<CollectOut>(
+      sandbox,
+      { mode: "collect", workdir: spec.workdir, dir, junitPath, testFiles, base: prep.base },
+      spec.workdir,
+    );
+    const check = crossCheckTestLog({
+      parser: spec.logParser,
+      output: escaped,
+      exitCode: run.exitCode,
+      ...(pytest ? { junitXml: collected.junit } : {}),
+      knownFiles: testFiles,
+      repo: task.repo,
+    });
+    base.sources = check.sources;
+    base.conflicts = check.conflicts;
+    if (check.statuses) base.statuses = Object.fromEntries(check.statuses);
+    const g = gradeInstance({
+      instanceId: task.id,
+      failToPass: task.failToPass,
+      passToPass: task.passToPass,
+      statuses: check.statuses,
+      patchApplied: true,
+      patchExists: true,
+    });
+    const outcome: EvalOutcome = g.resolved ? "pass" : "fail";
+    let reason = check.reason;
+    if (!reason && !g.resolved && g.testsStatus) {
+      const failing = [...g.testsStatus.FAIL_TO_PASS.failure, ...g.testsStatus.PASS_TO_PASS.failure];
+      reason = `${g.resolution}: failing ${failing.slice(0, 10).join(", ")}${failing.length > 10 ? ` (+${failing.length - 10})` : ""}`;
+    }
+    if (check.conflicts.length) addLog(`>>>>> forager: conflicting statuses (worst kept): ${check.conflicts.join(" ")}`);
+    if (check.reason) addLog(`>>>>> forager: ${check.reason}`);
+    return finish(
+      {
+        ...base,
+        outcome,
+        ...(reason ? { reason } : {}),
+        resolved: g.resolved,
+        resolution: g.resolution,
+        patchExists: true,
+        applyMethod: prep.method,
+        testsStatus: g.testsStatus,
+        report: g.report,
+      },
+      true,
+    );
+  } catch (err) {
+    const msg = (err as Error).message;
+    log.warn({ err: msg }, "evaluation failed (environment)");
+    addLog(`>>>>> forager: environment error: ${msg}`);
+    return notGraded("env_error", msg, { infra: msg, ...(image ? { image } : {}) });
+  } finally {
+    await sandbox?.destroy();
+  }
+}
