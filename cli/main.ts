@@ -48,6 +48,7 @@ program.hook("preAction", async (_root, action) => {
 });
 
 registerImageCommands(program);
+(await import("./eval")).registerEvalCommand(program);
 registerSandboxCommands(program);
 registerAgentCommands(program);
 

@@ -1,0 +1,222 @@
+/**
+ * A SWE-bench evaluation run: a dataset, predictions (a file, or `gold` / `empty`), N
+ * evaluations in parallel, images built when missing, per-instance reports and the run report in
+ * the harness's layout and format.
+ *
+ *   <out>/<run_id>/<model>/<instance_id>/{patch.diff, test_output.txt, report.json, eval.json}
+ *   <out>/<run_id>/<model>.<run_id>.json            (run report, schema_version 2)
+ *
+ * Instances that need the network (images/swebench-specs `needsNetwork`), have a known issue,
+ * have no image spec, or whose repository is not found are skipped with the reason; the run
+ * report then counts them as the harness would (a prediction without a report is an error).
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { buildInstanceImage, type BuildOptions } from "../images/build";
+import type { RepoSource } from "../images/spec";
+import { knownIssue, loadSweBenchSpecs, networkRequirement, specForSweBench, type SweBenchSpecTable } from "../images/swebench-specs";
+import { silentLogger, type Logger } from "../lib/log";
+import {
+  emptyPredictions,
+  goldPredictions,
+  loadPredictions,
+  type Prediction,
+} from "../tasks/predictions";
+import { loadSweBench, sweBenchRowToTask, type LoadError, type SweBenchRow } from "../tasks/swebench";
+import { evaluatePatch, modelFolderName, type EvalResult } from "./evaluate";
+import { buildRunReport, type RunReport } from "./grading";
+
+export interface EvalRunOptions {
+  /** SWE-bench dataset file (JSON, JSON object, JSONL). */
+  dataset: string;
+  /** `gold`, `empty`, or a predictions file. */
+  predictions: string;
+  /** Only these instance ids (default: every instance that has a prediction). */
+  instances?: string[];
+  /** Evaluations in parallel (default 1). */
+  workers?: number;
+  /** Directory holding repositories (see {@link findRepository}). */
+  repos?: string;
+  runId: string;
+  /** Root of the logs (default `logs/run_evaluation`). */
+  out?: string;
+  /** Spec table file (default images/swebench-specs.json). */
+  specTable?: string;
+  /** Test timeout override, seconds. */
+  timeoutSeconds?: number;
+  /** Sandbox CPU cores. */
+  cpus?: number;
+  build?: BuildOptions;
+  logger?: Logger;
+  /** Called when an instance starts building/evaluating and when it is done. */
+  onProgress?: (e: { instanceId: string; phase: "build" | "evaluate" | "done"; result?: EvalResult; done: number; total: number }) => void;
+}
+
+export interface SkippedInstance {
+  instanceId: string;
+  reason: string;
+}
+
+export interface EvalRunResult {
+  runId: string;
+  model: string;
+  results: EvalResult[];
+  skipped: SkippedInstance[];
+  /** Dataset / prediction records that could not be read. */
+  loadErrors: LoadError[];
+  report: RunReport;
+  reportFile: string;
+  logDir: string;
+  seconds: number;
+}
+
+/**
+ * Where repository `owner/name` is under `dir`: `owner+name/repo`, `owner+name`, `owner__name`
+ * or `owner/name`, bare or not (the first that is a git repository).
+ */
+export function findRepository(dir: string, repo: string): string | undefined {
+  const [owner, name] = repo.split("/") as [string, string];
+  const candidates = [
+    path.join(dir, `${owner}+${name}`, "repo"),
+    path.join(dir, `${owner}+${name}`),
+    path.join(dir, `${owner}__${name}`),
+    path.join(dir, owner, name),
+  ];
+  const isRepo = (p: string) =>
+    fs.existsSync(path.join(p, ".git")) || (fs.existsSync(path.join(p, "HEAD")) && fs.existsSync(path.join(p, "objects")));
+  return candidates.find(isRepo);
+}
+
+/** Run `fn` over `items` with at most `n` in flight. */
+async function pool<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(n, items.length)) }, worker));
+}
+
+/** Evaluate predictions on a dataset; see the module comment. */
+export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult> {
+  const started = performance.now();
+  const log = opts.logger ?? silentLogger;
+  const table: SweBenchSpecTable = loadSweBenchSpecs(opts.specTable);
+  const { rows, errors: datasetErrors } = await loadSweBench(opts.dataset);
+  let predictions: Prediction[];
+  const loadErrors: LoadError[] = [...datasetErrors];
+  if (opts.predictions === "gold") predictions = goldPredictions(rows);
+  else if (opts.predictions === "empty") predictions = emptyPredictions(rows);
+  else {
+    const p = await loadPredictions(opts.predictions);
+    predictions = p.predictions;
+    loadErrors.push(...p.errors);
+  }
+  const byId = new Map(predictions.map((p) => [p.instance_id, p]));
+  const rowById = new Map(rows.map((r) => [r.instance_id, r]));
+  const wanted = opts.instances?.length ? opts.instances : rows.map((r) => r.instance_id).filter((id) => byId.has(id));
+  const model = predictions.find((p) => wanted.includes(p.instance_id))?.model_name_or_path ?? opts.predictions;
+  const logDir = path.join(opts.out ?? path.join("logs", "run_evaluation"), opts.runId);
+
+  const skipped: SkippedInstance[] = [];
+  const todo: { row: SweBenchRow; prediction: Prediction; source?: RepoSource }[] = [];
+  for (const id of wanted) {
+    const row = rowById.get(id);
+    const prediction = byId.get(id);
+    if (!row) {
+      skipped.push({ instanceId: id, reason: "not in the dataset" });
+      continue;
+    }
+    if (!prediction) {
+      skipped.push({ instanceId: id, reason: "no prediction" });
+      continue;
+    }
+    const net = networkRequirement(id, table);
+    if (net) {
+      skipped.push({ instanceId: id, reason: `needs the network: ${net}` });
+      continue;
+    }
+    const issue = knownIssue(id, table);
+    if (issue) {
+      skipped.push({ instanceId: id, reason: `known issue: ${issue}` });
+      continue;
+    }
+    let source: RepoSource | undefined;
+    if (opts.repos) {
+      const p = findRepository(opts.repos, row.repo);
+      if (p) source = { type: "path", path: p };
+    }
+    if (!source && prediction.model_patch) {
+      skipped.push({ instanceId: id, reason: `repository ${row.repo} not found${opts.repos ? ` under ${opts.repos}` : " (no --repos)"}` });
+      continue;
+    }
+    todo.push({ row, prediction, ...(source ? { source } : {}) });
+  }
+
+  const results: EvalResult[] = [];
+  let done = 0;
+  await pool(todo, opts.workers ?? 1, async ({ row, prediction, source }) => {
+    const id = row.instance_id;
+    let task;
+    try {
+      task = sweBenchRowToTask(row, (r) => specForSweBench({ ...r, version: r.version ?? "" }, { table, ...(source ? { source } : {}) }));
+    } catch (err) {
+      skipped.push({ instanceId: id, reason: `no image spec: ${(err as Error).message}` });
+      done++;
+      return;
+    }
+    const patch = prediction.model_patch ?? "";
+    let image: string | undefined;
+    let buildError: string | undefined;
+    if (patch.trim() !== "") {
+      opts.onProgress?.({ instanceId: id, phase: "build", done, total: todo.length });
+      try {
+        image = (await buildInstanceImage(task.image, opts.build ?? {})).tag;
+      } catch (err) {
+        buildError = (err as Error).message;
+        log.warn({ instance: id, err: buildError }, "image build failed");
+      }
+    }
+    opts.onProgress?.({ instanceId: id, phase: "evaluate", done, total: todo.length });
+    const result = await evaluatePatch(task, patch, {
+      model: prediction.model_name_or_path,
+      logDir,
+      logger: log,
+      labels: { "forager.run": opts.runId },
+      ...(image ? { image } : buildError ? { image: "forager/unbuilt:image-build-failed" } : {}),
+      ...(opts.timeoutSeconds ? { timeoutSeconds: opts.timeoutSeconds } : {}),
+      ...(opts.cpus ? { cpus: opts.cpus } : {}),
+    });
+    const final = buildError ? { ...result, outcome: "env_error" as const, reason: `image build failed: ${buildError}` } : result;
+    results.push(final);
+    done++;
+    opts.onProgress?.({ instanceId: id, phase: "done", result: final, done, total: todo.length });
+  });
+
+  const report = buildRunReport(
+    wanted.map((id) => {
+      const r = results.find((x) => x.instanceId === id);
+      const p = byId.get(id);
+      const hasReport = r && r.outcome !== "timeout" && r.outcome !== "env_error";
+      return { instanceId: id, modelPatch: p?.model_patch ?? null, report: hasReport ? r.report : null };
+    }).filter((o) => byId.has(o.instanceId)),
+    { datasetIds: wanted },
+  );
+  fs.mkdirSync(logDir, { recursive: true });
+  const reportFile = path.join(logDir, `${modelFolderName(model)}.${opts.runId}.json`);
+  fs.writeFileSync(reportFile, JSON.stringify(report, null, 4));
+  results.sort((a, b) => a.instanceId.localeCompare(b.instanceId));
+  return {
+    runId: opts.runId,
+    model,
+    results,
+    skipped,
+    loadErrors,
+    report,
+    reportFile,
+    logDir,
+    seconds: (performance.now() - started) / 1000,
+  };
+}
