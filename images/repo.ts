@@ -180,7 +180,7 @@ async function revParse(git: SimpleGit, commit: string): Promise<string | undefi
 async function updateRefStdin(dir: string, input: string): Promise<void> {
   const { spawn } = await import("node:child_process");
   await new Promise<void>((resolve, reject) => {
-    const child = spawn("git", ["update-ref", "--stdin"], { cwd: dir, stdio: ["pipe", "ignore", "pipe"] });
+    const child = spawn("git", ["update-ref", "--no-deref", "--stdin"], { cwd: dir, stdio: ["pipe", "ignore", "pipe"] });
     let err = "";
     child.stderr.on("data", (c: Buffer) => (err += c.toString()));
     child.on("error", reject);

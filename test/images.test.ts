@@ -179,7 +179,7 @@ describe("env + instance build", () => {
     expect(await imageExists(e.tag)).toBe(false);
     // forcerm: no intermediate container of this build is left.
     const left = await docker().listContainers({ all: true, filters: { ancestor: [first.env.id] } });
-    expect(left).toEqual([]);
+    expect(left.filter((c) => c.Command.includes("boom-marker-output"))).toEqual([]);
   });
 
   it("a failing preInstall line fails the env layer, naming the step", async () => {
@@ -250,6 +250,20 @@ describe("repository preparation (host side)", () => {
     expect(b.commit).toBe(repo.baseSha);
     expect(() => git(b.dir, ["cat-file", "-e", repo.fixSha])).toThrow();
     expect(git(b.dir, ["remote"])).toBe("");
+  });
+
+  it("a source with promisor packs (partial-clone style) still leaves no later commit", async () => {
+    const src = path.join(tmp, "promisor.git");
+    execFileSync("git", ["clone", "-q", "--bare", repo.dir, src]);
+    execFileSync("git", ["repack", "-a", "-d", "-q"], { cwd: src });
+    const packDir = path.join(src, "objects", "pack");
+    for (const f of fs.readdirSync(packDir).filter((f) => f.endsWith(".pack"))) {
+      fs.writeFileSync(path.join(packDir, f.replace(/\.pack$/, ".promisor")), "");
+    }
+    const p = await prepareRepository({ type: "path", path: src }, repo.baseSha, path.join(tmp, "prep-promisor"));
+    expect(p.commitCount).toBe(2);
+    expect(() => git(p.dir, ["cat-file", "-e", repo.fixSha])).toThrow();
+    expect(fs.readdirSync(path.join(p.dir, ".git", "objects", "pack")).filter((f) => f.endsWith(".promisor"))).toEqual([]);
   });
 
   it("an unknown commit is an error naming it", async () => {
