@@ -1,0 +1,223 @@
+/**
+ * `forage` and `resume`: a run from task files to trajectories, a manifest and a summary.
+ *
+ * Embedded (no Redis URL): a private redis-server (persistence in `<runDir>/redis`, a free
+ * loopback port) and workers in this process. Remote (`redisUrl`): the run is enqueued for the
+ * workers of that Redis, and (unless `detach`) followed until it completes.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import type { Redis } from "ioredis";
+import { silentLogger, type Logger } from "../lib/log";
+import type { Task } from "../tasks/schema";
+import { startRedisServer, type RedisServerHandle } from "./redis-server";
+import { closeQueues, openQueues, readRunFiles, runStatus, submitRun, waitForRun, writeManifest, writeRunFiles, type Manifest, type RunStatus } from "./run";
+import { RunSpecSchema, runPaths, type RunSpec, type RunSpecInput } from "./spec";
+import { writeFileAtomic } from "./storage";
+import { loadTaskFiles, type TaskLoadError } from "./tasks-file";
+import { redisConnection, startWorker, type ForagerWorker, type WorkerOptions } from "./worker";
+
+/** The end of a run, for people and scripts (`<runDir>/summary.json`). */
+export interface RunSummary {
+  runId: string;
+  runDir: string;
+  tasks: number;
+  samples: number;
+  expected: number;
+  trajectories: number;
+  resolved: number;
+  /** resolved / trajectories */
+  resolvedRate: number;
+  failed: number;
+  skipped: number;
+  duplicatesDropped: number;
+  nearDuplicateClusters: number;
+  /** pass@1, pass@K (mean over tasks; Chen et al. 2021 unbiased estimator). */
+  metrics: Record<string, number>;
+  /** Wall time of this invocation, seconds. */
+  wallSeconds: number;
+  turns: number;
+  /** Turns per second over the invocation. */
+  turnsPerSecond: number;
+  taskErrors: number;
+}
+
+export interface ForageOptions {
+  taskFiles: string[];
+  samples: number;
+  /** Run directory (created). */
+  out: string;
+  runId?: string;
+  stopAfterSuccesses?: number;
+  maxTurns?: number;
+  policy: RunSpec["policy"];
+  sampling?: RunSpecInput["sampling"];
+  agent?: Record<string, unknown>;
+  images?: Record<string, string>;
+  attempts?: number;
+  backoffMs?: number;
+  episodeTimeoutSeconds?: number;
+  shardRecords?: number;
+  /** Remote mode: enqueue into this Redis. */
+  redisUrl?: string;
+  /** Remote mode: return once enqueued. */
+  detach?: boolean;
+  /** Embedded workers' options (concurrency, stage functions, lock timings). */
+  worker?: Omit<WorkerOptions, "redisUrl">;
+  /** Figures every `progressMs` (default 1000). */
+  onProgress?: (s: RunStatus, rates: { turnsPerSecond: number; elapsedSeconds: number }) => void;
+  progressMs?: number;
+  /** Bad task lines (also written to `<runDir>/task-errors.jsonl`). */
+  onTaskErrors?: (errors: TaskLoadError[]) => void;
+  logger?: Logger;
+  signal?: AbortSignal;
+}
+
+export interface ForageResult {
+  spec: RunSpec;
+  status: RunStatus;
+  manifest?: Manifest;
+  summary?: RunSummary;
+  taskErrors: TaskLoadError[];
+}
+
+/** A run id: `<UTC date>-<4 random hex>`, e.g. `20250101T120000-ab12`. */
+export function newRunId(): string {
+  return `${new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "")}-${randomBytes(2).toString("hex")}`;
+}
+
+/** Start a run (see module comment). */
+export async function forage(opts: ForageOptions): Promise<ForageResult> {
+  const runDir = path.resolve(opts.out);
+  const loaded = await loadTaskFiles(opts.taskFiles);
+  fs.mkdirSync(runDir, { recursive: true });
+  if (loaded.errors.length) {
+    opts.onTaskErrors?.(loaded.errors);
+    await writeFileAtomic(runPaths(runDir).taskErrors, loaded.errors.map((e) => JSON.stringify(e)).join("\n") + "\n");
+  }
+  if (fs.existsSync(runPaths(runDir).spec)) throw new Error(`${runDir} already holds a run: use \`forager resume ${runDir}\``);
+  const spec = RunSpecSchema.parse({
+    runId: opts.runId ?? newRunId(),
+    runDir,
+    createdAt: new Date().toISOString(),
+    taskFiles: opts.taskFiles.map((f) => path.resolve(f)),
+    samples: opts.samples,
+    stopAfterSuccesses: opts.stopAfterSuccesses,
+    maxTurns: opts.maxTurns,
+    policy: opts.policy,
+    sampling: opts.sampling ?? {},
+    agent: opts.agent ?? {},
+    images: opts.images ?? {},
+    attempts: opts.attempts,
+    backoffMs: opts.backoffMs,
+    episodeTimeoutSeconds: opts.episodeTimeoutSeconds,
+    shardRecords: opts.shardRecords,
+  } satisfies RunSpecInput);
+  await writeRunFiles(spec, loaded.tasks);
+  if (opts.redisUrl) {
+    const raw = JSON.parse(fs.readFileSync(runPaths(runDir).spec, "utf8")) as Record<string, unknown>;
+    await writeFileAtomic(runPaths(runDir).spec, JSON.stringify({ ...raw, redisUrl: opts.redisUrl }, null, 2) + "\n");
+  }
+  const r = await drive(spec, loaded.tasks, opts);
+  return { ...r, taskErrors: loaded.errors };
+}
+
+/** Resume a run from its directory: re-submit (idempotent), run, finish. */
+export async function resume(runDir: string, opts: Omit<ForageOptions, "taskFiles" | "samples" | "out" | "policy"> = {}): Promise<ForageResult> {
+  const { spec, tasks } = readRunFiles(path.resolve(runDir));
+  const r = await drive(spec, tasks, { ...opts, redisUrl: opts.redisUrl ?? spec.redisUrl });
+  return { ...r, taskErrors: [] };
+}
+
+async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "redisUrl" | "detach" | "worker" | "onProgress" | "progressMs" | "logger" | "signal">): Promise<Omit<ForageResult, "taskErrors">> {
+  const log = (opts.logger ?? silentLogger).child({ component: "forage", run: spec.runId });
+  const started = performance.now();
+  let server: RedisServerHandle | undefined;
+  let worker: ForagerWorker | undefined;
+  let redis: Redis | undefined;
+  let queues: ReturnType<typeof openQueues> | undefined;
+  try {
+    let url = opts.redisUrl;
+    if (!url) {
+      server = await startRedisServer({ dir: runPaths(spec.runDir).redis });
+      url = server.url;
+      log.info({ url }, "private redis-server started");
+    }
+    redis = redisConnection(url);
+    queues = openQueues(url);
+    await submitRun(redis, queues, spec, tasks);
+    if (opts.detach && opts.redisUrl) {
+      return { spec, status: await runStatus(redis, spec.runId) };
+    }
+    if (!opts.redisUrl) worker = await startWorker({ ...opts.worker, redisUrl: url, logger: opts.worker?.logger ?? opts.logger });
+    let lastTurns = 0;
+    let lastT = performance.now();
+    const status = await waitForRun(redis, queues, spec, tasks, {
+      intervalMs: opts.progressMs ?? 1000,
+      signal: opts.signal,
+      onProgress: (s) => {
+        const now = performance.now();
+        const tps = (s.turns - lastTurns) / Math.max(1e-3, (now - lastT) / 1000);
+        lastTurns = s.turns;
+        lastT = now;
+        opts.onProgress?.(s, { turnsPerSecond: tps, elapsedSeconds: (now - started) / 1000 });
+      },
+    });
+    if (worker) {
+      await worker.close();
+      worker = undefined;
+    }
+    const manifest = await writeManifest(spec.runDir);
+    const wallSeconds = (performance.now() - started) / 1000;
+    const summary: RunSummary = {
+      runId: spec.runId,
+      runDir: spec.runDir,
+      tasks: tasks.length,
+      samples: spec.samples,
+      expected: manifest.expected,
+      trajectories: manifest.trajectories,
+      resolved: manifest.resolved,
+      resolvedRate: manifest.trajectories ? manifest.resolved / manifest.trajectories : 0,
+      failed: manifest.failures.length,
+      skipped: status.skipped,
+      duplicatesDropped: manifest.duplicatesDropped,
+      nearDuplicateClusters: manifest.nearDuplicates?.clusters ?? 0,
+      metrics: manifest.metrics,
+      wallSeconds,
+      turns: status.turns,
+      turnsPerSecond: status.turns / wallSeconds,
+      taskErrors: fs.existsSync(runPaths(spec.runDir).taskErrors) ? fs.readFileSync(runPaths(spec.runDir).taskErrors, "utf8").split("\n").filter(Boolean).length : 0,
+    };
+    await writeFileAtomic(runPaths(spec.runDir).summary, JSON.stringify(summary, null, 2) + "\n");
+    return { spec, status, manifest, summary };
+  } finally {
+    await worker?.close({ force: true }).catch(() => undefined);
+    if (queues) await closeQueues(queues).catch(() => undefined);
+    redis?.disconnect();
+    await server?.stop();
+  }
+}
+
+/** One progress line: tasks, in flight, done, resolved rate, turns/s, errors. */
+export function formatProgress(s: RunStatus, rates: { turnsPerSecond: number; elapsedSeconds: number }): string {
+  const settled = s.done + s.skipped + s.failed;
+  const rate = s.done ? ((100 * s.resolved) / s.done).toFixed(1) : "-";
+  return (
+    `[${rates.elapsedSeconds.toFixed(0)} s] tasks ${s.tasks} · in flight ${s.inFlight} · done ${settled}/${s.expected}` +
+    `${s.skipped ? ` (${s.skipped} skipped)` : ""} · resolved ${s.resolved} (${rate}%) · ${rates.turnsPerSecond.toFixed(1)} turns/s · ` +
+    `errors ${s.attemptErrors} attempts, ${s.failed} failed`
+  );
+}
+
+/** The final summary for people. */
+export function formatSummary(s: RunSummary): string {
+  const pct = (x: number | undefined) => (x === undefined ? "-" : `${(100 * x).toFixed(1)}%`);
+  const lines = [
+    `run ${s.runId} → ${s.runDir}`,
+    `  tasks ${s.tasks} × ${s.samples} samples = ${s.expected}; trajectories ${s.trajectories} (resolved ${s.resolved}, ${pct(s.resolvedRate)}); failed ${s.failed}; skipped ${s.skipped}`,
+    `  pass@1 ${pct(s.metrics["pass@1"])}${s.samples > 1 ? ` · pass@${s.samples} ${pct(s.metrics[`pass@${s.samples}`])}` : ""}`,
+    `  ${s.turns} turns in ${s.wallSeconds.toFixed(1)} s (${s.turnsPerSecond.toFixed(1)} turns/s); duplicates dropped ${s.duplicatesDropped}; near-duplicate clusters ${s.nearDuplicateClusters}${s.taskErrors ? `; bad task lines ${s.taskErrors}` : ""}`,
+  ];
+  return lines.join("\n");
+}

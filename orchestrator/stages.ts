@@ -1,0 +1,224 @@
+/**
+ * The three stage functions a worker runs, injectable so tests can replace the expensive ones:
+ *
+ * - {@link ImageFn}: (task) → image tag (default: the run's pre-built tag, else the cached
+ *   instance image of images/build.ts, built when missing);
+ * - {@link RolloutFn}: (task, sampleIndex, ctx) → trajectory, not yet evaluated (default: one
+ *   agent episode, agent/episode.ts runEpisode, with the run's policy; the hidden-test evaluation
+ *   deferred to the next stage);
+ * - {@link EvaluateFn}: (task, trajectory) → the trajectory with its evaluation and reward
+ *   (default: rewards/evaluate.ts `evaluatePatch` when present, reward by rewards/reward.ts).
+ *
+ * Errors: throwing from a stage fails the attempt; BullMQ retries it with exponential backoff
+ * (run `attempts`, `backoffMs`); throw bullmq's `UnrecoverableError` for failures retrying cannot fix.
+ */
+import { UnrecoverableError } from "bullmq";
+import type { Redis } from "ioredis";
+import { agentConfig, type AgentConfigInput } from "../agent/config";
+import { runEpisode, type Evaluator } from "../agent/episode";
+import type { Policy, PolicyContext, PolicyStep } from "../agent/policy";
+import type { Trajectory } from "../agent/trajectory";
+import { EnvironmentError } from "../lib/errors";
+import type { Logger } from "../lib/log";
+import { computeReward } from "../rewards/reward";
+import type { Task } from "../tasks/schema";
+import { RedisSemaphore } from "./semaphore";
+import type { RunSpec } from "./spec";
+
+/** What a rollout gets besides the task and its sample index. */
+export interface RolloutContext {
+  runId: string;
+  spec: RunSpec;
+  /** The trajectory id to use (`<run>/<task>/<sample>`); the worker sets it anyway. */
+  trajectoryId: string;
+  /** 0-based attempt of this job. */
+  attempt: number;
+  /** Aborted when the job's time is up or the worker shuts down. */
+  signal: AbortSignal;
+  logger: Logger;
+  /** Call after each turn (live turns/second). */
+  onTurn: () => void;
+  /** The run's Redis (semaphores). */
+  redis: Redis;
+  /** The image tag for a task (the worker's ImageFn, memoised). */
+  resolveImage: (task: Task) => Promise<string>;
+}
+
+export type RolloutFn = (task: Task, sampleIndex: number, ctx: RolloutContext) => Promise<Trajectory>;
+export type EvaluateFn = (task: Task, trajectory: Trajectory, ctx: { spec: RunSpec; signal: AbortSignal; logger: Logger }) => Promise<Trajectory>;
+export type ImageFn = (task: Task, ctx: { spec: RunSpec; logger: Logger }) => Promise<string>;
+
+/** Evaluation reason of a rollout whose evaluation is left to the evaluation stage. */
+export const DEFERRED_REASON = "forager: evaluation deferred to the evaluation stage";
+
+/** The Evaluator passed to runEpisode in the rollout stage: records that evaluation is pending. */
+export const deferredEvaluator: Evaluator = async () => ({ outcome: "fail", resolved: false, reason: DEFERRED_REASON });
+
+/** Default image stage: the run's pre-built tag, else images/build.ts buildInstanceImage (cached by content). */
+export const defaultImage: ImageFn = async (task, { spec }) => {
+  const pre = spec.images[task.id];
+  if (pre) return pre;
+  const { buildInstanceImage } = await import("../images/build");
+  try {
+    return (await buildInstanceImage(task.image)).tag;
+  } catch (err) {
+    throw new EnvironmentError(`image for ${task.id}: ${(err as Error).message}`, { cause: err });
+  }
+};
+
+/** The agent settings of a sample: the run's `agent`, then T, sampling, seed + sample; env errors retried by the queue. */
+export function episodeConfig(spec: RunSpec, sample: number): AgentConfigInput {
+  const cfg: Record<string, unknown> = { maxEnvRetries: 0, ...spec.agent };
+  if (spec.maxTurns !== undefined) cfg.maxTurns = spec.maxTurns;
+  if (spec.sampling.temperature !== undefined) cfg.temperature = spec.sampling.temperature;
+  if (spec.sampling.topP !== undefined) cfg.topP = spec.sampling.topP;
+  if (spec.sampling.seed !== undefined) cfg.seed = spec.sampling.seed + sample;
+  if (spec.policy.kind === "http" && spec.policy.mode) cfg.mode = spec.policy.mode;
+  return agentConfig(cfg as AgentConfigInput);
+}
+
+/** The inference failed for good (after the client's retries): retried by the queue, then a job failure. */
+export class InferenceUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "InferenceUnavailableError";
+  }
+}
+
+/** Wraps a policy so each model request holds a slot of a global Redis semaphore. */
+export class LimitedPolicy implements Policy {
+  readonly kind: string;
+  constructor(
+    private readonly inner: Policy,
+    private readonly sem: RedisSemaphore,
+  ) {
+    this.kind = inner.kind;
+  }
+  identity() {
+    return this.inner.identity?.() ?? Promise.resolve({});
+  }
+  start(task: Task, config: Parameters<NonNullable<Policy["start"]>>[1]) {
+    return this.inner.start?.(task, config);
+  }
+  next(ctx: PolicyContext): Promise<PolicyStep> {
+    return this.sem.use(() => this.inner.next(ctx), ctx.signal);
+  }
+}
+
+type ClientCtor = typeof import("../inference-client/client").InferenceClient;
+const clients = new Map<string, InstanceType<ClientCtor>>();
+
+/** Close the inference clients made by {@link makePolicy} (worker shutdown). */
+export async function closePolicyClients(): Promise<void> {
+  const all = [...clients.values()];
+  clients.clear();
+  await Promise.allSettled(all.map((c) => c.close()));
+}
+
+/**
+ * The policy of one episode. "http": the endpoint with the fewest requests in flight (over all
+ * workers) is chosen for the whole episode (sticky, so the server's prefix cache serves the
+ * growing prompt), and every request holds a slot of that endpoint's global semaphore.
+ */
+export async function makePolicy(spec: RunSpec, redis: Redis): Promise<Policy> {
+  if (spec.policy.kind === "oracle") {
+    const { OraclePolicy } = await import("../agent/oracle");
+    return new OraclePolicy();
+  }
+  const { InferenceClient } = await import("../inference-client/client");
+  const { HttpPolicy } = await import("../agent/policy");
+  const eps = spec.policy.endpoints;
+  const sems = eps.map((e) => new RedisSemaphore(redis, `endpoint:${e.url}`, { limit: e.maxConcurrentRequests }));
+  const load = await Promise.all(sems.map((s) => s.holders()));
+  let best = 0;
+  load.forEach((l, i) => {
+    if (l / eps[i]!.maxConcurrentRequests < load[best]! / eps[best]!.maxConcurrentRequests) best = i;
+  });
+  const ep = eps[best]!;
+  const key = JSON.stringify(ep);
+  let client = clients.get(key);
+  if (!client) {
+    client = new InferenceClient({
+      endpoints: [{ url: ep.url, model: ep.model, apiKey: ep.apiKey, maxConcurrency: ep.maxConcurrentRequests }],
+      retries: Number(spec.agent.inferenceRetries ?? 5),
+      requestDeadlineSeconds: Number(spec.agent.modelDeadlineSeconds ?? 600),
+    });
+    clients.set(key, client);
+  }
+  return new LimitedPolicy(new HttpPolicy(client), sems[best]!);
+}
+
+/** Default rollout: one agent episode with the run's policy; evaluation deferred. */
+export const defaultRollout: RolloutFn = async (task, sample, ctx) => {
+  const config = episodeConfig(ctx.spec, sample);
+  const policy = await makePolicy(ctx.spec, ctx.redis);
+  const image = await ctx.resolveImage(task);
+  const t = await runEpisode({
+    task,
+    policy,
+    config,
+    image,
+    evaluator: deferredEvaluator,
+    id: ctx.trajectoryId,
+    labels: { "forager.run": ctx.runId },
+    signal: ctx.signal,
+    logger: ctx.logger,
+    onTurn: ctx.onTurn,
+  });
+  if (t.endReason === "env_error") throw new EnvironmentError(t.endDetail ?? "environment error");
+  if (t.endReason === "policy_error" && /InferenceError|InferenceUnavailable/.test(t.endDetail ?? "")) {
+    throw new InferenceUnavailableError(t.endDetail ?? "inference failed");
+  }
+  if (t.endReason === "policy_error" && ctx.signal.aborted) throw new Error(`episode aborted: ${String(ctx.signal.reason ?? "timeout")}`);
+  return t;
+};
+
+let evaluatorPromise: Promise<Evaluator | undefined> | undefined;
+/** rewards/evaluate.ts `evaluatePatch`, when that module exists (it is optional at run time). */
+async function harnessEvaluator(): Promise<Evaluator | undefined> {
+  evaluatorPromise ??= (async () => {
+    const spec = "../rewards/evaluate";
+    try {
+      const mod = (await import(/* @vite-ignore */ spec)) as { evaluatePatch?: Evaluator };
+      return typeof mod.evaluatePatch === "function" ? mod.evaluatePatch : undefined;
+    } catch {
+      return undefined;
+    }
+  })();
+  return evaluatorPromise;
+}
+
+/**
+ * An EvaluateFn from an Evaluator: trajectories whose evaluation was deferred are evaluated and
+ * rewarded (execution reward with the episode's reward config and the recorded patch similarity);
+ * others are returned as they are.
+ */
+export function evaluateWith(getEvaluator: () => Promise<Evaluator | undefined>): EvaluateFn {
+  return async (task, t, { signal }) => {
+    if (t.evaluation?.reason !== DEFERRED_REASON) return t;
+    const evaluator = await getEvaluator();
+    if (!evaluator) throw new UnrecoverableError("no evaluator: rewards/evaluate.ts evaluatePatch is not available");
+    const cfg = agentConfig(t.config as AgentConfigInput);
+    const t0 = performance.now();
+    let ev: Awaited<ReturnType<Evaluator>>;
+    try {
+      ev = await evaluator(task, t.submittedPatch ?? "", { timeoutSeconds: cfg.evalTimeoutSeconds, sandboxLifetimeSeconds: cfg.evalSandboxLifetimeSeconds, signal });
+    } catch (err) {
+      throw new EnvironmentError(`evaluation: ${(err as Error).message}`, { cause: err });
+    }
+    if (ev.outcome === "env_error") throw new EnvironmentError(`evaluation: ${ev.reason ?? "environment error"}`);
+    const seconds = (performance.now() - t0) / 1000;
+    const sim = t.rewardParts?.similarity;
+    const reward = computeReward({ passed: ev.resolved, similarity: typeof sim === "number" ? sim : undefined }, cfg.reward);
+    return {
+      ...t,
+      evaluation: { ...ev, seconds },
+      reward: reward.reward,
+      rewardParts: { ...reward.parts },
+      times: { ...t.times, evalSeconds: seconds, totalSeconds: t.times.totalSeconds + seconds },
+    };
+  };
+}
+
+/** Default evaluation stage: the SWE-bench harness evaluator (rewards/evaluate.ts). */
+export const defaultEvaluate: EvaluateFn = evaluateWith(harnessEvaluator);

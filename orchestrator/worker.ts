@@ -1,0 +1,410 @@
+/**
+ * A forager worker: BullMQ workers for the three stage queues (images → rollouts → evaluations)
+ * of every run in one Redis. Any number of them, on any machine with a Docker engine and the run
+ * directory (shared storage) mounted at the same path.
+ *
+ * Per sample (run, task, i) the pipeline is a chain of idempotent jobs with derived ids:
+ *   image job `img.<run>.<task>` → rollout jobs `roll.<run>.<task>.<i>` (i < K) → evaluation
+ *   job `eval.<run>.<task>.<i>` → a trajectory committed to a shard, recorded in the run's
+ *   `done` hash, then the job is acknowledged.
+ * Each stage first checks what is already durable (done hash, staging file) so a retried,
+ * stalled or re-submitted job never produces a second trajectory.
+ *
+ * Concurrency: rollouts from container slots ({@link containerSlots}); model requests are limited
+ * globally per endpoint by a Redis semaphore (stages.ts makePolicy).
+ */
+import os from "node:os";
+import path from "node:path";
+import { UnrecoverableError, Worker, Queue, type Job } from "bullmq";
+import { Redis, type RedisOptions } from "ioredis";
+import { TrajectorySchema, type Trajectory } from "../agent/trajectory";
+import { silentLogger, type Logger } from "../lib/log";
+import { TaskSchema, type Task } from "../tasks/schema";
+import { writeFileAtomic, readStaged, ShardWriter, stagingPath, writeStaged } from "./storage";
+import { QUEUE_PREFIX, QUEUES, RunSpecSchema, jobIds, runKeys, runPaths, sampleKey, trajectoryId, type RunSpec } from "./spec";
+import { closePolicyClients, defaultEvaluate, defaultImage, defaultRollout, type EvaluateFn, type ImageFn, type RolloutFn } from "./stages";
+import fsp from "node:fs/promises";
+
+/** Data of a job of any stage. */
+export interface StageJobData {
+  runId: string;
+  taskId: string;
+  /** Rollout and evaluation jobs. */
+  sample?: number;
+}
+
+/** What the `done` hash records per sample (small; the trajectory is in its shard). */
+export interface SampleSummary {
+  taskId: string;
+  sample: number;
+  resolved: boolean;
+  reward: number;
+  turns: number;
+  endReason: string;
+  shard: string;
+  offset: number;
+  worker: string;
+}
+
+/** What the `failed` hash (and `failures/<key>.json`) records for a sample whose job failed for good. */
+export interface SampleFailure {
+  taskId: string;
+  sample: number;
+  stage: "image" | "rollout" | "evaluation";
+  reason: string;
+  attempts: number;
+  at: string;
+}
+
+export interface WorkerOptions {
+  redisUrl: string;
+  /** Rollouts at once (default {@link containerSlots}). */
+  concurrency?: number;
+  /** Evaluations at once (default max(1, concurrency / 4)). */
+  evalConcurrency?: number;
+  /** Image builds at once (default 1). */
+  imageConcurrency?: number;
+  rollout?: RolloutFn;
+  evaluate?: EvaluateFn;
+  image?: ImageFn;
+  /** BullMQ lock of an active job, ms: a worker that stops renewing it (died) loses the job after this. Default 30000. */
+  lockDurationMs?: number;
+  /** How often stalled jobs are looked for, ms. Default 15000. */
+  stalledIntervalMs?: number;
+  /** Times a job may stall (its worker died) before it fails. Default 5. */
+  maxStalledCount?: number;
+  /** Remove orphaned / expired forager containers at start-up (default true). */
+  reap?: boolean;
+  logger?: Logger;
+  /** Shard writer id (default host-pid-random). */
+  writerId?: string;
+}
+
+/**
+ * Container slots of this machine: min(⌊cpus / cpuPerSlot⌋, ⌊memory / memPerSlot⌋), at least 1.
+ * Episodes mostly wait on the model, so a slot is a fraction of a core (default 0.125 CPU: 16
+ * per core) and 1 GiB of memory (a SWE-bench container's resident size is typically well under).
+ */
+export function containerSlots(opts: { cpuPerSlot?: number; memPerSlotBytes?: number; cpus?: number; memBytes?: number } = {}): number {
+  const cpus = opts.cpus ?? os.availableParallelism();
+  const mem = opts.memBytes ?? os.totalmem();
+  return Math.max(1, Math.min(Math.floor(cpus / (opts.cpuPerSlot ?? 0.125)), Math.floor(mem / (opts.memPerSlotBytes ?? 1024 ** 3))));
+}
+
+/**
+ * ioredis options for a Redis URL, fit for BullMQ: commands wait while Redis is away (never given
+ * up: `maxRetriesPerRequest: null`), reconnecting every 0.1–2 s. BullMQ owns (and closes) the
+ * connections it makes from options.
+ */
+export function connectionOptions(url: string): RedisOptions {
+  const u = new URL(url);
+  return {
+    host: u.hostname || "127.0.0.1",
+    port: Number(u.port || 6379),
+    username: u.username ? decodeURIComponent(u.username) : undefined,
+    password: u.password ? decodeURIComponent(u.password) : undefined,
+    db: u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0,
+    maxRetriesPerRequest: null,
+    retryStrategy: (n: number) => Math.min(100 * n, 2000),
+  };
+}
+
+/** An ioredis connection with {@link connectionOptions} (errors swallowed: it reconnects). */
+export function redisConnection(url: string): Redis {
+  const r = new Redis(connectionOptions(url));
+  r.on("error", () => undefined);
+  return r;
+}
+
+interface RunCtx {
+  spec: RunSpec;
+  tasks: Map<string, Task>;
+  images: Map<string, Promise<string>>;
+}
+
+export interface ForagerWorker {
+  readonly id: string;
+  readonly concurrency: number;
+  /** Stop taking jobs, wait for the running ones (or abandon them with force), close everything. */
+  close(opts?: { force?: boolean }): Promise<void>;
+}
+
+/** Start the stage workers. */
+export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
+  const log = (opts.logger ?? silentLogger).child({ component: "worker" });
+  if (opts.reap ?? true) {
+    try {
+      const { reapSandboxes } = await import("../sandbox/reaper");
+      const reaped = await reapSandboxes();
+      if (reaped.length) log.info({ reaped: reaped.length }, "removed orphaned containers");
+    } catch (err) {
+      log.warn({ err }, "reaper failed (is Docker reachable?)");
+    }
+  }
+  const concurrency = opts.concurrency ?? containerSlots();
+  const redis = redisConnection(opts.redisUrl);
+  const rollout = opts.rollout ?? defaultRollout;
+  const evaluate = opts.evaluate ?? defaultEvaluate;
+  const image = opts.image ?? defaultImage;
+  const runs = new Map<string, Promise<RunCtx>>();
+  const writers = new Map<string, ShardWriter>();
+  const writerBase = opts.writerId;
+  const queues = {
+    rollouts: new Queue(QUEUES.rollouts, { connection: connectionOptions(opts.redisUrl), prefix: QUEUE_PREFIX }),
+    evals: new Queue(QUEUES.evals, { connection: connectionOptions(opts.redisUrl), prefix: QUEUE_PREFIX }),
+  };
+  const aborts = new Set<AbortController>();
+  let turnsPending = new Map<string, number>();
+  const turnFlush = setInterval(() => void flushTurns(), 1000);
+
+  async function flushTurns(): Promise<void> {
+    const pending = turnsPending;
+    turnsPending = new Map();
+    await Promise.all([...pending].map(([runId, n]) => redis.hincrby(runKeys(runId).stats, "turns", n))).catch(() => undefined);
+  }
+
+  function runCtx(runId: string): Promise<RunCtx> {
+    let p = runs.get(runId);
+    if (!p) {
+      p = (async () => {
+        const raw = await redis.get(runKeys(runId).spec);
+        if (!raw) throw new UnrecoverableError(`run ${runId} is unknown to this Redis`);
+        return { spec: RunSpecSchema.parse(JSON.parse(raw)), tasks: new Map(), images: new Map() };
+      })();
+      p.catch(() => runs.delete(runId));
+      runs.set(runId, p);
+    }
+    return p;
+  }
+
+  async function taskOf(ctx: RunCtx, runId: string, taskId: string): Promise<Task> {
+    let t = ctx.tasks.get(taskId);
+    if (!t) {
+      const raw = await redis.hget(runKeys(runId).tasks, taskId);
+      if (!raw) throw new UnrecoverableError(`task ${taskId} of run ${runId} is not in Redis`);
+      t = TaskSchema.parse(JSON.parse(raw));
+      if (ctx.tasks.size > 10_000) ctx.tasks.clear();
+      ctx.tasks.set(taskId, t);
+    }
+    return t;
+  }
+
+  function writerFor(ctx: RunCtx): ShardWriter {
+    let w = writers.get(ctx.spec.runId);
+    if (!w) {
+      w = new ShardWriter(runPaths(ctx.spec.runDir).shards, { shardRecords: ctx.spec.shardRecords, writerId: writerBase });
+      writers.set(ctx.spec.runId, w);
+    }
+    return w;
+  }
+
+  const jobOpts = (spec: RunSpec, jobId: string) => ({
+    jobId,
+    attempts: spec.attempts,
+    backoff: { type: "exponential" as const, delay: spec.backoffMs },
+    removeOnComplete: true,
+    removeOnFail: false,
+  });
+
+  /** Record a failure for good (final attempt, or unrecoverable). */
+  async function recordFailure(spec: RunSpec, f: SampleFailure): Promise<void> {
+    const key = sampleKey(spec.runId, f.taskId, f.sample);
+    await redis.hset(runKeys(spec.runId).failed, key, JSON.stringify(f));
+    await writeFileAtomic(path.join(runPaths(spec.runDir).failures, `${key}.json`), JSON.stringify(f) + "\n").catch((err: unknown) =>
+      log.warn({ err }, "could not write the failure file"),
+    );
+  }
+
+  const isFinal = (job: Job, err: unknown) => err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+
+  // --- image stage: build (or look up) the task's image, then enqueue its K rollouts.
+  const imageWorker = new Worker<StageJobData>(
+    QUEUES.images,
+    async (job) => {
+      const { runId, taskId } = job.data;
+      const ctx = await runCtx(runId);
+      const task = await taskOf(ctx, runId, taskId);
+      let tag: string;
+      try {
+        tag = await image(task, { spec: ctx.spec, logger: log });
+      } catch (err) {
+        if (isFinal(job, err)) {
+          for (let i = 0; i < ctx.spec.samples; i++) {
+            await recordFailure(ctx.spec, { taskId, sample: i, stage: "image", reason: (err as Error).message, attempts: job.attemptsMade + 1, at: new Date().toISOString() });
+          }
+        }
+        throw err;
+      }
+      ctx.images.set(taskId, Promise.resolve(tag));
+      await queues.rollouts.addBulk(
+        Array.from({ length: ctx.spec.samples }, (_, i) => ({
+          name: "rollout",
+          data: { runId, taskId, sample: i },
+          opts: jobOpts(ctx.spec, jobIds.rollout(runId, taskId, i)),
+        })),
+      );
+      return { image: tag };
+    },
+    workerOpts(opts.imageConcurrency ?? 1),
+  );
+
+  // --- rollout stage: one episode, staged durably, then its evaluation job.
+  const rolloutWorker = new Worker<StageJobData>(
+    QUEUES.rollouts,
+    async (job) => {
+      const { runId, taskId } = job.data;
+      const sample = job.data.sample ?? 0;
+      const ctx = await runCtx(runId);
+      const keys = runKeys(runId);
+      const key = sampleKey(runId, taskId, sample);
+      const addEval = () => queues.evals.add("evaluation", { runId, taskId, sample }, jobOpts(ctx.spec, jobIds.evaluation(runId, taskId, sample)));
+      const [done, skipped] = await Promise.all([redis.hexists(keys.done, key), redis.hexists(keys.skipped, key)]);
+      if (done || skipped) return { already: done ? "done" : "skipped" };
+      const staged = await readStaged(runPaths(ctx.spec.runDir).staging, key);
+      if (staged) {
+        await addEval();
+        return { staged: true, reused: true };
+      }
+      const m = ctx.spec.stopAfterSuccesses;
+      if (m !== undefined && Number((await redis.hget(keys.successes, taskId)) ?? 0) >= m) {
+        await redis.hset(keys.skipped, key, `task reached ${m} resolved samples`);
+        return { skipped: true };
+      }
+      const task = await taskOf(ctx, runId, taskId);
+      const ac = new AbortController();
+      aborts.add(ac);
+      const timer = setTimeout(() => ac.abort(new Error(`episode exceeded ${ctx.spec.episodeTimeoutSeconds} s`)), ctx.spec.episodeTimeoutSeconds * 1000);
+      await redis.hset(keys.running, key, `${os.hostname()}:${process.pid} ${Date.now()}`);
+      await redis.hincrby(keys.stats, "started", 1);
+      try {
+        let t: Trajectory;
+        try {
+          t = await rollout(task, sample, {
+            runId,
+            spec: ctx.spec,
+            trajectoryId: trajectoryId(runId, taskId, sample),
+            attempt: job.attemptsMade,
+            signal: ac.signal,
+            logger: log.child({ run: runId, task: taskId, sample }),
+            onTurn: () => turnsPending.set(runId, (turnsPending.get(runId) ?? 0) + 1),
+            redis,
+            resolveImage: (tk) => {
+              let p = ctx.images.get(tk.id);
+              if (!p) {
+                p = image(tk, { spec: ctx.spec, logger: log });
+                p.catch(() => ctx.images.delete(tk.id));
+                ctx.images.set(tk.id, p);
+              }
+              return p;
+            },
+          });
+          t = TrajectorySchema.parse({ ...t, id: trajectoryId(runId, taskId, sample) });
+        } catch (err) {
+          await redis.hincrby(keys.stats, "attemptErrors", 1);
+          log.warn({ run: runId, task: taskId, sample, attempt: job.attemptsMade, err: (err as Error).message }, "rollout attempt failed");
+          if (isFinal(job, err)) {
+            await recordFailure(ctx.spec, { taskId, sample, stage: "rollout", reason: (err as Error).message, attempts: job.attemptsMade + 1, at: new Date().toISOString() });
+          }
+          throw err;
+        }
+        await writeStaged(runPaths(ctx.spec.runDir).staging, key, t);
+        await addEval();
+        return { staged: true };
+      } finally {
+        clearTimeout(timer);
+        aborts.delete(ac);
+        await flushTurns();
+        await redis.hdel(keys.running, key);
+      }
+    },
+    workerOpts(concurrency),
+  );
+
+  // --- evaluation stage: evaluate, commit to a shard (durable), record, acknowledge.
+  const evalWorker = new Worker<StageJobData>(
+    QUEUES.evals,
+    async (job) => {
+      const { runId, taskId } = job.data;
+      const sample = job.data.sample ?? 0;
+      const ctx = await runCtx(runId);
+      const keys = runKeys(runId);
+      const key = sampleKey(runId, taskId, sample);
+      const stagingDir = runPaths(ctx.spec.runDir).staging;
+      const prior = await redis.hget(keys.done, key);
+      if (prior) return JSON.parse(prior) as SampleSummary;
+      const staged = await readStaged(stagingDir, key);
+      if (!staged) {
+        const err = new UnrecoverableError(`no staged trajectory for ${key} (staging file missing)`);
+        await recordFailure(ctx.spec, { taskId, sample, stage: "evaluation", reason: err.message, attempts: job.attemptsMade + 1, at: new Date().toISOString() });
+        throw err;
+      }
+      const task = await taskOf(ctx, runId, taskId);
+      const ac = new AbortController();
+      aborts.add(ac);
+      let t: Trajectory;
+      try {
+        t = TrajectorySchema.parse(await evaluate(task, staged, { spec: ctx.spec, signal: ac.signal, logger: log }));
+      } catch (err) {
+        await redis.hincrby(keys.stats, "attemptErrors", 1);
+        if (isFinal(job, err)) {
+          await recordFailure(ctx.spec, { taskId, sample, stage: "evaluation", reason: (err as Error).message, attempts: job.attemptsMade + 1, at: new Date().toISOString() });
+        }
+        throw err;
+      } finally {
+        aborts.delete(ac);
+      }
+      const entry = await writerFor(ctx).append(t, sample);
+      const summary: SampleSummary = {
+        taskId,
+        sample,
+        resolved: entry.resolved,
+        reward: entry.reward,
+        turns: entry.turns,
+        endReason: entry.endReason,
+        shard: entry.shard,
+        offset: entry.offset,
+        worker: writerFor(ctx).writerId,
+      };
+      const multi = redis.multi().hset(keys.done, key, JSON.stringify(summary)).hdel(keys.failed, key);
+      if (summary.resolved) multi.hincrby(keys.successes, taskId, 1);
+      await multi.exec();
+      await fsp.rm(stagingPath(stagingDir, key), { force: true });
+      await fsp.rm(path.join(runPaths(ctx.spec.runDir).failures, `${key}.json`), { force: true });
+      return summary;
+    },
+    workerOpts(opts.evalConcurrency ?? Math.max(1, Math.floor(concurrency / 4))),
+  );
+
+  function workerOpts(n: number) {
+    return {
+      connection: connectionOptions(opts.redisUrl),
+      prefix: QUEUE_PREFIX,
+      concurrency: n,
+      lockDuration: opts.lockDurationMs ?? 30_000,
+      stalledInterval: opts.stalledIntervalMs ?? 15_000,
+      maxStalledCount: opts.maxStalledCount ?? 5,
+    };
+  }
+
+  const workers = [imageWorker, rolloutWorker, evalWorker];
+  for (const w of workers) {
+    w.on("error", (err) => log.warn({ err: err.message, queue: w.name }, "worker error"));
+  }
+  const id = writerBase ?? `${os.hostname()}-${process.pid}`;
+  log.info({ id, concurrency }, "worker started");
+
+  return {
+    id,
+    concurrency,
+    async close(o = {}) {
+      if (o.force) for (const ac of aborts) ac.abort(new Error("worker shutting down"));
+      await Promise.all(workers.map((w) => w.close(o.force)));
+      clearInterval(turnFlush);
+      await flushTurns();
+      await Promise.all([...writers.values()].map((w) => w.close()));
+      await Promise.all([queues.rollouts.close(), queues.evals.close()]);
+      await closePolicyClients();
+      redis.disconnect();
+    },
+  };
+}
