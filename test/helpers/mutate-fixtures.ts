@@ -93,6 +93,13 @@ def never_called(x):
     if x:
         return x + 1
     return 0
+
+
+def area(w, h):
+    """Area of a w × h rectangle; negative sides are an error."""
+    if w < 0 or h < 0:
+        raise ValueError("negative side")
+    return w * h
 `;
 
 export const FLAKY = `"""Called by a test that fails on alternate runs."""
@@ -104,7 +111,18 @@ def ping(n):
     return "none"
 `;
 
-const TESTS = `from shapes.geometry import clamp, describe
+const TESTS = `import pytest
+
+from shapes.geometry import area, clamp, describe
+
+
+def test_area():
+    assert area(2, 3) == 6
+
+
+def test_area_negative():
+    with pytest.raises(ValueError):
+        area(-1, 3)
 
 
 def test_clamp_low():

@@ -1,0 +1,191 @@
+/**
+ * The agent's starting state for a mutate-fix task, made at sandbox start from the shared
+ * instance image (one image per repository + commit, shared by all its tasks — SWE-smith's
+ * lesson that per-task images do not scale; CWM builds its mutate-fix tasks on the same
+ * repository images as its other RL tasks).
+ *
+ * {@link prepareMutateSandbox} applies the task's startPatch (the bug) and rewrites history so
+ * that nothing reachable leads back to the original code: one squashed orphan commit of the buggy
+ * tree (no parent), every other ref deleted (branches, tags, notes, stash), reflogs expired and
+ * removed, unreachable objects pruned (`git gc --prune=now`), and `__pycache__` directories
+ * (bytecode of the original source) removed.
+ *
+ * {@link evaluateMutateTask} is the evaluation pre-step: rewards/evaluate.ts (`evaluatePatch`)
+ * starts from the instance image's original state and knows nothing of startPatch, so a
+ * mutate-fix task is evaluated here — fresh sandbox, {@link prepareMutateSandbox}, the patch
+ * (git apply, then `patch --fuzz=5`), the spec's test command, parse, harness grading.
+ */
+import { ImageSpecSchema } from "../../images/spec";
+import { buildInstanceImage, shellQuote, type BuildOptions } from "../../images/build";
+import { gradeInstance, type GradeResult } from "../../rewards/grading";
+import { parseTestLog, type StatusMap } from "../../rewards/log-parsers";
+import { Sandbox } from "../../sandbox/sandbox";
+import type { Task } from "../schema";
+
+/** Author/committer of the squashed commit. */
+export const SQUASH_IDENTITY = { name: "forager", email: "forager@localhost" };
+export const SQUASH_MESSAGE = "Initial commit";
+
+export interface PrepareResult {
+  /** Sha of the single commit. */
+  commit: string;
+  /** Branch left checked out. */
+  branch: string;
+  seconds: number;
+}
+
+/** The history-rewrite script (bash, run in the repository). `$1`: the patch file. */
+export function squashScript(patchFile: string | undefined): string {
+  const id = SQUASH_IDENTITY;
+  return [
+    "set -eu",
+    patchFile ? `git apply --whitespace=nowarn ${shellQuote(patchFile)} && rm -f ${shellQuote(patchFile)}` : "true",
+    'branch="$(git symbolic-ref --short -q HEAD || echo main)"',
+    'date="$(git log -1 --format=%cI HEAD 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)"',
+    "git checkout -q --orphan forager-squash-tmp",
+    "git add -A",
+    `GIT_AUTHOR_NAME=${shellQuote(id.name)} GIT_AUTHOR_EMAIL=${shellQuote(id.email)} ` +
+      `GIT_COMMITTER_NAME=${shellQuote(id.name)} GIT_COMMITTER_EMAIL=${shellQuote(id.email)} ` +
+      `GIT_AUTHOR_DATE="$date" GIT_COMMITTER_DATE="$date" git commit -q --no-verify --no-gpg-sign -m ${shellQuote(SQUASH_MESSAGE)}`,
+    "git for-each-ref --format='%(refname)' | while read -r ref; do [ \"$ref\" = refs/heads/forager-squash-tmp ] || git update-ref -d \"$ref\"; done",
+    'git branch -q -M forager-squash-tmp "$branch"',
+    "rm -f .git/ORIG_HEAD .git/FETCH_HEAD .git/MERGE_HEAD .git/CHERRY_PICK_HEAD .git/packed-refs.lock",
+    "git reflog expire --expire=now --all",
+    "rm -rf .git/logs",
+    "git gc -q --prune=now",
+    "rm -rf .git/refs/original",
+    "find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} + 2>/dev/null || true",
+    "git update-index -q --refresh || true",
+    'echo "$(git rev-parse HEAD) $branch"',
+  ].join("\n");
+}
+
+/**
+ * Put `sandbox` (started from the task's instance image) into the task's starting state: the
+ * bug applied, history squashed to one orphan commit, originals unreachable.
+ * @throws Error when the patch does not apply or git fails (message has the output).
+ */
+export async function prepareMutateSandbox(sandbox: Sandbox, task: Pick<Task, "startPatch" | "image" | "id">): Promise<PrepareResult> {
+  const started = performance.now();
+  const workdir = task.image.workdir ?? "/testbed";
+  let patchFile: string | undefined;
+  if (task.startPatch.trim() !== "") {
+    patchFile = `/tmp/forager-start-${process.pid}-${Date.now()}.diff`;
+    await sandbox.writeFile(patchFile, task.startPatch);
+  }
+  const r = await sandbox.exec(["bash", "-c", squashScript(patchFile)], { workdir, timeoutSeconds: 600 });
+  const out = r.stdout.toString("utf8").trim();
+  if (r.exitCode !== 0) {
+    throw new Error(`preparing ${task.id} failed (exit ${r.exitCode}): ${(out + "\n" + r.stderr.toString("utf8")).slice(-1500)}`);
+  }
+  const [commit, branch] = out.split("\n").pop()!.split(" ") as [string, string];
+  return { commit, branch, seconds: (performance.now() - started) / 1000 };
+}
+
+export interface MutateEvalResult {
+  resolved: boolean;
+  grade: GradeResult;
+  /** "applied" | "apply_failed" | "empty" | "timeout" */
+  outcome: "graded" | "apply_failed" | "empty" | "timeout";
+  statuses: StatusMap;
+  seconds: number;
+  log: string;
+}
+
+export interface MutateEvalOptions {
+  /** Instance image tag (default: built or found from task.image). */
+  image?: string;
+  build?: BuildOptions;
+  timeoutSeconds?: number;
+  /** Run only the task's FAIL_TO_PASS + PASS_TO_PASS tests (default false: the whole test command). */
+  onlyTaskTests?: boolean;
+  /** Reuse this sandbox (already prepared with prepareMutateSandbox); it is left modified. */
+  sandbox?: Sandbox;
+}
+
+/** pytest node ids → the unique function-level ids (parameters cut) to pass on a command line. */
+export function selectionArgs(ids: readonly string[]): string[] {
+  return [...new Set(ids.map((id) => id.replace(/\[.*$/, "")))].sort();
+}
+
+/** Bash lines that run `spec.testCommand` (with extra args) on the test ids listed in `listFile`. */
+export function testRunScript(
+  spec: { workdir: string; testCommand: string; evalPreamble: string[] },
+  opts: { listFile?: string; extraArgs?: string; timeoutSeconds: number },
+): string {
+  return [
+    "exec 2>&1",
+    `cd ${shellQuote(spec.workdir)}`,
+    "export PYTHONDONTWRITEBYTECODE=1",
+    ...spec.evalPreamble,
+    opts.listFile ? `mapfile -t FORAGER_TESTS < ${shellQuote(opts.listFile)}` : "FORAGER_TESTS=()",
+    `timeout -k 5 ${Math.ceil(opts.timeoutSeconds)} ${spec.testCommand} ${opts.extraArgs ?? ""} "\${FORAGER_TESTS[@]}"`,
+    'echo "forager-exit-code=$?"',
+  ].join("\n");
+}
+
+/**
+ * Evaluate `patch` for a mutate-fix task from its buggy starting state (see the file comment).
+ * Empty patch: not resolved, nothing run (the harness's rule).
+ */
+export async function evaluateMutateTask(task: Task, patch: string, opts: MutateEvalOptions = {}): Promise<MutateEvalResult> {
+  const started = performance.now();
+  const spec = ImageSpecSchema.parse(task.image);
+  const done = (r: Omit<MutateEvalResult, "seconds">): MutateEvalResult => ({ ...r, seconds: (performance.now() - started) / 1000 });
+  const grade = (statuses: StatusMap | null, applied: boolean, exists: boolean) =>
+    gradeInstance({
+      instanceId: task.id,
+      failToPass: task.failToPass,
+      passToPass: task.passToPass,
+      statuses,
+      patchApplied: applied,
+      patchExists: exists,
+    });
+  if (patch.trim() === "") {
+    return done({ resolved: false, grade: grade(null, false, false), outcome: "empty", statuses: new Map(), log: "" });
+  }
+  let sandbox = opts.sandbox;
+  const own = !sandbox;
+  try {
+    if (!sandbox) {
+      const image = opts.image ?? (await buildInstanceImage(spec, opts.build ?? {})).tag;
+      sandbox = await Sandbox.create({
+        image,
+        network: "none",
+        workdir: spec.workdir,
+        lifetimeSeconds: (opts.timeoutSeconds ?? spec.testTimeoutSeconds) + 900,
+        namePrefix: "forager-mutate-eval",
+        labels: { "forager.eval": task.id },
+      });
+      await prepareMutateSandbox(sandbox, task);
+    }
+    const pf = `/tmp/forager-model-${Date.now()}.diff`;
+    await sandbox.writeFile(pf, patch);
+    const apply = await sandbox.exec(
+      ["bash", "-c", `git apply --verbose ${pf} 2>&1 || { git checkout -q -- . && git clean -fdq && patch --batch --fuzz=5 -p1 -i ${pf}; }`],
+      { workdir: spec.workdir, timeoutSeconds: 120 },
+    );
+    if (apply.exitCode !== 0) {
+      return done({ resolved: false, grade: grade(null, false, true), outcome: "apply_failed", statuses: new Map(), log: apply.stdout.toString("utf8") });
+    }
+    const timeoutSeconds = opts.timeoutSeconds ?? spec.testTimeoutSeconds;
+    let listFile: string | undefined;
+    if (opts.onlyTaskTests) {
+      listFile = "/tmp/forager-eval-tests.txt";
+      await sandbox.writeFile(listFile, selectionArgs([...task.failToPass, ...task.passToPass]).join("\n") + "\n");
+    }
+    const run = await sandbox.exec(["bash", "-c", testRunScript(spec, { listFile, extraArgs: "-p no:cacheprovider", timeoutSeconds })], {
+      workdir: spec.workdir,
+      timeoutSeconds: timeoutSeconds + 60,
+    });
+    const log = run.stdout.toString("utf8");
+    if (/forager-exit-code=124\s*$/.test(log) || run.timedOut) {
+      return done({ resolved: false, grade: grade(null, true, true), outcome: "timeout", statuses: new Map(), log });
+    }
+    const statuses = parseTestLog(spec.logParser, log, { repo: task.repo });
+    const g = grade(statuses, true, true);
+    return done({ resolved: g.resolved, grade: g, outcome: "graded", statuses, log });
+  } finally {
+    if (own) await sandbox?.destroy();
+  }
+}
