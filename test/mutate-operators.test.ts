@@ -91,9 +91,9 @@ describe("operators", () => {
 
   it("the complexity gate filters simple functions", async () => {
     const few = await candidatesForFile({ path: "g.py", text: GEOMETRY }, { minComplexity: 3 });
-    expect(new Set(few.map((c) => c.changes[0]!.entity.name))).toEqual(new Set(["clamp"]));
+    expect(new Set(few.map((c) => c.changes[0]!.entity.name))).toEqual(new Set(["clamp", "area"]));
     const more = await candidatesForFile({ path: "g.py", text: GEOMETRY }, { minComplexity: 2 });
-    expect(new Set(more.map((c) => c.changes[0]!.entity.name))).toEqual(new Set(["clamp", "describe", "never_called"]));
+    expect(new Set(more.map((c) => c.changes[0]!.entity.name))).toEqual(new Set(["clamp", "describe", "never_called", "area"]));
   });
 
   it("parses operator lists and refuses unknown names", () => {
@@ -223,7 +223,7 @@ describe("validation helpers", () => {
     const counts = new Map<OperatorName, number>();
     const cs = await candidatesForFile({ path: "g.py", text: GEOMETRY }, { minComplexity: 1 });
     for (const c of cs) counts.set(c.operators[0]!, (counts.get(c.operators[0]!) ?? 0) + 1);
-    expect(counts.get("flip_comparison")).toBe(3);
-    expect(counts.get("remove_condition")).toBe(4);
+    expect(counts.get("flip_comparison")).toBe(5);
+    expect(counts.get("remove_condition")).toBe(5);
   });
 });
