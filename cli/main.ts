@@ -51,6 +51,8 @@ registerImageCommands(program);
 (await import("./eval")).registerEvalCommand(program);
 registerSandboxCommands(program);
 registerAgentCommands(program);
+(await import("./forage")).registerForageCommands(program);
+(await import("./tasks")).registerTaskCommands(program);
 
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
   process.once(sig, () => {

@@ -51,9 +51,10 @@ export interface ForageOptions {
   runId?: string;
   stopAfterSuccesses?: number;
   maxTurns?: number;
-  policy: RunSpec["policy"];
+  policy: RunSpecInput["policy"];
   sampling?: RunSpecInput["sampling"];
   agent?: Record<string, unknown>;
+  inference?: RunSpecInput["inference"];
   images?: Record<string, string>;
   attempts?: number;
   backoffMs?: number;
@@ -108,6 +109,7 @@ export async function forage(opts: ForageOptions): Promise<ForageResult> {
     policy: opts.policy,
     sampling: opts.sampling ?? {},
     agent: opts.agent ?? {},
+    inference: opts.inference,
     images: opts.images ?? {},
     attempts: opts.attempts,
     backoffMs: opts.backoffMs,

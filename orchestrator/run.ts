@@ -254,7 +254,7 @@ export function dedupRun(runDir: string, entries?: IndexEntry[]): DedupReport {
 }
 
 /** Build (and write) the run's manifest from its shards and failure files; pass@1 and pass@K. */
-export async function writeManifest(runDir: string, opts: { dedup?: boolean } = {}): Promise<Manifest> {
+export async function writeManifest(runDir: string, opts: { dedup?: boolean; write?: boolean } = {}): Promise<Manifest> {
   const { spec, tasks } = readRunFiles(runDir);
   const scan = scanShards(runPaths(runDir).shards);
   const committed = new Set(scan.entries.map((e) => `${e.taskId}\u0000${e.sample}`));
@@ -284,6 +284,6 @@ export async function writeManifest(runDir: string, opts: { dedup?: boolean } = 
     const d = dedupRun(runDir, scan.entries);
     manifest.nearDuplicates = { pairs: d.pairs.length, clusters: d.clusters.length, dropOnFilter: d.dropped.size };
   }
-  await writeFileAtomic(runPaths(runDir).manifest, JSON.stringify(manifest, null, 2) + "\n");
+  if (opts.write ?? true) await writeFileAtomic(runPaths(runDir).manifest, JSON.stringify(manifest, null, 2) + "\n");
   return manifest;
 }

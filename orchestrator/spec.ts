@@ -53,6 +53,17 @@ export const RunSpecSchema = z.object({
       seed: z.number().int().optional(),
     })
     .default({}),
+  /** Inference client settings for "http" (inference-client/config.ts; seconds). */
+  inference: z
+    .object({
+      /** Retries of one request (connection errors, 429, 5xx) before the turn fails. */
+      retries: z.number().int().min(0).default(5),
+      backoffBaseSeconds: z.number().nonnegative().default(0.5),
+      backoffMaxSeconds: z.number().nonnegative().default(30),
+      /** Wall-clock budget of one model request (queueing, attempts, backoffs), seconds. */
+      requestDeadlineSeconds: z.number().positive().default(600),
+    })
+    .default({ retries: 5, backoffBaseSeconds: 0.5, backoffMaxSeconds: 30, requestDeadlineSeconds: 600 }),
   /** Extra agent settings (agent/config.ts AgentConfigInput), applied under the fields above. */
   agent: z.record(z.string(), z.unknown()).default({}),
   /** Pre-built image tags by task id (skip the build; tests and pre-warmed fleets). */

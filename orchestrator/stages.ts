@@ -12,7 +12,6 @@
  * Errors: throwing from a stage fails the attempt; BullMQ retries it with exponential backoff
  * (run `attempts`, `backoffMs`); throw bullmq's `UnrecoverableError` for failures retrying cannot fix.
  */
-import { UnrecoverableError } from "bullmq";
 import type { Redis } from "ioredis";
 import { agentConfig, type AgentConfigInput } from "../agent/config";
 import { runEpisode, type Evaluator } from "../agent/episode";
@@ -135,13 +134,15 @@ export async function makePolicy(spec: RunSpec, redis: Redis): Promise<Policy> {
     if (l / eps[i]!.maxConcurrentRequests < load[best]! / eps[best]!.maxConcurrentRequests) best = i;
   });
   const ep = eps[best]!;
-  const key = JSON.stringify(ep);
+  const key = JSON.stringify([ep, spec.inference]);
   let client = clients.get(key);
   if (!client) {
     client = new InferenceClient({
       endpoints: [{ url: ep.url, model: ep.model, apiKey: ep.apiKey, maxConcurrency: ep.maxConcurrentRequests }],
-      retries: Number(spec.agent.inferenceRetries ?? 5),
-      requestDeadlineSeconds: Number(spec.agent.modelDeadlineSeconds ?? 600),
+      retries: spec.inference.retries,
+      backoffBaseSeconds: spec.inference.backoffBaseSeconds,
+      backoffMaxSeconds: spec.inference.backoffMaxSeconds,
+      requestDeadlineSeconds: spec.inference.requestDeadlineSeconds,
     });
     clients.set(key, client);
   }
@@ -173,19 +174,16 @@ export const defaultRollout: RolloutFn = async (task, sample, ctx) => {
   return t;
 };
 
-let evaluatorPromise: Promise<Evaluator | undefined> | undefined;
-/** rewards/evaluate.ts `evaluatePatch`, when that module exists (it is optional at run time). */
-async function harnessEvaluator(): Promise<Evaluator | undefined> {
-  evaluatorPromise ??= (async () => {
-    const spec = "../rewards/evaluate";
-    try {
-      const mod = (await import(/* @vite-ignore */ spec)) as { evaluatePatch?: Evaluator };
-      return typeof mod.evaluatePatch === "function" ? mod.evaluatePatch : undefined;
-    } catch {
-      return undefined;
-    }
-  })();
-  return evaluatorPromise;
+/**
+ * The SWE-bench-style harness (rewards/evaluate.ts `evaluatePatch`) as an Evaluator: a fresh
+ * sandbox from the instance image `image` (the one the rollout ran), the patch, the hidden tests.
+ */
+export function harnessEvaluator(image?: string): Evaluator {
+  return async (task, patch, opts) => {
+    const { evaluatePatch } = await import("../rewards/evaluate");
+    const r = await evaluatePatch(task, patch, { image, timeoutSeconds: opts.timeoutSeconds });
+    return { outcome: r.outcome, resolved: r.resolved, reason: r.reason, report: { resolution: r.resolution, testsStatus: r.testsStatus, applyMethod: r.applyMethod } };
+  };
 }
 
 /**
@@ -193,11 +191,10 @@ async function harnessEvaluator(): Promise<Evaluator | undefined> {
  * rewarded (execution reward with the episode's reward config and the recorded patch similarity);
  * others are returned as they are.
  */
-export function evaluateWith(getEvaluator: () => Promise<Evaluator | undefined>): EvaluateFn {
+export function evaluateWith(getEvaluator: (t: Trajectory) => Evaluator): EvaluateFn {
   return async (task, t, { signal }) => {
     if (t.evaluation?.reason !== DEFERRED_REASON) return t;
-    const evaluator = await getEvaluator();
-    if (!evaluator) throw new UnrecoverableError("no evaluator: rewards/evaluate.ts evaluatePatch is not available");
+    const evaluator = getEvaluator(t);
     const cfg = agentConfig(t.config as AgentConfigInput);
     const t0 = performance.now();
     let ev: Awaited<ReturnType<Evaluator>>;
@@ -221,4 +218,4 @@ export function evaluateWith(getEvaluator: () => Promise<Evaluator | undefined>)
 }
 
 /** Default evaluation stage: the SWE-bench harness evaluator (rewards/evaluate.ts). */
-export const defaultEvaluate: EvaluateFn = evaluateWith(harnessEvaluator);
+export const defaultEvaluate: EvaluateFn = evaluateWith((t) => harnessEvaluator(t.image || undefined));

@@ -1,0 +1,194 @@
+/**
+ * The orchestrator's commands: `forage`, `worker`, `status`, `resume`, `export`
+ * (orchestrator/, docs/orchestrator.md).
+ */
+import fs from "node:fs";
+import type { Command } from "commander";
+import { Option } from "commander";
+import { logger } from "../lib/log";
+import { exportRun, exportRunToFile, type ExportFormat } from "../orchestrator/export";
+import { forage, formatProgress, formatSummary, resume, type ForageResult } from "../orchestrator/forage";
+import { readRunFiles, runStatus, writeManifest, type RunStatus } from "../orchestrator/run";
+import type { RunSpec } from "../orchestrator/spec";
+import { containerSlots, redisConnection, startWorker } from "../orchestrator/worker";
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+const int = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new Error(`not an integer: ${v}`);
+  return n;
+};
+
+interface ForageCliOptions {
+  tasks: string[];
+  samples: number;
+  out: string;
+  modelUrl?: string[];
+  model?: string;
+  apiKey?: string;
+  maxRequests: number;
+  policy?: "oracle" | "http";
+  mode?: "completions" | "chat";
+  redis?: string;
+  detach?: boolean;
+  stopAfter?: number;
+  maxTurns?: number;
+  temperature?: number;
+  topP?: number;
+  seed?: number;
+  concurrency?: number;
+  runId?: string;
+  attempts?: number;
+  image?: string[];
+}
+
+function progressPrinter(): (s: RunStatus, r: { turnsPerSecond: number; elapsedSeconds: number }) => void {
+  const tty = process.stderr.isTTY;
+  let last = 0;
+  return (s, r) => {
+    const line = formatProgress(s, r);
+    if (tty) process.stderr.write(`\r\x1b[2K${line}`);
+    else if (Date.now() - last > 10_000 || s.complete) {
+      last = Date.now();
+      process.stderr.write(line + "\n");
+    }
+  };
+}
+
+function report(res: ForageResult): void {
+  if (process.stderr.isTTY) process.stderr.write("\n");
+  if (res.summary) console.log(formatSummary(res.summary));
+  else console.log(`run ${res.spec.runId} enqueued (${res.status.expected} samples) → ${res.spec.runDir}`);
+  process.exitCode = res.summary && res.summary.failed > 0 ? 3 : 0;
+}
+
+/** Register the orchestrator's commands on the CLI. */
+export function registerForageCommands(program: Command): void {
+  program
+    .command("forage")
+    .description("turn tasks into trajectories: K samples per task, with rewards (embedded Redis and workers unless --redis)")
+    .requiredOption("--tasks <file>", "task file (Task JSONL or SWE-bench JSON/JSONL); repeatable", collect)
+    .requiredOption("--samples <k>", "samples per task (K)", int)
+    .requiredOption("--out <dir>", "run directory (shards, manifest, summary)")
+    .option("--model-url <url>", "OpenAI-compatible endpoint; repeatable", collect)
+    .option("--model <name>", "model name sent to the endpoints")
+    .option("--api-key <key>", "API key of the endpoints", process.env.FORAGER_API_KEY)
+    .option("--max-requests <n>", "concurrent model requests per endpoint, over all workers", int, 64)
+    .addOption(new Option("--policy <kind>", "policy (default: http with --model-url, else oracle)").choices(["oracle", "http"]))
+    .addOption(new Option("--mode <mode>", "model API").choices(["completions", "chat"]))
+    .option("--redis <url>", "enqueue into this Redis for remote workers (default: a private redis-server)")
+    .option("--detach", "with --redis: return once enqueued")
+    .option("--stop-after <m>", "stop a task after M resolved samples", int)
+    .option("--max-turns <t>", "turns per episode (T)", int)
+    .option("--temperature <x>", "sampling temperature", Number)
+    .option("--top-p <x>", "nucleus sampling", Number)
+    .option("--seed <n>", "base seed (sample i uses seed + i)", int)
+    .option("--concurrency <n>", "embedded: episodes at once (default: container slots)", int)
+    .option("--run-id <id>", "run id (default: date + random)")
+    .option("--attempts <n>", "attempts per job (environment and inference errors)", int)
+    .option("--image <task=tag>", "pre-built image tag for a task; repeatable", collect)
+    .action(async (o: ForageCliOptions) => {
+      const kind = o.policy ?? (o.modelUrl?.length ? "http" : "oracle");
+      if (kind === "http" && !o.modelUrl?.length) throw new Error("--policy http needs at least one --model-url");
+      const policy: RunSpec["policy"] =
+        kind === "oracle"
+          ? { kind: "oracle" }
+          : { kind: "http", mode: o.mode, endpoints: o.modelUrl!.map((url) => ({ url, model: o.model, apiKey: o.apiKey, maxConcurrentRequests: o.maxRequests })) };
+      const images = Object.fromEntries((o.image ?? []).map((s) => [s.slice(0, s.lastIndexOf("=")), s.slice(s.lastIndexOf("=") + 1)]));
+      const res = await forage({
+        taskFiles: o.tasks,
+        samples: o.samples,
+        out: o.out,
+        runId: o.runId,
+        stopAfterSuccesses: o.stopAfter,
+        maxTurns: o.maxTurns,
+        policy,
+        sampling: { temperature: o.temperature, topP: o.topP, seed: o.seed },
+        images,
+        attempts: o.attempts,
+        redisUrl: o.redis,
+        detach: o.detach,
+        worker: { concurrency: o.concurrency, logger: logger() },
+        logger: logger(),
+        onProgress: progressPrinter(),
+        onTaskErrors: (errors) => {
+          console.error(`${errors.length} bad task line(s), skipped:`);
+          for (const e of errors.slice(0, 20)) console.error(`  ${e.file}:${e.line}${e.taskId ? ` (${e.taskId})` : ""}: ${e.message}`);
+          if (errors.length > 20) console.error(`  … ${errors.length - 20} more in <run>/task-errors.jsonl`);
+        },
+      });
+      report(res);
+    });
+
+  program
+    .command("worker")
+    .description("serve the run queues of a Redis: image builds, rollouts and evaluations (runs until stopped)")
+    .requiredOption("--redis <url>", "Redis URL", process.env.REDIS_URL)
+    .option("--concurrency <n>", `episodes at once (default: container slots, here ${containerSlots()})`, int)
+    .option("--eval-concurrency <n>", "evaluations at once", int)
+    .option("--lock-ms <ms>", "job lock; a dead worker's jobs are taken over after it", int, 30_000)
+    .action(async (o: { redis: string; concurrency?: number; evalConcurrency?: number; lockMs: number }) => {
+      const w = await startWorker({ redisUrl: o.redis, concurrency: o.concurrency, evalConcurrency: o.evalConcurrency, lockDurationMs: o.lockMs, stalledIntervalMs: Math.max(1000, o.lockMs / 2), logger: logger() });
+      console.error(`worker ${w.id}: ${w.concurrency} episode slots on ${o.redis}`);
+      await new Promise(() => undefined); // until a signal (cli/main.ts cleans up the sandboxes)
+    });
+
+  program
+    .command("status")
+    .description("figures of a run: from its directory, and live from Redis when reachable")
+    .argument("<run>", "run directory")
+    .option("--redis <url>", "Redis URL (default: the run's, if remote)")
+    .option("--json", "print JSON")
+    .action(async (runDir: string, o: { redis?: string; json?: boolean }) => {
+      const { spec } = readRunFiles(runDir);
+      const manifest = await writeManifest(runDir, { write: false, dedup: false });
+      let live: RunStatus | undefined;
+      const url = o.redis ?? spec.redisUrl;
+      if (url) {
+        const r = redisConnection(url);
+        try {
+          live = await Promise.race([runStatus(r, spec.runId), new Promise<undefined>((res) => setTimeout(() => res(undefined), 3000))]);
+        } catch {
+          live = undefined;
+        } finally {
+          r.disconnect();
+        }
+      }
+      if (o.json) {
+        console.log(JSON.stringify({ runId: spec.runId, manifest: { ...manifest, shards: manifest.shards.length }, live }, null, 2));
+        return;
+      }
+      console.log(`run ${spec.runId} (${spec.policy.kind}, K=${spec.samples}) in ${spec.runDir}`);
+      console.log(`  trajectories ${manifest.trajectories}/${manifest.expected} (resolved ${manifest.resolved}); failed ${manifest.failures.length}; shards ${manifest.shards.length}; duplicates dropped ${manifest.duplicatesDropped}`);
+      console.log(`  ${Object.entries(manifest.metrics).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`).join(" · ")}`);
+      for (const f of manifest.failures.slice(0, 10)) console.log(`  failed ${f.taskId}#${f.sample} (${f.stage}, ${f.attempts} attempts): ${f.reason}`);
+      if (live) console.log(`  live: ${formatProgress(live, { turnsPerSecond: 0, elapsedSeconds: 0 })}`);
+    });
+
+  program
+    .command("resume")
+    .description("continue a run: re-submit what is not done (idempotent), run it, write the manifest and summary")
+    .argument("<run>", "run directory")
+    .option("--redis <url>", "Redis URL (default: the run's; embedded runs restart their private Redis)")
+    .option("--concurrency <n>", "embedded: episodes at once", int)
+    .action(async (runDir: string, o: { redis?: string; concurrency?: number }) => {
+      report(await resume(runDir, { redisUrl: o.redis, worker: { concurrency: o.concurrency, logger: logger() }, logger: logger(), onProgress: progressPrinter() }));
+    });
+
+  program
+    .command("export")
+    .description("export a run's trajectories: chat (training records), raw (trajectories), predictions (SWE-bench JSONL)")
+    .argument("<run>", "run directory")
+    .addOption(new Option("--format <format>", "output format").choices(["chat", "raw", "predictions"]).makeOptionMandatory())
+    .option("--output <file>", "write here (default stdout)")
+    .option("--dedup", "drop near-duplicate trajectories (MinHash over actions)")
+    .option("--resolved-only", "only resolved trajectories")
+    .addOption(new Option("--vote <how>", "predictions: first sample or majority over identical patches").choices(["first", "majority"]).default("first"))
+    .option("--model-name <name>", "predictions: model_name_or_path")
+    .action(async (runDir: string, o: { format: ExportFormat; output?: string; dedup?: boolean; resolvedOnly?: boolean; vote: "first" | "majority"; modelName?: string }) => {
+      const opts = { format: o.format, dedup: o.dedup, resolvedOnly: o.resolvedOnly, vote: o.vote, modelName: o.modelName };
+      const r = o.output ? await exportRunToFile(runDir, opts, o.output) : await exportRun(runDir, opts, process.stdout);
+      console.error(`${r.lines} line(s)${r.droppedAsDuplicates ? `, ${r.droppedAsDuplicates} near-duplicate(s) dropped` : ""}${o.output ? ` → ${o.output}` : ""}`);
+      if (o.output && !fs.existsSync(o.output)) process.exitCode = 1;
+    });
+}
