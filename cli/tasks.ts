@@ -1,0 +1,167 @@
+/**
+ * `forager tasks mutate`: mutate-fix task generation for one repository at one commit
+ * (tasks/mutate). Writes Task records as JSONL (one per line, as they pass every check) and a
+ * summary; progress on stderr: candidates tried, validated, rejected by reason.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import cliProgress from "cli-progress";
+import type { Command } from "commander";
+import { ImageSpecSchema, type ImageSpecInput, type RepoSource } from "../images/spec";
+import { InferenceClient } from "../inference-client/client";
+import { generateMutateTasks, type MutateProgress } from "../tasks/mutate/generate";
+import { OPERATOR_NAMES, parseOperatorList } from "../tasks/mutate/operators";
+
+interface MutateCliOptions {
+  repo: string;
+  commit: string;
+  spec?: string;
+  name?: string;
+  max: string;
+  operators?: string;
+  seed: string;
+  out: string;
+  image?: string;
+  minComplexity: string;
+  maxCandidates?: string;
+  combine?: string;
+  sampleOthers: string;
+  maxFailToPass: string;
+  reruns: string;
+  agreementSample: string;
+  timeout: string;
+  cpus: string;
+  modelUrl?: string;
+  model?: string;
+  goldCheck: boolean;
+  stats?: string;
+}
+
+/** `owner/name` from a URL or path (`…/pallets+flask/repo` and `…/flask.git` both work). */
+export function repoNameFrom(repo: string): string {
+  const clean = repo.replace(/\/+$/, "").replace(/\.git$/, "").replace(/\/repo$/, "");
+  const plus = /([\w.-]+)\+([\w.-]+)$/.exec(clean);
+  if (plus) return `${plus[1]}/${plus[2]}`;
+  const parts = clean.split(/[/:]/).filter(Boolean);
+  return parts.length >= 2 ? `${parts[parts.length - 2]}/${parts[parts.length - 1]}` : `local/${parts[parts.length - 1] ?? "repo"}`;
+}
+
+/** The spec: `--spec FILE` (JSON ImageSpec input) or a plain pytest default. */
+export function mutateSpec(o: Pick<MutateCliOptions, "repo" | "commit" | "spec" | "name">): ImageSpecInput {
+  const source: RepoSource = /^(https?:|git@|ssh:)/.test(o.repo) ? { type: "git", url: o.repo } : { type: "path", path: path.resolve(o.repo) };
+  const base: Partial<ImageSpecInput> = o.spec ? (JSON.parse(fs.readFileSync(o.spec, "utf8")) as Partial<ImageSpecInput>) : {};
+  return ImageSpecSchema.parse({
+    systemPackages: ["python3-pytest", "python3-pip", "python3-setuptools"],
+    install: ["pip install --no-index --no-deps --no-build-isolation --break-system-packages -e ."],
+    testCommand: "pytest -rA",
+    logParser: "pytest",
+    ...base,
+    repo: o.name ?? base.repo ?? repoNameFrom(o.repo),
+    commit: o.commit,
+    source,
+  });
+}
+
+export function registerTaskCommands(program: Command): void {
+  const tasks = program.command("tasks").description("make task records");
+  tasks
+    .command("mutate")
+    .description("mutate-fix tasks: inject bugs the repository's own tests catch (Python, pytest)")
+    .requiredOption("--repo <path|url>", "repository: a local clone (bare or not) or a git URL")
+    .requiredOption("--commit <sha>", "commit whose tests pass")
+    .option("--spec <file>", "image spec JSON (systemPackages, install, testCommand, …); coverage packages are added")
+    .option("--name <owner/name>", "repository name in task ids (default: from --repo)")
+    .option("--max <n>", "tasks wanted", "50")
+    .option("--operators <list>", `comma-separated operators (default all: ${OPERATOR_NAMES.join(",")})`)
+    .option("--seed <n>", "seed (same seed, same candidates in the same order)", "0")
+    .requiredOption("--out <file>", "JSONL output of Task records")
+    .option("--image <tag>", "use this instance image (must include python3-coverage, python3-pytest-cov)")
+    .option("--min-complexity <n>", "complexity gate for target functions/classes", "2")
+    .option("--max-candidates <n>", "most single candidates validated (default 15 × max)")
+    .option("--combine <n>", "combined 2–3-bug tasks wanted (default max / 10)")
+    .option("--sample-others <n>", "tests run besides the covering ones", "5")
+    .option("--max-fail-to-pass <n>", "most failing tests a kept bug may have", "50")
+    .option("--reruns <n>", "re-runs that must reproduce FAIL_TO_PASS (flaky check)", "1")
+    .option("--agreement-sample <n>", "kept bugs re-checked with the full suite", "5")
+    .option("--timeout <s>", "seconds per candidate test run", "300")
+    .option("--cpus <n>", "CPUs of the validation sandbox", "1")
+    .option("--model-url <url>", "OpenAI-compatible server: issues written by the model (template fallback)")
+    .option("--model <name>", "model name for --model-url")
+    .option("--no-gold-check", "skip the gold/empty check of each task")
+    .option("--stats <file>", "write the summary as JSON")
+    .action(async (o: MutateCliOptions) => {
+      const spec = mutateSpec(o);
+      const client = o.modelUrl ? new InferenceClient({ endpoints: [{ url: o.modelUrl, ...(o.model ? { model: o.model } : {}) }] }) : undefined;
+      fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+      const out = fs.openSync(o.out, "w");
+      const tty = process.stderr.isTTY;
+      const bar = tty
+        ? new cliProgress.SingleBar(
+            { format: "{phase} [{bar}] {value}/{total} tried · {validated} kept · {rej} · {msg}", stream: process.stderr, hideCursor: true },
+            cliProgress.Presets.shades_classic,
+          )
+        : undefined;
+      let started = false;
+      const rej = (p: MutateProgress) =>
+        Object.entries(p.rejected)
+          .filter(([, n]) => n > 0)
+          .map(([k, n]) => `${k} ${n}`)
+          .join(", ") || "none rejected";
+      const onProgress = (p: MutateProgress) => {
+        const payload = { phase: p.phase, validated: p.validated, rej: rej(p), msg: p.message.slice(0, 60) };
+        if (bar) {
+          if (!started && p.total !== undefined) {
+            bar.start(p.total, p.tried, payload);
+            started = true;
+          } else if (started) {
+            if (p.total !== undefined) bar.setTotal(p.total);
+            bar.update(p.tried, payload);
+          } else {
+            process.stderr.write(`${p.phase}: ${p.message}\n`);
+          }
+        } else if (p.phase !== "validate" || p.tried % 10 === 0) {
+          process.stderr.write(`[${p.phase}] tried ${p.tried} · kept ${p.validated} · ${rej(p)} · ${p.message}\n`);
+        }
+      };
+      try {
+        const { stats } = await generateMutateTasks({
+          spec,
+          max: Number(o.max),
+          ...(o.operators ? { operators: parseOperatorList(o.operators) } : {}),
+          seed: Number(o.seed),
+          minComplexity: Number(o.minComplexity),
+          ...(o.maxCandidates ? { maxCandidates: Number(o.maxCandidates) } : {}),
+          ...(o.combine !== undefined ? { combine: Number(o.combine) } : {}),
+          agreementSample: Number(o.agreementSample),
+          goldCheck: o.goldCheck,
+          settings: {
+            sampleOthers: Number(o.sampleOthers),
+            maxFailToPass: Number(o.maxFailToPass),
+            reruns: Number(o.reruns),
+            timeoutSeconds: Number(o.timeout),
+          },
+          ...(o.image ? { image: o.image } : {}),
+          cpus: Number(o.cpus),
+          ...(client ? { client } : {}),
+          onProgress,
+          onTask: (t) => fs.writeSync(out, JSON.stringify(t) + "\n"),
+        });
+        bar?.stop();
+        const s = stats;
+        console.log(`${s.repo}@${s.commit.slice(0, 12)} (${s.image})`);
+        console.log(`reference: ${s.referencePassed}/${s.referenceTests} tests pass (${s.seconds.reference.toFixed(1)} s with coverage)`);
+        console.log(`candidates: ${s.candidates} in ${s.sourceFiles} files; tried ${s.tried}, validated ${s.validated}; mean tests run ${s.meanSelected.toFixed(1)}`);
+        console.log(`rejected: ${Object.entries(s.rejected).map(([k, n]) => `${k} ${n}`).join(", ")}`);
+        console.log("per operator (validated/tried):");
+        for (const [op, y] of Object.entries(s.perOperator)) if (y.tried) console.log(`  ${op.padEnd(20)} ${y.validated}/${y.tried}`);
+        console.log(`combined: ${s.combined.validated}/${s.combined.tried}`);
+        console.log(`full-suite agreement: ${s.agreement.agreed}/${s.agreement.checked}${s.agreement.disagreements.length ? ` (${s.agreement.disagreements.join("; ")})` : ""}`);
+        console.log(`gold/empty: gold resolves ${s.goldEmpty.goldResolved}/${s.goldEmpty.checked}, empty fails ${s.goldEmpty.emptyUnresolved}/${s.goldEmpty.checked}`);
+        console.log(`tasks: ${s.tasks} → ${o.out}; ${s.seconds.total.toFixed(0)} s (${Object.entries(s.seconds).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ")}), container CPU ${s.cpuSeconds.toFixed(0)} s`);
+        if (o.stats) fs.writeFileSync(o.stats, JSON.stringify(stats, null, 2) + "\n");
+      } finally {
+        bar?.stop();
+        fs.closeSync(out);
+      }
+    });
+}
