@@ -12,7 +12,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { buildInstanceImage, type BuildOptions } from "../images/build";
+import type { BuildOptions } from "../images/build";
 import type { RepoSource } from "../images/spec";
 import { knownIssue, loadSweBenchSpecs, networkRequirement, specForSweBench, type SweBenchSpecTable } from "../images/swebench-specs";
 import { silentLogger, type Logger } from "../lib/log";
@@ -49,7 +49,7 @@ export interface EvalRunOptions {
   build?: BuildOptions;
   logger?: Logger;
   /** Called when an instance starts building/evaluating and when it is done. */
-  onProgress?: (e: { instanceId: string; phase: "build" | "evaluate" | "done"; result?: EvalResult; done: number; total: number }) => void;
+  onProgress?: (e: { instanceId: string; phase: "evaluate" | "done"; result?: EvalResult; done: number; total: number }) => void;
 }
 
 export interface SkippedInstance {
@@ -168,28 +168,18 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
       return;
     }
     const patch = prediction.model_patch ?? "";
-    let image: string | undefined;
-    let buildError: string | undefined;
-    if (patch.trim() !== "") {
-      opts.onProgress?.({ instanceId: id, phase: "build", done, total: todo.length });
-      try {
-        image = (await buildInstanceImage(task.image, opts.build ?? {})).tag;
-      } catch (err) {
-        buildError = (err as Error).message;
-        log.warn({ instance: id, err: buildError }, "image build failed");
-      }
-    }
     opts.onProgress?.({ instanceId: id, phase: "evaluate", done, total: todo.length });
-    const result = await evaluatePatch(task, patch, {
+    // The instance image is built (or found in the cache) by evaluatePatch; a build failure is
+    // an env_error with the builder's message.
+    const final = await evaluatePatch(task, patch, {
       model: prediction.model_name_or_path,
       logDir,
       logger: log,
       labels: { "forager.run": opts.runId },
-      ...(image ? { image } : buildError ? { image: "forager/unbuilt:image-build-failed" } : {}),
+      build: opts.build ?? {},
       ...(opts.timeoutSeconds ? { timeoutSeconds: opts.timeoutSeconds } : {}),
       ...(opts.cpus ? { cpus: opts.cpus } : {}),
     });
-    const final = buildError ? { ...result, outcome: "env_error" as const, reason: `image build failed: ${buildError}` } : result;
     results.push(final);
     done++;
     opts.onProgress?.({ instanceId: id, phase: "done", result: final, done, total: todo.length });
