@@ -11,7 +11,7 @@ import { formatSummary } from "../agent/render";
 import { loadTask } from "../agent/tasks-file";
 import { writeTrajectory } from "../agent/trajectory";
 import { childLogger } from "../lib/log";
-import { addCommonOptions, configFrom, defaultOut, loadEvaluator, NO_EVALUATOR, printEvent, type CommonOptions } from "./run";
+import { addCommonOptions, configFrom, defaultOut, loadEvaluator, printEvent, type CommonOptions } from "./run";
 
 /** Line input over readline that also works with piped stdin (null at end of input). */
 export function stdinIO(): HumanIO & { close(): void } {
@@ -48,7 +48,7 @@ export function registerDebugCommand(program: Command): void {
   addCommonOptions(cmd).action(async (o: CommonOptions) => {
     const task = await loadTask(o.tasks, o.task);
     const config = configFrom(o);
-    const evaluator = await loadEvaluator();
+    const evaluator = loadEvaluator();
     const io = stdinIO();
     const policy = new HumanPolicy(io);
     let shownPrompt = false;
@@ -76,7 +76,6 @@ export function registerDebugCommand(program: Command): void {
         },
       });
       console.log("\n" + formatSummary(t));
-      if (!evaluator) console.log(NO_EVALUATOR);
       const out = o.out ?? defaultOut(`debug-${task.id}`);
       writeTrajectory(out, t);
       console.log(`trajectory: ${out}`);

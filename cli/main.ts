@@ -7,6 +7,9 @@ import { registerSandboxCommands } from "./sandbox";
 import { registerImageCommands } from "./images";
 import { runDemo } from "./demo";
 import { registerAgentCommands } from "./run";
+import { registerEvalCommand } from "./eval";
+import { registerForageCommands } from "./forage";
+import { registerTaskCommands } from "./tasks";
 import { destroyAllSandboxes } from "../sandbox/sandbox";
 import { reapSandboxes } from "../sandbox/reaper";
 import { childLogger } from "../lib/log";
@@ -48,11 +51,11 @@ program.hook("preAction", async (_root, action) => {
 });
 
 registerImageCommands(program);
-(await import("./eval")).registerEvalCommand(program);
+registerEvalCommand(program);
 registerSandboxCommands(program);
 registerAgentCommands(program);
-(await import("./forage")).registerForageCommands(program);
-(await import("./tasks")).registerTaskCommands(program);
+registerForageCommands(program);
+registerTaskCommands(program);
 
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
   process.once(sig, () => {

@@ -13,45 +13,23 @@ import { OraclePolicy } from "../agent/oracle";
 import { HttpPolicy, type Policy } from "../agent/policy";
 import { formatSummary, formatTurn } from "../agent/render";
 import { loadTask } from "../agent/tasks-file";
-import { writeTrajectory, type Evaluation } from "../agent/trajectory";
-import type { Task } from "../tasks/schema";
+import { writeTrajectory } from "../agent/trajectory";
 import { registerDebugCommand } from "./debug";
 import { registerReplayCommand } from "./replay";
 import { registerShowCommand } from "./show";
+import { evaluatePatch } from "../rewards/evaluate";
 
 /**
- * The evaluator of the CLI: `evaluatePatch` from rewards/evaluate.ts when that module exists.
- *
- * HOOK: rewards/evaluate.ts is written by another engineer. When it does not export `evaluatePatch`,
- * this returns undefined and episodes are not evaluated (the trajectory says so). The module is
- * imported by a computed specifier so this file compiles without it; the adapter below accepts
- * `evaluatePatch(task, patch, {image, timeoutSeconds})` (the episode's instance image) returning an EvalReport-like `{outcome, resolved, reason?, ...}`.
+ * The evaluator of the CLI: `evaluatePatch` (rewards/evaluate.ts) in a fresh sandbox from the
+ * episode's instance image, adapted to the agent's Evaluator interface.
  */
-export async function loadEvaluator(): Promise<Evaluator | undefined> {
-  const specifier = ["..", "rewards", "evaluate"].join("/");
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(/* @vite-ignore */ specifier)) as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-  const fn = mod.evaluatePatch;
-  if (typeof fn !== "function") return undefined;
+export function loadEvaluator(): Evaluator {
   return async (task, patch, opts) => {
-    const call = fn as (t: Task, p: string, o: { image?: string; timeoutSeconds?: number }) => Promise<Record<string, unknown>>;
-    const r = (await call(task, patch, { image: opts.image, timeoutSeconds: opts.timeoutSeconds })) ?? {};
-    const outcome = String(r.outcome ?? "env_error");
-    const known = ["pass", "fail", "patch_apply_failed", "timeout", "env_error"];
-    return {
-      outcome: (known.includes(outcome) ? outcome : "env_error") as Evaluation["outcome"],
-      resolved: r.resolved === true,
-      reason: typeof r.reason === "string" ? r.reason : undefined,
-      report: r,
-    };
+    const r = await evaluatePatch(task, patch, { image: opts.image, timeoutSeconds: opts.timeoutSeconds });
+    return { outcome: r.outcome, resolved: r.resolved, reason: r.reason, report: r };
   };
 }
 
-const NO_EVALUATOR = "no evaluator: rewards/evaluate.ts (evaluatePatch) is not available; the patch is not evaluated";
 
 /** Options shared by run and debug. */
 export interface CommonOptions {
@@ -128,8 +106,7 @@ async function runCommand(o: RunOptions): Promise<void> {
     });
     policy = new HttpPolicy(client);
   }
-  const evaluator = await loadEvaluator();
-  if (!evaluator) console.log(NO_EVALUATOR);
+  const evaluator = loadEvaluator();
   console.log(`task ${task.id} (${task.kind}) · policy ${policy.kind} · ${config.mode} · max ${config.maxTurns} turns`);
   try {
     const t = await runEpisode({
@@ -170,4 +147,3 @@ export function registerAgentCommands(program: Command): void {
   registerShowCommand(program);
 }
 
-export { NO_EVALUATOR };
