@@ -20,7 +20,7 @@ import { Redis, type RedisOptions } from "ioredis";
 import { TrajectorySchema, type Trajectory } from "../agent/trajectory";
 import { silentLogger, type Logger } from "../lib/log";
 import { TaskSchema, type Task } from "../tasks/schema";
-import { writeFileAtomic, readStaged, ShardWriter, stagingPath, writeStaged } from "./storage";
+import { readStaged, scanShards, ShardWriter, stagingPath, writeFileAtomic, writeStaged, type IndexEntry } from "./storage";
 import { QUEUE_PREFIX, QUEUES, RunSpecSchema, jobIds, runKeys, runPaths, sampleKey, trajectoryId, type RunSpec } from "./spec";
 import { closePolicyClients, defaultEvaluate, defaultImage, defaultRollout, type EvaluateFn, type ImageFn, type RolloutFn } from "./stages";
 import fsp from "node:fs/promises";
@@ -259,9 +259,13 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
       const key = sampleKey(runId, taskId, sample);
       const addEval = () => queues.evals.add("evaluation", { runId, taskId, sample }, jobOpts(ctx.spec, jobIds.evaluation(runId, taskId, sample)));
       const [done, skipped] = await Promise.all([redis.hexists(keys.done, key), redis.hexists(keys.skipped, key)]);
-      if (done || skipped) return { already: done ? "done" : "skipped" };
+      if (done || skipped) {
+        await redis.hdel(keys.running, key); // a mark left by a worker that died
+        return { already: done ? "done" : "skipped" };
+      }
       const staged = await readStaged(runPaths(ctx.spec.runDir).staging, key);
       if (staged) {
+        await redis.hdel(keys.running, key);
         await addEval();
         return { staged: true, reused: true };
       }
@@ -353,24 +357,48 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
       } finally {
         aborts.delete(ac);
       }
-      const entry = await writerFor(ctx).append(t, sample);
-      const summary: SampleSummary = {
-        taskId,
-        sample,
-        resolved: entry.resolved,
-        reward: entry.reward,
-        turns: entry.turns,
-        endReason: entry.endReason,
-        shard: entry.shard,
-        offset: entry.offset,
-        worker: writerFor(ctx).writerId,
-      };
-      const multi = redis.multi().hset(keys.done, key, JSON.stringify(summary)).hdel(keys.failed, key);
-      if (summary.resolved) multi.hincrby(keys.successes, taskId, 1);
-      await multi.exec();
-      await fsp.rm(stagingPath(stagingDir, key), { force: true });
-      await fsp.rm(path.join(runPaths(ctx.spec.runDir).failures, `${key}.json`), { force: true });
-      return summary;
+      // One committer per sample: a claim (expiring) against concurrent copies of the job (a lock
+      // lost while Redis was away), and a `committing` mark (not expiring) against a committer that
+      // died between its fsync and its `done` record: the next one looks in the shard indexes first.
+      const claimKey = keys.claim + key;
+      const me = `${writerFor(ctx).writerId} ${Date.now()}`;
+      for (let waited = 0; (await redis.set(claimKey, me, "PX", 30_000, "NX")) !== "OK"; waited += 500) {
+        const d = await redis.hget(keys.done, key);
+        if (d) return JSON.parse(d) as SampleSummary;
+        if (waited > 60_000) throw new Error(`sample ${key} is being committed by another worker`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      try {
+        const d = await redis.hget(keys.done, key);
+        if (d) return JSON.parse(d) as SampleSummary;
+        let entry: IndexEntry | undefined;
+        if (await redis.hexists(keys.committing, key)) {
+          const id = trajectoryId(runId, taskId, sample);
+          entry = scanShards(runPaths(ctx.spec.runDir).shards).entries.find((e) => e.id === id);
+          if (entry) log.warn({ key }, "trajectory found committed by a worker that died before recording it");
+        }
+        await redis.hset(keys.committing, key, me);
+        entry ??= await writerFor(ctx).append(t, sample);
+        const summary: SampleSummary = {
+          taskId,
+          sample,
+          resolved: entry.resolved,
+          reward: entry.reward,
+          turns: entry.turns,
+          endReason: entry.endReason,
+          shard: entry.shard,
+          offset: entry.offset,
+          worker: writerFor(ctx).writerId,
+        };
+        const multi = redis.multi().hset(keys.done, key, JSON.stringify(summary)).hdel(keys.failed, key).hdel(keys.committing, key);
+        if (summary.resolved) multi.hincrby(keys.successes, taskId, 1);
+        await multi.exec();
+        await fsp.rm(stagingPath(stagingDir, key), { force: true });
+        await fsp.rm(path.join(runPaths(ctx.spec.runDir).failures, `${key}.json`), { force: true });
+        return summary;
+      } finally {
+        await redis.del(claimKey);
+      }
     },
     workerOpts(opts.evalConcurrency ?? Math.max(1, Math.floor(concurrency / 4))),
   );
