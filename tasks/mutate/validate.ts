@@ -65,6 +65,11 @@ export interface ValidationSettings {
   /** Seconds one candidate's test run may take (default 300). */
   timeoutSeconds: number;
   seed: number;
+  /**
+   * What "the whole suite" is: paths given to the test command for the reference and full-suite
+   * runs. Default: the first of `tests`, `testing`, `test` that exists, else no argument.
+   */
+  suitePaths?: string[];
 }
 
 export const DEFAULT_SETTINGS: ValidationSettings = { sampleOthers: 5, maxFailToPass: 50, reruns: 1, timeoutSeconds: 300, seed: 0 };
@@ -187,16 +192,34 @@ export class MutateRunner {
     return { statuses, log: r.out, timedOut, exitCode, seconds: (performance.now() - started) / 1000 };
   }
 
+  /** The whole suite's paths (see ValidationSettings.suitePaths); undefined: no argument. */
+  suite: string[] | undefined;
+
+  /** Decide (and remember in {@link suite}) what the whole suite is. */
+  async detectSuite(): Promise<string[] | undefined> {
+    if (this.settings.suitePaths) return (this.suite = this.settings.suitePaths.length ? this.settings.suitePaths : undefined);
+    const r = await this.sh("for d in tests testing test; do [ -d \"$d\" ] && { echo \"$d\"; break; }; done; true");
+    const d = r.out.trim();
+    return (this.suite = d ? [d] : undefined);
+  }
+
   /** The reference run: whole suite under coverage with per-test contexts. */
   async runReference(): Promise<ReferenceRun> {
     await this.reset();
-    const env = "export COVERAGE_FILE=/tmp/forager.coverage; rm -f /tmp/forager.coverage* /tmp/forager-cov.json";
-    const run = await this.runTests(undefined, {
-      extraArgs: "--cov=. --cov-context=test --cov-report=",
+    await this.detectSuite();
+    // Our own coverage config: the repository's (branch = True, parallel, plugins) must not mix
+    // line and arc data or change what is measured.
+    await this.sandbox.writeFile(
+      "/tmp/forager-coveragerc",
+      "[run]\nbranch = False\nparallel = False\ndata_file = /tmp/forager.coverage\nrelative_files = True\n",
+    );
+    const env = "export COVERAGE_FILE=/tmp/forager.coverage COVERAGE_RCFILE=/tmp/forager-coveragerc; rm -f /tmp/forager.coverage* /tmp/forager-cov.json";
+    const run = await this.runTests(this.suite, {
+      extraArgs: "--cov=. --cov-config=/tmp/forager-coveragerc --cov-context=test --cov-report=",
       timeoutSeconds: Math.max(this.spec.testTimeoutSeconds, 1800),
       env,
     });
-    const j = await this.sh(`${env.split(";")[0]}; python3 -m coverage json --show-contexts -q -o /tmp/forager-cov.json 2>&1; echo rc=$?`);
+    const j = await this.sh(`${env.split(";")[0]}; python3 -m coverage json --rcfile=/tmp/forager-coveragerc --show-contexts -i -q -o /tmp/forager-cov.json 2>&1; echo rc=$?`);
     if (!/rc=0\s*$/.test(j.out)) throw new Error(`coverage json failed: ${j.out.slice(-1500)}\n--- test log tail:\n${run.log.slice(-1500)}`);
     const data = JSON.parse((await this.sandbox.readFile("/tmp/forager-cov.json")).toString("utf8")) as {
       files: Record<string, { contexts?: Record<string, string[]> }>;
@@ -340,7 +363,7 @@ export class MutateRunner {
     const started = performance.now();
     try {
       await this.apply(c);
-      const run = await this.runTests(undefined, { timeoutSeconds: Math.max(this.spec.testTimeoutSeconds, this.settings.timeoutSeconds) });
+      const run = await this.runTests(this.suite, { timeoutSeconds: Math.max(this.spec.testTimeoutSeconds, this.settings.timeoutSeconds) });
       let f2p = this.classify(run, this.mustReference().passed).f2p;
       const extra = f2p.filter((t) => !known.includes(t));
       if (extra.length && !run.timedOut) {
