@@ -96,7 +96,8 @@ for (let k = 0; k < KILLS; k++) {
   }
   const victim = [...workers][0];
   if (!victim) break;
-  const inFlight = await redis.hlen(runKeys(runId).running);
+  const marks = Object.values(await redis.hgetall(runKeys(runId).running));
+  const inFlight = marks.filter((v) => v.split(" ")[0]!.endsWith(`:${victim.pid}`)).length;
   victim.kill("SIGKILL");
   await new Promise((r) => victim.once("exit", r));
   kills++;
