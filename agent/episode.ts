@@ -28,6 +28,7 @@ import { patchSimilarity } from "../rewards/similarity";
 import { Sandbox } from "../sandbox/sandbox";
 import type { SandboxConfigInput } from "../sandbox/config";
 import type { Task } from "../tasks/schema";
+import { prepareMutateSandbox } from "../tasks/mutate/start";
 import { ActionFormatError, parseAction, splitReasoning } from "../tools/parse";
 import { toolProfile } from "../tools/registry";
 import type { ToolResult } from "../tools/types";
@@ -241,16 +242,15 @@ async function evaluateWithTimeout(evaluator: Evaluator, task: Task, patch: stri
 }
 
 /** Apply the mutate-fix start patch and fold it into HEAD (author and dates kept). */
-async function applyStartPatch(sandbox: Sandbox, patch: string, workdir: string): Promise<void> {
-  const file = "/tmp/.forager-start.patch";
-  await sandbox.writeFile(file, patch.endsWith("\n") ? patch : patch + "\n");
-  const script =
-    `git update-index -q --refresh >/dev/null 2>&1; git apply --index --whitespace=nowarn ${file} && rm -f ${file} && ` +
-    `GIT_COMMITTER_DATE="$(git log -1 --format=%cI)" GIT_COMMITTER_NAME="$(git log -1 --format=%cn)" GIT_COMMITTER_EMAIL="$(git log -1 --format=%ce)" ` +
-    `git -c user.name=forager -c user.email=forager@localhost commit -q --amend --no-edit --allow-empty`;
-  const r = await sandbox.exec(["bash", "-c", script], { workdir, timeoutSeconds: 120 });
-  if (r.exitCode !== 0) {
-    throw new TaskSetupError(`start patch does not apply: ${(r.stdout.toString() + r.stderr.toString()).slice(0, 500)}`);
+/**
+ * Mutate-fix start: the bug applied and history squashed to one orphan commit, nothing of the
+ * original reachable (tasks/mutate/start.ts). A patch that does not apply is the task's fault.
+ */
+async function applyStartPatch(sandbox: Sandbox, task: Task): Promise<void> {
+  try {
+    await prepareMutateSandbox(sandbox, task);
+  } catch (err) {
+    throw new TaskSetupError(`start patch does not apply: ${(err as Error).message.slice(0, 500)}`);
   }
 }
 
@@ -285,7 +285,7 @@ async function rollout(opts: RunEpisodeOptions, config: AgentConfig, image: stri
         labels: { "forager.episode": opts.id ?? "", ...(opts.labels ?? {}) },
       };
       sandbox = await (opts.sandboxFactory ?? ((c) => Sandbox.create(c, { logger: log })))(cfg);
-      if (task.startPatch.trim() !== "") await applyStartPatch(sandbox, task.startPatch, workdir);
+      if (task.startPatch.trim() !== "") await applyStartPatch(sandbox, task);
     } catch (err) {
       res.endReason = "env_error";
       res.endDetail = `sandbox start: ${(err as Error).message}`;

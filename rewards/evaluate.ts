@@ -5,7 +5,7 @@
  * Always a fresh sandbox from the task's instance image (never an agent's container), network
  * "none". Steps, as the harness: empty patch → not resolved, nothing run; write the patch into
  * the container and apply it (`git apply --verbose`, then `git apply --verbose --reject`, then
- * `patch --batch --fuzz=5 -p1 -i`; the tree is reset between attempts; the method that applied is
+ * `patch --batch --forward --fuzz=5 -p1 -i` (the harness without --forward); the tree is reset between attempts; the method that applied is
  * recorded); reset the files the test patch touches — and every test-like file the model patch
  * touched — to the base commit (files absent there are removed); apply the hidden test patch;
  * run the spec's evalPreamble and test command with the test directives under a timeout,
@@ -30,6 +30,7 @@ import { silentLogger, type Logger } from "../lib/log";
 import { Sandbox } from "../sandbox/sandbox";
 import type { Task } from "../tasks/schema";
 import { testDirectives, diffTargetPaths } from "./directives";
+import { prepareMutateSandbox } from "../tasks/mutate/start";
 import {
   crossCheckTestLog,
   diffHeaderPaths,
@@ -57,11 +58,17 @@ export type EvalOutcome = z.infer<typeof EvalOutcomeSchema>;
 export const ApplyMethodSchema = z.enum(["git_apply", "git_apply_reject", "patch_fuzz"]);
 export type ApplyMethod = z.infer<typeof ApplyMethodSchema>;
 
-/** The command each apply method runs (the harness's GIT_APPLY_CMDS). */
+/**
+ * The command each apply method runs: the harness's GIT_APPLY_CMDS, except that `patch` gets
+ * `--forward`. With `--batch` alone, GNU patch assumes a patch that "looks reversed" is reversed
+ * and applies it backwards: a fix whose context matches the fixed code (a model's patch against
+ * a mutate-fix bug evaluated on the wrong tree, or an already-applied change) would silently undo
+ * itself. `--forward` refuses such hunks instead, so the fallback can only apply what it says.
+ */
 export const APPLY_COMMANDS: Record<ApplyMethod, string> = {
   git_apply: "git apply --verbose",
   git_apply_reject: "git apply --verbose --reject",
-  patch_fuzz: "patch --batch --fuzz=5 -p1 -i",
+  patch_fuzz: "patch --batch --forward --fuzz=5 -p1 -i",
 };
 
 export const EvalResultSchema = z.object({
@@ -259,6 +266,21 @@ export function isPytestCommand(spec: Pick<ImageSpec, "testCommand" | "logParser
 
 const shq = (s: string): string => (/^[A-Za-z0-9_./:=@%+,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
 
+/**
+ * Directives for a task without a test patch (mutate-fix): the test files named by pytest ids
+ * (`path::name`) of FAIL_TO_PASS and PASS_TO_PASS; none (the whole command) for other runners.
+ */
+export function directivesFromTestIds(task: Pick<Task, "failToPass" | "passToPass">, spec: ImageSpec): string[] {
+  if (spec.logParser !== "pytest") return [];
+  const files = new Set<string>();
+  for (const id of [...task.failToPass, ...task.passToPass]) {
+    const at = id.indexOf("::");
+    if (at <= 0) return [];
+    files.add(id.slice(0, at));
+  }
+  return [...files].sort();
+}
+
 /** The test run script: preamble, then the test command with JUnit options and directives. */
 export function testScript(spec: ImageSpec, directives: readonly string[], junitPath?: string): string {
   const junit = junitPath ? ` --junitxml=${shq(junitPath)} -o junit_family=xunit1` : "";
@@ -381,6 +403,8 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       },
       { logger: log },
     );
+    // Mutate-fix: the buggy starting state (the same squashed commit the agent started from).
+    if (task.startPatch.trim() !== "") await prepareMutateSandbox(sandbox, task);
     const nonce = makeNonce();
     const dir = `/tmp/forager-eval-${makeNonce(6)}`;
     const pytest = isPytestCommand(spec);
@@ -436,7 +460,7 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
     }
 
     // Run the tests.
-    const directives = testDirectives(task.testPatch, task.repo);
+    const directives = task.testPatch.trim() !== "" ? testDirectives(task.testPatch, task.repo) : directivesFromTestIds(task, spec);
     const script = testScript(spec, directives, junitPath);
     const run = await sandbox.exec(["bash", "-c", script], { timeoutSeconds, workdir: spec.workdir });
     base.testSeconds = run.durationMs / 1000;

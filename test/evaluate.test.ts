@@ -118,7 +118,7 @@ describe("evaluatePatch: harness semantics", () => {
     expect(r.report[task.id]).toMatchObject({ patch_exists: true, patch_successfully_applied: false, resolved: false });
     const out = fs.readFileSync(path.join(r.logDir!, "test_output.txt"), "utf8");
     expect(out).toContain(">>>>> git apply --verbose (exit 1)");
-    expect(out).toContain(">>>>> patch --batch --fuzz=5 -p1 -i (exit 1)");
+    expect(out).toContain(">>>>> patch --batch --forward --fuzz=5 -p1 -i (exit 1)");
     expect(out).toContain(">>>>> Patch Apply Failed");
   });
 
