@@ -1,5 +1,5 @@
 /**
- * forager's structured logger: pino JSON lines. Level from FORAGER_LOG_LEVEL (default "info"),
+ * forager's structured logger: pino JSON lines. Level from FORAGER_LOG_LEVEL (default "warn": the CLI prints for people; workers set "info"),
  * destination stderr so that a command's stdout stays for people and pipes.
  */
 import { pino, destination, type Logger } from "pino";
@@ -11,7 +11,7 @@ let root: Logger | undefined;
 /** The process-wide pino logger (JSON to stderr). */
 export function logger(): Logger {
   root ??= pino(
-    { level: process.env.FORAGER_LOG_LEVEL ?? "info", base: { pid: process.pid } },
+    { level: process.env.FORAGER_LOG_LEVEL ?? "warn", base: { pid: process.pid } },
     destination({ dest: 2, sync: false }),
   );
   return root;
