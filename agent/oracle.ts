@@ -6,7 +6,7 @@
  * edit fails), write the patch with bash and `git apply` it instead. Then `git diff > fix.patch`,
  * `submit fix.patch`, and a final answer with the CWM markdown summary headings.
  */
-import { shellQuote } from "../sandbox/session";
+import { shellQuote } from "../lib/shell";
 import type { Task } from "../tasks/schema";
 import type { AgentConfig } from "./config";
 import { PolicyStopped, type Policy, type PolicyContext, type PolicyIdentity, type PolicyStep } from "./policy";

@@ -17,6 +17,7 @@
  * serialized across processes by a lock file. The index `<stateDir>/images.json` records build
  * time and last use (for pruning; see inventory.ts).
  */
+import { shellQuote } from "../lib/shell";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
@@ -33,6 +34,7 @@ import { defaultStateDir, tagFileName, updateImageIndex, withFileLock } from "./
 
 export { ImageBuildError } from "./engine-build";
 export { listImages, pruneImages } from "./inventory";
+export { markImageUsed } from "./state";
 export type { ForagerImage, ImageListing, PruneOptions, PruneResult } from "./inventory";
 
 /** Bumped when the generated Dockerfiles change in a way that changes the images. */
@@ -288,11 +290,6 @@ function labelStep(labels: Record<string, string>): DockerStep {
       .map(([k, v]) => `${k}=${dockerfileQuote(v)}`)
       .join(" ")}`,
   };
-}
-
-/** POSIX single-quote a shell word. */
-export function shellQuote(s: string): string {
-  return /^[A-Za-z0-9_./:=@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 function short(line: string): string {

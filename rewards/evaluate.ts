@@ -31,6 +31,7 @@ import { Sandbox } from "../sandbox/sandbox";
 import type { Task } from "../tasks/schema";
 import { testDirectives, diffTargetPaths } from "./directives";
 import { prepareMutateSandbox } from "../tasks/mutate/start";
+import { shellQuote } from "../lib/shell";
 import {
   crossCheckTestLog,
   diffHeaderPaths,
@@ -264,7 +265,6 @@ export function isPytestCommand(spec: Pick<ImageSpec, "testCommand" | "logParser
   return spec.logParser === "pytest" && /(^|[\s/])(py\.test|pytest)(\s|$)|-m\s+pytest\b/.test(spec.testCommand);
 }
 
-const shq = (s: string): string => (/^[A-Za-z0-9_./:=@%+,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
 
 /**
  * Directives for a task without a test patch (mutate-fix): the test files named by pytest ids
@@ -283,12 +283,12 @@ export function directivesFromTestIds(task: Pick<Task, "failToPass" | "passToPas
 
 /** The test run script: preamble, then the test command with JUnit options and directives. */
 export function testScript(spec: ImageSpec, directives: readonly string[], junitPath?: string): string {
-  const junit = junitPath ? ` --junitxml=${shq(junitPath)} -o junit_family=xunit1` : "";
+  const junit = junitPath ? ` --junitxml=${shellQuote(junitPath)} -o junit_family=xunit1` : "";
   return [
     "exec 2>&1",
-    `cd ${shq(spec.workdir)}`,
+    `cd ${shellQuote(spec.workdir)}`,
     ...spec.evalPreamble,
-    `${spec.testCommand}${junit}${directives.length ? " " + directives.map(shq).join(" ") : ""}`,
+    `${spec.testCommand}${junit}${directives.length ? " " + directives.map(shellQuote).join(" ") : ""}`,
   ].join("\n");
 }
 

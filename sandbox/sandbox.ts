@@ -19,7 +19,8 @@ import { selfIdentity } from "../lib/process";
 import { LABELS, SandboxConfigSchema, type SandboxConfig, type SandboxConfigInput } from "./config";
 import { FrameDemuxer } from "./demux";
 import { dockerClient, isGoneError } from "./docker";
-import { BashSession, shellQuote, type SessionResult } from "./session";
+import { shellQuote } from "../lib/shell";
+import { BashSession, type SessionResult } from "./session";
 
 /** Result of a one-off `exec` outside the session. */
 export interface ExecResult {

@@ -64,8 +64,6 @@ interface Pending {
   timer?: NodeJS.Timeout;
 }
 
-const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
-
 /** One bash process in a container, attached over a single stream. */
 export class BashSession {
   /** Pid (inside the container) of the outer bash = the session's process-group id. */
@@ -252,4 +250,3 @@ export class BashSession {
   }
 }
 
-export { q as shellQuote };

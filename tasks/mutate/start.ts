@@ -16,7 +16,8 @@
  * (git apply, then `patch --fuzz=5`), the spec's test command, parse, harness grading.
  */
 import { ImageSpecSchema } from "../../images/spec";
-import { buildInstanceImage, shellQuote, type BuildOptions } from "../../images/build";
+import { buildInstanceImage, type BuildOptions } from "../../images/build";
+import { shellQuote } from "../../lib/shell";
 import { gradeInstance, type GradeResult } from "../../rewards/grading";
 import { parseTestLog, type StatusMap } from "../../rewards/log-parsers";
 import { Sandbox } from "../../sandbox/sandbox";
