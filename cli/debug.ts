@@ -7,6 +7,10 @@ import readline from "node:readline";
 import type { Command } from "commander";
 import { runEpisode } from "../agent/episode";
 import { HUMAN_HELP, HumanPolicy, type HumanIO } from "../agent/human";
+import { OraclePolicy } from "../agent/oracle";
+import { HttpPolicy, type Policy } from "../agent/policy";
+import { SteppedPolicy } from "../agent/stepper";
+import { InferenceClient } from "../inference-client/client";
 import { formatSummary } from "../agent/render";
 import { loadTask } from "../agent/tasks-file";
 import { writeTrajectory } from "../agent/trajectory";
@@ -44,13 +48,25 @@ export function stdinIO(): HumanIO & { close(): void } {
 }
 
 export function registerDebugCommand(program: Command): void {
-  const cmd = program.command("debug").description("be the policy yourself: type tool calls, see what the model would see");
-  addCommonOptions(cmd).action(async (o: CommonOptions) => {
+  const cmd = program
+    .command("debug")
+    .description("be the policy yourself (type tool calls, see what the model would see), or step through a policy's episode")
+    .option("--step <policy>", "attach to a policy's episode and step through it turn by turn: oracle, or http with --model-url")
+    .option("--model-url <url>", "OpenAI-compatible endpoint for --step http")
+    .option("--model <name>", "model name for --step http");
+  addCommonOptions(cmd).action(async (o: CommonOptions & { step?: string; modelUrl?: string; model?: string }) => {
     const task = await loadTask(o.tasks, o.task);
     const config = configFrom(o);
     const evaluator = loadEvaluator();
     const io = stdinIO();
-    const policy = new HumanPolicy(io);
+    let client: InferenceClient | undefined;
+    let policy: Policy = new HumanPolicy(io);
+    if (o.step === "oracle") policy = new SteppedPolicy(new OraclePolicy(), io);
+    else if (o.step === "http") {
+      if (!o.modelUrl) throw new Error("--step http needs --model-url URL");
+      client = new InferenceClient({ endpoints: [{ url: o.modelUrl, model: o.model }] });
+      policy = new SteppedPolicy(new HttpPolicy(client), io);
+    } else if (o.step) throw new Error(`--step takes oracle or http, not ${o.step}`);
     let shownPrompt = false;
     try {
       const t = await runEpisode({
@@ -66,7 +82,7 @@ export function registerDebugCommand(program: Command): void {
             shownPrompt = true;
             console.log("── the issue prompt (user message) ──");
             console.log(task.problemStatement);
-            console.log(`\n${HUMAN_HELP}\n`);
+            if (!o.step) console.log(`\n${HUMAN_HELP}\n`);
           }
         },
         onTurn: (turn) => {
@@ -81,6 +97,7 @@ export function registerDebugCommand(program: Command): void {
       console.log(`trajectory: ${out}`);
     } finally {
       io.close();
+      await client?.close();
     }
   });
 }

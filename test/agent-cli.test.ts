@@ -100,4 +100,22 @@ describe("forager CLI (debug, show, replay)", () => {
     expect(replay.stdout).toMatch(/turn 1 \(bash\): same/);
     expect(replay.status).toBe(0);
   });
+
+  it("steps through the oracle's episode: accept, take over one turn, then continue", async () => {
+    const out = path.join(dir, "stepped.jsonl");
+    // 1st proposal accepted; 2nd replaced by our own bash command; then run the rest unattended.
+    const lines = ["", ":take", "echo taken-over", ":continue"];
+    const r = await drive(`${BIN} debug --step oracle --task ${tiny.task.id} --tasks ${tasksFile} --image ${tiny.image} --out ${out}`, lines);
+    const text = r.out.replace(/\r/g, "");
+    expect(text).toContain("── proposed action, turn 1 (oracle");
+    expect(text).toContain("── proposed action, turn 2 (oracle");
+    expect(text).toContain("<output>\ntaken-over\n</output>");
+    expect(text).not.toContain("── proposed action, turn 4");
+    expect(text).toContain("end: final_answer");
+    expect(r.code).toBe(0);
+    const t = readTrajectories(out).trajectories[0]!;
+    expect(t.policy.kind).toBe("oracle+stepped");
+    expect(t.turns[1]!.action?.argument ?? JSON.stringify(t.turns[1])).toContain("echo taken-over");
+    expect(t.submittedPatch).toBeTruthy();
+  });
 });
