@@ -105,9 +105,9 @@ export function templateIssue(input: IssueInput): string {
   const shown = failures.slice(0, 3);
   const first = shown[0];
   const s = first ? describeSymptom(first.lines) : {};
-  const title = s.error
+  const title = s.error && !s.error.startsWith("assert")
     ? `# Unexpected ${s.error.split(":")[0]} in ${input.repo}`
-    : s.expected !== undefined
+    : s.expected !== undefined || s.error
       ? `# Wrong result in ${input.repo}`
       : `# Regression in ${input.repo}`;
   const tests =
