@@ -80,6 +80,12 @@ export interface BuildOptions {
   timeoutMs?: number;
   /** Make the base image with ensureBaseImage when it is missing (default true). */
   ensureBase?: boolean;
+  /**
+   * Network of the instance layer's install steps. Default "none": installs run offline
+   * (`pip --no-index`), so a setup script that tries to download something fails at once
+   * instead of sending traffic. "host" only for specs whose install needs an index.
+   */
+  instanceNetwork?: "none" | "host";
 }
 
 /** One layer's build outcome. */
@@ -384,6 +390,7 @@ export async function buildEnvImage(specInput: ImageSpecInput, opts: BuildOption
       const id = await engineBuild({
         layer: "env",
         tag,
+        network: "host",
         steps: envSteps(spec, baseId, hash, pip, spec.baseImage),
         contextCopies,
         logFile,
@@ -479,6 +486,7 @@ export async function buildInstanceImage(specInput: ImageSpecInput, opts: BuildO
       const id = await engineBuild({
         layer: "instance",
         tag,
+        network: opts.instanceNetwork ?? "none",
         steps: instanceSteps(spec, env, hash, prepared.commit, branch),
         contextMoves: { repo: prepared.dir },
         logFile,

@@ -1,7 +1,8 @@
 /**
  * One `docker build` through the engine API: a generated Dockerfile (as a list of named steps)
  * plus optional context files, packed with tar-fs from a temp dir, sent to POST /build with
- * `networkmode: "host"`, streamed into a log file, and mapped back to the failing step on error.
+ * `networkmode` "host" (env layer: apt) or "none" (instance layer: installs run offline),
+ * streamed into a log file, and mapped back to the failing step on error.
  *
  * Why dockerode's buildImage and not the docker CLI: the engine here is 20.10 (API 1.41) and
  * the CLI has no buildx plugin, so `docker build` would fall back to the same classic builder
@@ -76,6 +77,8 @@ export interface EngineBuildRequest {
   onProgress?: (p: EngineBuildProgress) => void;
   /** Abort the build after this many ms (default 60 min). */
   timeoutMs?: number;
+  /** Network of RUN steps: "host" (apt needs it; the daemon has no bridge) or "none". */
+  network: "host" | "none";
   noCache?: boolean;
 }
 
@@ -119,7 +122,7 @@ export async function engineBuild(req: EngineBuildRequest): Promise<string> {
       const tarStream = Readable.from(pack(ctx) as unknown as AsyncIterable<Buffer>);
       const stream = (await docker().buildImage(tarStream, {
         t: req.tag,
-        networkmode: "host",
+        networkmode: req.network,
         rm: true,
         forcerm: true,
         nocache: req.noCache ?? false,

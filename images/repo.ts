@@ -108,7 +108,14 @@ export async function prepareRepository(
   }
   if (!sha) throw new EnvironmentError(`commit ${commit} not found in ${loc}`);
 
-  await raw(["-c", "advice.detachedHead=false", "checkout", "--quiet", "--force", "-B", branch, sha]);
+  try {
+    await raw(["-c", "advice.detachedHead=false", "checkout", "--quiet", "--force", "-B", branch, sha]);
+  } catch (err) {
+    throw new EnvironmentError(
+      `checkout of ${sha} from ${loc} failed (is the source a partial clone missing objects?): ${(err as Error).message.trim()}`,
+      { cause: err },
+    );
+  }
 
   for (const remote of (await raw(["remote"])).split("\n").map((s) => s.trim()).filter(Boolean)) {
     await raw(["remote", "remove", remote]);

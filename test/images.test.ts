@@ -49,7 +49,8 @@ beforeAll(async () => {
     commit: repo.baseSha,
     source: { type: "path", path: repo.dir },
     systemPackages: ["python3-pytest", "python3-pip", "python3-setuptools"],
-    install: [PIP_E, `echo "BUILD = '${nonce}'" > tinypkg/_build_info.py`],
+    // The last line checks that install steps run without a network (only loopback).
+    install: [PIP_E, `echo "BUILD = '${nonce}'" > tinypkg/_build_info.py`, 'test "$(ls /sys/class/net)" = lo'],
     testCommand: "pytest -rA",
     logParser: "pytest",
     keepAncestorTags: true,
