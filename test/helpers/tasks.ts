@@ -151,6 +151,7 @@ async function buildTiny(): Promise<TinyTask> {
   if (!(await imageExists(image))) {
     await engineBuild({
       layer: "instance",
+      network: "none",
       tag: image,
       steps: [
         { name: "base", instruction: `FROM ${BASE_IMAGE}` },
