@@ -35,10 +35,10 @@ export async function loadTask(file: string, id: string): Promise<Task> {
   }
   if (!sawTaskRecord) {
     const { parseSweBench, sweBenchRowToTask } = await import("../tasks/swebench");
-    const { specForSweBench } = await import("../images/swebench-specs");
+    const { specForSweBenchLocal } = await import("../images/swebench-specs");
     const { rows } = parseSweBench(text);
     const row = rows.find((r) => r.instance_id === id);
-    if (row) return sweBenchRowToTask(row, (r) => specForSweBench({ ...r, version: String(r.version ?? "") }));
+    if (row) return sweBenchRowToTask(row, (r) => specForSweBenchLocal({ ...r, version: String(r.version ?? "") }));
   }
   throw new RecordError(`task ${id} not found in ${file}`, file);
 }

@@ -15,7 +15,7 @@ import { formatSummary } from "../agent/render";
 import { loadTask } from "../agent/tasks-file";
 import { writeTrajectory } from "../agent/trajectory";
 import { childLogger } from "../lib/log";
-import { addCommonOptions, configFrom, defaultOut, loadEvaluator, printEvent, type CommonOptions } from "./run";
+import { addCommonOptions, configFrom, defaultOut, loadEvaluator, printEvent, useRepos, type CommonOptions } from "./run";
 
 /** Line input over readline that also works with piped stdin (null at end of input). */
 export function stdinIO(): HumanIO & { close(): void } {
@@ -55,6 +55,7 @@ export function registerDebugCommand(program: Command): void {
     .option("--model-url <url>", "OpenAI-compatible endpoint for --step http")
     .option("--model <name>", "model name for --step http");
   addCommonOptions(cmd).action(async (o: CommonOptions & { step?: string; modelUrl?: string; model?: string }) => {
+    useRepos(o);
     const task = await loadTask(o.tasks, o.task);
     const config = configFrom(o);
     const evaluator = loadEvaluator();

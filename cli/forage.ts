@@ -2,6 +2,7 @@
  * The orchestrator's commands: `forage`, `worker`, `status`, `resume`, `export`
  * (orchestrator/, docs/orchestrator.md).
  */
+import { useRepos } from "./run";
 import fs from "node:fs";
 import type { Command } from "commander";
 import { Option } from "commander";
@@ -68,6 +69,7 @@ export function registerForageCommands(program: Command): void {
     .command("forage")
     .description("turn tasks into trajectories: K samples per task, with rewards (embedded Redis and workers unless --redis)")
     .requiredOption("--tasks <file>", "task file (Task JSONL or SWE-bench JSON/JSONL); repeatable", collect)
+    .option("--repos <dir>", "SWE-bench tasks: directory of local clones (owner+name/repo, owner__name, …; sets FORAGER_REPOS)")
     .requiredOption("--samples <k>", "samples per task (K)", int)
     .requiredOption("--out <dir>", "run directory (shards, manifest, summary)")
     .option("--model-url <url>", "OpenAI-compatible endpoint; repeatable", collect)
@@ -87,7 +89,8 @@ export function registerForageCommands(program: Command): void {
     .option("--run-id <id>", "run id (default: date + random)")
     .option("--attempts <n>", "attempts per job (environment and inference errors)", int)
     .option("--image <task=tag>", "pre-built image tag for a task; repeatable", collect)
-    .action(async (o: ForageCliOptions) => {
+    .action(async (o: ForageCliOptions & { repos?: string }) => {
+      useRepos(o);
       const kind = o.policy ?? (o.modelUrl?.length ? "http" : "oracle");
       if (kind === "http" && !o.modelUrl?.length) throw new Error("--policy http needs at least one --model-url");
       const policy: RunSpec["policy"] =

@@ -35,6 +35,7 @@ export function loadEvaluator(): Evaluator {
 export interface CommonOptions {
   task: string;
   tasks: string;
+  repos?: string;
   image?: string;
   out?: string;
   maxTurns?: string;
@@ -48,6 +49,7 @@ export function addCommonOptions(cmd: Command): Command {
   return cmd
     .requiredOption("--task <id>", "task id")
     .requiredOption("--tasks <file>", "tasks file: JSONL of Task records, or a SWE-bench dataset")
+    .option("--repos <dir>", "SWE-bench tasks: directory of local clones (owner+name/repo, owner__name, …; sets FORAGER_REPOS)")
     .option("--image <tag>", "image to run (default: the task's instance image, built if missing)")
     .option("--out <file>", "trajectory file to append to (default runs/single/<task>-<timestamp>.jsonl)")
     .option("--max-turns <n>", "turn limit (default 128)")
@@ -55,6 +57,11 @@ export function addCommonOptions(cmd: Command): Command {
     .option("--command-timeout <s>", "seconds one bash command may run (default 120)")
     .option("--no-think", "no reasoning mode (no <think> prefill)")
     .option("--config <json>", "AgentConfig fields as JSON, e.g. '{\"temperature\":0.2}'");
+}
+
+/** `--repos DIR`: where SWE-bench tasks' repositories are found (FORAGER_REPOS). */
+export function useRepos(o: { repos?: string }): void {
+  if (o.repos) process.env.FORAGER_REPOS = [o.repos, process.env.FORAGER_REPOS].filter(Boolean).join(":");
 }
 
 export function configFrom(o: CommonOptions, extra: AgentConfigInput = {}): AgentConfig {
@@ -90,6 +97,7 @@ interface RunOptions extends CommonOptions {
 }
 
 async function runCommand(o: RunOptions): Promise<void> {
+  useRepos(o);
   const task = await loadTask(o.tasks, o.task);
   const extra: AgentConfigInput = {};
   if (o.mode) extra.mode = o.mode;

@@ -223,3 +223,20 @@ async function verifyNoLaterHistory(git: SimpleGit, dir: string, sha: string, al
   if (status) throw new EnvironmentError(`repository hygiene: working tree not clean after checkout: ${status.slice(0, 200)}`);
   return objects.length;
 }
+
+/**
+ * Where repository `owner/name` is under `dir`: `owner+name/repo`, `owner+name`, `owner__name`
+ * or `owner/name`, bare or not (the first that is a git repository).
+ */
+export function findRepository(dir: string, repo: string): string | undefined {
+  const [owner, name] = repo.split("/") as [string, string];
+  const candidates = [
+    path.join(dir, `${owner}+${name}`, "repo"),
+    path.join(dir, `${owner}+${name}`),
+    path.join(dir, `${owner}__${name}`),
+    path.join(dir, owner, name),
+  ];
+  const isRepo = (p: string) =>
+    fs.existsSync(path.join(p, ".git")) || (fs.existsSync(path.join(p, "HEAD")) && fs.existsSync(path.join(p, "objects")));
+  return candidates.find(isRepo);
+}

@@ -12,6 +12,7 @@
  * that commit to pin pip packages, while forager's environments come from Debian packages
  * chosen per version in the table.
  */
+import { findRepository } from "./repo";
 import fs from "node:fs";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
@@ -180,4 +181,25 @@ export function specForSweBench(
     keepAncestorTags: last("keepAncestorTags") ?? false,
     ...(last("testTimeoutSeconds") !== undefined ? { testTimeoutSeconds: last("testTimeoutSeconds") } : {}),
   });
+}
+
+/**
+ * Directories that hold local clones for SWE-bench tasks: `FORAGER_REPOS` (colon-separated), as
+ * set by `--repos DIR` of `forager forage`/`run`/`debug`.
+ */
+export function reposDirs(): string[] {
+  return (process.env.FORAGER_REPOS ?? "").split(":").filter(Boolean);
+}
+
+/**
+ * {@link specForSweBench} with the repository source found under {@link reposDirs} (layouts of
+ * `findRepository`); no source when none is found (an existing instance image can still serve).
+ * @throws RecordError when the table has no spec for the row's repository or version.
+ */
+export function specForSweBenchLocal(row: SweBenchRow): ImageSpec {
+  for (const dir of reposDirs()) {
+    const found = findRepository(dir, row.repo);
+    if (found) return specForSweBench(row, { source: { type: "path", path: found } });
+  }
+  return specForSweBench(row);
 }

@@ -71,12 +71,12 @@ export async function loadTaskFiles(files: readonly string[]): Promise<TasksLoad
     if (looksLikeTaskJsonl(text)) part = parseTaskJsonl(text, file);
     else {
       const { parseSweBench, sweBenchRowToTask } = await import("../tasks/swebench");
-      const { specForSweBench } = await import("../images/swebench-specs");
+      const { specForSweBenchLocal } = await import("../images/swebench-specs");
       const parsed = parseSweBench(text);
       part = { tasks: [], errors: parsed.errors.map((e) => ({ file, line: e.line, message: e.message, taskId: e.instanceId })) };
       for (const row of parsed.rows) {
         try {
-          part.tasks.push(sweBenchRowToTask(row, (r) => specForSweBench({ ...r, version: String(r.version ?? "") })));
+          part.tasks.push(sweBenchRowToTask(row, (r) => specForSweBenchLocal({ ...r, version: String(r.version ?? "") })));
         } catch (err) {
           part.errors.push({ file, line: 0, message: (err as Error).message, taskId: row.instance_id });
         }

@@ -10,6 +10,7 @@
  * have no image spec, or whose repository is not found are skipped with the reason; the run
  * report then counts them as the harness would (a prediction without a report is an error).
  */
+import { findRepository } from "../images/repo";
 import fs from "node:fs";
 import path from "node:path";
 import type { BuildOptions } from "../images/build";
@@ -70,22 +71,7 @@ export interface EvalRunResult {
   seconds: number;
 }
 
-/**
- * Where repository `owner/name` is under `dir`: `owner+name/repo`, `owner+name`, `owner__name`
- * or `owner/name`, bare or not (the first that is a git repository).
- */
-export function findRepository(dir: string, repo: string): string | undefined {
-  const [owner, name] = repo.split("/") as [string, string];
-  const candidates = [
-    path.join(dir, `${owner}+${name}`, "repo"),
-    path.join(dir, `${owner}+${name}`),
-    path.join(dir, `${owner}__${name}`),
-    path.join(dir, owner, name),
-  ];
-  const isRepo = (p: string) =>
-    fs.existsSync(path.join(p, ".git")) || (fs.existsSync(path.join(p, "HEAD")) && fs.existsSync(path.join(p, "objects")));
-  return candidates.find(isRepo);
-}
+export { findRepository };
 
 /** Run `fn` over `items` with at most `n` in flight. */
 async function pool<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
