@@ -325,7 +325,7 @@ describe("SWE-bench specs", () => {
     expect(networkRequirement("psf__requests-2317")).toMatch(/httpbin/);
     expect(networkRequirement("psf__requests-5414")).toMatch(/10\.255\.255\.1/);
     expect(networkRequirement("psf__requests-1142")).toBeUndefined();
-    expect(knownIssue("pytest-dev__pytest-5262")).toMatch(/find_spec/);
+    expect(knownIssue("pytest-dev__pytest-7205")).toBeUndefined();
   });
 
   it("an unknown version is an error listing the known ones", () => {
