@@ -5,8 +5,9 @@
  * Protocol: the exec runs `bash -c 'bash --noprofile --norc; printf EXIT-MARKER'`. The outer
  * bash is the exec's process-group leader (its pid is the group id used to kill everything the
  * session started); the inner bash reads commands from the attached stdin. Each command is sent
- * as a quoted here-document read into a variable and `eval`ed with stdin from /dev/null, then a
- * sentinel carrying a per-session random nonce and `$?` is printed. Completion is detected the
+ * as a quoted here-document to a wrapper function (defined once at start) that `eval`s it with
+ * stdin from /dev/null; a second function prints a sentinel carrying a per-session random nonce
+ * and `$?`. Completion is detected the
  * moment the sentinel arrives on the stream: no polling, and a background job that keeps stdout
  * open (`sleep 1000 &`) does not delay it. When the inner bash exits (`exit`), the outer one
  * prints an exit marker, so a shell exit is seen even while a background job holds the pipe.
@@ -110,7 +111,15 @@ export class BashSession {
     });
     const stream = (await exec.start({ hijack: true, stdin: true })) as unknown as Duplex;
     const session = new BashSession(stream, nonce, options);
-    const r = await session.raw(`exec 2>&1; printf '%s %s' "$PPID" "$$"`, { timeoutSeconds: 30 });
+    // The command wrapper is defined once, so each command sends only a few dozen bytes of
+    // framing (bash reads a pipe one byte at a time): __frg_run reads the here-document that
+    // carries the command and evals it; __frg_s prints the sentinel with the status.
+    const init =
+      `exec 2>&1\n` +
+      `__frg_run() { IFS= read -r -d '' __frg_c; { eval "\${__frg_c%$'\\n'}"; } </dev/null 2>&1; }\n` +
+      `__frg_s() { printf '%s%s__\\n' '__FRG_${nonce}''_RC_' "$?"; }\n` +
+      `printf '%s %s' "$PPID" "$$"`;
+    const r = await session.raw(init, { timeoutSeconds: 30 });
     const m = /^(\d+) (\d+)$/.exec(r.stdout.toString("utf8"));
     if (r.status !== "ok" || !m) {
       session.close();
@@ -131,10 +140,8 @@ export class BashSession {
    * stdin from /dev/null, stderr merged. Commands are serialised.
    */
   run(command: string, opts: { timeoutSeconds?: number; outputLimitBytes?: number } = {}): Promise<SessionResult> {
-    const delim = `__FRG_${this.nonce}_EOC__`;
-    const script =
-      `IFS= read -r -d '' __frg_c <<'${delim}'\n${command}\n${delim}\n` +
-      `{ eval "\${__frg_c%$'\\n'}"; } </dev/null 2>&1; printf '%s%s__\\n' '__FRG_${this.nonce}''_RC_' "$?"\n`;
+    const delim = `__FRG_${this.nonce}`;
+    const script = `__frg_run <<'${delim}'\n${command}\n${delim}\n__frg_s\n`;
     const started = performance.now();
     return this.enqueue(async () => {
       const r = await this.exchange(Buffer.from(script), opts.timeoutSeconds, opts.outputLimitBytes);
