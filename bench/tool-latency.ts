@@ -56,8 +56,8 @@ function goal(label: string, ok: boolean, detail: string): void {
 
 /**
  * Await `work`; if it fails because the sandbox's container went away (exit 137, closed session),
- * say so: something outside this process removed it (`npm test`'s teardown force-removes every
- * forager container, and `forager sandbox reap` removes expired ones).
+ * say so: something outside this process removed it (`forager sandbox reap` removes expired
+ * containers and those of dead owners; a person may `docker rm -f`).
  */
 async function explainGone<T>(sandbox: Sandbox, work: Promise<T>): Promise<T> {
   try {
@@ -70,7 +70,7 @@ async function explainGone<T>(sandbox: Sandbox, work: Promise<T>): Promise<T> {
     if (state === "running") throw err;
     throw new Error(
       `sandbox container ${sandbox.name} is ${state}: it was stopped or removed from outside the benchmark ` +
-        `(another process on this engine, e.g. the test suite's teardown, removes forager containers); run again`,
+        `(another process on this engine, e.g. \`forager sandbox reap\` or \`docker rm -f\`); run again`,
       { cause: err },
     );
   }
