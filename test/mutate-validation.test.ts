@@ -17,7 +17,8 @@ import { TaskSchema, type Task } from "../tasks/schema";
 import { candidatesForFile, type Candidate } from "../tasks/mutate/candidates";
 import { unifiedDiff } from "../tasks/mutate/diff";
 import { generateMutateTasks, toTask } from "../tasks/mutate/generate";
-import { evaluateMutateTask, prepareMutateSandbox, SQUASH_MESSAGE } from "../tasks/mutate/start";
+import { prepareMutateSandbox, SQUASH_MESSAGE } from "../tasks/mutate/start";
+import { evaluatePatch } from "../rewards/evaluate";
 import { MutateRunner, withCoverage, type Validation } from "../tasks/mutate/validate";
 import { git } from "./helpers/git-fixtures";
 import { FLAKY, GEOMETRY, makeShapesRepo } from "./helpers/mutate-fixtures";
@@ -191,15 +192,16 @@ describe("validation", () => {
   });
 
   it("evaluation from the buggy state: gold resolves, empty and a wrong patch do not", async () => {
-    const gold = await evaluateMutateTask(task, task.referencePatch, { image });
-    expect(gold.outcome).toBe("graded");
+    const gold = await evaluatePatch(task, task.referencePatch, { image });
+    expect(gold.outcome).toBe("pass");
     expect(gold.resolved).toBe(true);
-    const empty = await evaluateMutateTask(task, "", { image });
+    expect(gold.applyMethod).toBe("git_apply");
+    const empty = await evaluatePatch(task, "", { image });
     expect(empty.resolved).toBe(false);
     const buggy = caught.candidate.mutated["shapes/geometry.py"]!;
     const wrongPatch = unifiedDiff("shapes/geometry.py", buggy, buggy + "\n# looked at it\n");
-    const wrong = await evaluateMutateTask(task, wrongPatch, { image });
-    expect(wrong.outcome).toBe("graded");
+    const wrong = await evaluatePatch(task, wrongPatch, { image });
+    expect(wrong.outcome).toBe("fail");
     expect(wrong.resolved).toBe(false);
   });
 });

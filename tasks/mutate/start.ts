@@ -10,17 +10,12 @@
  * removed, unreachable objects pruned (`git gc --prune=now`), and `__pycache__` directories
  * (bytecode of the original source) removed.
  *
- * {@link evaluateMutateTask} is the evaluation pre-step: rewards/evaluate.ts (`evaluatePatch`)
- * starts from the instance image's original state and knows nothing of startPatch, so a
- * mutate-fix task is evaluated here — fresh sandbox, {@link prepareMutateSandbox}, the patch
- * (git apply, then `patch --fuzz=5`), the spec's test command, parse, harness grading.
+ * The same starting state is made for the agent's episode (agent/episode.ts) and for evaluation
+ * (rewards/evaluate.ts `evaluatePatch`, which calls {@link prepareMutateSandbox} when the task has
+ * a startPatch), so a submitted patch is always graded against the tree the agent saw.
  */
-import { ImageSpecSchema } from "../../images/spec";
-import { buildInstanceImage, type BuildOptions } from "../../images/build";
 import { shellQuote } from "../../lib/shell";
-import { gradeInstance, type GradeResult } from "../../rewards/grading";
-import { parseTestLog, type StatusMap } from "../../rewards/log-parsers";
-import { Sandbox } from "../../sandbox/sandbox";
+import type { Sandbox } from "../../sandbox/sandbox";
 import type { Task } from "../schema";
 
 /** Author/committer of the squashed commit. */
@@ -83,26 +78,6 @@ export async function prepareMutateSandbox(sandbox: Sandbox, task: Pick<Task, "s
   return { commit, branch, seconds: (performance.now() - started) / 1000 };
 }
 
-export interface MutateEvalResult {
-  resolved: boolean;
-  grade: GradeResult;
-  /** "applied" | "apply_failed" | "empty" | "timeout" */
-  outcome: "graded" | "apply_failed" | "empty" | "timeout";
-  statuses: StatusMap;
-  seconds: number;
-  log: string;
-}
-
-export interface MutateEvalOptions {
-  /** Instance image tag (default: built or found from task.image). */
-  image?: string;
-  build?: BuildOptions;
-  timeoutSeconds?: number;
-  /** Run only the task's FAIL_TO_PASS + PASS_TO_PASS tests (default false: the whole test command). */
-  onlyTaskTests?: boolean;
-  /** Reuse this sandbox (already prepared with prepareMutateSandbox); it is left modified. */
-  sandbox?: Sandbox;
-}
 
 /** pytest node ids → the unique function-level ids (parameters cut) to pass on a command line. */
 export function selectionArgs(ids: readonly string[]): string[] {
@@ -125,68 +100,3 @@ export function testRunScript(
   ].join("\n");
 }
 
-/**
- * Evaluate `patch` for a mutate-fix task from its buggy starting state (see the file comment).
- * Empty patch: not resolved, nothing run (the harness's rule).
- */
-export async function evaluateMutateTask(task: Task, patch: string, opts: MutateEvalOptions = {}): Promise<MutateEvalResult> {
-  const started = performance.now();
-  const spec = ImageSpecSchema.parse(task.image);
-  const done = (r: Omit<MutateEvalResult, "seconds">): MutateEvalResult => ({ ...r, seconds: (performance.now() - started) / 1000 });
-  const grade = (statuses: StatusMap | null, applied: boolean, exists: boolean) =>
-    gradeInstance({
-      instanceId: task.id,
-      failToPass: task.failToPass,
-      passToPass: task.passToPass,
-      statuses,
-      patchApplied: applied,
-      patchExists: exists,
-    });
-  if (patch.trim() === "") {
-    return done({ resolved: false, grade: grade(null, false, false), outcome: "empty", statuses: new Map(), log: "" });
-  }
-  let sandbox = opts.sandbox;
-  const own = !sandbox;
-  try {
-    if (!sandbox) {
-      const image = opts.image ?? (await buildInstanceImage(spec, opts.build ?? {})).tag;
-      sandbox = await Sandbox.create({
-        image,
-        network: "none",
-        workdir: spec.workdir,
-        lifetimeSeconds: (opts.timeoutSeconds ?? spec.testTimeoutSeconds) + 900,
-        namePrefix: "forager-mutate-eval",
-        labels: { "forager.eval": task.id },
-      });
-      await prepareMutateSandbox(sandbox, task);
-    }
-    const pf = `/tmp/forager-model-${Date.now()}.diff`;
-    await sandbox.writeFile(pf, patch);
-    const apply = await sandbox.exec(
-      ["bash", "-c", `git apply --verbose ${pf} 2>&1 || { git checkout -q -- . && git clean -fdq && patch --batch --fuzz=5 -p1 -i ${pf}; }`],
-      { workdir: spec.workdir, timeoutSeconds: 120 },
-    );
-    if (apply.exitCode !== 0) {
-      return done({ resolved: false, grade: grade(null, false, true), outcome: "apply_failed", statuses: new Map(), log: apply.stdout.toString("utf8") });
-    }
-    const timeoutSeconds = opts.timeoutSeconds ?? spec.testTimeoutSeconds;
-    let listFile: string | undefined;
-    if (opts.onlyTaskTests) {
-      listFile = "/tmp/forager-eval-tests.txt";
-      await sandbox.writeFile(listFile, selectionArgs([...task.failToPass, ...task.passToPass]).join("\n") + "\n");
-    }
-    const run = await sandbox.exec(["bash", "-c", testRunScript(spec, { listFile, extraArgs: "-p no:cacheprovider", timeoutSeconds })], {
-      workdir: spec.workdir,
-      timeoutSeconds: timeoutSeconds + 60,
-    });
-    const log = run.stdout.toString("utf8");
-    if (/forager-exit-code=124\s*$/.test(log) || run.timedOut) {
-      return done({ resolved: false, grade: grade(null, true, true), outcome: "timeout", statuses: new Map(), log });
-    }
-    const statuses = parseTestLog(spec.logParser, log, { repo: task.repo });
-    const g = grade(statuses, true, true);
-    return done({ resolved: g.resolved, grade: g, outcome: "graded", statuses, log });
-  } finally {
-    if (own) await sandbox?.destroy();
-  }
-}
