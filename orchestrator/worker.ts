@@ -177,6 +177,13 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
     return p;
   }
 
+  /** What a rollout or evaluation job works on: its run, task, sample and Redis keys. */
+  async function sampleJob(data: StageJobData) {
+    const { runId, taskId } = data;
+    const sample = data.sample ?? 0;
+    return { runId, taskId, sample, ctx: await runCtx(runId), keys: runKeys(runId), key: sampleKey(runId, taskId, sample) };
+  }
+
   async function taskOf(ctx: RunCtx, runId: string, taskId: string): Promise<Task> {
     let t = ctx.tasks.get(taskId);
     if (!t) {
@@ -252,11 +259,7 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
   const rolloutWorker = new Worker<StageJobData>(
     QUEUES.rollouts,
     async (job) => {
-      const { runId, taskId } = job.data;
-      const sample = job.data.sample ?? 0;
-      const ctx = await runCtx(runId);
-      const keys = runKeys(runId);
-      const key = sampleKey(runId, taskId, sample);
+      const { runId, taskId, sample, ctx, keys, key } = await sampleJob(job.data);
       const addEval = () => queues.evals.add("evaluation", { runId, taskId, sample }, jobOpts(ctx.spec, jobIds.evaluation(runId, taskId, sample)));
       const [done, skipped] = await Promise.all([redis.hexists(keys.done, key), redis.hexists(keys.skipped, key)]);
       if (done || skipped) {
@@ -328,11 +331,7 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
   const evalWorker = new Worker<StageJobData>(
     QUEUES.evals,
     async (job) => {
-      const { runId, taskId } = job.data;
-      const sample = job.data.sample ?? 0;
-      const ctx = await runCtx(runId);
-      const keys = runKeys(runId);
-      const key = sampleKey(runId, taskId, sample);
+      const { runId, taskId, sample, ctx, keys, key } = await sampleJob(job.data);
       const stagingDir = runPaths(ctx.spec.runDir).staging;
       const prior = await redis.hget(keys.done, key);
       if (prior) return JSON.parse(prior) as SampleSummary;

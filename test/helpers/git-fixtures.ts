@@ -106,17 +106,20 @@ export interface TinyPythonRepo {
   laterTag: string;
 }
 
-const PYPROJECT = `[build-system]
+/** A minimal setuptools pyproject.toml for a one-package test repository. */
+export function pyprojectFor(pkg: string): string {
+  return `[build-system]
 requires = ["setuptools>=61"]
 build-backend = "setuptools.build_meta"
 
 [project]
-name = "tinypkg"
+name = "${pkg}"
 version = "0.1.0"
 
 [tool.setuptools]
-packages = ["tinypkg"]
+packages = ["${pkg}"]
 `;
+}
 
 /**
  * A tiny Python package (`tinypkg`, setuptools pyproject) with pytest tests:
@@ -127,7 +130,7 @@ export function makeTinyPythonRepo(dir: string): TinyPythonRepo {
   const { shas } = makeRepo(
     dir,
     {
-      "pyproject.toml": PYPROJECT,
+      "pyproject.toml": pyprojectFor("tinypkg"),
       ".gitignore": "__pycache__/\n*.egg-info/\nbuild/\n.pytest_cache/\n",
       "tinypkg/__init__.py": "",
       "tinypkg/calc.py": "def mul(a, b):\n    return a * b\n",

@@ -3,7 +3,7 @@
  * operator must make, and a tiny created Python package (`shapes`) whose pytest suite catches
  * some bugs, misses others, and has one test that fails on alternate runs (flaky).
  */
-import { makeRepo, type FixtureRepo } from "./git-fixtures";
+import { makeRepo, pyprojectFor, type FixtureRepo } from "./git-fixtures";
 
 /** operator → a source and the changed lines (`-old` / `+new`) of the candidate expected first. */
 export const OPERATOR_CASES: Record<string, { source: string; diff: string[] }> = {
@@ -159,22 +159,10 @@ def test_ping_flaky():
     assert n % 2 == 1, f"alternate run {n} fails"
 `;
 
-const PYPROJECT = `[build-system]
-requires = ["setuptools>=61"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "shapes"
-version = "0.1.0"
-
-[tool.setuptools]
-packages = ["shapes"]
-`;
-
 /** A created repository: package `shapes` (geometry, flaky) with a pytest suite, all green. */
 export function makeShapesRepo(dir: string): FixtureRepo {
   return makeRepo(dir, {
-    "pyproject.toml": PYPROJECT,
+    "pyproject.toml": pyprojectFor("shapes"),
     ".gitignore": "__pycache__/\n*.egg-info/\nbuild/\n.pytest_cache/\n",
     "shapes/__init__.py": "",
     "shapes/geometry.py": GEOMETRY,
