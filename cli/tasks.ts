@@ -34,7 +34,31 @@ interface MutateCliOptions {
   modelUrl?: string;
   model?: string;
   goldCheck: boolean;
+  checkConcurrency: string;
+  resume?: boolean;
   stats?: string;
+}
+
+/**
+ * Task ids already in a JSONL task file (for `--resume`); a torn last line (a killed run) is
+ * dropped and the file truncated to its last complete line so appends stay line-aligned.
+ */
+export function existingTaskIds(file: string): string[] {
+  if (!fs.existsSync(file)) return [];
+  const text = fs.readFileSync(file, "utf8");
+  const end = text.lastIndexOf("\n") + 1;
+  if (end < text.length) fs.truncateSync(file, Buffer.byteLength(text.slice(0, end)));
+  const ids: string[] = [];
+  for (const line of text.slice(0, end).split("\n")) {
+    if (!line.trim()) continue;
+    try {
+      const id = (JSON.parse(line) as { id?: unknown }).id;
+      if (typeof id === "string") ids.push(id);
+    } catch {
+      // unreadable line: not counted; the run produces that task again if it comes up
+    }
+  }
+  return ids;
 }
 
 /** `owner/name` from a URL or path (`…/pallets+flask/repo` and `…/flask.git` both work). */
@@ -88,12 +112,20 @@ export function registerTaskCommands(program: Command): void {
     .option("--model-url <url>", "OpenAI-compatible server: issues written by the model (template fallback)")
     .option("--model <name>", "model name for --model-url")
     .option("--no-gold-check", "skip the gold/empty check of each task")
+    .option("--check-concurrency <n>", "gold/empty checks at once (each a fresh sandbox of 1 CPU), beside validation", "1")
+    .option("--resume", "append to --out; skip its tasks and the candidates in --out.tried (a stopped run continues)")
     .option("--stats <file>", "write the summary as JSON")
     .action(async (o: MutateCliOptions) => {
       const spec = mutateSpec(o);
       const client = o.modelUrl ? new InferenceClient({ endpoints: [{ url: o.modelUrl, ...(o.model ? { model: o.model } : {}) }] }) : undefined;
       fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
-      const out = fs.openSync(o.out, "w");
+      const done = o.resume ? existingTaskIds(o.out) : [];
+      // The journal of tried candidates (any verdict), so a resumed run never validates one twice.
+      const journalPath = `${o.out}.tried`;
+      const triedBefore = o.resume && fs.existsSync(journalPath) ? fs.readFileSync(journalPath, "utf8").split("\n").map((l) => l.split(" ")[0]!).filter(Boolean) : [];
+      if (o.resume) process.stderr.write(`resume: ${done.length} task(s) in ${o.out}, ${triedBefore.length} candidate(s) tried before\n`);
+      const out = fs.openSync(o.out, o.resume ? "a" : "w");
+      const journal = fs.openSync(journalPath, o.resume ? "a" : "w");
       const tty = process.stderr.isTTY;
       const bar = tty
         ? new cliProgress.SingleBar(
@@ -134,6 +166,10 @@ export function registerTaskCommands(program: Command): void {
           ...(o.combine !== undefined ? { combine: Number(o.combine) } : {}),
           agreementSample: Number(o.agreementSample),
           goldCheck: o.goldCheck,
+          checkConcurrency: Number(o.checkConcurrency),
+          skipTaskIds: done,
+          skipCandidateIds: triedBefore,
+          onCandidate: (id, verdict) => fs.writeSync(journal, `${id} ${verdict}\n`),
           settings: {
             sampleOthers: Number(o.sampleOthers),
             maxFailToPass: Number(o.maxFailToPass),
@@ -144,24 +180,29 @@ export function registerTaskCommands(program: Command): void {
           cpus: Number(o.cpus),
           ...(client ? { client } : {}),
           onProgress,
-          onTask: (t) => fs.writeSync(out, JSON.stringify(t) + "\n"),
+          // One line per task, on disk before the next one: a stopped run keeps what it made.
+          onTask: (t) => {
+            fs.writeSync(out, JSON.stringify(t) + "\n");
+            fs.fsyncSync(out);
+          },
         });
         bar?.stop();
         const s = stats;
         console.log(`${s.repo}@${s.commit.slice(0, 12)} (${s.image})`);
         console.log(`reference: ${s.referencePassed}/${s.referenceTests} tests pass (${s.seconds.reference.toFixed(1)} s with coverage)`);
-        console.log(`candidates: ${s.candidates} in ${s.sourceFiles} files; tried ${s.tried}, validated ${s.validated}; mean tests run ${s.meanSelected.toFixed(1)}`);
+        console.log(`candidates: ${s.candidates} in ${s.sourceFiles} files; tried ${s.tried}, validated ${s.validated}${s.resumed ? `, ${s.resumed} already written (resume)` : ""}; mean tests run ${s.meanSelected.toFixed(1)}`);
         console.log(`rejected: ${Object.entries(s.rejected).map(([k, n]) => `${k} ${n}`).join(", ")}`);
         console.log("per operator (validated/tried):");
         for (const [op, y] of Object.entries(s.perOperator)) if (y.tried) console.log(`  ${op.padEnd(20)} ${y.validated}/${y.tried}`);
         console.log(`combined: ${s.combined.validated}/${s.combined.tried}`);
         console.log(`full-suite agreement: ${s.agreement.agreed}/${s.agreement.checked}${s.agreement.disagreements.length ? ` (${s.agreement.disagreements.join("; ")})` : ""}`);
-        console.log(`gold/empty: gold resolves ${s.goldEmpty.goldResolved}/${s.goldEmpty.checked}, empty fails ${s.goldEmpty.emptyUnresolved}/${s.goldEmpty.checked}`);
-        console.log(`tasks: ${s.tasks} → ${o.out}; ${s.seconds.total.toFixed(0)} s (${Object.entries(s.seconds).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ")}), container CPU ${s.cpuSeconds.toFixed(0)} s`);
+        console.log(`gold/empty: gold resolves ${s.goldEmpty.goldResolved}/${s.goldEmpty.checked}, empty fails ${s.goldEmpty.emptyUnresolved}/${s.goldEmpty.checked} (${s.goldEmpty.seconds.toFixed(0)} s of evaluations)`);
+        console.log(`tasks: ${s.tasks}${done.length ? ` new (+${done.length} from before)` : ""} → ${o.out}; ${s.seconds.total.toFixed(0)} s (${Object.entries(s.seconds).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ")}), container CPU ${s.cpuSeconds.toFixed(0)} s`);
         if (o.stats) fs.writeFileSync(o.stats, JSON.stringify(stats, null, 2) + "\n");
       } finally {
         bar?.stop();
         fs.closeSync(out);
+        fs.closeSync(journal);
       }
     });
 }

@@ -123,6 +123,12 @@ export interface EvaluateOptions {
   memoryBytes?: number;
   /** Extra container labels (run id). */
   labels?: Record<string, string>;
+  /**
+   * Run the tests even for an empty patch (the harness grades an empty patch unresolved without
+   * running anything). Task validation uses it: with the starting state alone, FAIL_TO_PASS must
+   * fail. The result then carries the statuses; `patchExists` stays false, `applyMethod` null.
+   */
+  runTestsOnEmptyPatch?: boolean;
 }
 
 /** The harness's folder name for a model (`/` → `__`). */
@@ -177,8 +183,8 @@ if mode == "prepare":
     before = set(zlist(git("ls-files", "--others", "-z")[1]))
     mp = write("model.diff", cfg["model"])
     attempts = []
-    method = None
-    for name, argv in cfg["applyCommands"]:
+    method = "none" if cfg.get("emptyRun") else None
+    for name, argv in ([] if method else cfg["applyCommands"]):
         code, text = run(argv + [mp])
         attempts.append({"method": name, "exitCode": code, "output": text[-20000:]})
         if code == 0:
@@ -232,7 +238,8 @@ interface PrepareOut {
   error?: string;
   base?: string;
   attempts?: { method: ApplyMethod; exitCode: number; output: string }[];
-  method?: ApplyMethod | null;
+  /** "none": nothing applied (an empty patch run on purpose). */
+  method?: ApplyMethod | "none" | null;
   touched?: string[];
   reset?: string[];
   resetProblems?: string[];
@@ -370,7 +377,8 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
     );
   };
 
-  if (patch.trim() === "") {
+  const emptyRun = patch.trim() === "" && opts.runTestsOnEmptyPatch === true;
+  if (patch.trim() === "" && !emptyRun) {
     addLog(`>>>>> Empty patch: ${task.id} not evaluated`);
     return notGraded("fail", "empty patch", { patchExists: false });
   }
@@ -420,6 +428,7 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
         workdir: spec.workdir,
         dir,
         model: patch,
+        emptyRun,
         test: task.testPatch,
         applyCommands: (Object.keys(APPLY_COMMANDS) as ApplyMethod[]).map((m) => [m, APPLY_COMMANDS[m].split(" ")]),
         modelPaths: diffHeaderPaths(patch),
@@ -438,13 +447,15 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       addLog(`${LOG_MARKERS.applyPatchFail}`);
       return notGraded("patch_apply_failed", "no apply command applied the patch (git apply, git apply --reject, patch --fuzz=5)");
     }
-    addLog(`${LOG_MARKERS.applyPatchPass} (${APPLY_COMMANDS[prep.method]})`);
+    const applyMethod: ApplyMethod | null = prep.method === "none" ? null : prep.method;
+    if (applyMethod) addLog(`${LOG_MARKERS.applyPatchPass} (${APPLY_COMMANDS[applyMethod]})`);
+    else addLog(`>>>>> Empty patch: tests run on the starting state (validation)`);
     base.resetFiles = prep.reset ?? [];
     if (base.resetFiles.length) addLog(`>>>>> Reset test files the patch touched: ${base.resetFiles.join(" ")}`);
     if (prep.resetProblems?.length) {
       addLog(`${LOG_MARKERS.resetFailed}: ${prep.resetProblems.join("; ")}`);
       return notGraded("env_error", `reset failed: ${prep.resetProblems.join("; ")}`, {
-        applyMethod: prep.method,
+        applyMethod,
         applied: true,
         infra: "reset failed",
       });
@@ -453,7 +464,7 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       addLog(escapeMarkers(prep.testApply.output));
       addLog(`${LOG_MARKERS.testsError}: the test patch did not apply`);
       return notGraded("env_error", `the test patch did not apply: ${prep.testApply.output.slice(-500)}`, {
-        applyMethod: prep.method,
+        applyMethod,
         applied: true,
         infra: "test patch did not apply",
       });
@@ -475,7 +486,7 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
     if (timedOut) {
       addLog(`${LOG_MARKERS.testsTimeout} after ${timeoutSeconds} s`);
       return notGraded("timeout", `the tests ran longer than ${timeoutSeconds} s`, {
-        applyMethod: prep.method,
+        applyMethod,
         applied: true,
         testSeconds: base.testSeconds,
       });
@@ -522,8 +533,8 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
         ...(reason ? { reason } : {}),
         resolved: g.resolved,
         resolution: g.resolution,
-        patchExists: true,
-        applyMethod: prep.method,
+        patchExists: !emptyRun,
+        applyMethod,
         testsStatus: g.testsStatus,
         report: g.report,
       },

@@ -227,3 +227,17 @@ describe("validation helpers", () => {
     expect(counts.get("remove_condition")).toBe(5);
   });
 });
+
+describe("tasks mutate --resume", () => {
+  it("reads the task ids of a file cut mid-line and truncates the torn line", async () => {
+    const { existingTaskIds } = await import("../cli/tasks");
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "forager-resume-"));
+    const file = path.join(dir, "tasks.jsonl");
+    const whole = `${JSON.stringify({ id: "mutate/a__b/1" })}\n${JSON.stringify({ id: "mutate/a__b/2" })}\n`;
+    fs.writeFileSync(file, whole + '{"id": "mutate/a__b/3", "proble');
+    expect(existingTaskIds(file)).toEqual(["mutate/a__b/1", "mutate/a__b/2"]);
+    expect(fs.readFileSync(file, "utf8")).toBe(whole);
+    expect(existingTaskIds(path.join(dir, "absent.jsonl"))).toEqual([]);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});

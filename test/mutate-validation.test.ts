@@ -16,7 +16,7 @@ import { Sandbox } from "../sandbox/sandbox";
 import { TaskSchema, type Task } from "../tasks/schema";
 import { candidatesForFile, type Candidate } from "../tasks/mutate/candidates";
 import { unifiedDiff } from "../tasks/mutate/diff";
-import { generateMutateTasks, toTask } from "../tasks/mutate/generate";
+import { checkTask, generateMutateTasks, toTask } from "../tasks/mutate/generate";
 import { prepareMutateSandbox, SQUASH_MESSAGE } from "../tasks/mutate/start";
 import { evaluatePatch } from "../rewards/evaluate";
 import { MutateRunner, withCoverage, type Validation } from "../tasks/mutate/validate";
@@ -142,7 +142,7 @@ describe("validation", () => {
     expect(task.problemStatement).toContain("test_clamp_high");
     expect(task.problemStatement).not.toContain("if x <= hi");
     expect(task.problemStatement).not.toContain("if x > hi");
-    expect(await runner.goldEmptyCheck(task)).toEqual({ gold: true, empty: true });
+    expect(await checkTask(task, image)).toMatchObject({ gold: true, empty: true });
   });
 
   it("the agent's sandbox: buggy tree, one orphan commit, nothing of the original reachable", async () => {
@@ -209,6 +209,7 @@ describe("validation", () => {
 describe("generateMutateTasks", () => {
   it("end to end: tasks that pass the gold/empty check, stats per operator", async () => {
     const events: string[] = [];
+    const triedIds: string[] = [];
     const opts = {
       spec,
       image,
@@ -221,6 +222,7 @@ describe("generateMutateTasks", () => {
       settings: { sampleOthers: 1, reruns: 1, timeoutSeconds: 60 },
       fileFilter: (p: string) => p === "shapes/geometry.py",
       onProgress: (p: { phase: string }) => events.push(p.phase),
+      onCandidate: (id: string) => triedIds.push(id),
     };
     const { tasks, stats } = await generateMutateTasks(opts);
     expect(stats.referencePassed).toBe(7);
@@ -242,6 +244,15 @@ describe("generateMutateTasks", () => {
     }
     expect(events).toContain("validate");
     expect(events.at(-1)).toBe("done");
+    for (const t of tasks) expect(t.metadata.goldEmptyCheck).toMatchObject({ gold: true, empty: true });
+
+    // A resumed run skips what is already written and validates nothing again.
+    const singles = tasks.filter((t) => (t.metadata.operators as string[]).length === 1);
+    const again = await generateMutateTasks({ ...opts, max: singles.length, combine: 0, skipTaskIds: singles.map((t) => t.id), skipCandidateIds: triedIds });
+    expect(again.stats.resumed).toBe(singles.length);
+    expect(again.stats.skippedTried).toBeLessThanOrEqual(stats.tried - singles.length);
+    expect(again.stats.tried).toBe(0);
+    expect(again.tasks).toEqual([]);
     console.log(
       `mutate e2e: ${stats.tried} tried, ${stats.validated} validated, rejected ${JSON.stringify(stats.rejected)}, ` +
         `combined ${stats.combined.validated}/${stats.combined.tried}, ${stats.seconds.total.toFixed(1)} s`,

@@ -8,15 +8,16 @@
  *   candidates (operators × entities ≥ complexity gate), seeded order
  *   validate each in the same container (covering tests + a sample), reset between bugs
  *   combine 2–3 validated bugs of one file (or package) and validate the combination
- *   agreement: full suite on a sample of kept bugs, same FAIL_TO_PASS?
- *   gold/empty check of every task (startPatch, then referencePatch / nothing)
- *   → Task records (tasks/schema.ts), kind "mutate-fix", testPatch "".
+ *   agreement: full suite on the first kept bugs (a seeded sample), same FAIL_TO_PASS?
+ *   gold/empty check of every task through the evaluator (rewards/evaluate.ts), fresh sandboxes
+ *   → Task records (tasks/schema.ts), kind "mutate-fix", testPatch "", handed out one by one.
  */
 import { buildInstanceImage, repoSlug, type BuildOptions } from "../../images/build";
 import { ImageSpecSchema, type ImageSpecInput } from "../../images/spec";
 import type { InferenceClient } from "../../inference-client/client";
+import { evaluatePatch } from "../../rewards/evaluate";
 import { TaskSchema, type Task } from "../schema";
-import { candidatesForFiles, combinationGroups, combineCandidates, orderCandidates, rng, shuffle, type Candidate } from "./candidates";
+import { candidatesForFiles, combinationGroups, combineCandidates, orderCandidates, type Candidate } from "./candidates";
 import { modelIssue, templateIssue } from "./issue";
 import { OPERATOR_NAMES, type OperatorName } from "./operators";
 import { MutateRunner, REJECT_REASONS, sameSet, withCoverage, type RejectReason, type Validation, type ValidationSettings } from "./validate";
@@ -50,8 +51,16 @@ export interface MutateOptions {
   image?: string;
   cpus?: number;
   onProgress?: (p: MutateProgress) => void;
-  /** Called for each task as soon as it passed every check. */
+  /** Called for each task as soon as it passed every check (write it durably here). */
   onTask?: (t: Task) => void;
+  /** Gold/empty checks run at once, each in its own sandbox of 1 CPU (default 1). */
+  checkConcurrency?: number;
+  /** Task ids already produced (a resumed run): their candidates are skipped and count as kept. */
+  skipTaskIds?: Iterable<string>;
+  /** Candidate ids tried before (a resumed run, any verdict): not validated again. */
+  skipCandidateIds?: Iterable<string>;
+  /** Called after each single or combined candidate's validation with its verdict ("kept" or the reject reason). */
+  onCandidate?: (candidateId: string, verdict: string) => void;
 }
 
 export interface MutateProgress {
@@ -80,11 +89,16 @@ export interface MutateStats {
   candidates: number;
   tried: number;
   validated: number;
+  /** Candidates skipped because their task was already written (resume); they count towards max. */
+  resumed: number;
+  /** Candidates skipped because a previous run tried them (resume). */
+  skippedTried: number;
   rejected: Record<RejectReason | "gold_check", number>;
   perOperator: Record<string, OperatorYield>;
   combined: { tried: number; validated: number };
   agreement: { checked: number; agreed: number; disagreements: string[] };
-  goldEmpty: { checked: number; goldResolved: number; emptyUnresolved: number };
+  /** Gold/empty checks through evaluatePatch; `seconds`: their summed wall time. */
+  goldEmpty: { checked: number; goldResolved: number; emptyUnresolved: number; seconds: number };
   tasks: number;
   /** Mean tests run per candidate vs reference suite size. */
   meanSelected: number;
@@ -103,7 +117,53 @@ export function mutateTaskId(repo: string, commit: string, candidateId: string):
   return `mutate/${repoSlug(repo)}/${commit.slice(0, 8)}-${candidateId}`;
 }
 
-/** Generate mutate-fix tasks (see the file comment). The sandbox is always destroyed. */
+/** Result of {@link checkTask}: gold resolves and the empty patch does not, both graded by the evaluator. */
+export interface GoldEmptyCheck {
+  /** The reference patch resolves the task (evaluatePatch from the buggy starting state). */
+  gold: boolean;
+  /** With nothing applied the tests run and every FAIL_TO_PASS test fails (so not resolved). */
+  empty: boolean;
+  /** Why a side failed (the evaluator's reason), for people. */
+  goldReason?: string;
+  emptyReason?: string;
+  /** Wall time of both evaluations, seconds. */
+  seconds: number;
+}
+
+/**
+ * The gold/empty check of one task, through the same evaluator that grades an agent
+ * (rewards/evaluate.ts `evaluatePatch`): a fresh sandbox from the instance image, the buggy
+ * starting state prepared (squashed commit), the patch applied with the harness's cascade, the
+ * task's tests run and graded. The empty side runs the tests with nothing applied
+ * (`runTestsOnEmptyPatch`) and requires every FAIL_TO_PASS test to fail, which is stronger than
+ * the harness's "an empty patch is unresolved". Environment errors count as failures.
+ */
+export async function checkTask(task: Task, image: string, opts: { cpus?: number; labels?: Record<string, string> } = {}): Promise<GoldEmptyCheck> {
+  const t0 = performance.now();
+  const evalOpts = { image, ...(opts.cpus ? { cpus: opts.cpus } : {}), labels: { "forager.run": "mutate-check", ...(opts.labels ?? {}) } };
+  const gold = await evaluatePatch(task, task.referencePatch, evalOpts);
+  const empty = await evaluatePatch(task, "", { ...evalOpts, runTestsOnEmptyPatch: true });
+  const stillPassing = task.failToPass.filter((t) => empty.statuses[t] === "PASSED" || empty.statuses[t] === "XFAIL");
+  const emptyOk = empty.outcome === "fail" && !empty.resolved && stillPassing.length === 0 && Object.keys(empty.statuses).length > 0;
+  let emptyReason: string | undefined;
+  if (!emptyOk) emptyReason = stillPassing.length ? `FAIL_TO_PASS passing without a fix: ${stillPassing.slice(0, 5).join(", ")}` : `${empty.outcome}: ${empty.reason ?? "no test statuses"}`;
+  return {
+    gold: gold.resolved,
+    empty: emptyOk,
+    ...(gold.resolved ? {} : { goldReason: `${gold.outcome}: ${gold.reason ?? ""}` }),
+    ...(emptyReason ? { emptyReason } : {}),
+    seconds: Number(((performance.now() - t0) / 1000).toFixed(2)),
+  };
+}
+
+/**
+ * Generate mutate-fix tasks (see the file comment). Tasks are handed to `onTask` one by one as
+ * soon as each passed every check (validation, the full-suite agreement when sampled, the
+ * gold/empty check), so a stopped run keeps what it finished. The gold/empty checks run in their
+ * own sandboxes (`checkConcurrency` at once, default 1) while validation goes on in its
+ * container. Candidates whose task id is in `skipTaskIds` (a resumed run) are not validated
+ * again and count towards `max`. The validation sandbox is always destroyed.
+ */
 export async function generateMutateTasks(opts: MutateOptions): Promise<MutateResult> {
   const t0 = performance.now();
   const since = (t: number) => (performance.now() - t) / 1000;
@@ -113,8 +173,11 @@ export async function generateMutateTasks(opts: MutateOptions): Promise<MutateRe
   const rejected = Object.fromEntries([...REJECT_REASONS, "gold_check"].map((r) => [r, 0])) as Record<RejectReason | "gold_check", number>;
   let tried = 0;
   let validated = 0;
-  const progress = (phase: MutateProgress["phase"], message: string, total?: number) =>
-    opts.onProgress?.({ phase, message, tried, validated, rejected: { ...rejected }, ...(total !== undefined ? { total } : {}) });
+  let total: number | undefined;
+  const progress = (ph: MutateProgress["phase"], message: string, tot?: number) => {
+    if (tot !== undefined) total = tot;
+    opts.onProgress?.({ phase: ph, message, tried, validated, rejected: { ...rejected }, ...(total !== undefined ? { total } : {}) });
+  };
 
   progress("build", `building the instance image of ${spec.repo}@${spec.commit.slice(0, 12)}`);
   let image = opts.image;
@@ -127,6 +190,8 @@ export async function generateMutateTasks(opts: MutateOptions): Promise<MutateRe
   }
   const buildSeconds = since(tb);
   const taskSpec = { ...spec, commit };
+  const skip = new Set(opts.skipTaskIds ?? []);
+  const skipTried = new Set(opts.skipCandidateIds ?? []);
 
   const runner = await MutateRunner.start(image, taskSpec, { seed, ...(opts.settings ?? {}) }, opts.cpus ?? 1);
   const perOperator: Record<string, OperatorYield> = Object.fromEntries(operators.map((o) => [o, { tried: 0, validated: 0 }]));
@@ -141,17 +206,54 @@ export async function generateMutateTasks(opts: MutateOptions): Promise<MutateRe
     candidates: 0,
     tried: 0,
     validated: 0,
+    resumed: 0,
+    skippedTried: 0,
     rejected,
     perOperator,
     combined: { tried: 0, validated: 0 },
     agreement: { checked: 0, agreed: 0, disagreements: [] },
-    goldEmpty: { checked: 0, goldResolved: 0, emptyUnresolved: 0 },
+    goldEmpty: { checked: 0, goldResolved: 0, emptyUnresolved: 0, seconds: 0 },
     tasks: 0,
     meanSelected: 0,
     seconds: { build: buildSeconds, reference: 0, validate: 0, combine: 0, agreement: 0, check: 0, total: 0 },
     cpuSeconds: 0,
   };
   const tasks: Task[] = [];
+
+  // The check pipeline: task record → gold/empty check → onTask, beside validation.
+  const checkSlots = Math.max(1, opts.checkConcurrency ?? 1);
+  const pending = new Set<Promise<void>>();
+  let checkError: unknown;
+  const finishTask = async (v: Validation, agreement: boolean | undefined) => {
+    const task = await toTask(v, { spec: taskSpec, commit, seed, client: opts.client, agreement });
+    if (opts.goldCheck ?? true) {
+      const r = await checkTask(task, image, { cpus: 1 });
+      stats.goldEmpty.checked++;
+      stats.goldEmpty.seconds += r.seconds;
+      if (r.gold) stats.goldEmpty.goldResolved++;
+      if (r.empty) stats.goldEmpty.emptyUnresolved++;
+      task.metadata.goldEmptyCheck = r;
+      if (!r.gold || !r.empty) {
+        rejected.gold_check++;
+        progress("check", `${task.id}: gold ${r.gold ? "resolves" : `does NOT resolve (${r.goldReason})`}, empty ${r.empty ? "fails" : `does NOT fail (${r.emptyReason})`}`);
+        return;
+      }
+    }
+    tasks.push(task);
+    opts.onTask?.(task);
+    progress("check", `${task.id} written`);
+  };
+  const emit = async (v: Validation, agreement?: boolean) => {
+    while (pending.size >= checkSlots) await Promise.race(pending);
+    if (checkError) throw checkError;
+    const p: Promise<void> = finishTask(v, agreement)
+      .catch((err: unknown) => {
+        checkError ??= err;
+      })
+      .finally(() => pending.delete(p));
+    pending.add(p);
+  };
+
   try {
     progress("reference", "reference run of the whole suite with coverage contexts");
     const tr = performance.now();
@@ -171,30 +273,53 @@ export async function generateMutateTasks(opts: MutateOptions): Promise<MutateRe
     const combineWanted = opts.combine ?? Math.floor(opts.max / 10);
     const singlesWanted = Math.max(0, opts.max - combineWanted);
     const budget = opts.maxCandidates ?? 15 * Math.max(1, opts.max);
+    const agreementWanted = opts.agreementSample ?? 5;
     const kept: Validation[] = [];
     let selectedSum = 0;
     const tv = performance.now();
     for (const c of order) {
-      if (kept.length >= singlesWanted || tried >= budget) break;
+      if (kept.length + stats.resumed >= singlesWanted || tried >= budget) break;
+      if (skip.has(mutateTaskId(spec.repo, commit, c.id))) {
+        stats.resumed++;
+        continue;
+      }
+      if (skipTried.has(c.id)) {
+        stats.skippedTried++;
+        continue;
+      }
       tried++;
       perOperator[c.operators[0]!]!.tried++;
       const v = await runner.validate(c);
+      opts.onCandidate?.(c.id, v.kept ? "kept" : v.reason!);
       selectedSum += v.selected.length;
-      if (v.kept) {
-        validated++;
-        perOperator[c.operators[0]!]!.validated++;
-        kept.push(v);
-      } else {
+      if (!v.kept) {
         rejected[v.reason!]++;
+        progress("validate", `${c.operators[0]} in ${c.changes[0]!.path}:${c.changes[0]!.line} → ${v.reason}`, order.length);
+        continue;
       }
-      progress("validate", `${c.operators[0]} in ${c.changes[0]!.path}:${c.changes[0]!.line} → ${v.kept ? "kept" : v.reason}`, order.length);
+      validated++;
+      perOperator[c.operators[0]!]!.validated++;
+      kept.push(v);
+      progress("validate", `${c.operators[0]} in ${c.changes[0]!.path}:${c.changes[0]!.line} → kept`, order.length);
+      // Agreement with the full suite: the first kept bugs of the seeded order are the sample.
+      let agrees: boolean | undefined;
+      if (stats.agreement.checked < agreementWanted) {
+        const ta = performance.now();
+        const full = await runner.fullSuiteFailToPass(v.candidate, v.failToPass);
+        agrees = !full.timedOut && sameSet(full.f2p, v.failToPass);
+        stats.agreement.checked++;
+        if (agrees) stats.agreement.agreed++;
+        else stats.agreement.disagreements.push(`${v.candidate.id}: selected ${v.failToPass.length}, full ${full.f2p.length}`);
+        stats.seconds.agreement += since(ta);
+        progress("agreement", `full suite for ${v.candidate.id}: ${agrees ? "same FAIL_TO_PASS" : "different"}`);
+      }
+      await emit(v, agrees);
     }
-    stats.seconds.validate = since(tv);
+    stats.seconds.validate = since(tv) - stats.seconds.agreement;
     stats.meanSelected = tried ? selectedSum / tried : 0;
 
     // Combinations of validated bugs of one file, then of one package.
     const tc = performance.now();
-    const combos: Validation[] = [];
     if (combineWanted > 0) {
       const singles = kept.map((v) => v.candidate);
       const groups = [
@@ -203,59 +328,35 @@ export async function generateMutateTasks(opts: MutateOptions): Promise<MutateRe
       ];
       const seen = new Set<string>();
       for (const g of groups) {
-        if (combos.length >= combineWanted) break;
+        if (stats.combined.validated >= combineWanted) break;
         const c = combineCandidates(g);
         if (!c || seen.has(c.id)) continue;
         seen.add(c.id);
+        if (skip.has(mutateTaskId(spec.repo, commit, c.id))) {
+          stats.combined.validated++;
+          continue;
+        }
+        if (skipTried.has(c.id)) continue;
         stats.combined.tried++;
         const v = await runner.validate(c);
+        opts.onCandidate?.(c.id, v.kept ? "kept" : v.reason!);
         if (v.kept) {
           stats.combined.validated++;
-          combos.push(v);
+          await emit(v);
         }
         progress("combine", `${c.operators.join("+")} → ${v.kept ? "kept" : v.reason}`);
       }
     }
     stats.seconds.combine = since(tc);
 
-    // Agreement of the selection with the full suite, on a seeded sample.
-    const ta = performance.now();
-    const sample = shuffle([...kept], rng(seed ^ 0xa9)).slice(0, opts.agreementSample ?? 5);
-    const agreement = new Map<string, boolean>();
-    for (const v of sample) {
-      const full = await runner.fullSuiteFailToPass(v.candidate, v.failToPass);
-      const ok = !full.timedOut && sameSet(full.f2p, v.failToPass);
-      agreement.set(v.candidate.id, ok);
-      stats.agreement.checked++;
-      if (ok) stats.agreement.agreed++;
-      else stats.agreement.disagreements.push(`${v.candidate.id}: selected ${v.failToPass.length}, full ${full.f2p.length}`);
-      progress("agreement", `full suite for ${v.candidate.id}: ${ok ? "same FAIL_TO_PASS" : "different"}`);
-    }
-    stats.seconds.agreement = since(ta);
-
-    // Tasks, each checked gold/empty.
     const tk = performance.now();
-    for (const v of [...kept, ...combos]) {
-      const task = await toTask(v, { spec: taskSpec, commit, seed, client: opts.client, agreement: agreement.get(v.candidate.id) });
-      if (opts.goldCheck ?? true) {
-        const r = await runner.goldEmptyCheck(task);
-        stats.goldEmpty.checked++;
-        if (r.gold) stats.goldEmpty.goldResolved++;
-        if (r.empty) stats.goldEmpty.emptyUnresolved++;
-        task.metadata.goldEmptyCheck = r;
-        if (!r.gold || !r.empty) {
-          rejected.gold_check++;
-          progress("check", `${task.id}: gold ${r.gold ? "resolves" : "does NOT resolve"}, empty ${r.empty ? "fails" : "does NOT fail"}`);
-          continue;
-        }
-      }
-      tasks.push(task);
-      opts.onTask?.(task);
-      progress("check", `${task.id} ok`);
-    }
+    progress("check", `waiting for ${pending.size} gold/empty check(s)`);
+    await Promise.all(pending);
+    if (checkError) throw checkError;
     stats.seconds.check = since(tk);
     stats.cpuSeconds = await runner.cpuSeconds().catch(() => 0);
   } finally {
+    await Promise.allSettled(pending);
     await runner.destroy();
   }
   stats.tried = tried;

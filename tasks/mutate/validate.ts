@@ -377,29 +377,4 @@ export class MutateRunner {
       await this.reset();
     }
   }
-
-  /**
-   * Gold/empty check in this container, from the buggy state: the empty patch leaves the task's
-   * FAIL_TO_PASS failing; startPatch + referencePatch makes every listed test pass. Uses
-   * `git apply` of the task's own patches (the same diffs an evaluator applies).
-   */
-  async goldEmptyCheck(task: { startPatch: string; referencePatch: string; failToPass: string[]; passToPass: string[] }): Promise<{ gold: boolean; empty: boolean }> {
-    const tests = selectionArgs([...task.failToPass, ...task.passToPass]);
-    const all = [...task.failToPass, ...task.passToPass];
-    const allPass = (run: TestRun) => all.every((t) => passing(run.statuses.get(t)));
-    const anyF2pFails = (run: TestRun) => task.failToPass.some((t) => !passing(run.statuses.get(t)));
-    try {
-      await this.sandbox.writeFile("/tmp/forager-start.diff", task.startPatch);
-      await this.sandbox.writeFile("/tmp/forager-gold.diff", task.referencePatch);
-      const a = await this.sh("git apply /tmp/forager-start.diff");
-      if (a.code !== 0) return { gold: false, empty: false };
-      const empty = anyF2pFails(await this.runTests(tests));
-      const g = await this.sh("git apply /tmp/forager-gold.diff");
-      if (g.code !== 0) return { gold: false, empty };
-      const gold = allPass(await this.runTests(tests));
-      return { gold, empty };
-    } finally {
-      await this.reset();
-    }
-  }
 }
