@@ -36,6 +36,7 @@ interface MutateCliOptions {
   goldCheck: boolean;
   checkConcurrency: string;
   resume?: boolean;
+  referenceCache: boolean;
   stats?: string;
 }
 
@@ -113,6 +114,7 @@ export function registerTaskCommands(program: Command): void {
     .option("--model <name>", "model name for --model-url")
     .option("--no-gold-check", "skip the gold/empty check of each task")
     .option("--check-concurrency <n>", "gold/empty checks at once (each a fresh sandbox of 1 CPU), beside validation", "1")
+    .option("--no-reference-cache", "run the coverage reference run even when a cached one exists for the image")
     .option("--resume", "append to --out; skip its tasks and the candidates in --out.tried (a stopped run continues)")
     .option("--stats <file>", "write the summary as JSON")
     .action(async (o: MutateCliOptions) => {
@@ -167,6 +169,7 @@ export function registerTaskCommands(program: Command): void {
           agreementSample: Number(o.agreementSample),
           goldCheck: o.goldCheck,
           checkConcurrency: Number(o.checkConcurrency),
+          referenceCache: o.referenceCache,
           skipTaskIds: done,
           skipCandidateIds: triedBefore,
           onCandidate: (id, verdict) => fs.writeSync(journal, `${id} ${verdict}\n`),
@@ -189,7 +192,10 @@ export function registerTaskCommands(program: Command): void {
         bar?.stop();
         const s = stats;
         console.log(`${s.repo}@${s.commit.slice(0, 12)} (${s.image})`);
-        console.log(`reference: ${s.referencePassed}/${s.referenceTests} tests pass (${s.seconds.reference.toFixed(1)} s with coverage)`);
+        console.log(
+          `reference: ${s.referencePassed}/${s.referenceTests} tests pass (${s.referenceCached ? "cached" : `${s.seconds.reference.toFixed(1)} s with coverage`}` +
+            `${s.referenceCpuSeconds !== undefined ? `, ${s.referenceCpuSeconds.toFixed(0)} s container CPU` : ""})`,
+        );
         console.log(`candidates: ${s.candidates} in ${s.sourceFiles} files; tried ${s.tried}, validated ${s.validated}${s.resumed ? `, ${s.resumed} already written (resume)` : ""}; mean tests run ${s.meanSelected.toFixed(1)}`);
         console.log(`rejected: ${Object.entries(s.rejected).map(([k, n]) => `${k} ${n}`).join(", ")}`);
         console.log("per operator (validated/tried):");

@@ -44,6 +44,7 @@ async function candidate(file: "geometry" | "flaky", entity: string, description
 
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "forager-mutate-test-"));
+  process.env.FORAGER_CACHE_DIR = path.join(tmp, "cache");
   const repo = makeShapesRepo(path.join(tmp, "shapes"));
   baseSha = repo.shas[0]!;
   spec = withCoverage({
@@ -58,7 +59,7 @@ beforeAll(async () => {
   });
   image = (await buildInstanceImage(spec, { stateDir: path.join(tmp, "state") })).tag;
   runner = await MutateRunner.start(image, spec, { sampleOthers: 0, reruns: 1, timeoutSeconds: 60, seed: 1 });
-  await runner.runReference();
+  await runner.runReference({ cache: false });
 }, 600_000);
 
 afterAll(async () => {
@@ -250,6 +251,9 @@ describe("generateMutateTasks", () => {
     const singles = tasks.filter((t) => (t.metadata.operators as string[]).length === 1);
     const again = await generateMutateTasks({ ...opts, max: singles.length, combine: 0, skipTaskIds: singles.map((t) => t.id), skipCandidateIds: triedIds });
     expect(again.stats.resumed).toBe(singles.length);
+    expect(stats.referenceCached).toBe(false);
+    expect(again.stats.referenceCached).toBe(true);
+    expect(again.stats.referencePassed).toBe(stats.referencePassed);
     expect(again.stats.skippedTried).toBeLessThanOrEqual(stats.tried - singles.length);
     expect(again.stats.tried).toBe(0);
     expect(again.tasks).toEqual([]);

@@ -57,6 +57,8 @@ export interface MutateOptions {
   checkConcurrency?: number;
   /** Task ids already produced (a resumed run): their candidates are skipped and count as kept. */
   skipTaskIds?: Iterable<string>;
+  /** Load/store the reference run in the cache (validate.ts `referenceCacheDir`, default true). */
+  referenceCache?: boolean;
   /** Candidate ids tried before (a resumed run, any verdict): not validated again. */
   skipCandidateIds?: Iterable<string>;
   /** Called after each single or combined candidate's validation with its verdict ("kept" or the reject reason). */
@@ -85,6 +87,10 @@ export interface MutateStats {
   seed: number;
   referenceTests: number;
   referencePassed: number;
+  /** The reference run came from the cache (its seconds are then the load time). */
+  referenceCached: boolean;
+  /** Container CPU seconds of the reference run (of the original run when cached). */
+  referenceCpuSeconds?: number;
   sourceFiles: number;
   candidates: number;
   tried: number;
@@ -202,6 +208,7 @@ export async function generateMutateTasks(opts: MutateOptions): Promise<MutateRe
     seed,
     referenceTests: 0,
     referencePassed: 0,
+    referenceCached: false,
     sourceFiles: 0,
     candidates: 0,
     tried: 0,
@@ -257,8 +264,10 @@ export async function generateMutateTasks(opts: MutateOptions): Promise<MutateRe
   try {
     progress("reference", "reference run of the whole suite with coverage contexts");
     const tr = performance.now();
-    const ref = await runner.runReference();
+    const ref = await runner.runReference({ cache: opts.referenceCache ?? true });
     stats.seconds.reference = since(tr);
+    stats.referenceCached = ref.cached === true;
+    if (ref.cpuSeconds !== undefined) stats.referenceCpuSeconds = ref.cpuSeconds;
     stats.referenceTests = ref.statuses.size;
     stats.referencePassed = ref.passed.size;
     if (ref.passed.size === 0) throw new Error(`no test passed in the reference run of ${spec.repo}; log tail:\n${ref.log.slice(-2000)}`);

@@ -17,6 +17,11 @@
  * Python is run with PYTHONDONTWRITEBYTECODE=1 so that bytecode of a bug can never outlive
  * the reset (same-size edits within one second would otherwise hit a stale .pyc).
  */
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { ImageSpecSchema, type ImageSpec, type ImageSpecInput } from "../../images/spec";
 import { parseTestLog, type StatusMap } from "../../rewards/log-parsers";
 import { Sandbox } from "../../sandbox/sandbox";
@@ -89,6 +94,67 @@ export interface ReferenceRun extends TestRun {
   coverage: Map<string, Map<number, Set<string>>>;
   /** Source files measured (candidates for mutation), relative to the workdir. */
   measuredFiles: string[];
+  /** Container CPU seconds the run cost (when it was measured; a cached run keeps the original's). */
+  cpuSeconds?: number;
+  /** Loaded from the reference cache instead of run. */
+  cached?: boolean;
+}
+
+/** Version of the cached reference record; a change makes old records misses. */
+const REFERENCE_CACHE_VERSION = 1;
+
+/** Directory of cached reference runs: `$FORAGER_CACHE_DIR` or `~/.cache/forager`, then `mutate-reference/`. */
+export function referenceCacheDir(): string {
+  return path.join(process.env.FORAGER_CACHE_DIR ?? path.join(os.homedir(), ".cache", "forager"), "mutate-reference");
+}
+
+interface ReferenceRecord {
+  version: number;
+  key: string;
+  tests: string[];
+  statuses: [string, string][];
+  passed: number[];
+  /** path → [line, test indexes][] */
+  coverage: [string, [number, number[]][]][];
+  measuredFiles: string[];
+  seconds: number;
+  cpuSeconds?: number;
+  exitCode: number | null;
+  logTail: string;
+}
+
+function encodeReference(ref: ReferenceRun, key: string): ReferenceRecord {
+  const tests = [...ref.statuses.keys()];
+  const index = new Map(tests.map((t, i) => [t, i]));
+  return {
+    version: REFERENCE_CACHE_VERSION,
+    key,
+    tests,
+    statuses: [...ref.statuses],
+    passed: [...ref.passed].map((t) => index.get(t)!).filter((i) => i !== undefined),
+    coverage: [...ref.coverage].map(([file, lines]) => [file, [...lines].map(([l, ts]) => [l, [...ts].map((t) => index.get(t)!).filter((i) => i !== undefined)])]),
+    measuredFiles: ref.measuredFiles,
+    seconds: ref.seconds,
+    ...(ref.cpuSeconds !== undefined ? { cpuSeconds: ref.cpuSeconds } : {}),
+    exitCode: ref.exitCode,
+    logTail: ref.log.slice(-20_000),
+  };
+}
+
+function decodeReference(r: ReferenceRecord): ReferenceRun {
+  const statuses: StatusMap = new Map(r.statuses as [string, never][]);
+  return {
+    statuses,
+    log: r.logTail,
+    timedOut: false,
+    exitCode: r.exitCode,
+    seconds: r.seconds,
+    passed: new Set(r.passed.map((i) => r.tests[i]!)),
+    coverage: new Map(r.coverage.map(([file, lines]) => [file, new Map(lines.map(([l, ts]) => [l, new Set(ts.map((i) => r.tests[i]!))]))])),
+    measuredFiles: r.measuredFiles,
+    ...(r.cpuSeconds !== undefined ? { cpuSeconds: r.cpuSeconds } : {}),
+    cached: true,
+  };
 }
 
 export interface Validation {
@@ -203,10 +269,31 @@ export class MutateRunner {
     return (this.suite = d ? [d] : undefined);
   }
 
-  /** The reference run: whole suite under coverage with per-test contexts. */
-  async runReference(): Promise<ReferenceRun> {
+  /**
+   * The reference run: whole suite under coverage with per-test contexts. With `cache` (default
+   * true), the result is stored gzipped in {@link referenceCacheDir} under a key of the image id,
+   * the test command and the suite paths, and a later runner of the same image loads it instead
+   * of running the suite again (a resumed generation, a benchmark). A timed-out run is not cached.
+   */
+  async runReference(opts: { cache?: boolean } = {}): Promise<ReferenceRun> {
     await this.reset();
     await this.detectSuite();
+    const useCache = opts.cache ?? true;
+    const imageId = ((await this.sandbox.container.inspect()) as { Image?: string }).Image ?? "";
+    const key = createHash("sha256")
+      .update(JSON.stringify({ v: REFERENCE_CACHE_VERSION, imageId, testCommand: this.spec.testCommand, suite: this.suite ?? null }))
+      .digest("hex")
+      .slice(0, 24);
+    const cacheFile = path.join(referenceCacheDir(), `${key}.json.gz`);
+    if (useCache && imageId && fs.existsSync(cacheFile)) {
+      try {
+        const rec = JSON.parse(gunzipSync(fs.readFileSync(cacheFile)).toString("utf8")) as ReferenceRecord;
+        if (rec.version === REFERENCE_CACHE_VERSION && rec.key === key) return (this.reference = decodeReference(rec));
+      } catch {
+        // unreadable record: run again and overwrite it
+      }
+    }
+    const cpu0 = await this.cpuSeconds().catch(() => undefined);
     // Our own coverage config: the repository's (branch = True, parallel, plugins) must not mix
     // line and arc data or change what is measured.
     await this.sandbox.writeFile(
@@ -240,12 +327,20 @@ export class MutateRunner {
       coverage.set(rel, lines);
     }
     await this.reset();
+    const cpu1 = cpu0 === undefined ? undefined : await this.cpuSeconds().catch(() => undefined);
     this.reference = {
       ...run,
       passed,
       coverage,
       measuredFiles: [...coverage.keys()].filter((p) => p.endsWith(".py") && !p.startsWith("/") && !p.startsWith("..")).sort(),
+      ...(cpu0 !== undefined && cpu1 !== undefined ? { cpuSeconds: cpu1 - cpu0 } : {}),
     };
+    if (useCache && imageId && !run.timedOut) {
+      fs.mkdirSync(referenceCacheDir(), { recursive: true });
+      const tmp = `${cacheFile}.${process.pid}.tmp`;
+      fs.writeFileSync(tmp, gzipSync(JSON.stringify(encodeReference(this.reference, key))));
+      fs.renameSync(tmp, cacheFile);
+    }
     return this.reference;
   }
 
