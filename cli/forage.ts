@@ -1,16 +1,18 @@
 /**
- * The orchestrator's commands: `forage`, `worker`, `status`, `resume`, `export`
+ * The orchestrator's commands: `forage`, `worker`, `status`, `resume`, `collect`, `export`
  * (orchestrator/, docs/orchestrator.md).
  */
 import { useRepos } from "./run";
 import fs from "node:fs";
+import path from "node:path";
 import type { Command } from "commander";
 import { Option } from "commander";
 import { logger } from "../lib/log";
 import { exportRun, exportRunToFile, type ExportFormat } from "../orchestrator/export";
 import { forage, formatProgress, formatSummary, resume, type ForageResult } from "../orchestrator/forage";
+import { RunCollector, type CollectResult } from "../orchestrator/redis-storage";
 import { readRunFiles, runStatus, writeManifest, type RunStatus } from "../orchestrator/run";
-import type { RunSpec } from "../orchestrator/spec";
+import type { RunSpec, StorageMode } from "../orchestrator/spec";
 import { containerSlots, redisConnection, startWorker } from "../orchestrator/worker";
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -41,6 +43,13 @@ interface ForageCliOptions {
   runId?: string;
   attempts?: number;
   image?: string[];
+  storage: StorageMode;
+}
+
+/** One line about a collection from the run's stream. */
+function collectLine(r: CollectResult): string {
+  const extra = [r.duplicates ? `${r.duplicates} already in the shards` : "", r.corrupt ? `${r.corrupt} unreadable (RUN/collect-errors/)` : ""].filter(Boolean).join(", ");
+  return `collected ${r.collected} trajectories${extra ? ` (${extra})` : ""}; ${r.remaining} left in the stream${r.lockedBy ? `; another collector holds the run (${r.lockedBy})` : ""}`;
 }
 
 function progressPrinter(): (s: RunStatus, r: { turnsPerSecond: number; elapsedSeconds: number }) => void {
@@ -89,6 +98,11 @@ export function registerForageCommands(program: Command): void {
     .option("--run-id <id>", "run id (default: date + random)")
     .option("--attempts <n>", "attempts per job (environment and inference errors)", int)
     .option("--image <task=tag>", "pre-built image tag for a task; repeatable", collect)
+    .addOption(
+      new Option("--storage <mode>", "shared: workers write RUN/staging and RUN/shards (remote workers need RUN on shared storage); redis: trajectories travel through Redis and this process collects them into RUN/shards")
+        .choices(["shared", "redis"])
+        .default("shared"),
+    )
     .action(async (o: ForageCliOptions & { repos?: string }) => {
       useRepos(o);
       const kind = o.policy ?? (o.modelUrl?.length ? "http" : "oracle");
@@ -109,6 +123,7 @@ export function registerForageCommands(program: Command): void {
         sampling: { temperature: o.temperature, topP: o.topP, seed: o.seed },
         images,
         attempts: o.attempts,
+        storage: o.storage,
         redisUrl: o.redis,
         detach: o.detach,
         worker: { concurrency: o.concurrency, logger: logger() },
@@ -144,8 +159,8 @@ export function registerForageCommands(program: Command): void {
     .option("--json", "print JSON")
     .action(async (runDir: string, o: { redis?: string; json?: boolean }) => {
       const { spec } = readRunFiles(runDir);
-      const manifest = await writeManifest(runDir, { write: false, dedup: false });
       let live: RunStatus | undefined;
+      let collected: CollectResult | undefined;
       const url = o.redis ?? spec.redisUrl;
       if (url) {
         const r = redisConnection(url);
@@ -153,12 +168,24 @@ export function registerForageCommands(program: Command): void {
           live = await Promise.race([runStatus(r, spec.runId), new Promise<undefined>((res) => setTimeout(() => res(undefined), 3000))]);
         } catch {
           live = undefined;
-        } finally {
-          r.disconnect();
         }
+        if (live && spec.storage === "redis") {
+          // Storage "redis": bring what the stream holds into the shards first (unless another collector is at it).
+          const c = new RunCollector(r, { ...spec, runDir: path.resolve(runDir) }, { logger: logger() });
+          try {
+            collected = await c.drain();
+            live = await runStatus(r, spec.runId);
+          } catch (err) {
+            console.error(`collecting the run's trajectories failed: ${(err as Error).message}`);
+          } finally {
+            await c.close();
+          }
+        }
+        r.disconnect();
       }
+      const manifest = await writeManifest(runDir, { write: false, dedup: false });
       if (o.json) {
-        console.log(JSON.stringify({ runId: spec.runId, manifest: { ...manifest, shards: manifest.shards.length }, live }, null, 2));
+        console.log(JSON.stringify({ runId: spec.runId, storage: spec.storage, manifest: { ...manifest, shards: manifest.shards.length }, live, collected }, null, 2));
         return;
       }
       console.log(`run ${spec.runId} (${spec.policy.kind}, K=${spec.samples}) in ${spec.runDir}`);
@@ -166,6 +193,47 @@ export function registerForageCommands(program: Command): void {
       console.log(`  ${Object.entries(manifest.metrics).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`).join(" · ")}`);
       for (const f of manifest.failures.slice(0, 10)) console.log(`  failed ${f.taskId}#${f.sample} (${f.stage}, ${f.attempts} attempts): ${f.reason}`);
       if (live) console.log(`  live: ${formatProgress(live, { turnsPerSecond: 0, elapsedSeconds: 0 })}`);
+      if (collected) console.log(`  ${collectLine(collected)}`);
+    });
+
+  program
+    .command("collect")
+    .description("storage redis: move the run's finished trajectories from Redis into RUN/shards (durable first, then removed from Redis)")
+    .argument("<run>", "run directory")
+    .option("--redis <url>", "Redis URL (default: the run's)")
+    .option("--follow", "keep collecting until the run is complete and its stream empty")
+    .option("--interval-ms <ms>", "with --follow: poll period", int, 1000)
+    .action(async (runDir: string, o: { redis?: string; follow?: boolean; intervalMs: number }) => {
+      const { spec } = readRunFiles(runDir);
+      if (spec.storage !== "redis") throw new Error(`run ${spec.runId} has storage "${spec.storage}": its workers write the shards themselves, nothing to collect`);
+      const url = o.redis ?? spec.redisUrl;
+      if (!url) throw new Error("no Redis URL: pass --redis (embedded runs: `forager resume` restarts their Redis and collects)");
+      const r = redisConnection(url);
+      const c = new RunCollector(r, { ...spec, runDir: path.resolve(runDir) }, { logger: logger() });
+      const total: CollectResult = { collected: 0, duplicates: 0, corrupt: 0, remaining: 0 };
+      try {
+        for (;;) {
+          const res = await c.drain();
+          total.collected += res.collected;
+          total.duplicates += res.duplicates;
+          total.corrupt += res.corrupt;
+          total.remaining = res.remaining;
+          total.lockedBy = res.lockedBy;
+          if (!o.follow) break;
+          const st = await runStatus(r, spec.runId);
+          if (st.complete && st.uncollected === 0) break;
+          if (process.stderr.isTTY) process.stderr.write(`\r\x1b[2K${formatProgress(st, { turnsPerSecond: 0, elapsedSeconds: 0 })}`);
+          await new Promise((res) => setTimeout(res, o.intervalMs));
+        }
+      } finally {
+        await c.close();
+        r.disconnect();
+      }
+      if (process.stderr.isTTY && o.follow) process.stderr.write("\n");
+      const manifest = await writeManifest(runDir);
+      console.log(collectLine(total));
+      console.log(`run ${spec.runId}: trajectories ${manifest.trajectories}/${manifest.expected} in ${manifest.shards.length} shard(s); duplicates dropped ${manifest.duplicatesDropped}`);
+      process.exitCode = total.lockedBy && total.collected === 0 ? 1 : 0;
     });
 
   program

@@ -3,7 +3,9 @@
  *
  * Embedded (no Redis URL): a private redis-server (persistence in `<runDir>/redis`, a free
  * loopback port) and workers in this process. Remote (`redisUrl`): the run is enqueued for the
- * workers of that Redis, and (unless `detach`) followed until it completes.
+ * workers of that Redis, and (unless `detach`) followed until it completes. With storage "redis"
+ * the follower also collects the trajectories from the run's stream into `<runDir>/shards`
+ * (redis-storage.ts); a detached run is collected by `forager collect`, `status` or `resume`.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -13,6 +15,7 @@ import { silentLogger, type Logger } from "../lib/log";
 import type { Task } from "../tasks/schema";
 import { startRedisServer, type RedisServerHandle } from "./redis-server";
 import { closeQueues, openQueues, readRunFiles, runStatus, submitRun, waitForRun, writeManifest, writeRunFiles, type Manifest, type RunStatus } from "./run";
+import { RunCollector } from "./redis-storage";
 import { RunSpecSchema, runPaths, type RunSpec, type RunSpecInput } from "./spec";
 import { writeFileAtomic } from "./storage";
 import { loadTaskFiles, type TaskLoadError } from "./tasks-file";
@@ -60,6 +63,11 @@ export interface ForageOptions {
   backoffMs?: number;
   episodeTimeoutSeconds?: number;
   shardRecords?: number;
+  /**
+   * How trajectories reach the run directory (spec.ts StorageModeSchema; default "shared"):
+   * "redis" for remote workers without shared storage (this process collects the trajectories).
+   */
+  storage?: RunSpecInput["storage"];
   /** Remote mode: enqueue into this Redis. */
   redisUrl?: string;
   /** Remote mode: return once enqueued. */
@@ -115,6 +123,7 @@ export async function forage(opts: ForageOptions): Promise<ForageResult> {
     backoffMs: opts.backoffMs,
     episodeTimeoutSeconds: opts.episodeTimeoutSeconds,
     shardRecords: opts.shardRecords,
+    storage: opts.storage,
   } satisfies RunSpecInput);
   await writeRunFiles(spec, loaded.tasks);
   if (opts.redisUrl) {
@@ -139,6 +148,7 @@ async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "re
   let worker: ForagerWorker | undefined;
   let redis: Redis | undefined;
   let queues: ReturnType<typeof openQueues> | undefined;
+  let collector: RunCollector | undefined;
   try {
     let url = opts.redisUrl;
     if (!url) {
@@ -153,11 +163,14 @@ async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "re
       return { spec, status: await runStatus(redis, spec.runId) };
     }
     if (!opts.redisUrl) worker = await startWorker({ ...opts.worker, redisUrl: url, logger: opts.worker?.logger ?? opts.logger });
+    if (spec.storage === "redis") collector = new RunCollector(redis, spec, { logger: opts.logger });
     let lastTurns = 0;
     let lastT = performance.now();
     const status = await waitForRun(redis, queues, spec, tasks, {
       intervalMs: opts.progressMs ?? 1000,
       signal: opts.signal,
+      collector,
+      onCollectError: (err) => log.warn({ err: (err as Error).message }, "collecting trajectories failed; retrying"),
       onProgress: (s) => {
         const now = performance.now();
         const tps = (s.turns - lastTurns) / Math.max(1e-3, (now - lastT) / 1000);
@@ -169,6 +182,11 @@ async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "re
     if (worker) {
       await worker.close();
       worker = undefined;
+    }
+    if (collector) {
+      await collector.finish({ signal: opts.signal });
+      await collector.close();
+      collector = undefined;
     }
     const manifest = await writeManifest(spec.runDir);
     const wallSeconds = (performance.now() - started) / 1000;
@@ -194,6 +212,7 @@ async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "re
     await writeFileAtomic(runPaths(spec.runDir).summary, JSON.stringify(summary, null, 2) + "\n");
     return { spec, status, manifest, summary };
   } finally {
+    await collector?.close().catch(() => undefined);
     await worker?.close({ force: true }).catch(() => undefined);
     if (queues) await closeQueues(queues).catch(() => undefined);
     redis?.disconnect();
@@ -207,7 +226,7 @@ export function formatProgress(s: RunStatus, rates: { turnsPerSecond: number; el
   const rate = s.done ? ((100 * s.resolved) / s.done).toFixed(1) : "-";
   return (
     `[${rates.elapsedSeconds.toFixed(0)} s] tasks ${s.tasks} · in flight ${s.inFlight} · done ${settled}/${s.expected}` +
-    `${s.skipped ? ` (${s.skipped} skipped)` : ""} · resolved ${s.resolved} (${rate}%) · ${rates.turnsPerSecond.toFixed(1)} turns/s · ` +
+    `${s.skipped ? ` (${s.skipped} skipped)` : ""}${s.uncollected ? ` (${s.uncollected} to collect)` : ""} · resolved ${s.resolved} (${rate}%) · ${rates.turnsPerSecond.toFixed(1)} turns/s · ` +
     `errors ${s.attemptErrors} attempts, ${s.failed} failed`
   );
 }

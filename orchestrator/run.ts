@@ -14,6 +14,7 @@ import { TaskSchema, type Task } from "../tasks/schema";
 import { findNearDuplicates, actionTokens, type DedupReport } from "./dedup";
 import { countByTask, passAtKs } from "./metrics";
 import { QUEUE_PREFIX, QUEUES, RUNS_KEY, jobIds, runKeys, runPaths, sampleKey, RunSpecSchema, type RunSpec } from "./spec";
+import type { RunCollector } from "./redis-storage";
 import { readShards, scanShards, writeFileAtomic, type IndexEntry } from "./storage";
 import { connectionOptions, type SampleFailure, type StageJobData } from "./worker";
 
@@ -100,13 +101,16 @@ export interface RunStatus {
   turns: number;
   /** Failed attempts (retried or not). */
   attemptErrors: number;
+  /** Storage "redis": committed trajectories waiting in the run's stream for a collector (0 otherwise). */
+  uncollected: number;
+  /** Every sample is done, skipped or failed (for storage "redis", `uncollected` may still be > 0). */
   complete: boolean;
 }
 
 /** Read the run's figures from Redis. */
 export async function runStatus(redis: Redis, runId: string): Promise<RunStatus> {
   const k = runKeys(runId);
-  const [spec, tasks, done, skipped, failed, running, stats, successes] = await Promise.all([
+  const [spec, tasks, done, skipped, failed, running, stats, successes, uncollected] = await Promise.all([
     redis.get(k.spec),
     redis.hlen(k.tasks),
     redis.hlen(k.done),
@@ -115,6 +119,7 @@ export async function runStatus(redis: Redis, runId: string): Promise<RunStatus>
     redis.hlen(k.running),
     redis.hgetall(k.stats),
     redis.hvals(k.successes),
+    redis.xlen(k.results),
   ]);
   if (!spec) throw new Error(`run ${runId} is unknown to this Redis`);
   const samples = RunSpecSchema.parse(JSON.parse(spec)).samples;
@@ -130,6 +135,7 @@ export async function runStatus(redis: Redis, runId: string): Promise<RunStatus>
     resolved: successes.reduce((s, v) => s + Number(v), 0),
     turns: Number(stats.turns ?? 0),
     attemptErrors: Number(stats.attemptErrors ?? 0),
+    uncollected,
     complete: done + skipped + failed >= expected,
   };
 }
@@ -192,12 +198,23 @@ export interface WaitOptions {
   /** Reconcile period, ms (default 15000); the queues are looked at only while the run is open. */
   reconcileMs?: number;
   signal?: AbortSignal;
+  /**
+   * Storage "redis": drains the run's results stream into the shards before each poll (at most
+   * 1000 entries a poll). Its errors go to `onCollectError` (the next poll tries again).
+   */
+  collector?: Pick<RunCollector, "drain">;
+  onCollectError?: (err: unknown) => void;
 }
 
-/** Wait until the run is complete (polling Redis), reconciling now and then. */
+/**
+ * Wait until the run is complete (polling Redis), reconciling now and then. With a collector,
+ * what is in the stream when the run completes may still be uncollected: finish with
+ * {@link RunCollector.finish}.
+ */
 export async function waitForRun(redis: Redis, queues: StageQueues, spec: RunSpec, tasks: readonly Task[], opts: WaitOptions = {}): Promise<RunStatus> {
   let lastReconcile = Date.now();
   for (;;) {
+    if (opts.collector) await opts.collector.drain({ maxEntries: 1000 }).catch((err: unknown) => opts.onCollectError?.(err));
     const s = await runStatus(redis, spec.runId);
     opts.onProgress?.(s);
     if (s.complete) return s;

@@ -27,11 +27,28 @@ export const RunEndpointSchema = z.object({
 });
 export type RunEndpoint = z.infer<typeof RunEndpointSchema>;
 
+/**
+ * Where a run's trajectories travel between the stages and to the run directory:
+ * - `shared`: workers write staging files (`RUN/staging`) and shards (`RUN/shards`) themselves; the
+ *   run directory must be on storage every worker mounts at the same path (embedded runs, NFS, …);
+ * - `redis`: workers touch no file of the run; the staged trajectory is a Redis key per sample and
+ *   the evaluation stage appends the finished trajectory to the run's Redis stream, which the
+ *   run's driver (`forage`, `resume`, `status`, `collect`) drains into `RUN/shards` (redis-storage.ts).
+ */
+export const StorageModeSchema = z.enum(["shared", "redis"]);
+export type StorageMode = z.infer<typeof StorageModeSchema>;
+
 export const RunSpecSchema = z.object({
   version: z.literal(RUN_SPEC_VERSION).default(RUN_SPEC_VERSION),
   runId: RunIdSchema,
-  /** Absolute run directory (shards, manifest, staging, embedded Redis data). Shared storage for remote workers. */
+  /**
+   * Absolute run directory (shards, manifest, staging, embedded Redis data) on the driver's machine.
+   * With `storage: "shared"`, shared storage mounted at this path on every worker; with "redis",
+   * workers never use it.
+   */
   runDir: z.string().min(1),
+  /** How trajectories reach the run directory (see {@link StorageModeSchema}); default "shared". */
+  storage: StorageModeSchema.default("shared"),
   createdAt: z.string(),
   /** Where the tasks came from (for people). */
   taskFiles: z.array(z.string()).default([]),
@@ -130,6 +147,12 @@ export function runKeys(runId: string) {
     committing: `${p}:committing`,
     /** prefix of per-sample commit claims (SET NX PX): one committer at a time */
     claim: `${p}:claim:`,
+    /** storage "redis": prefix of staged trajectories (string, gzip JSON) by sample key, until committed */
+    staged: `${p}:staged:`,
+    /** storage "redis": stream of committed trajectories (fields id, key, task, sample, data = gzip JSON) waiting to be collected */
+    results: `${p}:results`,
+    /** storage "redis": the collector lock (SET NX PX): one process drains `results` at a time */
+    collector: `${p}:collector`,
   };
 }
 /** Set of every run id known to this Redis. */

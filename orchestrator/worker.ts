@@ -1,13 +1,14 @@
 /**
  * A forager worker: BullMQ workers for the three stage queues (images → rollouts → evaluations)
- * of every run in one Redis. Any number of them, on any machine with a Docker engine and the run
- * directory (shared storage) mounted at the same path.
+ * of every run in one Redis. Any number of them, on any machine with a Docker engine; for runs
+ * with storage "shared" the run directory must be mounted at the same path, for runs with storage
+ * "redis" the worker uses no file of the run (redis-storage.ts).
  *
  * Per sample (run, task, i) the pipeline is a chain of idempotent jobs with derived ids:
  *   image job `img.<run>.<task>` → rollout jobs `roll.<run>.<task>.<i>` (i < K) → evaluation
  *   job `eval.<run>.<task>.<i>` → a trajectory committed to a shard, recorded in the run's
  *   `done` hash, then the job is acknowledged.
- * Each stage first checks what is already durable (done hash, staging file) so a retried,
+ * Each stage first checks what is already durable (done hash, staged trajectory) so a retried,
  * stalled or re-submitted job never produces a second trajectory.
  *
  * Concurrency: rollouts from container slots ({@link containerSlots}); model requests are limited
@@ -20,6 +21,7 @@ import { Redis, type RedisOptions } from "ioredis";
 import { TrajectorySchema, type Trajectory } from "../agent/trajectory";
 import { silentLogger, type Logger } from "../lib/log";
 import { TaskSchema, type Task } from "../tasks/schema";
+import { commitToStream, hasStagedRedis, readStagedRedis, STREAM_ENTRY_PLACEHOLDER, writeStagedRedis } from "./redis-storage";
 import { readStaged, scanShards, ShardWriter, stagingPath, writeFileAtomic, writeStaged, type IndexEntry } from "./storage";
 import { QUEUE_PREFIX, QUEUES, RunSpecSchema, jobIds, runKeys, runPaths, sampleKey, trajectoryId, type RunSpec } from "./spec";
 import { closePolicyClients, defaultEvaluate, defaultImage, defaultRollout, type EvaluateFn, type ImageFn, type RolloutFn } from "./stages";
@@ -41,7 +43,9 @@ export interface SampleSummary {
   reward: number;
   turns: number;
   endReason: string;
+  /** Shard file (storage "shared"); `stream:<entry id>` for storage "redis" (the collector picks the shard). */
   shard: string;
+  /** Byte offset in the shard (0 for storage "redis"). */
   offset: number;
   worker: string;
 }
@@ -153,6 +157,7 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
     rollouts: new Queue(QUEUES.rollouts, { connection: connectionOptions(opts.redisUrl), prefix: QUEUE_PREFIX }),
     evals: new Queue(QUEUES.evals, { connection: connectionOptions(opts.redisUrl), prefix: QUEUE_PREFIX }),
   };
+  const id = writerBase ?? `${os.hostname()}-${process.pid}`;
   const aborts = new Set<AbortController>();
   let turnsPending = new Map<string, number>();
   const turnFlush = setInterval(() => void flushTurns(), 1000);
@@ -217,6 +222,7 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
   async function recordFailure(spec: RunSpec, f: SampleFailure): Promise<void> {
     const key = sampleKey(spec.runId, f.taskId, f.sample);
     await redis.hset(runKeys(spec.runId).failed, key, JSON.stringify(f));
+    if (spec.storage === "redis") return; // no run directory here: the driver's collector writes the file
     await writeFileAtomic(path.join(runPaths(spec.runDir).failures, `${key}.json`), JSON.stringify(f) + "\n").catch((err: unknown) =>
       log.warn({ err }, "could not write the failure file"),
     );
@@ -266,7 +272,7 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
         await redis.hdel(keys.running, key); // a mark left by a worker that died
         return { already: done ? "done" : "skipped" };
       }
-      const staged = await readStaged(runPaths(ctx.spec.runDir).staging, key);
+      const staged = ctx.spec.storage === "redis" ? await hasStagedRedis(redis, runId, key) : (await readStaged(runPaths(ctx.spec.runDir).staging, key)) !== undefined;
       if (staged) {
         await redis.hdel(keys.running, key);
         await addEval();
@@ -314,7 +320,8 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
           }
           throw err;
         }
-        await writeStaged(runPaths(ctx.spec.runDir).staging, key, t);
+        if (ctx.spec.storage === "redis") await writeStagedRedis(redis, runId, key, t);
+        else await writeStaged(runPaths(ctx.spec.runDir).staging, key, t);
         await addEval();
         return { staged: true };
       } finally {
@@ -332,12 +339,16 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
     QUEUES.evals,
     async (job) => {
       const { runId, taskId, sample, ctx, keys, key } = await sampleJob(job.data);
+      const inRedis = ctx.spec.storage === "redis";
       const stagingDir = runPaths(ctx.spec.runDir).staging;
       const prior = await redis.hget(keys.done, key);
       if (prior) return JSON.parse(prior) as SampleSummary;
-      const staged = await readStaged(stagingDir, key);
+      const staged = inRedis ? await readStagedRedis(redis, runId, key) : await readStaged(stagingDir, key);
       if (!staged) {
-        const err = new UnrecoverableError(`no staged trajectory for ${key} (staging file missing)`);
+        // A copy of this job may have committed (and removed the staged trajectory) meanwhile.
+        const d = await redis.hget(keys.done, key);
+        if (d) return JSON.parse(d) as SampleSummary;
+        const err = new UnrecoverableError(`no staged trajectory for ${key} (${inRedis ? "staged key" : "staging file"} missing)`);
         await recordFailure(ctx.spec, { taskId, sample, stage: "evaluation", reason: err.message, attempts: job.attemptsMade + 1, at: new Date().toISOString() });
         throw err;
       }
@@ -360,7 +371,7 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
       // lost while Redis was away), and a `committing` mark (not expiring) against a committer that
       // died between its fsync and its `done` record: the next one looks in the shard indexes first.
       const claimKey = keys.claim + key;
-      const me = `${writerFor(ctx).writerId} ${Date.now()}`;
+      const me = `${inRedis ? id : writerFor(ctx).writerId} ${Date.now()}`;
       for (let waited = 0; (await redis.set(claimKey, me, "PX", 30_000, "NX")) !== "OK"; waited += 500) {
         const d = await redis.hget(keys.done, key);
         if (d) return JSON.parse(d) as SampleSummary;
@@ -370,6 +381,22 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
       try {
         const d = await redis.hget(keys.done, key);
         if (d) return JSON.parse(d) as SampleSummary;
+        if (inRedis) {
+          // One atomic script: XADD to the run's results stream + `done` record + staged key deleted.
+          const summary: SampleSummary = {
+            shard: `stream:${STREAM_ENTRY_PLACEHOLDER}`, // first: the script fills in the first occurrence
+            taskId,
+            sample,
+            resolved: t.evaluation?.resolved ?? false,
+            reward: t.reward,
+            turns: t.turns.length,
+            endReason: t.endReason,
+            offset: 0,
+            worker: id,
+          };
+          const r = await commitToStream(redis, runId, { key, taskId, sample, trajectory: t, summary: JSON.stringify(summary) });
+          return JSON.parse(r.summary) as SampleSummary;
+        }
         let entry: IndexEntry | undefined;
         if (await redis.hexists(keys.committing, key)) {
           const id = trajectoryId(runId, taskId, sample);
@@ -417,7 +444,6 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
   for (const w of workers) {
     w.on("error", (err) => log.warn({ err: err.message, queue: w.name }, "worker error"));
   }
-  const id = writerBase ?? `${os.hostname()}-${process.pid}`;
   log.info({ id, concurrency }, "worker started");
 
   return {
