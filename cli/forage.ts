@@ -13,7 +13,8 @@ import { forage, formatProgress, formatSummary, resume, type ForageResult } from
 import { RunCollector, type CollectResult } from "../orchestrator/redis-storage";
 import { readRunFiles, runStatus, writeManifest, type RunStatus } from "../orchestrator/run";
 import type { RunSpec, StorageMode } from "../orchestrator/spec";
-import { containerSlots, redisConnection, startWorker } from "../orchestrator/worker";
+import { containerSlots, redisConnection, startWorker, type ForagerWorker } from "../orchestrator/worker";
+import { destroyAllSandboxes } from "../sandbox/sandbox";
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 const int = (v: string) => {
@@ -44,6 +45,34 @@ interface ForageCliOptions {
   attempts?: number;
   image?: string[];
   storage: StorageMode;
+}
+
+/**
+ * Serve until SIGINT/SIGTERM, then shut the worker down: no new jobs, running ones get `graceMs`
+ * to finish, then are aborted (their jobs go back to the queue); a second signal aborts them at
+ * once, a third exits at once (status 130). Resolves once the worker is closed.
+ */
+function serveUntilSignal(w: ForagerWorker, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    let signals = 0;
+    const onSignal = (sig: NodeJS.Signals) => {
+      signals++;
+      if (signals === 1) {
+        console.error(`worker ${w.id}: ${sig}: taking no new jobs; ${w.running} running, given up to ${graceMs / 1000} s to finish (signal again to abort them now)`);
+        w.close({ graceMs }).then(resolve, (err: unknown) => {
+          console.error(`worker ${w.id}: closing: ${(err as Error).message}`);
+          resolve();
+        });
+      } else if (signals === 2) {
+        console.error(`worker ${w.id}: ${sig} again: aborting the running jobs (back to the queue)`);
+        void w.close({ force: true });
+      } else {
+        process.exit(130);
+      }
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+  });
 }
 
 /** One line about a collection from the run's stream. */
@@ -145,10 +174,16 @@ export function registerForageCommands(program: Command): void {
     .option("--concurrency <n>", `episodes at once (default: container slots, here ${containerSlots()})`, int)
     .option("--eval-concurrency <n>", "evaluations at once", int)
     .option("--lock-ms <ms>", "job lock; a dead worker's jobs are taken over after it", int, 30_000)
-    .action(async (o: { redis: string; concurrency?: number; evalConcurrency?: number; lockMs: number }) => {
+    .option("--grace-seconds <s>", "on SIGTERM/SIGINT: time running episodes get to finish before they are aborted and re-queued", Number, 60)
+    .action(async (o: { redis: string; concurrency?: number; evalConcurrency?: number; lockMs: number; graceSeconds: number }) => {
+      if (!(o.graceSeconds >= 0)) throw new Error(`--grace-seconds: not a non-negative number: ${o.graceSeconds}`);
       const w = await startWorker({ redisUrl: o.redis, concurrency: o.concurrency, evalConcurrency: o.evalConcurrency, lockDurationMs: o.lockMs, stalledIntervalMs: Math.max(1000, o.lockMs / 2), logger: logger() });
       console.error(`worker ${w.id}: ${w.concurrency} episode slots on ${o.redis}`);
-      await new Promise(() => undefined); // until a signal (cli/main.ts cleans up the sandboxes)
+      await serveUntilSignal(w, o.graceSeconds * 1000); // this command's own signal handling (cli/main.ts defers to it)
+      await destroyAllSandboxes();
+      console.error(`worker ${w.id}: stopped`);
+      logger().flush();
+      process.exit(0);
     });
 
   program

@@ -57,10 +57,16 @@ registerAgentCommands(program);
 registerForageCommands(program);
 registerTaskCommands(program);
 
+// Default signal handling: destroy this process's sandboxes and exit 130 (a second signal kills at
+// once). A command that installs its own handler takes the signal instead (`forager worker` stops
+// taking jobs and lets running episodes finish: cli/forage.ts).
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.once(sig, () => {
+  const onSignal = () => {
+    if (process.listenerCount(sig) > 1) return;
+    process.off(sig, onSignal);
     void destroyAllSandboxes().finally(() => process.exit(130));
-  });
+  };
+  process.on(sig, onSignal);
 }
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -11,12 +11,16 @@
  * Each stage first checks what is already durable (done hash, staged trajectory) so a retried,
  * stalled or re-submitted job never produces a second trajectory.
  *
+ * Shutdown ({@link ForagerWorker.close}): stop taking jobs, let running ones finish (optionally
+ * within a grace period), abort the rest; an aborted rollout or evaluation goes back to waiting
+ * without using up an attempt.
+ *
  * Concurrency: rollouts from container slots ({@link containerSlots}); model requests are limited
  * globally per endpoint by a Redis semaphore (stages.ts makePolicy).
  */
 import os from "node:os";
 import path from "node:path";
-import { UnrecoverableError, Worker, Queue, type Job } from "bullmq";
+import { UnrecoverableError, WaitingError, Worker, Queue, type Job } from "bullmq";
 import { Redis, type RedisOptions } from "ioredis";
 import { TrajectorySchema, type Trajectory } from "../agent/trajectory";
 import { silentLogger, type Logger } from "../lib/log";
@@ -126,11 +130,37 @@ interface RunCtx {
   images: Map<string, Promise<string>>;
 }
 
+/** Options of {@link ForagerWorker.close}. */
+export interface CloseOptions {
+  /** Abort running jobs at once (they go back to waiting) and do not wait for them. */
+  force?: boolean;
+  /** Wait this long (ms) for running jobs to finish, then abort them as with `force`. Default: wait as long as they take. */
+  graceMs?: number;
+  /** After aborting, wait at most this long (ms) for the aborted jobs to hand their jobs back (default 5000). */
+  abortWaitMs?: number;
+}
+
 export interface ForagerWorker {
   readonly id: string;
   readonly concurrency: number;
-  /** Stop taking jobs, wait for the running ones (or abandon them with force), close everything. */
-  close(opts?: { force?: boolean }): Promise<void>;
+  /** Rollouts and evaluations running now. */
+  readonly running: number;
+  /**
+   * Stop taking jobs, wait for the running ones (up to `graceMs`), abort the rest, close the
+   * queues, the Redis connections and the shard files. An aborted rollout or evaluation is moved
+   * back to waiting without using an attempt (its episode runs again elsewhere); a job that does
+   * not stop when aborted (an image build) is left to BullMQ's stalled-job check. Calling again
+   * while closing returns the same promise; `force` on a later call aborts the running jobs at once.
+   */
+  close(opts?: CloseOptions): Promise<void>;
+}
+
+/** The reason given to episodes and evaluations aborted by {@link ForagerWorker.close}. */
+export class WorkerShutdownError extends Error {
+  constructor() {
+    super("worker shutting down");
+    this.name = "WorkerShutdownError";
+  }
 }
 
 /** Start the stage workers. */
@@ -159,6 +189,20 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
   };
   const id = writerBase ?? `${os.hostname()}-${process.pid}`;
   const aborts = new Set<AbortController>();
+  /** Set once close() began: an abort with WorkerShutdownError hands the job back instead of failing it. */
+  let stopping = false;
+
+  /** A job aborted by the shutdown: back to waiting (no attempt used). Always throws. */
+  async function handBack(job: Job, token: string | undefined): Promise<never> {
+    try {
+      await job.moveToWait(token);
+    } catch (err) {
+      log.warn({ job: job.id, err: (err as Error).message }, "could not hand the job back; the stalled-job check will");
+      throw new WorkerShutdownError();
+    }
+    throw new WaitingError();
+  }
+  const shutdownAbort = (ac: AbortController) => stopping && ac.signal.aborted && ac.signal.reason instanceof WorkerShutdownError;
   let turnsPending = new Map<string, number>();
   const turnFlush = setInterval(() => void flushTurns(), 1000);
 
@@ -264,7 +308,7 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
   // --- rollout stage: one episode, staged durably, then its evaluation job.
   const rolloutWorker = new Worker<StageJobData>(
     QUEUES.rollouts,
-    async (job) => {
+    async (job, token) => {
       const { runId, taskId, sample, ctx, keys, key } = await sampleJob(job.data);
       const addEval = () => queues.evals.add("evaluation", { runId, taskId, sample }, jobOpts(ctx.spec, jobIds.evaluation(runId, taskId, sample)));
       const [done, skipped] = await Promise.all([redis.hexists(keys.done, key), redis.hexists(keys.skipped, key)]);
@@ -313,6 +357,7 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
           });
           t = TrajectorySchema.parse({ ...t, id: trajectoryId(runId, taskId, sample) });
         } catch (err) {
+          if (shutdownAbort(ac)) return await handBack(job, token);
           await redis.hincrby(keys.stats, "attemptErrors", 1);
           log.warn({ run: runId, task: taskId, sample, attempt: job.attemptsMade, err: (err as Error).message }, "rollout attempt failed");
           if (isFinal(job, err)) {
@@ -337,7 +382,7 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
   // --- evaluation stage: evaluate, commit to a shard (durable), record, acknowledge.
   const evalWorker = new Worker<StageJobData>(
     QUEUES.evals,
-    async (job) => {
+    async (job, token) => {
       const { runId, taskId, sample, ctx, keys, key } = await sampleJob(job.data);
       const inRedis = ctx.spec.storage === "redis";
       const stagingDir = runPaths(ctx.spec.runDir).staging;
@@ -359,6 +404,7 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
       try {
         t = TrajectorySchema.parse(await evaluate(task, staged, { spec: ctx.spec, signal: ac.signal, logger: log }));
       } catch (err) {
+        if (shutdownAbort(ac)) return await handBack(job, token);
         await redis.hincrby(keys.stats, "attemptErrors", 1);
         if (isFinal(job, err)) {
           await recordFailure(ctx.spec, { taskId, sample, stage: "evaluation", reason: (err as Error).message, attempts: job.attemptsMade + 1, at: new Date().toISOString() });
@@ -446,18 +492,64 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
   }
   log.info({ id, concurrency }, "worker started");
 
+  let closing: Promise<void> | undefined;
+  let forced: (() => void) | undefined;
+  const forcedP = new Promise<void>((r) => (forced = r));
+  /** Abort every running episode and evaluation (their jobs are handed back), once. */
+  function abortRunning(): void {
+    stopping = true;
+    for (const ac of aborts) if (!ac.signal.aborted) ac.abort(new WorkerShutdownError());
+    forced?.();
+  }
+
+  async function closeNow(o: CloseOptions): Promise<void> {
+    stopping = true;
+    // BullMQ: no new jobs from here on; resolves once the running ones are done. Aborted jobs still
+    // need the connections to hand their jobs back, so BullMQ's own force close is not used.
+    const bull = Promise.all(workers.map((w) => w.close()));
+    let grace: NodeJS.Timeout | undefined;
+    if (o.force) abortRunning();
+    else if (o.graceMs !== undefined) {
+      grace = setTimeout(() => {
+        if (aborts.size) log.warn({ running: aborts.size, graceMs: o.graceMs }, "grace period over: aborting running jobs");
+        abortRunning();
+      }, o.graceMs);
+    }
+    let waitTimer: NodeJS.Timeout | undefined;
+    const gaveUp = forcedP.then(
+      () =>
+        new Promise<"gave up">((r) => {
+          waitTimer = setTimeout(() => r("gave up"), o.abortWaitMs ?? 5000);
+        }),
+    );
+    const r = await Promise.race([bull.then(() => "closed" as const), gaveUp]);
+    clearTimeout(grace);
+    clearTimeout(waitTimer);
+    if (r === "gave up") {
+      log.warn({ running: aborts.size }, "jobs did not stop when aborted; left to the stalled-job check");
+      await Promise.all(workers.map((w) => w.disconnect().catch(() => undefined)));
+    }
+    clearInterval(turnFlush);
+    await flushTurns();
+    await Promise.all([...writers.values()].map((w) => w.close()));
+    await Promise.all([queues.rollouts.close(), queues.evals.close()]);
+    await closePolicyClients();
+    redis.disconnect();
+  }
+
   return {
     id,
     concurrency,
-    async close(o = {}) {
-      if (o.force) for (const ac of aborts) ac.abort(new Error("worker shutting down"));
-      await Promise.all(workers.map((w) => w.close(o.force)));
-      clearInterval(turnFlush);
-      await flushTurns();
-      await Promise.all([...writers.values()].map((w) => w.close()));
-      await Promise.all([queues.rollouts.close(), queues.evals.close()]);
-      await closePolicyClients();
-      redis.disconnect();
+    get running() {
+      return aborts.size;
+    },
+    close(o = {}) {
+      if (closing) {
+        if (o.force) abortRunning();
+        return closing;
+      }
+      closing = closeNow(o);
+      return closing;
     },
   };
 }

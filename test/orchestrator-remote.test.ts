@@ -1,5 +1,5 @@
 /**
- * Storage mode "redis" (remote workers without shared storage), with fake
+ * Storage mode "redis" (remote workers without shared storage) and worker shutdown, with fake
  * stages, a private redis-server and real BullMQ (no Docker):
  * - a worker process whose run directory is a different, private one: nothing of the run on its
  *   disk, the driver collects every trajectory exactly once;
@@ -7,7 +7,9 @@
  * - a collector that dies between the shard append and the XDEL: the next one loses nothing and
  *   writes no second copy;
  * - `forager collect` and `forager status` (the CLI) drain the stream;
- * - embedded `forage --storage redis`.
+ * - embedded `forage --storage redis`;
+ * - ForagerWorker.close: running episodes finish within the grace period; past it they are
+ *   aborted and their jobs go back to waiting without using an attempt.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
@@ -23,7 +25,7 @@ import { forage, resume } from "../orchestrator/forage";
 import { startRedisServer, type RedisServerHandle } from "../orchestrator/redis-server";
 import { commitToStream, RunCollector } from "../orchestrator/redis-storage";
 import { closeQueues, openQueues, runStatus, submitRun, waitForRun, writeManifest, writeRunFiles, type StageQueues } from "../orchestrator/run";
-import { RunSpecSchema, runKeys, runPaths, sampleKey, trajectoryId, type RunSpec, type RunSpecInput } from "../orchestrator/spec";
+import { jobIds, RunSpecSchema, runKeys, runPaths, sampleKey, trajectoryId, type RunSpec, type RunSpecInput } from "../orchestrator/spec";
 import { readShards, scanShards } from "../orchestrator/storage";
 import type { EvaluateFn } from "../orchestrator/stages";
 import { redisConnection, startWorker, type WorkerOptions } from "../orchestrator/worker";
@@ -71,6 +73,14 @@ function expectOnePerSample(runDir: string, tasks: Task[], samples: number): voi
 function filesUnder(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
   return fs.readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((f) => fs.statSync(path.join(dir, f)).isFile());
+}
+
+async function until(cond: () => Promise<boolean>, what: string, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
 }
 
 describe("storage redis: remote workers without shared storage", () => {
@@ -252,6 +262,76 @@ describe("storage redis: remote workers without shared storage", () => {
     const again = await resume(out, { worker: { concurrency: 2, rollout: fakeRollout({ onStart: (t) => starts.push(t.id) }), ...FAST }, progressMs: 50 });
     expect(starts).toEqual([]);
     expect(again.summary).toMatchObject({ trajectories: 6, duplicatesDropped: 0 });
+  });
+});
+
+describe("worker shutdown (close with a grace period)", () => {
+  it("running episodes finish within the grace period; no new jobs are taken", async () => {
+    const tasks = [fakeTask("grace-a")];
+    const spec = await newRun("grace", tasks, { samples: 2 });
+    const w = await inProcessWorker({ delayMs: 1500 }, { concurrency: 2 });
+    await submitRun(redis, queues, spec, tasks);
+    await until(async () => (await redis.hlen(runKeys("grace").running)) === 2, "2 episodes running");
+    const t0 = Date.now();
+    await w.close({ graceMs: 20_000 });
+    expect(Date.now() - t0).toBeLessThan(5000);
+    // Both episodes were staged; their evaluations were not taken by the closing worker.
+    expect(await redis.keys(`${runKeys("grace").staged}*`)).toHaveLength(2);
+    expect(await redis.hlen(runKeys("grace").done)).toBe(0);
+    expect(await queues.evals.getJobState(jobIds.evaluation("grace", "grace-a", 0))).toBe("waiting");
+    const st = await runStatus(redis, "grace");
+    expect(st).toMatchObject({ attemptErrors: 0, failed: 0, inFlight: 0 });
+    const starts: string[] = [];
+    const w2 = await inProcessWorker({ onStart: (t, s) => starts.push(`${t.id}#${s}`) });
+    const collector = new RunCollector(redis, spec);
+    try {
+      await waitForRun(redis, queues, spec, tasks, { intervalMs: 100, collector });
+      await collector.finish();
+    } finally {
+      await collector.close();
+      await w2.close();
+    }
+    expect(starts).toEqual([]);
+    expectOnePerSample(spec.runDir, tasks, 2);
+  });
+
+  it("past the grace period (or on a forced close) episodes are aborted and their jobs go back to waiting, no attempt used", async () => {
+    const tasks = [fakeTask("abort-a")];
+    const spec = await newRun("abort", tasks, { samples: 3, attempts: 1 });
+    const w = await inProcessWorker({ delayMs: 60_000, turns: 200 }, { concurrency: 2 });
+    await submitRun(redis, queues, spec, tasks);
+    await until(async () => (await redis.hlen(runKeys("abort").running)) === 2, "2 episodes running");
+    const t0 = Date.now();
+    await w.close({ graceMs: 300 });
+    expect(Date.now() - t0).toBeLessThan(3000);
+    const st = await runStatus(redis, "abort");
+    expect(st).toMatchObject({ attemptErrors: 0, failed: 0, inFlight: 0, done: 0 });
+    const states = await Promise.all([0, 1, 2].map((i) => queues.rollouts.getJobState(jobIds.rollout("abort", "abort-a", i))));
+    expect(states.sort()).toEqual(["waiting", "waiting", "waiting"]);
+    for (const i of [0, 1, 2]) expect((await queues.rollouts.getJob(jobIds.rollout("abort", "abort-a", i)))!.attemptsMade).toBe(0);
+
+    // A forced close on top of a graceful one: aborted at once.
+    const w2 = await inProcessWorker({ delayMs: 60_000, turns: 200 }, { concurrency: 3 });
+    await until(async () => (await redis.hlen(runKeys("abort").running)) === 3, "3 episodes running");
+    const t1 = Date.now();
+    const graceful = w2.close({ graceMs: 60_000 });
+    await new Promise((r) => setTimeout(r, 200));
+    await w2.close({ force: true });
+    await graceful;
+    expect(Date.now() - t1).toBeLessThan(3000);
+    expect(await runStatus(redis, "abort")).toMatchObject({ attemptErrors: 0, failed: 0, inFlight: 0 });
+
+    // With a single attempt per job, a shutdown that had used one would have failed the samples.
+    const w3 = await inProcessWorker({});
+    const collector = new RunCollector(redis, spec);
+    try {
+      expect(await waitForRun(redis, queues, spec, tasks, { intervalMs: 100, collector })).toMatchObject({ done: 3, failed: 0 });
+      await collector.finish();
+    } finally {
+      await collector.close();
+      await w3.close();
+    }
+    expectOnePerSample(spec.runDir, tasks, 3);
   });
 });
 
