@@ -101,7 +101,7 @@ export interface ReferenceRun extends TestRun {
 }
 
 /** Version of the cached reference record; a change makes old records misses. */
-const REFERENCE_CACHE_VERSION = 1;
+const REFERENCE_CACHE_VERSION = 2;
 
 /** Directory of cached reference runs: `$FORAGER_CACHE_DIR` or `~/.cache/forager`, then `mutate-reference/`. */
 export function referenceCacheDir(): string {
@@ -298,7 +298,9 @@ export class MutateRunner {
     // line and arc data or change what is measured.
     await this.sandbox.writeFile(
       "/tmp/forager-coveragerc",
-      "[run]\nbranch = False\nparallel = False\ndata_file = /tmp/forager.coverage\nrelative_files = True\n",
+      "[run]\nbranch = False\nparallel = False\ndata_file = /tmp/forager.coverage\nrelative_files = True\n" +
+        // Test code is never mutated: not tracing it makes the reference run cheaper.
+        "omit =\n    */tests/*\n    */testing/*\n    */test/*\n    */test_*.py\n    */*_test.py\n    */conftest.py\n",
     );
     const env = "export COVERAGE_FILE=/tmp/forager.coverage COVERAGE_RCFILE=/tmp/forager-coveragerc; rm -f /tmp/forager.coverage* /tmp/forager-cov.json";
     const run = await this.runTests(this.suite, {
