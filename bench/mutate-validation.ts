@@ -50,69 +50,85 @@ export async function main(args: string[]): Promise<Record<string, number>> {
   const settings = { seed, sampleOthers: 5, maxFailToPass: 50, reruns: 1, timeoutSeconds };
   console.log(`image ${built.tag}`);
 
-  // Selected mode.
-  const sel = await MutateRunner.start(built.tag, { ...spec, commit: built.commit }, settings);
-  let candidates: Candidate[];
+  // The two modes run at the same time, each in its own container of 1 CPU (CPU is counted per
+  // container); the full mode waits for the candidate list the selected mode's reference gives.
+  let resolveCandidates!: (c: Candidate[]) => void;
+  let rejectCandidates!: (e: unknown) => void;
+  const candidatesReady = new Promise<Candidate[]>((res, rej) => {
+    resolveCandidates = res;
+    rejectCandidates = rej;
+  });
   const selected = new Map<string, Verdict>();
-  let selCpu: number;
-  let selRefCpu: number;
+  let selCpu = 0;
+  let selRefCpu = 0;
   let selTests = 0;
-  try {
-    const c0 = await sel.cpuSeconds();
-    const ref = await sel.runReference();
-    const c1 = await sel.cpuSeconds();
-    selRefCpu = ref.cpuSeconds ?? c1 - c0;
-    console.log(`reference (coverage): ${ref.passed.size}/${ref.statuses.size} pass, ${selRefCpu.toFixed(1)} s CPU${ref.cached ? " (cached run)" : ""}`);
-    const files = await sel.sourceFiles();
-    candidates = orderCandidates(await candidatesForFiles(files, { minComplexity: 2 }), seed).slice(0, n);
-    for (const c of candidates) {
-      const v = await sel.validate(c);
-      selTests += v.selected.length;
-      selected.set(c.id, { kept: v.kept, f2p: v.failToPass });
-      console.log(`  selected ${c.operators[0]} ${c.changes[0]!.path}:${c.changes[0]!.line}: ${v.kept ? `kept, ${v.failToPass.length} failing` : v.reason} (${v.selected.length} tests, ${v.seconds.toFixed(1)} s)`);
+  const selectedMode = async () => {
+    const sel = await MutateRunner.start(built.tag, { ...spec, commit: built.commit }, settings);
+    try {
+      const c0 = await sel.cpuSeconds();
+      const ref = await sel.runReference();
+      const c1 = await sel.cpuSeconds();
+      selRefCpu = ref.cpuSeconds ?? c1 - c0;
+      console.log(`reference (coverage): ${ref.passed.size}/${ref.statuses.size} pass, ${selRefCpu.toFixed(1)} s CPU${ref.cached ? " (cached run)" : ""}`);
+      const files = await sel.sourceFiles();
+      const cands = orderCandidates(await candidatesForFiles(files, { minComplexity: 2 }), seed).slice(0, n);
+      resolveCandidates(cands);
+      for (const c of cands) {
+        const v = await sel.validate(c);
+        selTests += v.selected.length;
+        selected.set(c.id, { kept: v.kept, f2p: v.failToPass });
+        console.log(`  selected ${c.operators[0]} ${c.changes[0]!.path}:${c.changes[0]!.line}: ${v.kept ? `kept, ${v.failToPass.length} failing` : v.reason} (${v.selected.length} tests, ${v.seconds.toFixed(1)} s)`);
+      }
+      selCpu = (await sel.cpuSeconds()) - c1;
+    } catch (err) {
+      rejectCandidates(err);
+      throw err;
+    } finally {
+      await sel.destroy();
     }
-    selCpu = (await sel.cpuSeconds()) - c1;
-  } finally {
-    await sel.destroy();
-  }
+  };
 
   // Full mode: the same candidates, the whole suite each time.
-  const full = await MutateRunner.start(built.tag, { ...spec, commit: built.commit }, settings);
   const fullVerdicts = new Map<string, Verdict>();
-  let fullCpu: number;
-  let fullRefCpu: number;
-  try {
-    const c0 = await full.cpuSeconds();
-    await full.detectSuite();
-    const plain = await full.runTests(full.suite, { timeoutSeconds: 1800 });
-    const passed = new Set([...plain.statuses].filter(([, s]) => s === "PASSED" || s === "XFAIL").map(([t]) => t));
-    full.reference = { ...plain, passed, coverage: new Map(), measuredFiles: [] };
-    const plainCpu = (await full.cpuSeconds()) - c0;
-    fullRefCpu = plainCpu;
-    console.log(`full-suite reference: ${passed.size}/${plain.statuses.size} pass, ${plainCpu.toFixed(1)} s CPU`);
-    const c1 = await full.cpuSeconds();
-    for (const c of candidates) {
-      const tc = performance.now();
-      let verdict: Verdict = { kept: false, f2p: [] };
-      try {
-        await full.apply(c);
-        const run = await full.runTests(full.suite);
-        const f2p = full.classify(run, passed).f2p;
-        if (run.timedOut) verdict = { kept: false, f2p: [] };
-        else if (f2p.length >= 1 && f2p.length <= settings.maxFailToPass) {
-          const again = await full.runTests(full.suite);
-          verdict = { kept: sameSet(full.classify(again, passed).f2p, f2p), f2p };
-        } else verdict = { kept: false, f2p };
-      } finally {
-        await full.reset();
+  let fullCpu = 0;
+  let fullRefCpu = 0;
+  const fullMode = async () => {
+    const full = await MutateRunner.start(built.tag, { ...spec, commit: built.commit }, settings);
+    try {
+      const c0 = await full.cpuSeconds();
+      await full.detectSuite();
+      const plain = await full.runTests(full.suite, { timeoutSeconds: 7200 });
+      const passed = new Set([...plain.statuses].filter(([, s]) => s === "PASSED" || s === "XFAIL").map(([t]) => t));
+      full.reference = { ...plain, passed, coverage: new Map(), measuredFiles: [] };
+      fullRefCpu = (await full.cpuSeconds()) - c0;
+      console.log(`full-suite reference: ${passed.size}/${plain.statuses.size} pass, ${fullRefCpu.toFixed(1)} s CPU`);
+      const cands = await candidatesReady;
+      const c1 = await full.cpuSeconds();
+      for (const c of cands) {
+        const tc = performance.now();
+        let verdict: Verdict = { kept: false, f2p: [] };
+        try {
+          await full.apply(c);
+          const run = await full.runTests(full.suite);
+          const f2p = full.classify(run, passed).f2p;
+          if (run.timedOut) verdict = { kept: false, f2p: [] };
+          else if (f2p.length >= 1 && f2p.length <= settings.maxFailToPass) {
+            const again = await full.runTests(full.suite);
+            verdict = { kept: !again.timedOut && sameSet(full.classify(again, passed).f2p, f2p), f2p };
+          } else verdict = { kept: false, f2p };
+        } finally {
+          await full.reset();
+        }
+        fullVerdicts.set(c.id, verdict);
+        console.log(`  full ${c.operators[0]} ${c.changes[0]!.path}:${c.changes[0]!.line}: ${verdict.kept ? `kept, ${verdict.f2p.length} failing` : "rejected"} (${((performance.now() - tc) / 1000).toFixed(1)} s)`);
       }
-      fullVerdicts.set(c.id, verdict);
-      console.log(`  full ${c.operators[0]} ${c.changes[0]!.path}:${c.changes[0]!.line}: ${verdict.kept ? `kept, ${verdict.f2p.length} failing` : "rejected"} (${((performance.now() - tc) / 1000).toFixed(1)} s)`);
+      fullCpu = (await full.cpuSeconds()) - c1;
+    } finally {
+      await full.destroy();
     }
-    fullCpu = (await full.cpuSeconds()) - c1;
-  } finally {
-    await full.destroy();
-  }
+  };
+  await Promise.all([selectedMode(), fullMode()]);
+  const candidates = await candidatesReady;
 
   const keptSel = [...selected.values()].filter((v) => v.kept).length;
   const keptFull = [...fullVerdicts.values()].filter((v) => v.kept).length;

@@ -70,6 +70,8 @@ export interface ValidationSettings {
   /** Seconds one candidate's test run may take (default 300). */
   timeoutSeconds: number;
   seed: number;
+  /** Seconds the reference run (whole suite under coverage) may take (default 3600). */
+  referenceTimeoutSeconds?: number;
   /**
    * What "the whole suite" is: paths given to the test command for the reference and full-suite
    * runs. Default: the first of `tests`, `testing`, `test` that exists, else no argument.
@@ -305,7 +307,7 @@ export class MutateRunner {
     const env = "export COVERAGE_FILE=/tmp/forager.coverage COVERAGE_RCFILE=/tmp/forager-coveragerc; rm -f /tmp/forager.coverage* /tmp/forager-cov.json";
     const run = await this.runTests(this.suite, {
       extraArgs: "--cov=. --cov-config=/tmp/forager-coveragerc --cov-context=test --cov-report=",
-      timeoutSeconds: Math.max(this.spec.testTimeoutSeconds, 1800),
+      timeoutSeconds: Math.max(this.spec.testTimeoutSeconds, this.settings.referenceTimeoutSeconds ?? 3600),
       env,
     });
     const j = await this.sh(`${env.split(";")[0]}; python3 -m coverage json --rcfile=/tmp/forager-coveragerc --show-contexts -i -q -o /tmp/forager-cov.json 2>&1; echo rc=$?`);
