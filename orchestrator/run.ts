@@ -16,7 +16,7 @@ import { countByTask, passAtKs } from "./metrics";
 import { QUEUE_PREFIX, QUEUES, RUNS_KEY, jobIds, runKeys, runPaths, sampleKey, RunSpecSchema, type RunSpec } from "./spec";
 import type { RunCollector } from "./redis-storage";
 import { readShards, scanShards, writeFileAtomic, type IndexEntry } from "./storage";
-import { connectionOptions, type SampleFailure, type StageJobData } from "./worker";
+import { bullHandshakesSettled, connectionOptions, type SampleFailure, type StageJobData } from "./worker";
 
 /** The three stage queues for a Redis URL (close them with {@link closeQueues}). */
 export function openQueues(redisUrl: string) {
@@ -25,7 +25,9 @@ export function openQueues(redisUrl: string) {
 }
 export type StageQueues = ReturnType<typeof openQueues>;
 export async function closeQueues(q: StageQueues): Promise<void> {
-  await Promise.all([q.images.close(), q.rollouts.close(), q.evals.close()]);
+  const all = [q.images, q.rollouts, q.evals];
+  await bullHandshakesSettled(all); // a queue not used yet may still be connecting (see there)
+  await Promise.all(all.map((x) => x.close()));
 }
 
 /** Write the run's spec and tasks to its directory (run.json, tasks.jsonl). */

@@ -117,6 +117,26 @@ export function connectionOptions(url: string): RedisOptions {
   };
 }
 
+/**
+ * Wait (at most `maxWaitMs`) until the connections of BullMQ queues / workers have finished their
+ * handshake (ready check, script loading, INFO version check), successfully or not. Call it
+ * before closing them: BullMQ 5's `RedisConnection.close()` on a connection still in its
+ * handshake disconnects the socket under the pending INFO and has already removed every 'error'
+ * listener when that INFO fails with "Connection is closed.", so BullMQ's re-emit of the error
+ * becomes an unhandled rejection (taskforcesh/bullmq#3546). Bounded because Redis may be away;
+ * then the close goes ahead as before.
+ */
+export async function bullHandshakesSettled(objs: ReadonlyArray<{ waitUntilReady(): Promise<unknown> }>, maxWaitMs = 5000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.allSettled(objs.map((o) => o.waitUntilReady())),
+    new Promise<void>((r) => {
+      timer = setTimeout(r, maxWaitMs);
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
 /** An ioredis connection with {@link connectionOptions} (errors swallowed: it reconnects). */
 export function redisConnection(url: string): Redis {
   const r = new Redis(connectionOptions(url));
@@ -504,6 +524,9 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
 
   async function closeNow(o: CloseOptions): Promise<void> {
     stopping = true;
+    // A worker closed right after it started (e.g. resuming a run that is already complete) may
+    // still be in its connection handshakes: let them finish first (bullHandshakesSettled).
+    await bullHandshakesSettled([...workers, queues.rollouts, queues.evals]);
     // BullMQ: no new jobs from here on; resolves once the running ones are done. Aborted jobs still
     // need the connections to hand their jobs back, so BullMQ's own force close is not used.
     const bull = Promise.all(workers.map((w) => w.close()));

@@ -184,18 +184,23 @@ describe("orchestrator queues (fake rollouts, real Redis and BullMQ)", () => {
 
   it("limits concurrent model requests globally with a Redis semaphore", async () => {
     const sem = new RedisSemaphore(redis, "test-endpoint", { limit: 3 });
-    const other = new RedisSemaphore(redisConnection(server.url), "test-endpoint", { limit: 3 });
+    const otherConn = redisConnection(server.url);
+    const other = new RedisSemaphore(otherConn, "test-endpoint", { limit: 3 });
     let now = 0;
     let max = 0;
-    await Promise.all(
-      Array.from({ length: 20 }, (_, i) =>
-        (i % 2 ? sem : other).use(async () => {
-          max = Math.max(max, ++now);
-          await new Promise((r) => setTimeout(r, 20));
-          now--;
-        }),
-      ),
-    );
+    try {
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          (i % 2 ? sem : other).use(async () => {
+            max = Math.max(max, ++now);
+            await new Promise((r) => setTimeout(r, 20));
+            now--;
+          }),
+        ),
+      );
+    } finally {
+      otherConn.disconnect(); // every command on it was awaited above
+    }
     expect(max).toBe(3);
     expect(await sem.holders()).toBe(0);
     // an expired lease (a dead holder) frees its slot
