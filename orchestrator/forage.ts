@@ -220,12 +220,12 @@ async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "re
   }
 }
 
-/** One progress line: tasks, in flight, done, resolved rate, turns/s, errors. */
+/** One progress line: tasks, episodes in flight (and evaluations), done, resolved rate, turns/s, errors. */
 export function formatProgress(s: RunStatus, rates: { turnsPerSecond: number; elapsedSeconds: number }): string {
   const settled = s.done + s.skipped + s.failed;
   const rate = s.done ? ((100 * s.resolved) / s.done).toFixed(1) : "-";
   return (
-    `[${rates.elapsedSeconds.toFixed(0)} s] tasks ${s.tasks} · in flight ${s.inFlight} · done ${settled}/${s.expected}` +
+    `[${rates.elapsedSeconds.toFixed(0)} s] tasks ${s.tasks} · in flight ${s.inFlight}${s.evaluating ? ` (+${s.evaluating} evaluating)` : ""} · done ${settled}/${s.expected}` +
     `${s.skipped ? ` (${s.skipped} skipped)` : ""}${s.uncollected ? ` (${s.uncollected} to collect)` : ""} · resolved ${s.resolved} (${rate}%) · ${rates.turnsPerSecond.toFixed(1)} turns/s · ` +
     `errors ${s.attemptErrors} attempts, ${s.failed} failed`
   );

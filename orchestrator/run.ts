@@ -98,6 +98,8 @@ export interface RunStatus {
   failed: number;
   /** Rollouts running now. */
   inFlight: number;
+  /** Evaluations running now (a mark left by a killed worker stays until the sample is retried). */
+  evaluating: number;
   resolved: number;
   /** Turns taken so far (all attempts). */
   turns: number;
@@ -112,13 +114,14 @@ export interface RunStatus {
 /** Read the run's figures from Redis. */
 export async function runStatus(redis: Redis, runId: string): Promise<RunStatus> {
   const k = runKeys(runId);
-  const [spec, tasks, done, skipped, failed, running, stats, successes, uncollected] = await Promise.all([
+  const [spec, tasks, done, skipped, failed, running, evaluating, stats, successes, uncollected] = await Promise.all([
     redis.get(k.spec),
     redis.hlen(k.tasks),
     redis.hlen(k.done),
     redis.hlen(k.skipped),
     redis.hlen(k.failed),
     redis.hlen(k.running),
+    redis.hlen(k.evaluating),
     redis.hgetall(k.stats),
     redis.hvals(k.successes),
     redis.xlen(k.results),
@@ -134,6 +137,7 @@ export async function runStatus(redis: Redis, runId: string): Promise<RunStatus>
     skipped,
     failed,
     inFlight: running,
+    evaluating,
     resolved: successes.reduce((s, v) => s + Number(v), 0),
     turns: Number(stats.turns ?? 0),
     attemptErrors: Number(stats.attemptErrors ?? 0),

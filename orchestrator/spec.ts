@@ -143,6 +143,8 @@ export function runKeys(runId: string) {
     stats: `${p}:stats`,
     /** hash sample key → `<worker> <ms since epoch>` of rollouts running now */
     running: `${p}:running`,
+    /** hash sample key → `<worker> <ms since epoch>` of evaluations running now */
+    evaluating: `${p}:evaluating`,
     /** hash sample key → `<writer> <ms>`: a commit to a shard is under way (kept if its worker dies) */
     committing: `${p}:committing`,
     /** prefix of per-sample commit claims (SET NX PX): one committer at a time */

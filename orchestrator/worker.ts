@@ -421,6 +421,7 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
       const ac = new AbortController();
       aborts.add(ac);
       let t: Trajectory;
+      await redis.hset(keys.evaluating, key, `${os.hostname()}:${process.pid} ${Date.now()}`);
       try {
         t = TrajectorySchema.parse(await evaluate(task, staged, { spec: ctx.spec, signal: ac.signal, logger: log }));
       } catch (err) {
@@ -432,6 +433,7 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
         throw err;
       } finally {
         aborts.delete(ac);
+        await redis.hdel(keys.evaluating, key).catch(() => undefined);
       }
       // One committer per sample: a claim (expiring) against concurrent copies of the job (a lock
       // lost while Redis was away), and a `committing` mark (not expiring) against a committer that

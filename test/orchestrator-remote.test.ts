@@ -280,7 +280,7 @@ describe("worker shutdown (close with a grace period)", () => {
     expect(await redis.hlen(runKeys("grace").done)).toBe(0);
     expect(await queues.evals.getJobState(jobIds.evaluation("grace", "grace-a", 0))).toBe("waiting");
     const st = await runStatus(redis, "grace");
-    expect(st).toMatchObject({ attemptErrors: 0, failed: 0, inFlight: 0 });
+    expect(st).toMatchObject({ attemptErrors: 0, failed: 0, inFlight: 0, evaluating: 0 });
     const starts: string[] = [];
     const w2 = await inProcessWorker({ onStart: (t, s) => starts.push(`${t.id}#${s}`) });
     const collector = new RunCollector(redis, spec);
