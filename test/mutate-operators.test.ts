@@ -241,3 +241,28 @@ describe("tasks mutate --resume", () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
+
+describe("covering tests of a candidate", () => {
+  it("a removed base class selects the tests of the whole file; other operators the entity's lines", async () => {
+    const { MutateRunner } = await import("../tasks/mutate/validate");
+    const runner = Object.create(MutateRunner.prototype) as InstanceType<typeof MutateRunner>;
+    const lines = new Map<number, Set<string>>([
+      [3, new Set(["t::inherits_only"])], // a line of the base class
+      [10, new Set(["t::uses_child"])], // a line of the child class
+    ]);
+    runner.reference = {
+      statuses: new Map(),
+      log: "",
+      timedOut: false,
+      exitCode: 0,
+      seconds: 0,
+      passed: new Set(["t::inherits_only", "t::uses_child"]),
+      coverage: new Map([["pkg/m.py", lines]]),
+      measuredFiles: ["pkg/m.py"],
+    };
+    const entity = { name: "Child", kind: "class", startLine: 8, endLine: 12 };
+    const cand = (operator: string) => ({ changes: [{ path: "pkg/m.py", operator, entity }] }) as unknown as Parameters<typeof runner.coveringTests>[0];
+    expect([...runner.coveringTests(cand("remove_base_class"))].sort()).toEqual(["t::inherits_only", "t::uses_child"]);
+    expect([...runner.coveringTests(cand("remove_method"))]).toEqual(["t::uses_child"]);
+  });
+});

@@ -366,13 +366,22 @@ export class MutateRunner {
     return this.reference;
   }
 
-  /** Tests (reference-passing) that executed any line of the candidate's changed entities. */
+  /**
+   * Tests (reference-passing) that executed any line of the candidate's changed entities. A
+   * removed base class changes behaviour that lives in the base (inherited methods), which tests
+   * reach without executing a line of the class itself (its body runs at import, outside any
+   * test's context): for `remove_base_class` the tests of the whole file are taken.
+   */
   coveringTests(c: Candidate): Set<string> {
     const ref = this.mustReference();
     const tests = new Set<string>();
     for (const ch of c.changes) {
       const lines = ref.coverage.get(ch.path);
       if (!lines) continue;
+      if (ch.operator === "remove_base_class") {
+        for (const ts of lines.values()) for (const t of ts) tests.add(t);
+        continue;
+      }
       for (let l = ch.entity.startLine; l <= ch.entity.endLine; l++) for (const t of lines.get(l) ?? []) tests.add(t);
     }
     return tests;
