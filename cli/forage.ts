@@ -106,7 +106,7 @@ export function registerForageCommands(program: Command): void {
   program
     .command("forage")
     .description("turn tasks into trajectories: K samples per task, with rewards (embedded Redis and workers unless --redis)")
-    .requiredOption("--tasks <file>", "task file (Task JSONL or SWE-bench JSON/JSONL); repeatable", collect)
+    .requiredOption("--tasks <files...>", "task files (Task JSONL or SWE-bench JSON/JSONL): --tasks A B or --tasks A --tasks B")
     .option("--repos <dir>", "SWE-bench tasks: directory of local clones (owner+name/repo, owner__name, …; sets FORAGER_REPOS)")
     .requiredOption("--samples <k>", "samples per task (K)", int)
     .requiredOption("--out <dir>", "run directory (shards, manifest, summary)")

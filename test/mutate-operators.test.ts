@@ -245,7 +245,7 @@ describe("tasks mutate --resume", () => {
 describe("covering tests of a candidate", () => {
   it("a removed base class selects the tests of the whole file; other operators the entity's lines", async () => {
     const { MutateRunner } = await import("../tasks/mutate/validate");
-    const runner = Object.create(MutateRunner.prototype) as InstanceType<typeof MutateRunner>;
+    const runner: import("../tasks/mutate/validate").MutateRunner = Object.create(MutateRunner.prototype);
     const lines = new Map<number, Set<string>>([
       [3, new Set(["t::inherits_only"])], // a line of the base class
       [10, new Set(["t::uses_child"])], // a line of the child class
