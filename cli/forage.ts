@@ -41,6 +41,7 @@ interface ForageCliOptions {
   topP?: number;
   seed?: number;
   concurrency?: number;
+  evalConcurrency?: number;
   runId?: string;
   attempts?: number;
   image?: string[];
@@ -124,6 +125,7 @@ export function registerForageCommands(program: Command): void {
     .option("--top-p <x>", "nucleus sampling", Number)
     .option("--seed <n>", "base seed (sample i uses seed + i)", int)
     .option("--concurrency <n>", "embedded: episodes at once (default: container slots)", int)
+    .option("--eval-concurrency <n>", "embedded: evaluations at once (default: a quarter of --concurrency, at least 1)", int)
     .option("--run-id <id>", "run id (default: date + random)")
     .option("--attempts <n>", "attempts per job (environment and inference errors)", int)
     .option("--image <task=tag>", "pre-built image tag for a task; repeatable", collect)
@@ -155,7 +157,7 @@ export function registerForageCommands(program: Command): void {
         storage: o.storage,
         redisUrl: o.redis,
         detach: o.detach,
-        worker: { concurrency: o.concurrency, logger: logger() },
+        worker: { concurrency: o.concurrency, evalConcurrency: o.evalConcurrency, logger: logger() },
         logger: logger(),
         onProgress: progressPrinter(),
         onTaskErrors: (errors) => {
