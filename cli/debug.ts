@@ -12,7 +12,7 @@ import { HttpPolicy, type Policy } from "../agent/policy";
 import { SteppedPolicy } from "../agent/stepper";
 import { InferenceClient } from "../inference-client/client";
 import { formatSummary } from "../agent/render";
-import { loadTask } from "../agent/tasks-file";
+import { loadTask } from "../tasks/files";
 import { writeTrajectory } from "../agent/trajectory";
 import { childLogger } from "../lib/log";
 import { addCommonOptions, configFrom, defaultOut, loadEvaluator, printEvent, useRepos, type CommonOptions } from "./run";

@@ -59,7 +59,7 @@ export function registerEvalCommand(program: Command): void {
   program
     .command("eval")
     .description("evaluate predictions on a SWE-bench dataset in fresh sandboxes (harness reports)")
-    .requiredOption("--dataset <file>", "SWE-bench dataset (JSON or JSONL)")
+    .requiredOption("--dataset <file>", "SWE-bench dataset (JSON or JSONL), or Task JSONL (e.g. from tasks mutate)")
     .requiredOption("--predictions <gold|empty|file>", "predictions file, or gold / empty")
     .option("--instances <ids>", "comma-separated instance ids")
     .option("--workers <n>", "evaluations in parallel", "1")

@@ -12,7 +12,7 @@ import { runEpisode, type EpisodeEvent, type Evaluator } from "../agent/episode"
 import { OraclePolicy } from "../agent/oracle";
 import { HttpPolicy, type Policy } from "../agent/policy";
 import { formatSummary, formatTurn } from "../agent/render";
-import { loadTask } from "../agent/tasks-file";
+import { loadTask } from "../tasks/files";
 import { writeTrajectory } from "../agent/trajectory";
 import { registerDebugCommand } from "./debug";
 import { registerReplayCommand } from "./replay";

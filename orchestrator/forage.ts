@@ -18,7 +18,7 @@ import { closeQueues, openQueues, readRunFiles, runStatus, submitRun, waitForRun
 import { RunCollector } from "./redis-storage";
 import { RunSpecSchema, runPaths, type RunSpec, type RunSpecInput } from "./spec";
 import { writeFileAtomic } from "./storage";
-import { loadTaskFiles, type TaskLoadError } from "./tasks-file";
+import { loadTaskFiles, type TaskLoadError } from "../tasks/files";
 import { redisConnection, startWorker, type ForagerWorker, type WorkerOptions } from "./worker";
 
 /** The end of a run, for people and scripts (`<runDir>/summary.json`). */

@@ -23,12 +23,14 @@ import {
   loadPredictions,
   type Prediction,
 } from "../tasks/predictions";
+import { looksLikeTaskJsonl, parseTaskJsonl } from "../tasks/files";
+import type { Task } from "../tasks/schema";
 import { loadSweBench, sweBenchRowToTask, type LoadError, type SweBenchRow } from "../tasks/swebench";
 import { evaluatePatch, modelFolderName, type EvalResult } from "./evaluate";
 import { buildRunReport, type RunReport } from "./grading";
 
 export interface EvalRunOptions {
-  /** SWE-bench dataset file (JSON, JSON object, JSONL). */
+  /** SWE-bench dataset file (JSON, JSON object, JSONL), or JSONL of forager Task records (mutate-fix tasks). */
   dataset: string;
   /** `gold`, `empty`, or a predictions file. */
   predictions: string;
@@ -90,7 +92,29 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
   const started = performance.now();
   const log = opts.logger ?? silentLogger;
   const table: SweBenchSpecTable = loadSweBenchSpecs(opts.specTable);
-  const { rows, errors: datasetErrors } = await loadSweBench(opts.dataset);
+  // A dataset of forager Task records (mutate-fix tasks, or SWE-bench rows already converted):
+  // each task carries its own image spec; its gold patch is `referencePatch`.
+  const datasetText = fs.readFileSync(opts.dataset, "utf8");
+  const taskRecords = new Map<string, Task>();
+  let rows: SweBenchRow[];
+  let datasetErrors: LoadError[];
+  if (looksLikeTaskJsonl(datasetText)) {
+    const parsed = parseTaskJsonl(datasetText, opts.dataset);
+    for (const t of parsed.tasks) taskRecords.set(t.id, t);
+    rows = parsed.tasks.map((t) => ({
+      instance_id: t.id,
+      repo: t.repo,
+      base_commit: t.commit,
+      patch: t.referencePatch,
+      test_patch: t.testPatch,
+      problem_statement: t.problemStatement,
+      FAIL_TO_PASS: t.failToPass,
+      PASS_TO_PASS: t.passToPass,
+    }) as SweBenchRow);
+    datasetErrors = parsed.errors.map((e) => ({ line: e.line, message: e.message, ...(e.taskId ? { instanceId: e.taskId } : {}) }));
+  } else {
+    ({ rows, errors: datasetErrors } = await loadSweBench(opts.dataset));
+  }
   let predictions: Prediction[];
   const loadErrors: LoadError[] = [...datasetErrors];
   if (opts.predictions === "gold") predictions = goldPredictions(rows);
@@ -134,6 +158,7 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
       const p = findRepository(opts.repos, row.repo);
       if (p) source = { type: "path", path: p };
     }
+    if (!source && taskRecords.has(id)) source = taskRecords.get(id)!.image.source;
     if (!source && prediction.model_patch) {
       skipped.push({ instanceId: id, reason: `repository ${row.repo} not found${opts.repos ? ` under ${opts.repos}` : " (no --repos)"}` });
       continue;
@@ -147,7 +172,10 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
     const id = row.instance_id;
     let task;
     try {
-      task = sweBenchRowToTask(row, (r) => specForSweBench({ ...r, version: r.version ?? "" }, { table, ...(source ? { source } : {}) }));
+      const record = taskRecords.get(id);
+      task = record
+        ? { ...record, image: { ...record.image, ...(source ? { source } : {}) } }
+        : sweBenchRowToTask(row, (r) => specForSweBench({ ...r, version: r.version ?? "" }, { table, ...(source ? { source } : {}) }));
     } catch (err) {
       skipped.push({ instanceId: id, reason: `no image spec: ${(err as Error).message}` });
       done++;

@@ -19,6 +19,7 @@ import { unifiedDiff } from "../tasks/mutate/diff";
 import { checkTask, generateMutateTasks, toTask } from "../tasks/mutate/generate";
 import { prepareMutateSandbox, SQUASH_MESSAGE } from "../tasks/mutate/start";
 import { evaluatePatch } from "../rewards/evaluate";
+import { runEvaluation } from "../rewards/eval-run";
 import { MutateRunner, withCoverage, type Validation } from "../tasks/mutate/validate";
 import { git } from "./helpers/git-fixtures";
 import { FLAKY, GEOMETRY, makeShapesRepo } from "./helpers/mutate-fixtures";
@@ -204,6 +205,18 @@ describe("validation", () => {
     const wrong = await evaluatePatch(task, wrongPatch, { image });
     expect(wrong.outcome).toBe("fail");
     expect(wrong.resolved).toBe(false);
+  });
+
+  it("forager eval reads Task JSONL: the gold patch resolves, the empty one is reported empty", async () => {
+    const file = path.join(tmp, "tasks.jsonl");
+    fs.writeFileSync(file, JSON.stringify(task) + "\n");
+    const gold = await runEvaluation({ dataset: file, predictions: "gold", runId: "mut-gold", out: path.join(tmp, "eval") });
+    expect(gold.loadErrors).toEqual([]);
+    expect(gold.results.map((r) => [r.instanceId, r.resolved])).toEqual([[task.id, true]]);
+    expect(gold.report.resolved_ids).toEqual([task.id]);
+    const empty = await runEvaluation({ dataset: file, predictions: "empty", runId: "mut-empty", out: path.join(tmp, "eval") });
+    expect(empty.report.resolved_ids).toEqual([]);
+    expect(empty.report.empty_patch_ids).toEqual([task.id]);
   });
 });
 

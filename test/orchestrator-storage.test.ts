@@ -16,7 +16,7 @@ import { passAtK, passAtKs } from "../orchestrator/metrics";
 import { writeManifest, writeRunFiles } from "../orchestrator/run";
 import { RunSpecSchema, jobIds, runPaths, sampleKey } from "../orchestrator/spec";
 import { readEntry, readShards, scanShards, ShardWriter } from "../orchestrator/storage";
-import { loadTaskFiles } from "../orchestrator/tasks-file";
+import { loadTaskFiles } from "../tasks/files";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "forager-orch-storage-"));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -5,8 +5,9 @@
  * kept; a task id seen twice is reported and the first kept.
  */
 import fs from "node:fs";
+import { RecordError } from "../lib/errors";
 import { formatZodIssues } from "../lib/zod-util";
-import { TaskSchema, type Task } from "../tasks/schema";
+import { TaskSchema, type Task } from "./schema";
 
 /** A line (or row) that could not become a task. */
 export interface TaskLoadError {
@@ -22,8 +23,8 @@ export interface TasksLoadResult {
   errors: TaskLoadError[];
 }
 
-/** Whether the file looks like Task JSONL (its first JSON object has `problemStatement`). */
-function looksLikeTaskJsonl(text: string): boolean {
+/** Whether the text looks like Task JSONL (its first JSON object has `problemStatement` or `kind`). */
+export function looksLikeTaskJsonl(text: string): boolean {
   for (const raw of text.split("\n")) {
     const line = raw.trim();
     if (!line) continue;
@@ -70,7 +71,7 @@ export async function loadTaskFiles(files: readonly string[]): Promise<TasksLoad
     let part: TasksLoadResult;
     if (looksLikeTaskJsonl(text)) part = parseTaskJsonl(text, file);
     else {
-      const { parseSweBench, sweBenchRowToTask } = await import("../tasks/swebench");
+      const { parseSweBench, sweBenchRowToTask } = await import("./swebench");
       const { specForSweBenchLocal } = await import("../images/swebench-specs");
       const parsed = parseSweBench(text);
       part = { tasks: [], errors: parsed.errors.map((e) => ({ file, line: e.line, message: e.message, taskId: e.instanceId })) };
@@ -94,4 +95,18 @@ export async function loadTaskFiles(files: readonly string[]): Promise<TasksLoad
     }
   }
   return out;
+}
+
+/**
+ * One task by id from a file (Task JSONL or a SWE-bench dataset), for the one-episode commands.
+ * @throws RecordError naming the file and line when the task's record does not validate, or when
+ *   the id is not in the file.
+ */
+export async function loadTask(file: string, id: string): Promise<Task> {
+  const { tasks, errors } = await loadTaskFiles([file]);
+  const task = tasks.find((t) => t.id === id);
+  if (task) return task;
+  const bad = errors.find((e) => e.taskId === id);
+  if (bad) throw new RecordError(`task ${id} at ${file}:${bad.line}: ${bad.message}`, file, bad.line || undefined);
+  throw new RecordError(`task ${id} not found in ${file}`, file);
 }
