@@ -4,6 +4,7 @@
  *
  *   npm run bench -- mutate-validation [--repo PATH] [--commit SHA] [--spec FILE] [--name owner/name]
  *                                      [--candidates N] [--seed N] [--timeout S]
+ *                                      [--suite PATH,PATH] [--files REGEX]
  *
  * Default: pallets/flask at the SWE-bench Verified 2.3 commit from /work/.mirror, 20 candidates.
  * Both modes run in a container of the same instance image (one each, 1 CPU); CPU time is the
@@ -24,7 +25,7 @@ import { mutateSpec } from "../cli/tasks";
 import { buildInstanceImage } from "../images/build";
 import { ImageSpecSchema } from "../images/spec";
 import { candidatesForFiles, orderCandidates, type Candidate } from "../tasks/mutate/candidates";
-import { MutateRunner, sameSet, withCoverage } from "../tasks/mutate/validate";
+import { MutateRunner, NON_SOURCE_PATH, sameSet, withCoverage } from "../tasks/mutate/validate";
 
 function flag(args: string[], name: string, dflt?: string): string | undefined {
   const i = args.indexOf(`--${name}`);
@@ -45,9 +46,14 @@ export async function main(args: string[]): Promise<Record<string, number>> {
   const seed = Number(flag(args, "seed", "1"));
   // Seconds one candidate's test run may take, in both modes (a bug that hangs costs the same).
   const timeoutSeconds = Number(flag(args, "timeout", "120"));
+  // What "the whole suite" is (comma-separated paths; default tests/, testing/ or test/), and
+  // which source files may be mutated (a regular expression; default: all non-test sources).
+  const suite = flag(args, "suite");
+  const filesRe = flag(args, "files");
   const spec = ImageSpecSchema.parse(withCoverage(mutateSpec({ repo, commit, spec: specFile, name })));
   const built = await buildInstanceImage(spec);
-  const settings = { seed, sampleOthers: 5, maxFailToPass: 50, reruns: 1, timeoutSeconds };
+  const settings = { seed, sampleOthers: 5, maxFailToPass: 50, reruns: 1, timeoutSeconds, ...(suite ? { suitePaths: suite.split(",") } : {}) };
+  const fileFilter = filesRe ? (p: string) => new RegExp(filesRe).test(p) && !NON_SOURCE_PATH.test(p) : undefined;
   console.log(`image ${built.tag}`);
 
   // The two modes run at the same time, each in its own container of 1 CPU (CPU is counted per
@@ -70,7 +76,7 @@ export async function main(args: string[]): Promise<Record<string, number>> {
       const c1 = await sel.cpuSeconds();
       selRefCpu = ref.cpuSeconds ?? c1 - c0;
       console.log(`reference (coverage): ${ref.passed.size}/${ref.statuses.size} pass, ${selRefCpu.toFixed(1)} s CPU${ref.cached ? " (cached run)" : ""}`);
-      const files = await sel.sourceFiles();
+      const files = await sel.sourceFiles(fileFilter);
       const cands = orderCandidates(await candidatesForFiles(files, { minComplexity: 2 }), seed).slice(0, n);
       resolveCandidates(cands);
       for (const c of cands) {
