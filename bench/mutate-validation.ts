@@ -133,7 +133,10 @@ export async function main(args: string[]): Promise<Record<string, number>> {
       await full.destroy();
     }
   };
-  await Promise.all([selectedMode(), fullMode()]);
+  candidatesReady.catch(() => undefined); // awaited below; a failure is reported from its mode
+  // Both modes run to their end (each destroys its container) before a failure is reported.
+  const settled = await Promise.allSettled([selectedMode(), fullMode()]);
+  for (const r of settled) if (r.status === "rejected") throw r.reason;
   const candidates = await candidatesReady;
 
   const keptSel = [...selected.values()].filter((v) => v.kept).length;

@@ -6,6 +6,7 @@ import { useRepos } from "./run";
 import fs from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
+import { int } from "./options";
 import { Option } from "commander";
 import { logger } from "../lib/log";
 import { exportRun, exportRunToFile, type ExportFormat } from "../orchestrator/export";
@@ -17,11 +18,6 @@ import { containerSlots, redisConnection, startWorker, type ForagerWorker } from
 import { destroyAllSandboxes } from "../sandbox/sandbox";
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
-const int = (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`not an integer: ${v}`);
-  return n;
-};
 
 interface ForageCliOptions {
   tasks: string[];

@@ -7,6 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
+import { int } from "./options";
 import { ImageSpecSchema, type ImageSpecInput, type RepoSource } from "../images/spec";
 import { InferenceClient } from "../inference-client/client";
 import { generateMutateTasks, type MutateProgress } from "../tasks/mutate/generate";
@@ -17,27 +18,36 @@ interface MutateCliOptions {
   commit: string;
   spec?: string;
   name?: string;
-  max: string;
+  max: number;
   operators?: string;
-  seed: string;
+  seed: number;
   out: string;
   image?: string;
-  minComplexity: string;
-  maxCandidates?: string;
-  combine?: string;
-  sampleOthers: string;
-  maxFailToPass: string;
-  reruns: string;
-  agreementSample: string;
-  timeout: string;
-  cpus: string;
+  minComplexity: number;
+  maxCandidates?: number;
+  combine?: number;
+  sampleOthers: number;
+  maxFailToPass: number;
+  reruns: number;
+  agreementSample: number;
+  timeout: number;
+  cpus: number;
   modelUrl?: string;
   model?: string;
   goldCheck: boolean;
-  checkConcurrency: string;
+  checkConcurrency: number;
   resume?: boolean;
   referenceCache: boolean;
   stats?: string;
+}
+
+/** The complete lines of a file written line by line; a torn last line (a killed writer) is cut off the file. */
+export function completeLines(file: string): string[] {
+  if (!fs.existsSync(file)) return [];
+  const text = fs.readFileSync(file, "utf8");
+  const end = text.lastIndexOf("\n") + 1;
+  if (end < text.length) fs.truncateSync(file, Buffer.byteLength(text.slice(0, end)));
+  return text.slice(0, end).split("\n").filter((l) => l.trim() !== "");
 }
 
 /**
@@ -45,12 +55,8 @@ interface MutateCliOptions {
  * dropped and the file truncated to its last complete line so appends stay line-aligned.
  */
 export function existingTaskIds(file: string): string[] {
-  if (!fs.existsSync(file)) return [];
-  const text = fs.readFileSync(file, "utf8");
-  const end = text.lastIndexOf("\n") + 1;
-  if (end < text.length) fs.truncateSync(file, Buffer.byteLength(text.slice(0, end)));
   const ids: string[] = [];
-  for (const line of text.slice(0, end).split("\n")) {
+  for (const line of completeLines(file)) {
     if (!line.trim()) continue;
     try {
       const id = (JSON.parse(line) as { id?: unknown }).id;
@@ -96,24 +102,24 @@ export function registerTaskCommands(program: Command): void {
     .requiredOption("--commit <sha>", "commit whose tests pass")
     .option("--spec <file>", "image spec JSON (systemPackages, install, testCommand, …); coverage packages are added")
     .option("--name <owner/name>", "repository name in task ids (default: from --repo)")
-    .option("--max <n>", "tasks wanted", "50")
+    .option("--max <n>", "tasks wanted", int, 50)
     .option("--operators <list>", `comma-separated operators (default all: ${OPERATOR_NAMES.join(",")})`)
-    .option("--seed <n>", "seed (same seed, same candidates in the same order)", "0")
+    .option("--seed <n>", "seed (same seed, same candidates in the same order)", int, 0)
     .requiredOption("--out <file>", "JSONL output of Task records")
     .option("--image <tag>", "use this instance image (must include python3-coverage, python3-pytest-cov)")
-    .option("--min-complexity <n>", "complexity gate for target functions/classes", "2")
-    .option("--max-candidates <n>", "most single candidates validated (default 15 × max)")
-    .option("--combine <n>", "combined 2–3-bug tasks wanted (default max / 10)")
-    .option("--sample-others <n>", "tests run besides the covering ones", "5")
-    .option("--max-fail-to-pass <n>", "most failing tests a kept bug may have", "50")
-    .option("--reruns <n>", "re-runs that must reproduce FAIL_TO_PASS (flaky check)", "1")
-    .option("--agreement-sample <n>", "kept bugs re-checked with the full suite", "5")
-    .option("--timeout <s>", "seconds per candidate test run", "300")
-    .option("--cpus <n>", "CPUs of the validation sandbox", "1")
+    .option("--min-complexity <n>", "complexity gate for target functions/classes", int, 2)
+    .option("--max-candidates <n>", "most single candidates validated (default 15 × max)", int)
+    .option("--combine <n>", "combined 2–3-bug tasks wanted (default max / 10)", int)
+    .option("--sample-others <n>", "tests run besides the covering ones", int, 5)
+    .option("--max-fail-to-pass <n>", "most failing tests a kept bug may have", int, 50)
+    .option("--reruns <n>", "re-runs that must reproduce FAIL_TO_PASS (flaky check)", int, 1)
+    .option("--agreement-sample <n>", "kept bugs re-checked with the full suite", int, 5)
+    .option("--timeout <s>", "seconds per candidate test run", int, 300)
+    .option("--cpus <n>", "CPUs of the validation sandbox", int, 1)
     .option("--model-url <url>", "OpenAI-compatible server: issues written by the model (template fallback)")
     .option("--model <name>", "model name for --model-url")
     .option("--no-gold-check", "skip the gold/empty check of each task")
-    .option("--check-concurrency <n>", "gold/empty checks at once (each a fresh sandbox of 1 CPU), beside validation", "1")
+    .option("--check-concurrency <n>", "gold/empty checks at once (each a fresh sandbox of 1 CPU), beside validation", int, 1)
     .option("--no-reference-cache", "run the coverage reference run even when a cached one exists for the image")
     .option("--resume", "append to --out; skip its tasks and the candidates in --out.tried (a stopped run continues)")
     .option("--stats <file>", "write the summary as JSON")
@@ -124,7 +130,7 @@ export function registerTaskCommands(program: Command): void {
       const done = o.resume ? existingTaskIds(o.out) : [];
       // The journal of tried candidates (any verdict), so a resumed run never validates one twice.
       const journalPath = `${o.out}.tried`;
-      const triedBefore = o.resume && fs.existsSync(journalPath) ? fs.readFileSync(journalPath, "utf8").split("\n").map((l) => l.split(" ")[0]!).filter(Boolean) : [];
+      const triedBefore = o.resume ? completeLines(journalPath).map((l) => l.split(" ")[0]!) : [];
       if (o.resume) process.stderr.write(`resume: ${done.length} task(s) in ${o.out}, ${triedBefore.length} candidate(s) tried before\n`);
       const out = fs.openSync(o.out, o.resume ? "a" : "w");
       const journal = fs.openSync(journalPath, o.resume ? "a" : "w");
@@ -160,27 +166,27 @@ export function registerTaskCommands(program: Command): void {
       try {
         const { stats } = await generateMutateTasks({
           spec,
-          max: Number(o.max),
+          max: o.max,
           ...(o.operators ? { operators: parseOperatorList(o.operators) } : {}),
-          seed: Number(o.seed),
-          minComplexity: Number(o.minComplexity),
-          ...(o.maxCandidates ? { maxCandidates: Number(o.maxCandidates) } : {}),
-          ...(o.combine !== undefined ? { combine: Number(o.combine) } : {}),
-          agreementSample: Number(o.agreementSample),
+          seed: o.seed,
+          minComplexity: o.minComplexity,
+          ...(o.maxCandidates ? { maxCandidates: o.maxCandidates } : {}),
+          ...(o.combine !== undefined ? { combine: o.combine } : {}),
+          agreementSample: o.agreementSample,
           goldCheck: o.goldCheck,
-          checkConcurrency: Number(o.checkConcurrency),
+          checkConcurrency: o.checkConcurrency,
           referenceCache: o.referenceCache,
           skipTaskIds: done,
           skipCandidateIds: triedBefore,
           onCandidate: (id, verdict) => fs.writeSync(journal, `${id} ${verdict}\n`),
           settings: {
-            sampleOthers: Number(o.sampleOthers),
-            maxFailToPass: Number(o.maxFailToPass),
-            reruns: Number(o.reruns),
-            timeoutSeconds: Number(o.timeout),
+            sampleOthers: o.sampleOthers,
+            maxFailToPass: o.maxFailToPass,
+            reruns: o.reruns,
+            timeoutSeconds: o.timeout,
           },
           ...(o.image ? { image: o.image } : {}),
-          cpus: Number(o.cpus),
+          cpus: o.cpus,
           ...(client ? { client } : {}),
           onProgress,
           // One line per task, on disk before the next one: a stopped run keeps what it made.

@@ -172,8 +172,8 @@ export class RunCollector {
   }
 
   /**
-   * Collect what the stream holds now (calls made while one is running wait for it and share its
-   * result). Errors (a shard append failing, Redis errors) are thrown after nothing of the failed
+   * Collect what the stream holds now (a call made while a drain is running waits for it, then
+   * drains on its own). Errors (a shard append failing, Redis errors) are thrown after nothing of the failed
    * batch was deleted from the stream.
    */
   drain(opts: DrainOptions = {}): Promise<CollectResult> {
@@ -298,22 +298,5 @@ export class RunCollector {
     await this.running?.catch(() => undefined);
     await this.redis.eval(UNLOCK_SCRIPT, 1, this.keys.collector, this.writerId).catch(() => undefined);
     await this.writer.close();
-  }
-}
-
-/**
- * Collect a run once: drain its results stream into `<runDir>/shards` (a {@link RunCollector}
- * opened and closed around one {@link RunCollector.drain}).
- */
-export async function collectRun(
-  redis: Redis,
-  spec: Pick<RunSpec, "runId" | "runDir" | "shardRecords">,
-  opts: DrainOptions & RunCollectorOptions = {},
-): Promise<CollectResult> {
-  const c = new RunCollector(redis, spec, opts);
-  try {
-    return await c.drain(opts);
-  } finally {
-    await c.close();
   }
 }

@@ -421,8 +421,8 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
       const ac = new AbortController();
       aborts.add(ac);
       let t: Trajectory;
-      await redis.hset(keys.evaluating, key, `${os.hostname()}:${process.pid} ${Date.now()}`);
       try {
+        await redis.hset(keys.evaluating, key, `${os.hostname()}:${process.pid} ${Date.now()}`);
         t = TrajectorySchema.parse(await evaluate(task, staged, { spec: ctx.spec, signal: ac.signal, logger: log }));
       } catch (err) {
         if (shutdownAbort(ac)) return await handBack(job, token);

@@ -23,7 +23,7 @@ import {
   loadPredictions,
   type Prediction,
 } from "../tasks/predictions";
-import { looksLikeTaskJsonl, parseTaskJsonl } from "../tasks/files";
+import { loadTaskFiles, looksLikeTaskJsonl } from "../tasks/files";
 import type { Task } from "../tasks/schema";
 import { loadSweBench, sweBenchRowToTask, type LoadError, type SweBenchRow } from "../tasks/swebench";
 import { evaluatePatch, modelFolderName, type EvalResult } from "./evaluate";
@@ -94,12 +94,11 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
   const table: SweBenchSpecTable = loadSweBenchSpecs(opts.specTable);
   // A dataset of forager Task records (mutate-fix tasks, or SWE-bench rows already converted):
   // each task carries its own image spec; its gold patch is `referencePatch`.
-  const datasetText = fs.readFileSync(opts.dataset, "utf8");
   const taskRecords = new Map<string, Task>();
   let rows: SweBenchRow[];
   let datasetErrors: LoadError[];
-  if (looksLikeTaskJsonl(datasetText)) {
-    const parsed = parseTaskJsonl(datasetText, opts.dataset);
+  if (looksLikeTaskJsonl(fs.readFileSync(opts.dataset, "utf8"))) {
+    const parsed = await loadTaskFiles([opts.dataset]); // duplicates reported, the first kept
     for (const t of parsed.tasks) taskRecords.set(t.id, t);
     rows = parsed.tasks.map((t) => ({
       instance_id: t.id,

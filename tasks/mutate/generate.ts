@@ -20,7 +20,7 @@ import { TaskSchema, type Task } from "../schema";
 import { candidatesForFiles, combinationGroups, combineCandidates, orderCandidates, type Candidate } from "./candidates";
 import { modelIssue, templateIssue } from "./issue";
 import { OPERATOR_NAMES, type OperatorName } from "./operators";
-import { MutateRunner, REJECT_REASONS, sameSet, withCoverage, type RejectReason, type Validation, type ValidationSettings } from "./validate";
+import { MutateRunner, passing, REJECT_REASONS, sameSet, withCoverage, type RejectReason, type Validation, type ValidationSettings } from "./validate";
 
 export const GENERATOR_VERSION = "forager-mutate-1";
 
@@ -61,7 +61,11 @@ export interface MutateOptions {
   referenceCache?: boolean;
   /** Candidate ids tried before (a resumed run, any verdict): not validated again. */
   skipCandidateIds?: Iterable<string>;
-  /** Called after each single or combined candidate's validation with its verdict ("kept" or the reject reason). */
+  /**
+   * Called once a candidate's fate is known: its reject reason right after validation, or, for a
+   * kept one, "written" (the task went to onTask) or "gold_check" after its checks. A stopped run
+   * has not called it for bugs whose checks were still running, so a resumed run redoes those.
+   */
   onCandidate?: (candidateId: string, verdict: string) => void;
 }
 
@@ -149,7 +153,7 @@ export async function checkTask(task: Task, image: string, opts: { cpus?: number
   const evalOpts = { image, ...(opts.cpus ? { cpus: opts.cpus } : {}), labels: { "forager.run": "mutate-check", ...(opts.labels ?? {}) } };
   const gold = await evaluatePatch(task, task.referencePatch, evalOpts);
   const empty = await evaluatePatch(task, "", { ...evalOpts, runTestsOnEmptyPatch: true });
-  const stillPassing = task.failToPass.filter((t) => empty.statuses[t] === "PASSED" || empty.statuses[t] === "XFAIL");
+  const stillPassing = task.failToPass.filter((t) => passing(empty.statuses[t]));
   const emptyOk = empty.outcome === "fail" && !empty.resolved && stillPassing.length === 0 && Object.keys(empty.statuses).length > 0;
   let emptyReason: string | undefined;
   if (!emptyOk) emptyReason = stillPassing.length ? `FAIL_TO_PASS passing without a fix: ${stillPassing.slice(0, 5).join(", ")}` : `${empty.outcome}: ${empty.reason ?? "no test statuses"}`;
@@ -242,12 +246,14 @@ export async function generateMutateTasks(opts: MutateOptions): Promise<MutateRe
       task.metadata.goldEmptyCheck = r;
       if (!r.gold || !r.empty) {
         rejected.gold_check++;
+        opts.onCandidate?.(v.candidate.id, "gold_check");
         progress("check", `${task.id}: gold ${r.gold ? "resolves" : `does NOT resolve (${r.goldReason})`}, empty ${r.empty ? "fails" : `does NOT fail (${r.emptyReason})`}`);
         return;
       }
     }
     tasks.push(task);
     opts.onTask?.(task);
+    opts.onCandidate?.(v.candidate.id, "written");
     progress("check", `${task.id} written`);
   };
   const emit = async (v: Validation, agreement?: boolean) => {
@@ -284,12 +290,16 @@ export async function generateMutateTasks(opts: MutateOptions): Promise<MutateRe
     const budget = opts.maxCandidates ?? 15 * Math.max(1, opts.max);
     const agreementWanted = opts.agreementSample ?? 5;
     const kept: Validation[] = [];
+    /** Kept single bugs in the seeded order, resumed ones included (the combinations are made from them). */
+    const keptSingles: Candidate[] = [];
     let selectedSum = 0;
     const tv = performance.now();
     for (const c of order) {
-      if (kept.length + stats.resumed >= singlesWanted || tried >= budget) break;
+      // The budget counts what earlier runs of a resumed generation tried too.
+      if (kept.length + stats.resumed >= singlesWanted || tried + stats.resumed + stats.skippedTried >= budget) break;
       if (skip.has(mutateTaskId(spec.repo, commit, c.id))) {
         stats.resumed++;
+        keptSingles.push(c);
         continue;
       }
       if (skipTried.has(c.id)) {
@@ -299,7 +309,7 @@ export async function generateMutateTasks(opts: MutateOptions): Promise<MutateRe
       tried++;
       perOperator[c.operators[0]!]!.tried++;
       const v = await runner.validate(c);
-      opts.onCandidate?.(c.id, v.kept ? "kept" : v.reason!);
+      if (!v.kept) opts.onCandidate?.(c.id, v.reason!);
       selectedSum += v.selected.length;
       if (!v.kept) {
         rejected[v.reason!]++;
@@ -309,6 +319,7 @@ export async function generateMutateTasks(opts: MutateOptions): Promise<MutateRe
       validated++;
       perOperator[c.operators[0]!]!.validated++;
       kept.push(v);
+      keptSingles.push(c);
       progress("validate", `${c.operators[0]} in ${c.changes[0]!.path}:${c.changes[0]!.line} → kept`, order.length);
       // Agreement with the full suite: the first kept bugs of the seeded order are the sample.
       let agrees: boolean | undefined;
@@ -330,7 +341,7 @@ export async function generateMutateTasks(opts: MutateOptions): Promise<MutateRe
     // Combinations of validated bugs of one file, then of one package.
     const tc = performance.now();
     if (combineWanted > 0) {
-      const singles = kept.map((v) => v.candidate);
+      const singles = keptSingles;
       const groups = [
         ...combinationGroups(singles, { seed, maxGroups: combineWanted * 2, scope: "file" }),
         ...combinationGroups(singles, { seed: seed + 1, maxGroups: combineWanted * 2, scope: "module" }),
@@ -348,7 +359,7 @@ export async function generateMutateTasks(opts: MutateOptions): Promise<MutateRe
         if (skipTried.has(c.id)) continue;
         stats.combined.tried++;
         const v = await runner.validate(c);
-        opts.onCandidate?.(c.id, v.kept ? "kept" : v.reason!);
+        if (!v.kept) opts.onCandidate?.(c.id, v.reason!);
         if (v.kept) {
           stats.combined.validated++;
           await emit(v);

@@ -22,6 +22,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
+import { writeFileAtomic } from "../../lib/fs";
 import { ImageSpecSchema, type ImageSpec, type ImageSpecInput } from "../../images/spec";
 import { parseTestLog, type StatusMap } from "../../rewards/log-parsers";
 import { Sandbox } from "../../sandbox/sandbox";
@@ -102,6 +103,15 @@ export interface ReferenceRun extends TestRun {
   cached?: boolean;
 }
 
+/** forager's coverage config for the reference run (see runReference). */
+const REFERENCE_COVERAGERC =
+  "[run]\nbranch = False\nparallel = False\ndata_file = /tmp/forager.coverage\nrelative_files = True\n" +
+  // Test code is never mutated: not tracing it makes the reference run cheaper.
+  "omit =\n    */tests/*\n    */testing/*\n    */test/*\n    */test_*.py\n    */*_test.py\n    */conftest.py\n";
+const REFERENCE_ENV =
+  "export COVERAGE_FILE=/tmp/forager.coverage COVERAGE_RCFILE=/tmp/forager-coveragerc; rm -f /tmp/forager.coverage* /tmp/forager-cov.json";
+const REFERENCE_ARGS = "--cov=. --cov-config=/tmp/forager-coveragerc --cov-context=test --cov-report=";
+
 /** Version of the cached reference record; a change makes old records misses. */
 const REFERENCE_CACHE_VERSION = 2;
 
@@ -133,8 +143,8 @@ function encodeReference(ref: ReferenceRun, key: string): ReferenceRecord {
     key,
     tests,
     statuses: [...ref.statuses],
-    passed: [...ref.passed].map((t) => index.get(t)!).filter((i) => i !== undefined),
-    coverage: [...ref.coverage].map(([file, lines]) => [file, [...lines].map(([l, ts]) => [l, [...ts].map((t) => index.get(t)!).filter((i) => i !== undefined)])]),
+    passed: [...ref.passed].map((t) => index.get(t)).filter((i) => i !== undefined),
+    coverage: [...ref.coverage].map(([file, lines]) => [file, [...lines].map(([l, ts]) => [l, [...ts].map((t) => index.get(t)).filter((i) => i !== undefined)])]),
     measuredFiles: ref.measuredFiles,
     seconds: ref.seconds,
     ...(ref.cpuSeconds !== undefined ? { cpuSeconds: ref.cpuSeconds } : {}),
@@ -175,7 +185,8 @@ export interface Validation {
   runs: number;
 }
 
-const passing = (s: string | undefined) => s === "PASSED" || s === "XFAIL";
+/** A reference-style "passed" status (PASSED or XFAIL). */
+export const passing = (s: string | undefined): boolean => s === "PASSED" || s === "XFAIL";
 const normalizeId = (id: string) => id.split(/\s/)[0] ?? id;
 
 /** Coverage contexts from pytest-cov: `tests/test_x.py::test_y|run` → the node id. */
@@ -275,15 +286,19 @@ export class MutateRunner {
    * The reference run: whole suite under coverage with per-test contexts. With `cache` (default
    * true), the result is stored gzipped in {@link referenceCacheDir} under a key of the image id,
    * the test command and the suite paths, and a later runner of the same image loads it instead
-   * of running the suite again (a resumed generation, a benchmark). A timed-out run is not cached.
+   * of running the suite again (a resumed generation, a benchmark). Only a healthy run is cached
+   * (no timeout, pytest exit 0 or 1, at least one test passed).
    */
   async runReference(opts: { cache?: boolean } = {}): Promise<ReferenceRun> {
     await this.reset();
     await this.detectSuite();
     const useCache = opts.cache ?? true;
     const imageId = ((await this.sandbox.container.inspect()) as { Image?: string }).Image ?? "";
+    // The key covers everything the run depends on: the image, the script that runs the suite
+    // (test command, workdir, preamble, suite paths, arguments) and the coverage config.
+    const script = testRunScript(this.spec, { listFile: this.suite ? "/tmp/forager-mutate-tests.txt" : undefined, extraArgs: REFERENCE_ARGS, timeoutSeconds: 0 });
     const key = createHash("sha256")
-      .update(JSON.stringify({ v: REFERENCE_CACHE_VERSION, imageId, testCommand: this.spec.testCommand, suite: this.suite ?? null }))
+      .update(JSON.stringify({ v: REFERENCE_CACHE_VERSION, imageId, script, suite: this.suite ?? null, rc: REFERENCE_COVERAGERC, env: REFERENCE_ENV }))
       .digest("hex")
       .slice(0, 24);
     const cacheFile = path.join(referenceCacheDir(), `${key}.json.gz`);
@@ -298,19 +313,13 @@ export class MutateRunner {
     const cpu0 = await this.cpuSeconds().catch(() => undefined);
     // Our own coverage config: the repository's (branch = True, parallel, plugins) must not mix
     // line and arc data or change what is measured.
-    await this.sandbox.writeFile(
-      "/tmp/forager-coveragerc",
-      "[run]\nbranch = False\nparallel = False\ndata_file = /tmp/forager.coverage\nrelative_files = True\n" +
-        // Test code is never mutated: not tracing it makes the reference run cheaper.
-        "omit =\n    */tests/*\n    */testing/*\n    */test/*\n    */test_*.py\n    */*_test.py\n    */conftest.py\n",
-    );
-    const env = "export COVERAGE_FILE=/tmp/forager.coverage COVERAGE_RCFILE=/tmp/forager-coveragerc; rm -f /tmp/forager.coverage* /tmp/forager-cov.json";
+    await this.sandbox.writeFile("/tmp/forager-coveragerc", REFERENCE_COVERAGERC);
     const run = await this.runTests(this.suite, {
-      extraArgs: "--cov=. --cov-config=/tmp/forager-coveragerc --cov-context=test --cov-report=",
+      extraArgs: REFERENCE_ARGS,
       timeoutSeconds: Math.max(this.spec.testTimeoutSeconds, this.settings.referenceTimeoutSeconds ?? 3600),
-      env,
+      env: REFERENCE_ENV,
     });
-    const j = await this.sh(`${env.split(";")[0]}; python3 -m coverage json --rcfile=/tmp/forager-coveragerc --show-contexts -i -q -o /tmp/forager-cov.json 2>&1; echo rc=$?`);
+    const j = await this.sh(`${REFERENCE_ENV.split(";")[0]}; python3 -m coverage json --rcfile=/tmp/forager-coveragerc --show-contexts -i -q -o /tmp/forager-cov.json 2>&1; echo rc=$?`);
     if (!/rc=0\s*$/.test(j.out)) throw new Error(`coverage json failed: ${j.out.slice(-1500)}\n--- test log tail:\n${run.log.slice(-1500)}`);
     const data = JSON.parse((await this.sandbox.readFile("/tmp/forager-cov.json")).toString("utf8")) as {
       files: Record<string, { contexts?: Record<string, string[]> }>;
@@ -339,11 +348,11 @@ export class MutateRunner {
       measuredFiles: [...coverage.keys()].filter((p) => p.endsWith(".py") && !p.startsWith("/") && !p.startsWith("..")).sort(),
       ...(cpu0 !== undefined && cpu1 !== undefined ? { cpuSeconds: cpu1 - cpu0 } : {}),
     };
-    if (useCache && imageId && !run.timedOut) {
-      fs.mkdirSync(referenceCacheDir(), { recursive: true });
-      const tmp = `${cacheFile}.${process.pid}.tmp`;
-      fs.writeFileSync(tmp, gzipSync(JSON.stringify(encodeReference(this.reference, key))));
-      fs.renameSync(tmp, cacheFile);
+    // Only a healthy run is cached (pytest exit 0 or 1, some test passed): a broken environment
+    // must not be served again. A cache that cannot be written costs the next run, not this one.
+    const healthy = !run.timedOut && passed.size > 0 && (run.exitCode === 0 || run.exitCode === 1);
+    if (useCache && imageId && healthy) {
+      await writeFileAtomic(cacheFile, gzipSync(JSON.stringify(encodeReference(this.reference, key)))).catch(() => undefined);
     }
     return this.reference;
   }
