@@ -4,7 +4,6 @@
  * (stalled jobs picked up again), a Redis restart mid-run, the global request semaphore, and
  * the embedded forage driver (bad task lines reported, the good ones run; resume).
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -21,6 +20,7 @@ import { RunSpecSchema, runKeys, runPaths, type RunSpecInput } from "../orchestr
 import { scanShards } from "../orchestrator/storage";
 import { redisConnection, startWorker, type ForagerWorker } from "../orchestrator/worker";
 import type { Task } from "../tasks/schema";
+import { spawnFakeWorker, waitForLine } from "./helpers/fake-worker";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "forager-orch-queue-"));
 let server: RedisServerHandle;
@@ -139,7 +139,7 @@ describe("orchestrator queues (fake rollouts, real Redis and BullMQ)", () => {
     const tasks = Array.from({ length: 4 }, (_, i) => fakeTask(`kill-${i}`));
     const spec = await newRun("kill9", tasks, { samples: 3 });
     await submitRun(redis, queues, spec, tasks);
-    const child = spawnFakeWorker({ FAKE_DELAY_MS: "3000", CONCURRENCY: "6" });
+    const child = spawnFakeWorker(server.url, { FAKE_DELAY_MS: "3000", CONCURRENCY: "6" });
     await waitForLine(child, "ready");
     // wait until the child has episodes in flight, then kill it
     for (let i = 0; i < 100 && Number(await redis.hlen(runKeys("kill9").running)) < 6; i++) await new Promise((r) => setTimeout(r, 50));
@@ -240,27 +240,3 @@ describe("orchestrator queues (fake rollouts, real Redis and BullMQ)", () => {
     await expect(forage({ taskFiles: [file], samples: 1, out, policy: { kind: "oracle" } })).rejects.toThrow(/already holds a run/);
   });
 });
-
-function spawnFakeWorker(env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "chaos", "fake-worker.ts")], {
-    env: { ...process.env, REDIS_URL: server.url, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  child.stderr?.on("data", () => undefined);
-  return child;
-}
-
-function waitForLine(child: ChildProcess, text: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let buf = "";
-    const t = setTimeout(() => reject(new Error(`no "${text}" from the child within 30 s: ${buf}`)), 30_000);
-    child.stdout?.on("data", (d: Buffer) => {
-      buf += d.toString();
-      if (buf.includes(text)) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`child exited (${code}) before "${text}"`)));
-  });
-}

@@ -11,11 +11,10 @@
  * - ForagerWorker.close: running episodes finish within the grace period; past it they are
  *   aborted and their jobs go back to waiting without using an attempt.
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -30,6 +29,7 @@ import { readShards, scanShards } from "../orchestrator/storage";
 import type { EvaluateFn } from "../orchestrator/stages";
 import { redisConnection, startWorker, type WorkerOptions } from "../orchestrator/worker";
 import type { Task } from "../tasks/schema";
+import { spawnFakeWorker, waitForLine } from "./helpers/fake-worker";
 
 const run = promisify(execFile);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "forager-orch-remote-"));
@@ -91,7 +91,7 @@ describe("storage redis: remote workers without shared storage", () => {
     const privateDir = path.join(tmp, "worker-machine", "remote");
     fs.mkdirSync(privateDir, { recursive: true });
     await submitRun(redis, queues, { ...spec, runDir: privateDir }, tasks);
-    const child = spawnFakeWorker({ FAKE_DELAY_MS: "200", CONCURRENCY: "4" }, privateDir);
+    const child = spawnFakeWorker(server.url, { FAKE_DELAY_MS: "200", CONCURRENCY: "4" }, privateDir);
     const collector = new RunCollector(redis, spec);
     try {
       await waitForLine(child, "ready");
@@ -334,30 +334,3 @@ describe("worker shutdown (close with a grace period)", () => {
     expectOnePerSample(spec.runDir, tasks, 3);
   });
 });
-
-function spawnFakeWorker(env: Record<string, string>, cwd: string): ChildProcess {
-  // tsx by its path: the child runs in `cwd`, which has no node_modules.
-  const tsx = pathToFileURL(path.resolve(__dirname, "..", "node_modules", "tsx", "dist", "loader.mjs")).href;
-  const child = spawn(process.execPath, ["--import", tsx, path.join(__dirname, "chaos", "fake-worker.ts")], {
-    cwd,
-    env: { ...process.env, REDIS_URL: server.url, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  child.stderr?.on("data", () => undefined);
-  return child;
-}
-
-function waitForLine(child: ChildProcess, text: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let buf = "";
-    const t = setTimeout(() => reject(new Error(`no "${text}" from the child within 30 s: ${buf}`)), 30_000);
-    child.stdout?.on("data", (d: Buffer) => {
-      buf += d.toString();
-      if (buf.includes(text)) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`child exited (${code}) before "${text}"`)));
-  });
-}
