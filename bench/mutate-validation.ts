@@ -25,7 +25,7 @@ import { mutateSpec } from "../cli/tasks";
 import { buildInstanceImage } from "../images/build";
 import { ImageSpecSchema } from "../images/spec";
 import { candidatesForFiles, orderCandidates, type Candidate } from "../tasks/mutate/candidates";
-import { MutateRunner, NON_SOURCE_PATH, sameSet, withCoverage } from "../tasks/mutate/validate";
+import { MutateRunner, NON_SOURCE_PATH, parseDurations, passing, sameSet, withCoverage } from "../tasks/mutate/validate";
 
 function flag(args: string[], name: string, dflt?: string): string | undefined {
   const i = args.indexOf(`--${name}`);
@@ -103,9 +103,12 @@ export async function main(args: string[]): Promise<Record<string, number>> {
     try {
       const c0 = await full.cpuSeconds();
       await full.detectSuite();
-      const plain = await full.runTests(full.suite, { timeoutSeconds: 7200 });
-      const passed = new Set([...plain.statuses].filter(([, s]) => s === "PASSED" || s === "XFAIL").map(([t]) => t));
-      full.reference = { ...plain, passed, coverage: new Map(), measuredFiles: [] };
+      const plain = await full.runTests(full.suite, { timeoutSeconds: 7200, extraArgs: "--durations=0 --durations-min=0" });
+      const passed = new Set([...plain.statuses].filter(([, s]) => passing(s)).map(([t]) => t));
+      full.reference = { ...plain, passed, coverage: new Map(), measuredFiles: [], durations: parseDurations(plain.log) };
+      // The same adaptive timeout rule as the selection (5 × reference seconds + 15 s, capped).
+      const fullTimeout = full.timeoutFor(passed);
+      console.log(`full-suite run timeout: ${fullTimeout} s`);
       fullRefCpu = (await full.cpuSeconds()) - c0;
       console.log(`full-suite reference: ${passed.size}/${plain.statuses.size} pass, ${fullRefCpu.toFixed(1)} s CPU`);
       const cands = await candidatesReady;
@@ -115,11 +118,11 @@ export async function main(args: string[]): Promise<Record<string, number>> {
         let verdict: Verdict = { kept: false, f2p: [] };
         try {
           await full.apply(c);
-          const run = await full.runTests(full.suite);
+          const run = await full.runTests(full.suite, { timeoutSeconds: fullTimeout });
           const f2p = full.classify(run, passed).f2p;
           if (run.timedOut) verdict = { kept: false, f2p: [] };
           else if (f2p.length >= 1 && f2p.length <= settings.maxFailToPass) {
-            const again = await full.runTests(full.suite);
+            const again = await full.runTests(full.suite, { timeoutSeconds: fullTimeout });
             verdict = { kept: !again.timedOut && sameSet(full.classify(again, passed).f2p, f2p), f2p };
           } else verdict = { kept: false, f2p };
         } finally {

@@ -266,3 +266,26 @@ describe("covering tests of a candidate", () => {
     expect([...runner.coveringTests(cand("remove_method"))]).toEqual(["t::uses_child"]);
   });
 });
+
+describe("adaptive per-run timeout", () => {
+  it("reads pytest's --durations report and scales the timeout to the selected tests", async () => {
+    const { adaptiveTimeout, parseDurations } = await import("../tasks/mutate/validate");
+    const log = [
+      "============================= slowest durations =============================",
+      "2.50s call     tests/test_a.py::test_slow",
+      "0.50s setup    tests/test_a.py::test_slow",
+      "0.01s call     tests/test_a.py::test_fast[x y]",
+      "0.00s teardown tests/test_a.py::test_fast[x y]",
+      "=========================== short test summary info ===========================",
+    ].join("\n");
+    const d = parseDurations(log);
+    expect(d.get("tests/test_a.py::test_slow")).toBeCloseTo(3.0);
+    expect(d.get("tests/test_a.py::test_fast[x")).toBeCloseTo(0.01);
+    expect(adaptiveTimeout(["tests/test_a.py::test_slow"], d, 30, 300)).toBe(30); // 5 × 3 + 15 = 30
+    expect(adaptiveTimeout(["tests/test_a.py::test_slow", "tests/test_a.py::test_fast[x"], d, 10, 300)).toBe(31);
+    expect(adaptiveTimeout(["tests/test_a.py::unknown"], d, 30, 300)).toBe(300);
+    expect(adaptiveTimeout(["tests/test_a.py::test_slow"], undefined, 30, 300)).toBe(300);
+    d.set("tests/test_b.py::test_huge", 1000);
+    expect(adaptiveTimeout(["tests/test_b.py::test_huge"], d, 30, 300)).toBe(300);
+  });
+});

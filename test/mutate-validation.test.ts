@@ -61,6 +61,7 @@ beforeAll(async () => {
   image = (await buildInstanceImage(spec, { stateDir: path.join(tmp, "state") })).tag;
   runner = await MutateRunner.start(image, spec, { sampleOthers: 0, reruns: 1, timeoutSeconds: 60, seed: 1 });
   await runner.runReference({ cache: false });
+  if (!runner.reference?.durations?.size) throw new Error("the reference run reported no test durations");
 }, 600_000);
 
 afterAll(async () => {

@@ -68,8 +68,14 @@ export interface ValidationSettings {
   maxFailToPass: number;
   /** Re-runs with the bug that must reproduce the same FAIL_TO_PASS set (default 1). */
   reruns: number;
-  /** Seconds one candidate's test run may take (default 300). */
+  /**
+   * Seconds one candidate's test run may take at most (default 300). When the reference run has
+   * per-test durations, a run's timeout is `timeoutFor` its tests: 5 × their reference duration
+   * + 15 s, at least `minTimeoutSeconds`, at most this.
+   */
   timeoutSeconds: number;
+  /** Floor of the adaptive per-run timeout (default 30 s). */
+  minTimeoutSeconds?: number;
   seed: number;
   /** Seconds the reference run (whole suite under coverage) may take (default 3600). */
   referenceTimeoutSeconds?: number;
@@ -101,6 +107,36 @@ export interface ReferenceRun extends TestRun {
   cpuSeconds?: number;
   /** Loaded from the reference cache instead of run. */
   cached?: boolean;
+  /** Seconds per test in the reference run (setup + call + teardown, under coverage), from `--durations=0`. */
+  durations?: Map<string, number>;
+}
+
+/**
+ * Per-test seconds from pytest's `--durations=0 --durations-min=0` report: lines
+ * `0.52s call     tests/test_x.py::test_y`; setup, call and teardown are summed per test id.
+ */
+export function parseDurations(log: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const m of log.matchAll(/^\s*([\d.]+)s\s+(?:setup|call|teardown)\s+(\S.*?)\s*$/gm)) {
+    const id = normalizeId(m[2]!);
+    out.set(id, (out.get(id) ?? 0) + Number(m[1]));
+  }
+  return out;
+}
+
+/**
+ * The adaptive timeout of a run of `tests`: 5 × their summed reference seconds + 15 s, within
+ * [`floor`, `cap`]; `cap` when a test has no reference duration.
+ */
+export function adaptiveTimeout(tests: Iterable<string>, durations: Map<string, number> | undefined, floor: number, cap: number): number {
+  if (!durations || durations.size === 0) return cap;
+  let sum = 0;
+  for (const t of tests) {
+    const d = durations.get(t);
+    if (d === undefined) return cap;
+    sum += d;
+  }
+  return Math.min(cap, Math.max(floor, Math.ceil(5 * sum + 15)));
 }
 
 /** forager's coverage config for the reference run (see runReference). */
@@ -110,10 +146,10 @@ const REFERENCE_COVERAGERC =
   "omit =\n    */tests/*\n    */testing/*\n    */test/*\n    */test_*.py\n    */*_test.py\n    */conftest.py\n";
 const REFERENCE_ENV =
   "export COVERAGE_FILE=/tmp/forager.coverage COVERAGE_RCFILE=/tmp/forager-coveragerc; rm -f /tmp/forager.coverage* /tmp/forager-cov.json";
-const REFERENCE_ARGS = "--cov=. --cov-config=/tmp/forager-coveragerc --cov-context=test --cov-report=";
+const REFERENCE_ARGS = "--cov=. --cov-config=/tmp/forager-coveragerc --cov-context=test --cov-report= --durations=0 --durations-min=0";
 
 /** Version of the cached reference record; a change makes old records misses. */
-const REFERENCE_CACHE_VERSION = 2;
+const REFERENCE_CACHE_VERSION = 3;
 
 /** Directory of cached reference runs: `$FORAGER_CACHE_DIR` or `~/.cache/forager`, then `mutate-reference/`. */
 export function referenceCacheDir(): string {
@@ -133,6 +169,8 @@ interface ReferenceRecord {
   cpuSeconds?: number;
   exitCode: number | null;
   logTail: string;
+  /** [test index, seconds][] */
+  durations?: [number, number][];
 }
 
 function encodeReference(ref: ReferenceRun, key: string): ReferenceRecord {
@@ -150,6 +188,7 @@ function encodeReference(ref: ReferenceRun, key: string): ReferenceRecord {
     ...(ref.cpuSeconds !== undefined ? { cpuSeconds: ref.cpuSeconds } : {}),
     exitCode: ref.exitCode,
     logTail: ref.log.slice(-20_000),
+    ...(ref.durations ? { durations: [...ref.durations].map(([t, d]) => [index.get(t), d] as [number | undefined, number]).filter((x): x is [number, number] => x[0] !== undefined) } : {}),
   };
 }
 
@@ -165,6 +204,7 @@ function decodeReference(r: ReferenceRecord): ReferenceRun {
     coverage: new Map(r.coverage.map(([file, lines]) => [file, new Map(lines.map(([l, ts]) => [l, new Set(ts.map((i) => r.tests[i]!))]))])),
     measuredFiles: r.measuredFiles,
     ...(r.cpuSeconds !== undefined ? { cpuSeconds: r.cpuSeconds } : {}),
+    ...(r.durations ? { durations: new Map(r.durations.map(([i, d]) => [r.tests[i]!, d])) } : {}),
     cached: true,
   };
 }
@@ -347,6 +387,7 @@ export class MutateRunner {
       coverage,
       measuredFiles: [...coverage.keys()].filter((p) => p.endsWith(".py") && !p.startsWith("/") && !p.startsWith("..")).sort(),
       ...(cpu0 !== undefined && cpu1 !== undefined ? { cpuSeconds: cpu1 - cpu0 } : {}),
+      durations: parseDurations(run.log),
     };
     // Only a healthy run is cached (pytest exit 0 or 1, some test passed): a broken environment
     // must not be served again. A cache that cannot be written costs the next run, not this one.
@@ -406,6 +447,11 @@ export class MutateRunner {
     return { covering, selected: selectionArgs([...covering, ...sample]) };
   }
 
+  /** The adaptive timeout of a run of these (reference-passing) tests, seconds (see ValidationSettings.timeoutSeconds). */
+  timeoutFor(tests: Iterable<string>): number {
+    return adaptiveTimeout(tests, this.reference?.durations, this.settings.minTimeoutSeconds ?? 30, this.settings.timeoutSeconds);
+  }
+
   /** Restore the original tree. */
   async reset(): Promise<void> {
     const r = await this.sh("git checkout -q -- . && git clean -fdq");
@@ -444,9 +490,10 @@ export class MutateRunner {
     const done = (v: Omit<Validation, "seconds">): Validation => ({ ...v, seconds: (performance.now() - started) / 1000 });
     if (covering.size === 0) return done({ ...base, kept: false, reason: "uncovered" });
     const expected = this.expand(selected);
+    const timeoutSeconds = this.timeoutFor(expected);
     try {
       await this.apply(c);
-      const run = await this.runTests(selected);
+      const run = await this.runTests(selected, { timeoutSeconds });
       base.runs++;
       base.log = run.log;
       if (run.timedOut) return done({ ...base, kept: false, reason: "timeout" });
@@ -456,7 +503,7 @@ export class MutateRunner {
       if (f2p.length === 0) return done({ ...base, kept: false, reason: "not_caught" });
       if (f2p.length > this.settings.maxFailToPass) return done({ ...base, kept: false, reason: "too_many_failures" });
       for (let i = 0; i < this.settings.reruns; i++) {
-        const again = await this.runTests(selected);
+        const again = await this.runTests(selected, { timeoutSeconds });
         base.runs++;
         if (again.timedOut) return done({ ...base, kept: false, reason: "timeout" });
         const f2pAgain = this.classify(again, expected).f2p;
