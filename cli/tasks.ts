@@ -50,14 +50,10 @@ export function completeLines(file: string): string[] {
   return text.slice(0, end).split("\n").filter((l) => l.trim() !== "");
 }
 
-/**
- * Task ids already in a JSONL task file (for `--resume`); a torn last line (a killed run) is
- * dropped and the file truncated to its last complete line so appends stay line-aligned.
- */
+/** Task ids already in a JSONL task file (for `--resume`), read with {@link completeLines}. */
 export function existingTaskIds(file: string): string[] {
   const ids: string[] = [];
   for (const line of completeLines(file)) {
-    if (!line.trim()) continue;
     try {
       const id = (JSON.parse(line) as { id?: unknown }).id;
       if (typeof id === "string") ids.push(id);
