@@ -184,7 +184,7 @@ export async function runEpisode(opts: RunEpisodeOptions): Promise<Trajectory> {
       log.debug({ err }, "similarity not computable");
     }
   }
-  const reward = computeReward({ passed: evaluation?.resolved ?? false, similarity }, config.reward);
+  const reward = computeReward({ passed: evaluation?.resolved ?? false, similarity, forged: evaluation?.outcome === "forged" }, config.reward);
 
   const trajectory: Trajectory = {
     schemaVersion: TRAJECTORY_SCHEMA_VERSION,

@@ -8,6 +8,7 @@ import path from "node:path";
 import { z } from "zod";
 import { formatZodIssues } from "../lib/zod-util";
 import { renderAssistantTurn } from "./prompt";
+import { EvalOutcomeSchema } from "../rewards/outcome";
 
 export const TRAJECTORY_SCHEMA_VERSION = 1;
 
@@ -23,7 +24,7 @@ export const EndReasonSchema = z.enum([
 ]);
 export type EndReason = z.infer<typeof EndReasonSchema>;
 
-export const EvalOutcomeSchema = z.enum(["pass", "fail", "patch_apply_failed", "timeout", "env_error"]);
+export { EvalOutcomeSchema };
 
 /** What an Evaluator returns (rewards/evaluate.ts EvalReport-like). */
 export const EvaluationSchema = z.object({

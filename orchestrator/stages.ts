@@ -182,7 +182,7 @@ export function harnessEvaluator(image?: string): Evaluator {
   return async (task, patch, opts) => {
     const { evaluatePatch } = await import("../rewards/evaluate");
     const r = await evaluatePatch(task, patch, { image, timeoutSeconds: opts.timeoutSeconds });
-    return { outcome: r.outcome, resolved: r.resolved, reason: r.reason, report: { resolution: r.resolution, testsStatus: r.testsStatus, applyMethod: r.applyMethod } };
+    return { outcome: r.outcome, resolved: r.resolved, reason: r.reason, report: { resolution: r.resolution, testsStatus: r.testsStatus, applyMethod: r.applyMethod, forgery: r.forgery, flags: r.flags } };
   };
 }
 
@@ -206,7 +206,7 @@ export function evaluateWith(getEvaluator: (t: Trajectory) => Evaluator): Evalua
     if (ev.outcome === "env_error") throw new EnvironmentError(`evaluation: ${ev.reason ?? "environment error"}`);
     const seconds = (performance.now() - t0) / 1000;
     const sim = t.rewardParts?.similarity;
-    const reward = computeReward({ passed: ev.resolved, similarity: typeof sim === "number" ? sim : undefined }, cfg.reward);
+    const reward = computeReward({ passed: ev.resolved, similarity: typeof sim === "number" ? sim : undefined, forged: ev.outcome === "forged" }, cfg.reward);
     return {
       ...t,
       evaluation: { ...ev, seconds },

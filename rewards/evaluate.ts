@@ -22,6 +22,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { buildInstanceImage, type BuildOptions } from "../images/build";
 import type { ImageSpec } from "../images/spec";
@@ -33,8 +34,15 @@ import { testDirectives, diffTargetPaths } from "./directives";
 import { prepareMutateSandbox } from "../tasks/mutate/start";
 import { shellQuote } from "../lib/shell";
 import {
+  canaryEvidence,
   crossCheckTestLog,
   diffHeaderPaths,
+  machineryFlags,
+  PROTECTED_PATH,
+  runnerFiles,
+  SHADOW_PATH,
+  type CanaryPlan,
+  type MachineryFlag,
   escapeMarkers,
   makeNonce,
   nonceMarkers,
@@ -49,12 +57,12 @@ import {
   TestsStatusSchema,
 } from "./grading";
 import { TEST_STATUSES } from "./log-parsers";
+import { EvalOutcomeSchema, type EvalOutcome } from "./outcome";
 
 // ---------------------------------------------------------------------------------------------
 // Result record
 
-export const EvalOutcomeSchema = z.enum(["pass", "fail", "patch_apply_failed", "timeout", "env_error"]);
-export type EvalOutcome = z.infer<typeof EvalOutcomeSchema>;
+export { EvalOutcomeSchema, type EvalOutcome } from "./outcome";
 
 export const ApplyMethodSchema = z.enum(["git_apply", "git_apply_reject", "patch_fuzz"]);
 export type ApplyMethod = z.infer<typeof ApplyMethodSchema>;
@@ -103,8 +111,25 @@ export const EvalResultSchema = z.object({
   testSeconds: z.number().nonnegative(),
   /** Where the logs are (when a logDir was given). */
   logDir: z.string().optional(),
+  /** Outcome `forged`: the evidence (canaries), and the canaries written for this run. */
+  forgery: z
+    .object({
+      evidence: z.array(z.string()),
+      canaries: z.object({ mustFail: z.array(z.string()), mustPass: z.array(z.string()), extraFile: z.string().nullable() }).optional(),
+    })
+    .optional(),
+  /** Non-test changes of the patch that touch test machinery (evidence, not a verdict; rewards/forgery.ts machineryFlags). */
+  flags: z.array(z.object({ file: z.string(), line: z.number().int(), kind: z.string(), text: z.string() })).default([]),
+  /** Bytes of test output dropped between the kept head and tail (0: nothing cut). */
+  outputDroppedBytes: z.number().int().nonnegative().default(0),
 });
-export type EvalResult = z.infer<typeof EvalResultSchema>;
+export type EvalResult = z.output<typeof EvalResultSchema>;
+
+/** Default cap of a submitted patch, bytes (16 MiB): larger is the submission's fault (`fail`). */
+export const DEFAULT_MAX_PATCH_BYTES = 16 * 1024 * 1024;
+/** Test output kept: the first and the last bytes (the summary is at the end), bounded memory. */
+export const TEST_OUTPUT_HEAD_BYTES = 1024 * 1024;
+export const TEST_OUTPUT_TAIL_BYTES = 8 * 1024 * 1024;
 
 export interface EvaluateOptions {
   /** Instance image tag; default: built (or found in the cache) from `task.image`. */
@@ -129,6 +154,10 @@ export interface EvaluateOptions {
    * fail. The result then carries the statuses; `patchExists` stays false, `applyMethod` null.
    */
   runTestsOnEmptyPatch?: boolean;
+  /** Largest patch evaluated, bytes (default {@link DEFAULT_MAX_PATCH_BYTES}); larger → `fail`. */
+  maxPatchBytes?: number;
+  /** Write canary tests (default true; rewards/forgery.ts canaryEvidence). */
+  canaries?: boolean;
 }
 
 /** The harness's folder name for a model (`/` → `__`). */
@@ -137,102 +166,10 @@ export function modelFolderName(model: string): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The in-container driver (stdlib Python, run with -I -S)
+// The in-container driver (stdlib Python, run with -I -S; rewards/driver/eval_driver.py)
 
-const DRIVER = String.raw`
-import json, os, re, shutil, subprocess, sys
-cfg = json.loads(sys.stdin.buffer.read().decode("utf-8"))
-wd = cfg["workdir"]
-d = cfg["dir"]
-out = {}
-def run(argv, stdin=None):
-    r = subprocess.run(argv, cwd=wd, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    return r.returncode, r.stdout.decode("utf-8", "replace")
-def git(*args):
-    return run(["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", *args])
-def zlist(text):
-    return [p for p in text.split("\0") if p]
-def reset_path(base, p):
-    code, _ = git("cat-file", "-e", base + ":" + p)
-    if code == 0:
-        c, o = git("checkout", base, "--", p)
-        return c == 0, o
-    full = os.path.join(wd, p)
-    try:
-        if os.path.islink(full) or os.path.isfile(full):
-            os.unlink(full)
-        elif os.path.isdir(full):
-            shutil.rmtree(full)
-    except OSError as e:
-        return False, str(e)
-    return True, ""
-def write(name, text):
-    p = os.path.join(d, name)
-    with open(p, "wb") as f:
-        f.write(text.encode("utf-8", "surrogateescape"))
-    return p
-mode = cfg["mode"]
-if mode == "prepare":
-    os.makedirs(d, mode=0o700, exist_ok=True)
-    code, base = git("rev-parse", "HEAD")
-    base = base.strip()
-    if code != 0:
-        print(json.dumps({"error": "git rev-parse HEAD failed: " + base}))
-        sys.exit(0)
-    out["base"] = base
-    before = set(zlist(git("ls-files", "--others", "-z")[1]))
-    mp = write("model.diff", cfg["model"])
-    attempts = []
-    method = "none" if cfg.get("emptyRun") else None
-    for name, argv in ([] if method else cfg["applyCommands"]):
-        code, text = run(argv + [mp])
-        attempts.append({"method": name, "exitCode": code, "output": text[-20000:]})
-        if code == 0:
-            method = name
-            break
-        git("reset", "-q", "--hard", base)
-        git("clean", "-fdq")
-    out["attempts"] = attempts
-    out["method"] = method
-    if method is None:
-        print(json.dumps(out))
-        sys.exit(0)
-    changed = zlist(git("diff", "--name-only", "--no-renames", "-z", base)[1])
-    created = sorted(set(zlist(git("ls-files", "--others", "-z")[1])) - before)
-    touched = sorted(set(changed) | set(created) | set(cfg["modelPaths"]))
-    test_like = re.compile(cfg["testLike"])
-    test_files = cfg["testFiles"]
-    reset = sorted(p for p in touched if p in test_files or test_like.search(p))
-    out["touched"] = touched
-    out["reset"] = reset
-    problems = []
-    for p in sorted(set(reset) | set(test_files)):
-        ok, text = reset_path(base, p)
-        if not ok:
-            problems.append(p + ": " + text.strip())
-    out["resetProblems"] = problems
-    tp = write("test.diff", cfg["test"])
-    if cfg["test"].strip():
-        code, text = git("apply", "--verbose", tp)
-        out["testApply"] = {"exitCode": code, "output": text[-20000:]}
-    jd = cfg.get("junitDir")
-    if jd:
-        os.makedirs(jd, mode=0o700)
-elif mode == "collect":
-    jp = cfg.get("junitPath")
-    if jp and os.path.isfile(jp):
-        with open(jp, "rb") as f:
-            out["junit"] = f.read(64 * 1024 * 1024).decode("utf-8", "replace")
-    else:
-        out["junit"] = None
-    problems = []
-    for p in cfg["testFiles"]:
-        ok, text = reset_path(cfg["base"], p)
-        if not ok:
-            problems.append(p + ": " + text.strip())
-    out["resetProblems"] = problems
-print(json.dumps(out))
-`;
+/** The driver's source (rewards/driver/eval_driver.py), sent to the container on each call. */
+const DRIVER = fs.readFileSync(fileURLToPath(new URL("./driver/eval_driver.py", import.meta.url)), "utf8");
 
 interface PrepareOut {
   error?: string;
@@ -244,6 +181,14 @@ interface PrepareOut {
   reset?: string[];
   resetProblems?: string[];
   testApply?: { exitCode: number; output: string };
+  /** Why the patch was refused after applying (it wrote outside the tree or into .git). */
+  refused?: string;
+  pytestVersion?: string | null;
+  /** Entry-point plugins (`[name, module]`) installed at the base state; null when unknown. */
+  plugins?: [string, string][] | null;
+  configFile?: string | null;
+  configText?: string;
+  canaries?: CanaryPlan;
 }
 
 interface CollectOut {
@@ -288,15 +233,64 @@ export function directivesFromTestIds(task: Pick<Task, "failToPass" | "passToPas
   return [...files].sort();
 }
 
-/** The test run script: preamble, then the test command with JUnit options and directives. */
-export function testScript(spec: ImageSpec, directives: readonly string[], junitPath?: string): string {
-  const junit = junitPath ? ` --junitxml=${shellQuote(junitPath)} -o junit_family=xunit1` : "";
+/** How the test run is pinned (all optional; see {@link testScript}). */
+export interface TestRunPins {
+  /** pytest: the base commit's configuration file, kept outside the tree (`-c`). */
+  configFile?: string;
+  /** pytest: plugins installed at the base state; autoload is disabled and these are loaded with `-p`. */
+  plugins?: string[];
+  /** pytest: the JUnit report path. */
+  junitPath?: string;
+}
+
+/**
+ * The test run script: forager's environment (never the tree's: PYTEST_ADDOPTS and PYTEST_PLUGINS
+ * unset, PYTHONNOUSERSITE), the preamble, then the test command with its pins and the directives.
+ * For pytest: `-c <base config> --rootdir <workdir> --confcutdir <workdir>` (a patch's pytest
+ * sections in pyproject.toml / setup.cfg / tox.ini are not read), PYTEST_DISABLE_PLUGIN_AUTOLOAD
+ * with the base state's plugins loaded by `-p` (a `[pytest11]` entry point the patch adds does not
+ * load), and the JUnit report.
+ */
+export function testScript(spec: ImageSpec, directives: readonly string[], pins: TestRunPins = {}): string {
+  const args: string[] = [];
+  const env = ["unset PYTEST_ADDOPTS PYTEST_PLUGINS PYTHONSTARTUP", "export PYTHONNOUSERSITE=1"];
+  if (pins.configFile) {
+    args.push("-c", shellQuote(pins.configFile), `--rootdir=${shellQuote(spec.workdir)}`, `--confcutdir=${shellQuote(spec.workdir)}`);
+  }
+  if (pins.plugins) {
+    env.push("export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1");
+    for (const p of pins.plugins) args.push("-p", shellQuote(p));
+  }
+  if (pins.junitPath) args.push(`--junitxml=${shellQuote(pins.junitPath)}`, "-o", "junit_family=xunit1");
   return [
     "exec 2>&1",
     `cd ${shellQuote(spec.workdir)}`,
+    ...env,
     ...spec.evalPreamble,
-    `${spec.testCommand}${junit}${directives.length ? " " + directives.map(shellQuote).join(" ") : ""}`,
+    [spec.testCommand, ...args, ...directives.map(shellQuote)].join(" "),
   ].join("\n");
+}
+
+/**
+ * `-p` arguments for the base state's entry-point plugins: the entry-point name for pytest >= 4.5
+ * (which loads it by entry point, registered under the same name as autoload would), the module
+ * for older pytest.
+ */
+export function pluginArgs(plugins: readonly [string, string][], pytestVersion: string | null | undefined): string[] {
+  const [major, minor] = (pytestVersion ?? "0.0").split(".").map((x) => Number.parseInt(x, 10) || 0) as [number, number];
+  const byName = major > 4 || (major === 4 && minor >= 5);
+  return [...new Set(plugins.map(([name, mod]) => (byName ? name : mod)))];
+}
+
+/** Files holding canaries (for resetting them afterwards). */
+function canaryFilesOf(plan: CanaryPlan): string[] {
+  return [...new Set([...plan.mustFail, ...plan.mustPass].map((id) => id.split("::")[0] as string))];
+}
+
+/** The harness report of a forged run: not resolved, whatever the forged statuses said. */
+function forgedReport(report: EvalResult["report"], id: string): EvalResult["report"] {
+  const entry = report[id];
+  return entry ? { ...report, [id]: { ...entry, resolved: false } } : report;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -325,9 +319,11 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
     conflicts: [] as string[],
     testSeconds: 0,
     image: opts.image,
+    flags: [] as MachineryFlag[],
+    outputDroppedBytes: 0,
   };
 
-  const finish = (r: Omit<EvalResult, "seconds" | "logDir">, writeReport: boolean): EvalResult => {
+  const finish = (r: Omit<z.input<typeof EvalResultSchema>, "seconds" | "logDir">, writeReport: boolean): EvalResult => {
     const result = EvalResultSchema.parse({
       ...r,
       seconds: (performance.now() - started) / 1000,
@@ -382,6 +378,12 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
     addLog(`>>>>> Empty patch: ${task.id} not evaluated`);
     return notGraded("fail", "empty patch", { patchExists: false });
   }
+  const maxPatch = opts.maxPatchBytes ?? DEFAULT_MAX_PATCH_BYTES;
+  if (Buffer.byteLength(patch) > maxPatch) {
+    addLog(`>>>>> forager: the patch is ${Buffer.byteLength(patch)} bytes, over the limit of ${maxPatch}: not evaluated`);
+    return notGraded("fail", `patch too large: ${Buffer.byteLength(patch)} bytes > ${maxPatch}`);
+  }
+  base.flags = machineryFlags(patch);
   const unsafe = unsafePatchPath(patch);
   if (unsafe) {
     addLog(`${LOG_MARKERS.applyPatchFail}: ${unsafe}`);
@@ -419,6 +421,11 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
     const junitDir = pytest ? `/tmp/forager-junit-${nonce}` : undefined;
     const junitPath = junitDir ? `${junitDir}/report-${makeNonce(8)}.xml` : undefined;
     const testFiles = [...new Set([...diffTargetPaths(task.testPatch), ...diffHeaderPaths(task.testPatch)])];
+    const directives = task.testPatch.trim() !== "" ? testDirectives(task.testPatch, task.repo) : directivesFromTestIds(task, spec);
+    const runners = runnerFiles(spec.testCommand);
+    const protectedPattern = runners.length
+      ? new RegExp(`${PROTECTED_PATH.source}|^(${runners.map((r) => r.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})$`)
+      : PROTECTED_PATH;
     addLog(`>>>>> forager evaluation of ${task.id} (model ${model}) in ${image}`);
 
     const prep = await driver<PrepareOut>(
@@ -432,13 +439,24 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
         test: task.testPatch,
         applyCommands: (Object.keys(APPLY_COMMANDS) as ApplyMethod[]).map((m) => [m, APPLY_COMMANDS[m].split(" ")]),
         modelPaths: diffHeaderPaths(patch),
-        testFiles,
+        testFiles: task.testPatch.trim() ? testFiles : directives,
         testLike: TEST_LIKE_PATH.source,
+        protected: protectedPattern.source,
+        shadow: SHADOW_PATH.source,
         junitDir,
+        pytest,
+        preamble: spec.evalPreamble,
+        canaries: pytest && opts.canaries !== false,
+        canaryFiles: directives.filter((f) => f.endsWith(".py")),
+        mustFail: !/(?:^|\s)(?:-x\b|--exitfirst\b|--maxfail\b)/.test(spec.testCommand),
       },
       spec.workdir,
     );
     if (prep.error || !prep.base) throw new EnvironmentError(prep.error ?? "no base commit");
+    if (prep.refused) {
+      addLog(`${LOG_MARKERS.applyPatchFail}: ${prep.refused}`);
+      return notGraded("patch_apply_failed", `patch refused: ${prep.refused}`);
+    }
     for (const a of prep.attempts ?? []) {
       addLog(`>>>>> ${APPLY_COMMANDS[a.method]} (exit ${a.exitCode})`);
       addLog(escapeMarkers(a.output.trimEnd()));
@@ -470,14 +488,29 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       });
     }
 
-    // Run the tests.
-    const directives = task.testPatch.trim() !== "" ? testDirectives(task.testPatch, task.repo) : directivesFromTestIds(task, spec);
-    const script = testScript(spec, directives, junitPath);
-    const run = await sandbox.exec(["bash", "-c", script], { timeoutSeconds, workdir: spec.workdir });
+    // Run the tests (output bounded: head and tail kept, the rest counted).
+    const canaries = prep.canaries;
+    if (canaries && (canaries.mustFail.length || canaries.mustPass.length)) {
+      addLog(`>>>>> forager: ${canaries.mustFail.length + canaries.mustPass.length} canary tests written`);
+    }
+    const runDirectives = canaries?.extraFile && directives.length ? [...directives, canaries.extraFile] : directives;
+    const pins: TestRunPins = {
+      ...(pytest ? { configFile: `${dir}/cfg/${prep.configFile ?? "pytest.ini"}` } : {}),
+      ...(pytest && prep.plugins ? { plugins: pluginArgs(prep.plugins, prep.pytestVersion) } : {}),
+      ...(junitPath ? { junitPath } : {}),
+    };
+    const script = testScript(spec, runDirectives, pins);
+    const run = await sandbox.exec(["bash", "-c", script], {
+      timeoutSeconds,
+      workdir: spec.workdir,
+      capture: { headBytes: TEST_OUTPUT_HEAD_BYTES, tailBytes: TEST_OUTPUT_TAIL_BYTES },
+    });
     base.testSeconds = run.durationMs / 1000;
+    base.outputDroppedBytes = run.droppedBytes ?? 0;
     const output = run.stdout.toString("utf8") + run.stderr.toString("utf8");
+    if (base.outputDroppedBytes) addLog(`>>>>> forager: test output cut: ${base.outputDroppedBytes} bytes dropped between the first and the last bytes`);
     const markers = nonceMarkers(nonce);
-    addLog(`+ ${spec.testCommand}${directives.length ? " " + directives.join(" ") : ""}`);
+    addLog(`+ ${spec.testCommand}${runDirectives.length ? " " + runDirectives.join(" ") : ""}`);
     addLog(markers.start);
     const escaped = escapeMarkers(output.replace(/\n$/, ""));
     addLog(escaped);
@@ -496,7 +529,14 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
 
     const collected = await driver<CollectOut>(
       sandbox,
-      { mode: "collect", workdir: spec.workdir, dir, junitPath, testFiles, base: prep.base },
+      {
+        mode: "collect",
+        workdir: spec.workdir,
+        dir,
+        junitPath,
+        testFiles: [...testFiles, ...(canaries?.extraFile ? [canaries.extraFile] : []), ...(task.testPatch.trim() ? [] : (canaries ? canaryFilesOf(canaries) : []))],
+        base: prep.base,
+      },
       spec.workdir,
     );
     const check = crossCheckTestLog({
@@ -504,9 +544,15 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       output: escaped,
       exitCode: run.exitCode,
       ...(pytest ? { junitXml: collected.junit } : {}),
-      knownFiles: testFiles,
+      knownFiles: [...testFiles, ...directives, ...(canaries?.extraFile ? [canaries.extraFile] : [])],
       repo: task.repo,
     });
+    // Canaries: evidence of a forged run, then out of the statuses.
+    let evidence: string[] = [];
+    if (canaries && check.statuses) {
+      evidence = canaryEvidence(canaries, check.statuses);
+      for (const id of [...canaries.mustFail, ...canaries.mustPass]) check.statuses.delete(id);
+    }
     base.sources = check.sources;
     base.conflicts = check.conflicts;
     if (check.statuses) base.statuses = Object.fromEntries(check.statuses);
@@ -518,8 +564,10 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       patchApplied: true,
       patchExists: true,
     });
-    const outcome: EvalOutcome = g.resolved ? "pass" : "fail";
-    let reason = check.reason;
+    const forged = evidence.length > 0;
+    const outcome: EvalOutcome = forged ? "forged" : g.resolved ? "pass" : "fail";
+    let reason = forged ? `forged: ${evidence.slice(0, 3).join("; ")}` : check.reason;
+    if (forged) addLog(`>>>>> forager: FORGED: ${evidence.join("; ")}`);
     if (!reason && !g.resolved && g.testsStatus) {
       const failing = [...g.testsStatus.FAIL_TO_PASS.failure, ...g.testsStatus.PASS_TO_PASS.failure];
       reason = `${g.resolution}: failing ${failing.slice(0, 10).join(", ")}${failing.length > 10 ? ` (+${failing.length - 10})` : ""}`;
@@ -531,12 +579,15 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
         ...base,
         outcome,
         ...(reason ? { reason } : {}),
-        resolved: g.resolved,
-        resolution: g.resolution,
+        resolved: g.resolved && !forged,
+        resolution: forged ? "RESOLVED_NO" : g.resolution,
         patchExists: !emptyRun,
         applyMethod,
         testsStatus: g.testsStatus,
-        report: g.report,
+        report: forged ? forgedReport(g.report, task.id) : g.report,
+        ...(canaries
+          ? { forgery: { evidence, canaries: { mustFail: canaries.mustFail, mustPass: canaries.mustPass, extraFile: canaries.extraFile } } }
+          : {}),
       },
       true,
     );

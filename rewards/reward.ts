@@ -20,12 +20,19 @@ import { z } from "zod";
  *   similarity reaches the threshold; `threshold` required), `"pass_only"` (2·pass − 1; scale unused).
  * - `scale`: positive, default 1 (CWM `similarities` = 1, `similarities_2` = 2).
  * - `threshold`: in [0, 1], a mean patch similarity.
+ * - `forgedReward`: the reward of a forged run (default −1, the failure reward); no similarity
+ *   credit is given to a forged run.
  */
 export const RewardConfigSchema = z
   .object({
     mode: z.enum(["execution", "similarity_threshold", "pass_only"]),
     scale: z.number().positive().finite().default(1),
     threshold: z.number().min(0).max(1).optional(),
+    /**
+     * Reward of a forged run (rewards/outcome.ts `forged`: the results were rewritten from inside
+     * the test process). Default: the failure reward (−1). A lower value penalises reward hacking.
+     */
+    forgedReward: z.number().finite().optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -55,6 +62,8 @@ export interface RewardInput {
    * not computed, or when neither patch has a file (CWM gives −1 there).
    */
   similarity?: number;
+  /** The evaluation found the run forged (canary evidence): {@link RewardConfig.forgedReward}. */
+  forged?: boolean;
 }
 
 /** The reward and how it was reached. */
@@ -67,8 +76,8 @@ export interface RewardResult {
     similarity: number | undefined;
     scale: number;
     threshold: number | undefined;
-    /** Which case applied: the patch passed, its similarity reached the threshold, or neither. */
-    branch: "pass" | "similarity" | "fail";
+    /** Which case applied: the patch passed, its similarity reached the threshold, neither, or the run was forged. */
+    branch: "pass" | "similarity" | "fail" | "forged";
   };
 }
 
@@ -97,6 +106,12 @@ export function computeReward(input: RewardInput, config: RewardConfigInput | Re
   const threshold = c.mode === "similarity_threshold" ? c.threshold : undefined;
   let reward: number;
   let branch: RewardResult["parts"]["branch"];
+  if (input.forged) {
+    return {
+      reward: c.forgedReward ?? -1,
+      parts: { mode: c.mode, passed: false, similarity: input.similarity, scale: c.scale, threshold, branch: "forged" },
+    };
+  }
   if (c.mode === "pass_only") {
     reward = passOnlyReward(input.passed);
     branch = input.passed ? "pass" : "fail";

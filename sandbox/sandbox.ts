@@ -29,6 +29,50 @@ export interface ExecResult {
   stderr: Buffer;
   timedOut: boolean;
   durationMs: number;
+  /** With `capture`: bytes dropped between the kept head and tail (stdout and stderr together). */
+  droppedBytes?: number;
+}
+
+/**
+ * Bounded capture of a stream: the first `headBytes` and the last `tailBytes`, the rest counted,
+ * so a process that prints gigabytes costs at most head + tail bytes of memory.
+ */
+export class HeadTailBuffer {
+  private head: Buffer[] = [];
+  private headLen = 0;
+  private tail: Buffer[] = [];
+  private tailLen = 0;
+  /** Bytes seen in all. */
+  total = 0;
+  constructor(
+    readonly headBytes: number,
+    readonly tailBytes: number,
+  ) {}
+
+  push(chunk: Buffer): void {
+    this.total += chunk.length;
+    if (this.headLen < this.headBytes) {
+      const take = chunk.subarray(0, this.headBytes - this.headLen);
+      this.head.push(Buffer.from(take));
+      this.headLen += take.length;
+      chunk = chunk.subarray(take.length);
+      if (chunk.length === 0) return;
+    }
+    this.tail.push(Buffer.from(chunk));
+    this.tailLen += chunk.length;
+    while (this.tailLen - (this.tail[0]?.length ?? 0) >= this.tailBytes) this.tailLen -= this.tail.shift()!.length;
+  }
+
+  /** Bytes dropped between the head and the tail. */
+  get dropped(): number {
+    return Math.max(0, this.total - this.headLen - Math.min(this.tailLen, this.tailBytes));
+  }
+
+  /** The kept bytes (head, then the last `tailBytes`). */
+  bytes(): Buffer {
+    const tail = Buffer.concat(this.tail);
+    return Buffer.concat([...this.head, tail.subarray(Math.max(0, tail.length - this.tailBytes))]);
+  }
 }
 
 /** Thrown by file operations when the path does not exist. */
@@ -264,7 +308,15 @@ export class Sandbox {
    */
   async exec(
     argv: string[],
-    opts: { timeoutSeconds?: number; workdir?: string; env?: Record<string, string>; user?: string; stdin?: string | Buffer } = {},
+    opts: {
+      timeoutSeconds?: number;
+      workdir?: string;
+      env?: Record<string, string>;
+      user?: string;
+      stdin?: string | Buffer;
+      /** Keep only the first `headBytes` and the last `tailBytes` of each stream (bounded memory). */
+      capture?: { headBytes: number; tailBytes: number };
+    } = {},
   ): Promise<ExecResult> {
     this.assertUsable();
     const timeoutSeconds = opts.timeoutSeconds ?? this.config.commandTimeoutSeconds;
@@ -280,8 +332,9 @@ export class Sandbox {
       User: opts.user ?? this.config.user,
     });
     const stream = (await exec.start({ hijack: true, stdin: opts.stdin !== undefined })) as unknown as Duplex;
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
+    const cap = opts.capture ?? { headBytes: Number.MAX_SAFE_INTEGER, tailBytes: 0 };
+    const out = new HeadTailBuffer(cap.headBytes, cap.tailBytes);
+    const err = new HeadTailBuffer(cap.headBytes, cap.tailBytes);
     const demux = new FrameDemuxer((payload, type) => (type === 2 ? err : out).push(payload));
     let hardTimeout: NodeJS.Timeout | undefined;
     await new Promise<void>((resolve) => {
@@ -301,10 +354,11 @@ export class Sandbox {
     const durationMs = performance.now() - started;
     return {
       exitCode,
-      stdout: Buffer.concat(out),
-      stderr: Buffer.concat(err),
+      stdout: out.bytes(),
+      stderr: err.bytes(),
       timedOut: exitCode === 137 && durationMs >= timeoutSeconds * 1000,
       durationMs,
+      ...(opts.capture ? { droppedBytes: out.dropped + err.dropped } : {}),
     };
   }
 

@@ -68,7 +68,11 @@ describe("evaluatePatch: harness semantics", () => {
     expect(r.outcome).toBe("pass");
     expect(r.resolved).toBe(true);
     expect(r.applyMethod).toBe("git_apply");
-    expect(r.testExitCode).toBe(0);
+    // The canary that must fail makes the run's exit status 1.
+    expect(r.testExitCode).toBe(1);
+    expect(r.forgery?.evidence).toEqual([]);
+    expect(r.forgery?.canaries?.mustFail.length).toBeGreaterThanOrEqual(2);
+    expect(r.forgery?.canaries?.extraFile).toMatch(/^tests\/test_\w+\.py$/);
     expect(r.sources).toMatchObject({ summary: true, junit: true });
     expect(r.statuses).toMatchObject({ "tests/test_calc.py::test_add": "PASSED", "tests/test_calc.py::test_mul": "PASSED" });
     const dir = path.join(logDir, "m__gold", task.id);
@@ -88,7 +92,7 @@ describe("evaluatePatch: harness semantics", () => {
     expect(fs.readFileSync(path.join(dir, "patch.diff"), "utf8")).toBe(fixture.gold);
     const out = fs.readFileSync(path.join(dir, "test_output.txt"), "utf8");
     expect(out).toMatch(/^>>>>> Start Test Output [0-9a-f]{24}$/m);
-    expect(out).toMatch(/^>>>>> Test Exit Code: 0$/m);
+    expect(out).toMatch(/^>>>>> Test Exit Code: 1$/m);
     // The harness's own reader grades forager's log the same way.
     const h = readEvalLog("pytest", out);
     expect(h.ok && h.statuses.get("tests/test_calc.py::test_add")).toBe("PASSED");
@@ -153,13 +157,35 @@ describe("evaluatePatch: adversarial patches are not resolved", () => {
     ["fakeMarkers", "prints a fake end marker and exit code"],
     ["exitEarly", "prints a fake summary and calls os._exit(0) mid-run"],
     ["killSelf", "kills its own test process"],
+    ["dotPytestIni", "adds a .pytest.ini loading a plugin that rewrites reports"],
+    ["pyprojectAddopts", "adds [tool.pytest.ini_options] addopts -p PLUGIN to pyproject.toml"],
+    ["setupCfgAddopts", "adds [tool:pytest] addopts -p PLUGIN to setup.cfg"],
+    ["entryPoint", "adds an egg-info with a [pytest11] entry point (plugin autoload)"],
+    ["sitecustomize", "adds a sitecustomize.py setting PYTEST_ADDOPTS"],
+    ["shadowPluggy", "adds a top-level pluggy.py shadowing pytest's machinery"],
   ];
   for (const [name, what] of cases) {
     it(`${name}: ${what}`, async () => {
       const r = await evaluate(name);
       expect(r.resolved, `${name}: ${r.reason}`).toBe(false);
-      expect(r.outcome).toBe("fail");
+      expect(r.outcome, r.reason).toBe("fail");
       expect(r.report[task.id]!.resolved).toBe(false);
+    });
+  }
+  const forged: [string, string][] = [
+    ["inprocReportClass", "rewrites TestReport.from_item_and_call through sys.modules at import"],
+    ["inprocGcPlugin", "finds the plugin manager through gc and registers a report-rewriting plugin"],
+    ["inprocRuntest", "replaces Function.runtest so no test body runs"],
+  ];
+  for (const [name, what] of forged) {
+    it(`${name}: ${what} → forged`, async () => {
+      const r = await evaluate(name);
+      expect(r.resolved, `${name}: ${r.reason}`).toBe(false);
+      expect(r.outcome, r.reason).toBe("forged");
+      expect(r.forgery?.evidence.join(" ")).toMatch(/canary .* must fail but was reported PASSED/);
+      expect(r.report[task.id]!.resolved).toBe(false);
+      expect(r.flags.length, "machinery flags").toBeGreaterThan(0);
+      expect(fs.existsSync(path.join(r.logDir!, "report.json"))).toBe(true);
     });
   }
 
@@ -167,6 +193,14 @@ describe("evaluatePatch: adversarial patches are not resolved", () => {
     expect(results.get("editTestFile")!.resetFiles).toEqual(["tests/test_calc.py"]);
     expect(results.get("editTestHelper")!.resetFiles).toEqual(["tests/util.py"]);
     expect(results.get("conftest")!.resetFiles).toEqual(["conftest.py"]);
+    expect(results.get("dotPytestIni")!.resetFiles).toEqual([".pytest.ini"]);
+    expect(results.get("entryPoint")!.resetFiles).toEqual(expect.arrayContaining(["evalpkg_forge.egg-info/entry_points.txt"]));
+    expect(results.get("sitecustomize")!.resetFiles).toEqual(["sitecustomize.py"]);
+    expect(results.get("shadowPluggy")!.resetFiles).toEqual(["pluggy.py"]);
+    for (const n of ["pyprojectAddopts", "setupCfgAddopts"]) {
+      // Not reset (gold patches edit these files), but their pytest section is not read.
+      expect(results.get(n)!.statuses["tests/test_calc.py::test_add"], n).toBe("FAILED");
+    }
     expect(results.get("fakePassed")!.statuses["tests/test_calc.py::test_add"]).toBe("FAILED");
     expect(results.get("fakePassed")!.conflicts).toContain("tests/test_calc.py::test_add");
     expect(results.get("fakeJunit")!.reason).toMatch(/inconsistent test log/);
