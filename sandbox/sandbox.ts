@@ -3,9 +3,12 @@
  * inside it. forager's own file work goes through a second, hidden "control" session, so the
  * agent's tools need nothing in the image but bash and coreutils (no Python).
  *
- * Lifetime: the container's PID 1 is `sleep LIFETIME` under docker-init with AutoRemove, so the
- * engine removes the container when the lifetime ends even if forager was SIGKILLed; labels name
- * the owner process so the reaper can remove it earlier (sandbox/reaper.ts).
+ * Lifetime: the container's PID 1 is a bash loop ({@link pid1Script}) that ends when the
+ * lifetime is over, with AutoRemove, so the engine removes the container even if forager was
+ * SIGKILLed; labels name the owner process so the reaper can remove it earlier
+ * (sandbox/reaper.ts). PID 1 is bash itself, not docker-init with a child: the kernel delivers
+ * no signal to a namespace's init from inside unless it handles it, so nothing the agent runs
+ * (`kill -9 -1`, `kill 1`) can end the container; bash also reaps orphaned processes.
  */
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
@@ -95,6 +98,17 @@ export async function destroyAllSandboxes(): Promise<void> {
   await Promise.allSettled([...live].map((s) => s.destroy()));
 }
 
+/**
+ * PID 1 of a sandbox: sleeps in 5 s steps until `lifetimeSeconds` have passed, then exits (the
+ * container is removed). Signals from inside the container are ignored.
+ */
+export function pid1Script(lifetimeSeconds: number): string {
+  return (
+    `trap '' TERM INT HUP QUIT USR1 USR2 PIPE; end=$((SECONDS + ${Math.ceil(lifetimeSeconds)})); ` +
+    `while left=$((end - SECONDS)); [ "$left" -gt 0 ]; do sleep $((left < 5 ? left : 5)) & wait $!; done`
+  );
+}
+
 export class Sandbox {
   private agent: BashSession | undefined;
   private control: BashSession | undefined;
@@ -140,7 +154,7 @@ export class Sandbox {
         name,
         Image: config.image,
         Entrypoint: [],
-        Cmd: ["sleep", String(Math.ceil(config.lifetimeSeconds))],
+        Cmd: ["bash", "--noprofile", "--norc", "-c", pid1Script(config.lifetimeSeconds)],
         Labels: labels,
         WorkingDir: config.workdir,
         Env: Object.entries(config.env).map(([k, v]) => `${k}=${v}`),
@@ -156,7 +170,7 @@ export class Sandbox {
           CapAdd: config.capabilities,
           SecurityOpt: ["no-new-privileges"],
           AutoRemove: true,
-          Init: true,
+          Init: false,
         },
       });
       await container.start();
@@ -203,13 +217,18 @@ export class Sandbox {
     return result;
   }
 
-  /** Kill the agent session's process group and start a fresh session. */
+  /**
+   * End every process the agent session started (its process group, and processes that left it
+   * with `setsid` or by double forking) and start a fresh session. Spared: PID 1 and the control
+   * session (forager's one-off `exec`s do not run while the agent's command does).
+   */
   async restartAgent(): Promise<void> {
     const old = this.agent;
     this.agent = undefined;
     if (old) {
       old.close();
       await this.killGroup(old.pgid);
+      await this.killStrays();
     }
     this.restarts++;
     try {
@@ -226,6 +245,16 @@ export class Sandbox {
     if (!r || r.status !== "ok") {
       await this.exec(["kill", "-KILL", "--", `-${pgid}`], { timeoutSeconds: 10 }).catch(() => undefined);
     }
+  }
+
+  /** Kill every process but PID 1 (and its sleep) and the control session's process group. */
+  private async killStrays(): Promise<void> {
+    const control = this.control?.alive ? this.control.pgid : -1;
+    const script =
+      `for p in /proc/[0-9]*; do pid=\${p#/proc/}; [ "$pid" = 1 ] && continue; ` +
+      `st=$(cat "$p/stat" 2>/dev/null) || continue; rest=\${st##*) }; set -- $rest; ` +
+      `case " $3 " in " 1 "|" ${control} ") continue;; esac; kill -KILL "$pid" 2>/dev/null; done; true`;
+    await this.controlRaw(script, undefined, 10).catch(() => undefined);
   }
 
   /** The agent session's current working directory (absolute path inside the container). */

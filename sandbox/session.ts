@@ -2,12 +2,14 @@
  * A persistent bash session inside a container, driven over ONE attached docker-exec stream
  * (not one `docker exec` per command).
  *
- * Protocol: the exec runs `bash -c 'bash --noprofile --norc; printf EXIT-MARKER'`. The outer
- * bash is the exec's process-group leader (its pid is the group id used to kill everything the
- * session started); the inner bash reads commands from the attached stdin. Each command is sent
- * as a quoted here-document to a wrapper function (defined once at start) that `eval`s it with
- * stdin from /dev/null; a second function prints a sentinel carrying a per-session random nonce
- * and `$?`. Completion is detected the
+ * Protocol: the exec runs `bash -c 'read MARKER; bash --noprofile --norc; printf MARKER'`: the
+ * outer bash reads the exit marker from the attached stdin (never from its command line, which
+ * any process can read in /proc/PID/cmdline), then runs the inner bash, which reads commands from
+ * the same stdin. The outer bash is the exec's process-group leader. Each command is sent as a
+ * quoted here-document to a wrapper function (defined once at start) that `eval`s it with stdin
+ * from /dev/null; then a second function prints a sentinel made of the per-session random nonce
+ * (sent with each command as an argument, so it is in no function body, variable, environment or
+ * command line of the session) and `$?`. Completion is detected the
  * moment the sentinel arrives on the stream: no polling, and a background job that keeps stdout
  * open (`sleep 1000 &`) does not delay it. When the inner bash exits (`exit`), the outer one
  * prints an exit marker, so a shell exit is seen even while a background job holds the pipe.
@@ -98,7 +100,7 @@ export class BashSession {
    */
   static async start(container: Docker.Container, options: SessionOptions): Promise<BashSession> {
     const nonce = randomBytes(12).toString("hex");
-    const outer = `bash --noprofile --norc; printf '\\n%s\\n' '__FRG_${nonce}_EXIT__'`;
+    const outer = `IFS= read -r __frg_m; bash --noprofile --norc; printf '\\n%s\\n' "$__frg_m"`;
     const exec = await container.exec({
       Cmd: ["bash", "--noprofile", "--norc", "-c", outer],
       AttachStdin: true,
@@ -111,13 +113,14 @@ export class BashSession {
     });
     const stream = (await exec.start({ hijack: true, stdin: true })) as unknown as Duplex;
     const session = new BashSession(stream, nonce, options);
+    stream.write(`__FRG_${nonce}_EXIT__\n`);
     // The command wrapper is defined once, so each command sends only a few dozen bytes of
     // framing (bash reads a pipe one byte at a time): __frg_run reads the here-document that
     // carries the command and evals it; __frg_s prints the sentinel with the status.
     const init =
       `exec 2>&1\n` +
       `__frg_run() { IFS= read -r -d '' __frg_c; { eval "\${__frg_c%$'\\n'}"; } </dev/null 2>&1; }\n` +
-      `__frg_s() { printf '%s%s__\\n' '__FRG_${nonce}''_RC_' "$?"; }\n` +
+      `__frg_s() { printf '%s_RC_%s__\\n' "$1" "$?"; }\n` +
       `printf '%s %s' "$PPID" "$$"`;
     const r = await session.raw(init, { timeoutSeconds: 30 });
     const m = /^(\d+) (\d+)$/.exec(r.stdout.toString("utf8"));
@@ -141,7 +144,7 @@ export class BashSession {
    */
   run(command: string, opts: { timeoutSeconds?: number; outputLimitBytes?: number } = {}): Promise<SessionResult> {
     const delim = `__FRG_${this.nonce}`;
-    const script = `__frg_run <<'${delim}'\n${command}\n${delim}\n__frg_s\n`;
+    const script = `__frg_run <<'${delim}'\n${command}\n${delim}\n__frg_s '${delim}'\n`;
     const started = performance.now();
     return this.enqueue(async () => {
       const r = await this.exchange(Buffer.from(script), opts.timeoutSeconds, opts.outputLimitBytes);

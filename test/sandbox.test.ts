@@ -55,9 +55,43 @@ describe("session", () => {
     expect(next.status).toBe("ok");
     expect(next.output.split("\n").slice(0, 2)).toEqual([sb.workdir, "[]"]);
     // The old session's processes are gone: no `sleep 30` besides the grep itself.
-    const procs = await sb.run("for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c '^sleep 30' || true");
+    const procs = await sb.run("for p in /proc/[0-9]*; do tr '\\0' ' ' 2>/dev/null < $p/cmdline; echo; done 2>/dev/null | grep -c '^sleep 30' || true");
     expect(procs.output.trim()).toBe("0");
     expect(sb.restarts).toBe(1);
+  });
+
+  it("keeps its framing secret out of /proc/*/cmdline and /proc/*/environ", async () => {
+    const sb = await newSandbox();
+    const r = await sb.run("for p in /proc/[0-9]*; do tr '\\0' ' ' 2>/dev/null < $p/cmdline; echo; tr '\\0' '\\n' 2>/dev/null < $p/environ; done 2>/dev/null");
+    expect(r.status).toBe("ok");
+    expect(r.output).not.toMatch(/__FRG_[0-9a-f]{8}/);
+    expect(r.output).toMatch(/bash/);
+    // Nor in the shell's functions or variables.
+    const f = await sb.run("declare -f; declare -p 2>/dev/null");
+    expect(f.status).toBe("ok");
+    expect(f.output).not.toMatch(/__FRG_[0-9a-f]{8}/);
+    expect((await sb.run("echo still here")).output).toBe("still here");
+  });
+
+  it("survives kill -9 -1 and signals to PID 1: the container stays, a fresh session starts", async () => {
+    const sb = await newSandbox();
+    const r = await sb.run("kill -TERM 1; kill -KILL 1; kill -INT 1; kill -9 -1; sleep 1; echo not reached");
+    // The shell that sent the signal survives kill -1 (the caller is spared); the rest is gone.
+    expect(["ok", "exited"]).toContain(r.status);
+    const next = await sb.run("echo alive; cat /proc/1/cmdline | tr '\\0' ' '");
+    expect(next.status).toBe("ok");
+    expect(next.output).toMatch(/^alive\n.*bash/);
+    expect((await sb.readFile("/etc/hostname")).length).toBeGreaterThan(0);
+  });
+
+  it("a restart ends every process the session started, setsid daemons included", async () => {
+    const sb = await newSandbox({ commandTimeoutSeconds: 2 });
+    await sb.run("setsid sleep 1001 > /dev/null 2>&1 < /dev/null & (setsid sleep 1002 &) ; nohup sleep 1003 > /dev/null 2>&1 &");
+    const before = await sb.run("for p in /proc/[0-9]*; do tr '\\0' ' ' 2>/dev/null < $p/cmdline; echo; done 2>/dev/null | grep -c '^sleep 100[123]' || true");
+    expect(before.output.trim()).toBe("3");
+    expect((await sb.run("sleep 30")).status).toBe("timeout");
+    const after = await sb.run("for p in /proc/[0-9]*; do tr '\\0' ' ' 2>/dev/null < $p/cmdline; echo; done 2>/dev/null | grep -c '^sleep 100[123]' || true");
+    expect(after.output.trim()).toBe("0");
   });
 
   it("a per-command timeout overrides the default", async () => {
