@@ -23,7 +23,7 @@ import { LABELS, SandboxConfigSchema, type SandboxConfig, type SandboxConfigInpu
 import { FrameDemuxer } from "./demux";
 import { dockerClient, isGoneError } from "./docker";
 import { shellQuote } from "../lib/shell";
-import { BashSession, type SessionResult } from "./session";
+import { BashSession, type RawResult, type SessionResult } from "./session";
 
 /** Result of a one-off `exec` outside the session. */
 export interface ExecResult {
@@ -273,13 +273,16 @@ export class Sandbox {
     return cwd.endsWith("/") ? cwd + path : `${cwd}/${path}`;
   }
 
-  private async controlRaw(script: string, input?: Buffer, timeoutSeconds = 60) {
+  private async controlRaw(script: string, input?: Buffer, timeoutSeconds = 60, retried = false): Promise<RawResult> {
     this.assertUsable();
     if (!this.control?.alive) {
       if (this.control) await this.exec(["kill", "-KILL", "--", `-${this.control.pgid}`], { timeoutSeconds: 10 }).catch(() => undefined);
       this.control = await this.openSession();
     }
-    return this.control.raw(script, { input, timeoutSeconds, outputLimitBytes: 1024 ** 3 });
+    const r = await this.control.raw(script, { input, timeoutSeconds, outputLimitBytes: 1024 ** 3 });
+    if (r.status !== "exited" || retried) return r;
+    // The control session was killed from inside (kill -9 -1) before its end was seen: once more.
+    return this.controlRaw(script, input, timeoutSeconds, true);
   }
 
   /**
