@@ -167,6 +167,8 @@ describe("validation", () => {
       "echo '== status'; git status --porcelain",
       "echo '== pycache'; find . -path ./.git -prune -o -name '*.pyc' -print | wc -l",
       "echo '== objects'; git count-objects -v | grep -E '^(count|in-pack|garbage):'",
+      "echo '== mtimes'; { git ls-files -z | xargs -0 stat -c %Y; find . -path ./.git -prune -o -type d -print0 | xargs -0 stat -c %Y; } | sort -u | wc -l",
+      `echo '== diff left'; grep -rlsF -e ${JSON.stringify(task.startPatch.split("\n").find((l) => l.startsWith("+") && !l.startsWith("+++"))!.slice(1).trim())} /tmp /var/tmp /root 2>/dev/null | wc -l`,
       "echo '== end'",
     ].join("\n");
     const r = await s.exec(["bash", "-c", script], { workdir: "/testbed" });
@@ -191,7 +193,19 @@ describe("validation", () => {
     expect(sec.commit).toBe("absent");
     expect(sec.status).toBe("");
     expect(sec.pycache).toBe("0");
+    // No fresh mtime points at the mutated file; no copy of the diff is left anywhere.
+    expect(sec.mtimes).toBe("1");
+    expect(sec["diff left"]).toBe("0");
     expect((await s.readFile("/testbed/shapes/geometry.py")).toString()).toBe(caught.candidate.mutated["shapes/geometry.py"]);
+  });
+
+  it("a start patch that does not apply fails the sandbox start loudly", async () => {
+    const s = await Sandbox.create({ image, network: "none", workdir: "/testbed", lifetimeSeconds: 600, labels: { "forager.run": "test" } });
+    sandboxes.push(s);
+    const broken = { ...task, startPatch: task.startPatch.replace(/^-(.*)$/m, "-$1 # not in the file") };
+    await expect(prepareMutateSandbox(s, broken)).rejects.toThrow(/failed/);
+    const head = await s.exec(["git", "log", "--format=%s", "-1"], { workdir: "/testbed" });
+    expect(head.stdout.toString().trim()).not.toBe(SQUASH_MESSAGE);
   });
 
   it("evaluation from the buggy state: gold resolves, empty and a wrong patch do not", async () => {

@@ -30,46 +30,77 @@ export interface PrepareResult {
   seconds: number;
 }
 
-/** The history-rewrite script (bash, run in the repository). `$1`: the patch file. */
-export function squashScript(patchFile: string | undefined): string {
+/**
+ * git with its configuration and attribute sources pinned: no system or global config, no hooks,
+ * no fsmonitor, no attributes file, no CRLF conversion. The repository's own .git/config is the
+ * image's (made by forager, not by the task or the agent).
+ */
+export const PINNED_GIT =
+  "GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_ATTR_NOSYSTEM=1 GIT_TERMINAL_PROMPT=0 HOME=/nonexistent " +
+  "git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c core.attributesFile=/dev/null -c core.autocrlf=false " +
+  "-c core.safecrlf=false -c gc.auto=0";
+
+/**
+ * The history-rewrite script (bash, run in the repository). The start patch, when any, comes on
+ * stdin (never written to a file). Any failing step fails the script (`set -euo pipefail`, one
+ * command per line): a start patch that does not apply fails the sandbox loudly.
+ *
+ * The bug's location must not show: the patch is applied to the index (`git apply --cached`) and
+ * each changed file is rewritten in place from its blob (same inode), then every tracked file and
+ * every directory of the tree gets the base commit's timestamp, so no fresh mtime points at the
+ * mutated file.
+ */
+export function squashScript(withPatch: boolean): string {
   const id = SQUASH_IDENTITY;
+  const g = PINNED_GIT;
   return [
-    "set -eu",
-    patchFile ? `git apply --whitespace=nowarn ${shellQuote(patchFile)} && rm -f ${shellQuote(patchFile)}` : "true",
-    'branch="$(git symbolic-ref --short -q HEAD || echo main)"',
-    'date="$(git log -1 --format=%cI HEAD 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)"',
-    "git checkout -q --orphan forager-squash-tmp",
-    "git add -A",
+    "set -euo pipefail",
+    `date="$(${g} log -1 --format=%cI HEAD 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)"`,
+    `stamp="$(${g} log -1 --format=%ct HEAD 2>/dev/null || date +%s)"`,
+    ...(withPatch
+      ? [
+          `${g} apply --cached --whitespace=nowarn -`,
+          `${g} diff --cached --name-only --no-renames -z --diff-filter=AM | while IFS= read -r -d '' f; do mkdir -p "$(dirname "$f")"; ${g} cat-file blob ":$f" > "$f"; done`,
+          `${g} diff --cached --name-only --no-renames -z --diff-filter=D | while IFS= read -r -d '' f; do rm -f -- "$f"; done`,
+        ]
+      : []),
+    `branch="$(${g} symbolic-ref --short -q HEAD || echo main)"`,
+    `${g} checkout -q --orphan forager-squash-tmp`,
+    `${g} add -A`,
     `GIT_AUTHOR_NAME=${shellQuote(id.name)} GIT_AUTHOR_EMAIL=${shellQuote(id.email)} ` +
       `GIT_COMMITTER_NAME=${shellQuote(id.name)} GIT_COMMITTER_EMAIL=${shellQuote(id.email)} ` +
-      `GIT_AUTHOR_DATE="$date" GIT_COMMITTER_DATE="$date" git commit -q --no-verify --no-gpg-sign -m ${shellQuote(SQUASH_MESSAGE)}`,
-    "git for-each-ref --format='%(refname)' | while read -r ref; do [ \"$ref\" = refs/heads/forager-squash-tmp ] || git update-ref -d \"$ref\"; done",
-    'git branch -q -M forager-squash-tmp "$branch"',
+      `GIT_AUTHOR_DATE="$date" GIT_COMMITTER_DATE="$date" ${g} commit -q --no-verify --no-gpg-sign -m ${shellQuote(SQUASH_MESSAGE)}`,
+    `${g} for-each-ref --format='%(refname)' | while read -r ref; do [ "$ref" = refs/heads/forager-squash-tmp ] || ${g} update-ref -d "$ref"; done`,
+    `${g} branch -q -M forager-squash-tmp "$branch"`,
     "rm -f .git/ORIG_HEAD .git/FETCH_HEAD .git/MERGE_HEAD .git/CHERRY_PICK_HEAD .git/packed-refs.lock",
-    "git reflog expire --expire=now --all",
+    `${g} reflog expire --expire=now --all`,
     "rm -rf .git/logs",
-    "git gc -q --prune=now",
+    `${g} gc -q --prune=now`,
     "rm -rf .git/refs/original",
     "find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} + 2>/dev/null || true",
-    "git update-index -q --refresh || true",
-    'echo "$(git rev-parse HEAD) $branch"',
+    // One timestamp for the whole tree: files, then directories (deepest first).
+    `${g} ls-files -z | xargs -0 -r touch -h -c -d "@$stamp" -- || true`,
+    `find . -path ./.git -prune -o -type d -print0 | sort -rz | xargs -0 -r touch -h -c -d "@$stamp" -- || true`,
+    `${g} update-index -q --refresh || true`,
+    `echo "$(${g} rev-parse HEAD) $branch"`,
   ].join("\n");
 }
 
 /**
  * Put `sandbox` (started from the task's instance image) into the task's starting state: the
- * bug applied, history squashed to one orphan commit, originals unreachable.
+ * bug applied, history squashed to one orphan commit, originals unreachable, one timestamp for
+ * every file, no copy of the diff anywhere.
  * @throws Error when the patch does not apply or git fails (message has the output).
  */
 export async function prepareMutateSandbox(sandbox: Sandbox, task: Pick<Task, "startPatch" | "image" | "id">): Promise<PrepareResult> {
   const started = performance.now();
   const workdir = task.image.workdir ?? "/testbed";
-  let patchFile: string | undefined;
-  if (task.startPatch.trim() !== "") {
-    patchFile = `/tmp/forager-start-${process.pid}-${Date.now()}.diff`;
-    await sandbox.writeFile(patchFile, task.startPatch);
-  }
-  const r = await sandbox.exec(["bash", "-c", squashScript(patchFile)], { workdir, timeoutSeconds: 600 });
+  const withPatch = task.startPatch.trim() !== "";
+  const r = await sandbox.exec(["bash", "-c", squashScript(withPatch)], {
+    workdir,
+    timeoutSeconds: 600,
+    ...(withPatch ? { stdin: task.startPatch } : { stdin: "" }),
+  });
   const out = r.stdout.toString("utf8").trim();
   if (r.exitCode !== 0) {
     throw new Error(`preparing ${task.id} failed (exit ${r.exitCode}): ${(out + "\n" + r.stderr.toString("utf8")).slice(-1500)}`);
