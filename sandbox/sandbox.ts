@@ -297,6 +297,15 @@ export class Sandbox {
     return { exists: c !== "n", isFile: c === "f", isDir: c === "d", abs };
   }
 
+  /** Size of a regular file in bytes (relative paths resolve against the agent's cwd); undefined when it is not one. */
+  async fileSize(path: string): Promise<number | undefined> {
+    const abs = await this.resolvePath(path);
+    const p = shellQuote(abs);
+    const r = await this.controlRaw(`[ -f ${p} ] && stat -L -c %s ${p}`);
+    const n = Number(r.stdout.toString("latin1").trim());
+    return r.status === "ok" && r.exitCode === 0 && Number.isFinite(n) ? n : undefined;
+  }
+
   /**
    * Read a file's bytes (relative paths resolve against the agent's cwd).
    * @throws FileNotFoundError when it does not exist or is not a readable regular file.

@@ -125,6 +125,16 @@ describe("submit tool", () => {
     expect((await submitTool.run(sb, "empty.patch")).output).toBe("Failed to submit empty.patch. It is an empty file.");
     expect((await submitTool.run(sb, "notdiff.patch")).output).toBe("Failed to submit notdiff.patch. It is not a valid diff file.");
   });
+
+  it("refuses a patch file over the size cap with a tool error, without reading it", async () => {
+    await sb.run("cd /repo && { echo 'diff --git a/x b/x'; head -c 600000000 /dev/zero | tr '\\0' 'a'; } > huge.patch");
+    const before = process.memoryUsage().rss;
+    const r = await submitTool.run(sb, "huge.patch");
+    expect(r.success).toBe(false);
+    expect(r.output).toMatch(/^Failed to submit huge\.patch\. It is 6000000\d\d bytes; a submission may be at most 4194304 bytes\.$/);
+    expect(process.memoryUsage().rss - before).toBeLessThan(100 * 1024 * 1024);
+    await sb.run("rm -f /repo/huge.patch");
+  });
 });
 
 describe("tools without python", () => {

@@ -20,6 +20,13 @@ export function submissionFeedback(patchShown: string): string {
 
 const utf8 = new TextDecoder("utf-8", { fatal: false });
 
+/**
+ * Largest patch file `submit` accepts, bytes (4 MiB; SWE-bench Verified's largest gold patch is a
+ * few tens of KiB). A larger one is refused with a tool error, as any bad argument, so it never
+ * reaches host memory or the evaluator (which refuses over 16 MiB anyway).
+ */
+export const MAX_SUBMISSION_BYTES = 4 * 1024 * 1024;
+
 export const submitTool: Tool<z.ZodObject<{ path: z.ZodString }>> = {
   name: "submit",
   spec:
@@ -30,6 +37,13 @@ export const submitTool: Tool<z.ZodObject<{ path: z.ZodString }>> = {
   toText: (a) => a.path,
   async run(sandbox, argument) {
     const path = argument.trim();
+    const size = await sandbox.fileSize(path);
+    if (size !== undefined && size > MAX_SUBMISSION_BYTES) {
+      return {
+        output: `Failed to submit ${path}. It is ${size} bytes; a submission may be at most ${MAX_SUBMISSION_BYTES} bytes.`,
+        success: false,
+      };
+    }
     let text: string;
     try {
       text = utf8.decode(await sandbox.readFile(path));

@@ -178,10 +178,26 @@ def git_state_digest():
 
 PLUGIN_PROBE = r"""
 import json, sys
-out = {"version": None, "plugins": None}
+out = {"version": None, "plugins": None, "configNames": None}
 try:
     import pytest
     out["version"] = pytest.__version__
+except Exception:
+    pass
+try:
+    src = ""
+    for name in ("_pytest.config.findpaths", "_pytest.config"):
+        try:
+            mod = __import__(name, fromlist=["x"])
+            f = mod.__file__
+            if f.endswith(".pyc"):
+                f = f[:-1]
+            src = open(f, encoding="utf-8").read()
+            break
+        except Exception:
+            continue
+    if src:
+        out["configNames"] = [n for n in ["pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg"] if n in src]
 except Exception:
     pass
 mods = set()
@@ -226,15 +242,24 @@ def version_tuple(v):
     return tuple(parts + [0] * (2 - len(parts)))
 
 
-def base_pytest_config(version):
-    """Copy the configuration pytest would read at the base state to <dir>/cfg/ (outside the tree)."""
-    v = version_tuple(version)
-    candidates = [("pytest.ini", None)]
-    if v >= (7, 0):
-        candidates.append((".pytest.ini", None))
-    if v >= (6, 0):
-        candidates.append(("pyproject.toml", r"^\s*\[tool\.pytest\.ini_options\]"))
-    candidates += [("tox.ini", r"^\s*\[pytest\]"), ("setup.cfg", r"^\s*\[tool:pytest\]")]
+CONFIG_SECTIONS = {
+    "pytest.ini": None,
+    ".pytest.ini": None,
+    "pyproject.toml": r"^\s*\[tool\.pytest\.ini_options\]",
+    "tox.ini": r"^\s*\[pytest\]",
+    "setup.cfg": r"^\s*\[tool:pytest\]",
+}
+
+
+def base_pytest_config(version, names=None):
+    """Copy the configuration pytest would read at the base state to <dir>/cfg/ (outside the tree).
+
+    The file names this pytest knows come from its own source (`names`, found by the probe), in
+    pytest's precedence order; without them, from its version."""
+    if not names:
+        v = version_tuple(version)
+        names = ["pytest.ini"] + ([".pytest.ini"] if v >= (7, 0) else []) + (["pyproject.toml"] if v >= (6, 0) else []) + ["tox.ini", "setup.cfg"]
+    candidates = [(n, CONFIG_SECTIONS[n]) for n in CONFIG_SECTIONS if n in names]
     cdir = os.path.join(d, "cfg")
     os.makedirs(cdir, mode=0o755, exist_ok=True)
     for name, pattern in candidates:
@@ -398,7 +423,7 @@ if mode == "prepare":
         probe = probe_pytest(cfg.get("preamble", []))
         out["pytestVersion"] = probe.get("version")
         out["plugins"] = probe.get("plugins")
-        name, text = base_pytest_config(probe.get("version"))
+        name, text = base_pytest_config(probe.get("version"), probe.get("configNames"))
         out["configFile"] = name
         out["configText"] = text[:20000]
     # Symlinks already in the tree that a patch path would go through (the patch could write outside).

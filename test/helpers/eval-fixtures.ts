@@ -181,6 +181,31 @@ if _py is not None:
       "evalpkg/plug.py": PLUGIN_PASS_ALL,
     }),
     shadowPluggy: diffOf(dir, { "pluggy.py": "raise SystemExit(0)\n" }),
+    // -- nothing the submission does becomes an environment error
+    floodAtExit: diffOf(dir, {
+      "evalpkg/calc.py": withCalc(`def add(a, b):
+    return a + b
+
+
+import atexit as _atexit, os as _os
+
+
+def _flood():
+    block = b"x" * (1024 * 1024)
+    for _ in range(300):
+        _os.write(1, block)
+
+
+_atexit.register(_flood)
+`),
+    }),
+    killEverything: diffOf(dir, {
+      "evalpkg/calc.py": withCalc(`def add(a, b):
+    import os
+    os.system("kill -TERM 1; kill -9 -1")
+    return a + b
+`),
+    }),
   };
 }
 
