@@ -241,6 +241,8 @@ export interface TestRunPins {
   plugins?: string[];
   /** pytest: the JUnit report path. */
   junitPath?: string;
+  /** RLIMIT_FSIZE of the test processes, bytes (the sandbox's disk bound). */
+  fileSizeLimitBytes?: number;
 }
 
 /**
@@ -254,6 +256,7 @@ export interface TestRunPins {
 export function testScript(spec: ImageSpec, directives: readonly string[], pins: TestRunPins = {}): string {
   const args: string[] = [];
   const env = ["unset PYTEST_ADDOPTS PYTEST_PLUGINS PYTHONSTARTUP", "export PYTHONNOUSERSITE=1"];
+  if (pins.fileSizeLimitBytes) env.push(`ulimit -f ${Math.max(1, Math.floor(pins.fileSizeLimitBytes / 1024))} 2>/dev/null`);
   if (pins.configFile) {
     args.push("-c", shellQuote(pins.configFile), `--rootdir=${shellQuote(spec.workdir)}`, `--confcutdir=${shellQuote(spec.workdir)}`);
   }
@@ -498,6 +501,7 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       ...(pytest ? { configFile: `${dir}/cfg/${prep.configFile ?? "pytest.ini"}` } : {}),
       ...(pytest && prep.plugins ? { plugins: pluginArgs(prep.plugins, prep.pytestVersion) } : {}),
       ...(junitPath ? { junitPath } : {}),
+      fileSizeLimitBytes: sandbox.config.diskLimitBytes,
     };
     const script = testScript(spec, runDirectives, pins);
     const run = await sandbox.exec(["bash", "-c", script], {

@@ -33,6 +33,15 @@ export const SandboxConfigSchema = z.object({
   commandTimeoutSeconds: z.number().positive().default(120),
   /** Bytes of output one session command may produce before the session is killed (CWM: 480 KiB). */
   outputLimitBytes: z.number().int().positive().default(480 * 1024),
+  /**
+   * Bound of the container's writable layer, bytes (default 8 GiB; 0: none). The engine's storage
+   * quota needs overlay2 on xfs with pquota, which forager does not assume: a watchdog reads the
+   * writable size (the engine's SizeRw) while a session command runs and kills the session over
+   * the bound, and the agent session's processes get RLIMIT_FSIZE at the same bound.
+   */
+  diskLimitBytes: z.number().int().nonnegative().default(8 * 1024 ** 3),
+  /** Seconds between two reads of the writable size while a command runs. */
+  diskCheckSeconds: z.number().positive().default(2),
   /** Extra labels on the container (run id, episode id, …). */
   labels: z.record(z.string(), z.string()).default({}),
   /** Container name prefix. */

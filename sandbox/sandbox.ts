@@ -181,7 +181,7 @@ export class Sandbox {
     const sandbox = new Sandbox(container, container.id, name, config, workdir, log.child({ sandbox: name }));
     live.add(sandbox);
     try {
-      [sandbox.agent, sandbox.control] = await Promise.all([sandbox.openSession(), sandbox.openSession()]);
+      [sandbox.agent, sandbox.control] = await Promise.all([sandbox.openSession(true), sandbox.openSession()]);
     } catch (err) {
       await sandbox.destroy();
       throw new EnvironmentError(`sandbox ${name}: bash session failed to start: ${(err as Error).message}`, { cause: err });
@@ -190,8 +190,43 @@ export class Sandbox {
     return sandbox;
   }
 
-  private openSession(): Promise<BashSession> {
+  /**
+   * While a command runs: every `diskCheckSeconds`, the writable layer's size; over
+   * `diskLimitBytes` the command ends with status "disk_limit" (the session is then restarted).
+   */
+  private diskWatchdog(session: BashSession): { stop(): void } {
+    const limit = this.config.diskLimitBytes;
+    if (!limit) return { stop: () => undefined };
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      void this.writableBytes()
+        .then((n) => {
+          if (n !== undefined && n > limit) {
+            this.log.warn({ bytes: n, limit }, "disk limit exceeded");
+            session.abort("disk_limit");
+          }
+        })
+        .finally(() => (busy = false));
+    }, this.config.diskCheckSeconds * 1000);
+    timer.unref();
+    return { stop: () => clearInterval(timer) };
+  }
+
+  /** Bytes in the container's writable layer (the engine's SizeRw), or undefined. */
+  async writableBytes(): Promise<number | undefined> {
+    try {
+      const info = (await (this.container.inspect as (o: { size: boolean }) => Promise<unknown>).call(this.container, { size: true })) as { SizeRw?: number };
+      return typeof info.SizeRw === "number" ? info.SizeRw : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private openSession(agent = false): Promise<BashSession> {
     return BashSession.start(this.container, {
+      ...(agent && this.config.diskLimitBytes ? { fileSizeLimitBytes: this.config.diskLimitBytes } : {}),
       workdir: this.workdir,
       env: this.config.env,
       user: this.config.user,
@@ -208,8 +243,14 @@ export class Sandbox {
    */
   async run(command: string, opts: { timeoutSeconds?: number; outputLimitBytes?: number } = {}): Promise<SessionResult> {
     this.assertUsable();
-    const session = this.agent ?? (this.agent = await this.openSession());
-    const result = await session.run(command, opts);
+    const session = this.agent ?? (this.agent = await this.openSession(true));
+    const watchdog = this.diskWatchdog(session);
+    let result: SessionResult;
+    try {
+      result = await session.run(command, opts);
+    } finally {
+      watchdog.stop();
+    }
     if (result.status !== "ok") {
       this.log.debug({ status: result.status }, "session restart");
       await this.restartAgent();
@@ -232,7 +273,7 @@ export class Sandbox {
     }
     this.restarts++;
     try {
-      this.agent = await this.openSession();
+      this.agent = await this.openSession(true);
     } catch (err) {
       throw new EnvironmentError(`sandbox ${this.name}: cannot restart the session: ${(err as Error).message}`, { cause: err });
     }

@@ -25,7 +25,7 @@ import { decodeOutput } from "./decode";
 import { FrameDemuxer } from "./demux";
 
 /** Why a command ended. `ok`: the sentinel arrived. The other three kill the session. */
-export type SessionStatus = "ok" | "timeout" | "output_limit" | "exited";
+export type SessionStatus = "ok" | "timeout" | "output_limit" | "exited" | "disk_limit";
 
 /** Result of one session command. */
 export interface SessionResult {
@@ -55,6 +55,8 @@ export interface SessionOptions {
   timeoutSeconds: number;
   /** Default output cap, bytes. */
   outputLimitBytes: number;
+  /** RLIMIT_FSIZE of the session's processes, bytes (`ulimit -f`); none when unset. */
+  fileSizeLimitBytes?: number;
 }
 
 interface Pending {
@@ -121,6 +123,7 @@ export class BashSession {
       `exec 2>&1\n` +
       `__frg_run() { IFS= read -r -d '' __frg_c; { eval "\${__frg_c%$'\\n'}"; } </dev/null 2>&1; }\n` +
       `__frg_s() { printf '%s_RC_%s__\\n' "$1" "$?"; }\n` +
+      (options.fileSizeLimitBytes ? `ulimit -f ${Math.max(1, Math.floor(options.fileSizeLimitBytes / 1024))} 2>/dev/null\n` : "") +
       `printf '%s %s' "$PPID" "$$"`;
     const r = await session.raw(init, { timeoutSeconds: 30 });
     const m = /^(\d+) (\d+)$/.exec(r.stdout.toString("utf8"));
@@ -175,6 +178,12 @@ export class BashSession {
       const r = await this.exchange(payload, opts.timeoutSeconds, opts.outputLimitBytes);
       return { stdout: r.body, exitCode: r.exitCode, status: r.status };
     });
+  }
+
+  /** End the running command with `status` (a watchdog's verdict); the session is dead afterwards. */
+  abort(status: Exclude<SessionStatus, "ok">): void {
+    this.dead = true;
+    this.finish(status);
   }
 
   /** Close the stream (does not kill processes: the Sandbox does that by process group). */

@@ -94,6 +94,22 @@ describe("session", () => {
     expect(after.output.trim()).toBe("0");
   });
 
+  it("a filler over the disk bound is stopped, the session restarted and the model told", async () => {
+    const sb = await newSandbox({ diskLimitBytes: 200 * 1024 * 1024, diskCheckSeconds: 0.5 });
+    // One file: RLIMIT_FSIZE stops it at the bound.
+    const one = await sb.run("head -c 400000000 /dev/zero > /tmp/big; echo rc=$?; ls -l /tmp/big | awk '{print $5}'");
+    expect(one.status).toBe("ok");
+    expect(one.output).toMatch(/File size limit exceeded|rc=1|rc=153/);
+    expect(Number(one.output.trim().split("\n").pop())).toBeLessThanOrEqual(200 * 1024 * 1024);
+    await sb.run("rm -f /tmp/big");
+    // Many files: the watchdog kills the session.
+    const many = await sb.run("i=0; while true; do head -c 20000000 /dev/zero > /tmp/f$i; i=$((i+1)); sleep 0.05; done", { timeoutSeconds: 60 });
+    expect(many.status).toBe("disk_limit");
+    const total = Number((await sb.run("du -sb /tmp | cut -f1")).output.trim());
+    expect(total).toBeLessThan(600 * 1024 * 1024);
+    expect((await sb.run("rm -f /tmp/f*; echo cleaned")).output).toBe("cleaned");
+  });
+
   it("a per-command timeout overrides the default", async () => {
     const sb = await newSandbox();
     expect((await sb.run("sleep 5", { timeoutSeconds: 1 })).status).toBe("timeout");

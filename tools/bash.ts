@@ -18,6 +18,8 @@ export function sessionFailureMessage(status: Exclude<SessionStatus, "ok">): str
       return "The current session has terminated because your previous command produced too much output." + FRESH;
     case "exited":
       return "The current session has terminated unexpectedly." + FRESH;
+    case "disk_limit":
+      return "The current session has terminated because the sandbox's disk limit was exceeded; remove large files you created." + FRESH;
   }
 }
 
