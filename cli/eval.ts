@@ -32,6 +32,7 @@ export function formatEvalSummary(run: EvalRunResult): string {
     ["unresolved", by((r) => r.outcome === "fail" && r.patchExists)],
     ["apply failed", by((r) => r.outcome === "patch_apply_failed")],
     ["timeout", by((r) => r.outcome === "timeout")],
+    ["forged", by((r) => r.outcome === "forged")],
     ["error", by((r) => r.outcome === "env_error")],
     ["empty patch", by((r) => !r.patchExists)],
   ];
