@@ -550,6 +550,7 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       ...(pytest ? { junitXml: collected.junit } : {}),
       knownFiles: [...testFiles, ...directives, ...(canaries?.extraFile ? [canaries.extraFile] : [])],
       repo: task.repo,
+      exactIds: task.testIds === "exact",
     });
     // Canaries: evidence of a forged run, then out of the statuses.
     let evidence: string[] = [];

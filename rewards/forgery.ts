@@ -278,6 +278,11 @@ export interface CrossCheckInput {
   junitXml?: string | null;
   /** Repository-relative test files (the test patch's), for JUnit classname splitting. */
   knownFiles?: readonly string[];
+  /**
+   * Grade with exact pytest node ids (tasks forager generates: Task `testIds: "exact"`): JUnit ids
+   * keep their parameters whole; the summary's cut ids are mapped onto them.
+   */
+  exactIds?: boolean;
   repo?: string;
 }
 
@@ -338,9 +343,25 @@ export function crossCheckTestLog(input: CrossCheckInput): CrossCheckResult {
     };
   }
   sources.junit = true;
-  const junit = parsePytestJunitXml(input.junitXml, { knownFiles: input.knownFiles, repo: input.repo });
+  const junit = parsePytestJunitXml(input.junitXml, { knownFiles: input.knownFiles, repo: input.repo, truncateAtWhitespace: !input.exactIds });
   const summaryText = pytestSummarySection(input.output);
   const summary = summaryText === undefined ? new Map<string, TestStatus>() : parseWorstWins("pytest", summaryText, opts, conflicts);
+  if (input.exactIds) {
+    // The summary's ids are cut at the first whitespace: map each to the one exact JUnit id it
+    // stands for; a cut id standing for several (parameters differing after a space) is left to
+    // the JUnit report alone.
+    const byCut = new Map<string, string[]>();
+    for (const id of junit.keys()) {
+      const cut = id.split(/\s/)[0] as string;
+      if (cut !== id) byCut.set(cut, [...(byCut.get(cut) ?? []), id]);
+    }
+    for (const [cut, exact] of byCut) {
+      const s = summary.get(cut);
+      if (s === undefined || junit.has(cut)) continue;
+      summary.delete(cut);
+      if (exact.length === 1) summary.set(exact[0] as string, s);
+    }
+  }
   sources.summary = summaryText !== undefined;
   const xpass = new Set<string>();
   for (const m of (summaryText ?? "").matchAll(/^XPASS (\S+)/gm)) xpass.add(m[1] as string);

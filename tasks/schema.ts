@@ -25,6 +25,12 @@ export const TaskSchema = z.object({
   problemStatement: z.string(),
   /** Hidden tests (a git diff), applied only at evaluation. May be empty (mutate-fix). */
   testPatch: z.string().default(""),
+  /**
+   * How test ids are written: "harness" (the SWE-bench harness's reading of pytest's `-rA`
+   * summary, cut at the first whitespace, as the datasets' lists are) or "exact" (pytest's whole
+   * node ids, from its JUnit report: tasks forager generates). Graded in the same form.
+   */
+  testIds: z.enum(["harness", "exact"]).default("harness"),
   /** Tests that must go from failing to passing. */
   failToPass: z.array(z.string()),
   /** Tests that must keep passing. */

@@ -209,7 +209,8 @@ describe("issue text", () => {
 
 describe("validation helpers", () => {
   it("coverage contexts, source paths, coverage packages", () => {
-    expect(contextTest("tests/test_x.py::test_a[1 2]|run")).toBe("tests/test_x.py::test_a[1");
+    // Exact node ids: the parameters are kept whole.
+    expect(contextTest("tests/test_x.py::test_a[1 2]|run")).toBe("tests/test_x.py::test_a[1 2]");
     expect(contextTest("")).toBeUndefined();
     for (const p of ["tests/test_a.py", "testing/x.py", "src/pkg/conftest.py", "docs/conf.py", "setup.py", "pkg/a_test.py"]) {
       expect(NON_SOURCE_PATH.test(p)).toBe(true);

@@ -361,17 +361,42 @@ def write_canaries(files, want_fail, rng):
             plan["skipped"].append("%s: %s" % (rel, type(e).__name__))
             continue
         tests = module_tests(tree)
-        if not tests:
-            plan["skipped"].append(rel + ": no module-level test functions")
-            continue
-        prefix = "test_" if all(t.name.startswith("test_") for t in tests) else "test"
         taken = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
         taken |= {t.id for t in ast.walk(tree) if isinstance(t, ast.Name)}
         words = words_of(tree)
         names = bound_names(tree)
-        add = ""
         kinds = ["pass"] + (["fail"] if want_fail else [])
         rng.shuffle(kinds)
+        if not tests:
+            # Class-style tests (class Test…: / unittest.TestCase): canary methods in the last such class.
+            cls = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name.startswith("Test")
+                   and any(isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) and m.name.startswith("test") for m in n.body)
+                   and not n.decorator_list]
+            end = getattr(cls[-1], "end_lineno", None) if cls else None
+            if not cls or end is None:
+                plan["skipped"].append(rel + ": no module-level test functions or Test classes")
+                continue
+            c = cls[-1]
+            methods = [m for m in c.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) and m.name.startswith("test")]
+            prefix = "test_" if all(m.name.startswith("test_") for m in methods) else "test"
+            indent = " " * methods[0].col_offset
+            lines = src.splitlines(True)
+            add = ""
+            for kind in kinds:
+                name = fresh_name(rng, words, taken, prefix)
+                body = canary_bodies(rng, names, words, kind)
+                add += "\n%sdef %s(self):\n%s    %s\n" % (indent, name, indent, body)
+                plan["mustFail" if kind == "fail" else "mustPass"].append(rel + "::" + c.name + "::" + name)
+            if end > len(lines):
+                end = len(lines)
+            if lines and not lines[end - 1].endswith("\n"):
+                lines[end - 1] += "\n"
+            lines.insert(end, add)
+            with open(full, "w", encoding="utf-8") as f:
+                f.write("".join(lines))
+            continue
+        prefix = "test_" if all(t.name.startswith("test_") for t in tests) else "test"
+        add = ""
         for kind in kinds:
             name = fresh_name(rng, words, taken, prefix)
             add += canary_source(name, canary_bodies(rng, names, words, kind))

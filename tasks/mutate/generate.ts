@@ -408,6 +408,7 @@ export async function toTask(
   return TaskSchema.parse({
     id: mutateTaskId(ctx.spec.repo, ctx.commit, c.id),
     kind: "mutate-fix",
+    testIds: "exact",
     repo: ctx.spec.repo,
     commit: ctx.commit,
     image: ctx.spec,

@@ -24,7 +24,7 @@ import path from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { writeFileAtomic } from "../../lib/fs";
 import { ImageSpecSchema, type ImageSpec, type ImageSpecInput } from "../../images/spec";
-import { parseTestLog, type StatusMap } from "../../rewards/log-parsers";
+import { parsePytestJunitXml, parseTestLog, type StatusMap } from "../../rewards/log-parsers";
 import { Sandbox } from "../../sandbox/sandbox";
 import { rng, shuffle, type Candidate, type SourceFile } from "./candidates";
 import { selectionArgs, testRunScript } from "./start";
@@ -149,7 +149,8 @@ const REFERENCE_ENV =
 const REFERENCE_ARGS = "--cov=. --cov-config=/tmp/forager-coveragerc --cov-context=test --cov-report= --durations=0 --durations-min=0";
 
 /** Version of the cached reference record; a change makes old records misses. */
-const REFERENCE_CACHE_VERSION = 3;
+/** v4: test ids are exact pytest node ids (from JUnit), no longer cut at the first whitespace. */
+const REFERENCE_CACHE_VERSION = 4;
 
 /** Directory of cached reference runs: `$FORAGER_CACHE_DIR` or `~/.cache/forager`, then `mutate-reference/`. */
 export function referenceCacheDir(): string {
@@ -227,7 +228,11 @@ export interface Validation {
 
 /** A reference-style "passed" status (PASSED or XFAIL). */
 export const passing = (s: string | undefined): boolean => s === "PASSED" || s === "XFAIL";
-const normalizeId = (id: string) => id.split(/\s/)[0] ?? id;
+/** Test ids are kept whole (pytest's node ids, parameters included: tasks use exact ids). */
+const normalizeId = (id: string) => id.trim();
+
+/** Where a run's JUnit report goes inside the sandbox (the exact node ids come from it). */
+const JUNIT_PATH = "/tmp/forager-mutate-junit.xml";
 
 /** Coverage contexts from pytest-cov: `tests/test_x.py::test_y|run` → the node id. */
 export function contextTest(ctx: string): string | undefined {
@@ -301,13 +306,24 @@ export class MutateRunner {
       listFile = "/tmp/forager-mutate-tests.txt";
       await this.sandbox.writeFile(listFile, tests.join("\n") + "\n");
     }
-    const script = (opts.env ?? "") + "\n" + testRunScript(this.spec, { listFile, extraArgs: `-p no:cacheprovider --tb=short ${opts.extraArgs ?? ""}`, timeoutSeconds });
+    const junit = this.spec.logParser === "pytest" ? ` --junitxml=${JUNIT_PATH} -o junit_family=xunit1` : "";
+    const script =
+      (opts.env ?? "") +
+      `\nrm -f ${JUNIT_PATH}\n` +
+      testRunScript(this.spec, { listFile, extraArgs: `-p no:cacheprovider --tb=short${junit} ${opts.extraArgs ?? ""}`, timeoutSeconds });
     const r = await this.sh(script, timeoutSeconds + 120);
     const m = /forager-exit-code=(\d+)\s*$/.exec(r.out);
     const exitCode = m ? Number(m[1]) : null;
     const timedOut = r.timedOut || exitCode === 124 || exitCode === 137;
     const statuses: StatusMap = new Map();
-    for (const [id, s] of parseTestLog(this.spec.logParser, r.out, { repo: this.spec.repo })) statuses.set(normalizeId(id), s);
+    let xml: string | undefined;
+    if (junit) xml = await this.sandbox.readFile(JUNIT_PATH).then((b) => b.toString("utf8")).catch(() => undefined);
+    if (xml && /<testsuite\b/.test(xml)) {
+      // Exact node ids (parameters whole), as the tasks list them.
+      for (const [id, s] of parsePytestJunitXml(xml, { truncateAtWhitespace: false, repo: this.spec.repo })) statuses.set(normalizeId(id), s);
+    } else {
+      for (const [id, s] of parseTestLog(this.spec.logParser, r.out, { repo: this.spec.repo })) statuses.set(normalizeId(id), s);
+    }
     return { statuses, log: r.out, timedOut, exitCode, seconds: (performance.now() - started) / 1000 };
   }
 
