@@ -1,0 +1,23 @@
+import { defineConfig } from "vitest/config";
+
+/**
+ * Unit tests: no Docker engine, no network beyond loopback, seconds (`npm run test:unit`).
+ * Parsers, grading, similarity, the action parser, the tokenizer, SWE-bench rows, anti-forgery
+ * helpers, the inference client against a scripted loopback server.
+ */
+export default defineConfig({
+  test: {
+    include: [
+      "test/forgery.test.ts",
+      "test/grading.test.ts",
+      "test/inference-client.test.ts",
+      "test/log-parsers.test.ts",
+      "test/parse.test.ts",
+      "test/similarity.test.ts",
+      "test/swebench-tasks.test.ts",
+      "test/tokenizer.test.ts",
+    ],
+    testTimeout: 60_000,
+    reporters: ["default"],
+  },
+});
