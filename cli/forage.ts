@@ -16,11 +16,13 @@ import { readRunFiles, runStatus, writeManifest, type RunStatus } from "../orche
 import type { RunSpec, StorageMode } from "../orchestrator/spec";
 import { containerSlots, redisConnection, startWorker, type ForagerWorker } from "../orchestrator/worker";
 import { destroyAllSandboxes } from "../sandbox/sandbox";
+import { parseInstanceIds } from "../tasks/files";
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 interface ForageCliOptions {
   tasks: string[];
+  instances?: string;
   samples: number;
   out: string;
   modelUrl?: string[];
@@ -103,7 +105,8 @@ export function registerForageCommands(program: Command): void {
   program
     .command("forage")
     .description("turn tasks into trajectories: K samples per task, with rewards (embedded Redis and workers unless --redis)")
-    .requiredOption("--tasks <files...>", "task files (Task JSONL or SWE-bench JSON/JSONL): --tasks A B or --tasks A --tasks B")
+    .requiredOption("--tasks <files...>", "task files (Task JSONL, or a SWE-bench dataset: JSON/JSONL/parquet file or dataset directory): --tasks A B or --tasks A --tasks B")
+    .option("--instances <ids>", "only these task / instance ids: comma-separated, or @FILE (one id a line)")
     .option("--repos <dir>", "SWE-bench tasks: directory of local clones (owner+name/repo, owner__name, …; sets FORAGER_REPOS)")
     .requiredOption("--samples <k>", "samples per task (K)", int)
     .requiredOption("--out <dir>", "run directory (shards, manifest, summary)")
@@ -141,6 +144,7 @@ export function registerForageCommands(program: Command): void {
       const images = Object.fromEntries((o.image ?? []).map((s) => [s.slice(0, s.lastIndexOf("=")), s.slice(s.lastIndexOf("=") + 1)]));
       const res = await forage({
         taskFiles: o.tasks,
+        ...(o.instances ? { instances: parseInstanceIds(o.instances) } : {}),
         samples: o.samples,
         out: o.out,
         runId: o.runId,

@@ -18,7 +18,8 @@ import { closeQueues, openQueues, readRunFiles, runStatus, submitRun, waitForRun
 import { RunCollector } from "./redis-storage";
 import { RunSpecSchema, runPaths, type RunSpec, type RunSpecInput } from "./spec";
 import { writeFileAtomic } from "./storage";
-import { loadTaskFiles, type TaskLoadError } from "../tasks/files";
+import { RecordError } from "../lib/errors";
+import { loadTaskFiles, selectTasks, type TaskLoadError } from "../tasks/files";
 import { redisConnection, startWorker, type ForagerWorker, type WorkerOptions } from "./worker";
 
 /** The end of a run, for people and scripts (`<runDir>/summary.json`). */
@@ -48,6 +49,8 @@ export interface RunSummary {
 
 export interface ForageOptions {
   taskFiles: string[];
+  /** Only these task (instance) ids; an id not among the loaded tasks throws a RecordError. */
+  instances?: string[];
   samples: number;
   /** Run directory (created). */
   out: string;
@@ -100,9 +103,14 @@ export function newRunId(): string {
 export async function forage(opts: ForageOptions): Promise<ForageResult> {
   const runDir = path.resolve(opts.out);
   const loaded = await loadTaskFiles(opts.taskFiles);
+  if (loaded.errors.length) opts.onTaskErrors?.(loaded.errors);
+  const tasks = opts.instances?.length ? selectTasks(loaded, opts.instances) : loaded.tasks;
+  if (tasks.length === 0) {
+    const why = loaded.errors.length ? `every record was rejected (${loaded.errors.length} error(s))` : "no task in them (empty)";
+    throw new RecordError(`no task to run from ${opts.taskFiles.join(", ")}: ${why}`);
+  }
   fs.mkdirSync(runDir, { recursive: true });
   if (loaded.errors.length) {
-    opts.onTaskErrors?.(loaded.errors);
     await writeFileAtomic(runPaths(runDir).taskErrors, loaded.errors.map((e) => JSON.stringify(e)).join("\n") + "\n");
   }
   if (fs.existsSync(runPaths(runDir).spec)) throw new Error(`${runDir} already holds a run: use \`forager resume ${runDir}\``);
@@ -125,12 +133,12 @@ export async function forage(opts: ForageOptions): Promise<ForageResult> {
     shardRecords: opts.shardRecords,
     storage: opts.storage,
   } satisfies RunSpecInput);
-  await writeRunFiles(spec, loaded.tasks);
+  await writeRunFiles(spec, tasks);
   if (opts.redisUrl) {
     const raw = JSON.parse(fs.readFileSync(runPaths(runDir).spec, "utf8")) as Record<string, unknown>;
     await writeFileAtomic(runPaths(runDir).spec, JSON.stringify({ ...raw, redisUrl: opts.redisUrl }, null, 2) + "\n");
   }
-  const r = await drive(spec, loaded.tasks, opts);
+  const r = await drive(spec, tasks, opts);
   return { ...r, taskErrors: loaded.errors };
 }
 

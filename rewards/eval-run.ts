@@ -16,6 +16,7 @@ import path from "node:path";
 import type { BuildOptions } from "../images/build";
 import type { RepoSource } from "../images/spec";
 import { knownIssue, loadSweBenchSpecs, networkRequirement, specForSweBench, type SweBenchSpecTable } from "../images/swebench-specs";
+import { RecordError } from "../lib/errors";
 import { silentLogger, type Logger } from "../lib/log";
 import {
   emptyPredictions,
@@ -23,7 +24,7 @@ import {
   loadPredictions,
   type Prediction,
 } from "../tasks/predictions";
-import { loadTaskFiles, looksLikeTaskJsonl } from "../tasks/files";
+import { isTaskJsonlFile, loadTaskFiles } from "../tasks/files";
 import type { Task } from "../tasks/schema";
 import { loadSweBench, sweBenchRowToTask, type LoadError, type SweBenchRow } from "../tasks/swebench";
 import { evaluatePatch, modelFolderName, type EvalResult } from "./evaluate";
@@ -63,6 +64,12 @@ export interface SkippedInstance {
 export interface EvalRunResult {
   runId: string;
   model: string;
+  /** Rows (or tasks) of the dataset that validated. */
+  datasetRows: number;
+  /** Valid predictions read (gold / empty: one per row). */
+  predictionCount: number;
+  /** Instance ids of predictions that are not in the dataset (not evaluated). */
+  unknownPredictions: string[];
   results: EvalResult[];
   skipped: SkippedInstance[];
   /** Dataset / prediction records that could not be read. */
@@ -74,6 +81,13 @@ export interface EvalRunResult {
 }
 
 export { findRepository };
+
+/** "; first errors: FILE:LINE: message; …" (at most `max`), or "" for none. */
+export function describeLoadErrors(errors: readonly LoadError[], max = 3): string {
+  if (errors.length === 0) return "";
+  const shown = errors.slice(0, max).map((e) => `${e.file ? `${e.file}:` : "line "}${e.line}: ${e.message}`);
+  return `; ${errors.length} error(s): ${shown.join("; ")}${errors.length > max ? "; …" : ""}`;
+}
 
 /** Run `fn` over `items` with at most `n` in flight. */
 async function pool<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
@@ -97,7 +111,7 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
   const taskRecords = new Map<string, Task>();
   let rows: SweBenchRow[];
   let datasetErrors: LoadError[];
-  if (looksLikeTaskJsonl(fs.readFileSync(opts.dataset, "utf8"))) {
+  if (isTaskJsonlFile(opts.dataset)) {
     const parsed = await loadTaskFiles([opts.dataset]); // duplicates reported, the first kept
     for (const t of parsed.tasks) taskRecords.set(t.id, t);
     rows = parsed.tasks.map((t) => ({
@@ -110,7 +124,7 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
       FAIL_TO_PASS: t.failToPass,
       PASS_TO_PASS: t.passToPass,
     }) as SweBenchRow);
-    datasetErrors = parsed.errors.map((e) => ({ line: e.line, message: e.message, ...(e.taskId ? { instanceId: e.taskId } : {}) }));
+    datasetErrors = parsed.errors.map((e) => ({ file: e.file, line: e.line, message: e.message, ...(e.taskId ? { instanceId: e.taskId } : {}) }));
   } else {
     ({ rows, errors: datasetErrors } = await loadSweBench(opts.dataset));
   }
@@ -121,10 +135,29 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
   else {
     const p = await loadPredictions(opts.predictions);
     predictions = p.predictions;
-    loadErrors.push(...p.errors);
+    loadErrors.push(...p.errors.map((e) => ({ ...e, file: opts.predictions })));
   }
   const byId = new Map(predictions.map((p) => [p.instance_id, p]));
   const rowById = new Map(rows.map((r) => [r.instance_id, r]));
+  const unknownPredictions = predictions.filter((p) => !rowById.has(p.instance_id)).map((p) => p.instance_id);
+  if (rows.length === 0) {
+    throw new RecordError(
+      `dataset ${opts.dataset}: ${datasetErrors.length ? `no valid row, every record was rejected${describeLoadErrors(datasetErrors)}` : "empty (no record)"}`,
+      opts.dataset,
+    );
+  }
+  if (predictions.length === 0) {
+    const predErrors = loadErrors.slice(datasetErrors.length);
+    throw new RecordError(`predictions ${opts.predictions}: no valid prediction${describeLoadErrors(predErrors)}`, opts.predictions);
+  }
+  const unknownInstances = (opts.instances ?? []).filter((id) => !rowById.has(id));
+  if (unknownInstances.length) {
+    const rejected = new Set(datasetErrors.map((e) => e.instanceId).filter(Boolean));
+    throw new RecordError(
+      `--instances: not in the dataset ${opts.dataset}: ${unknownInstances.map((id) => (rejected.has(id) ? `${id} (its row was rejected)` : id)).join(", ")}`,
+      opts.dataset,
+    );
+  }
   const wanted = opts.instances?.length ? opts.instances : rows.map((r) => r.instance_id).filter((id) => byId.has(id));
   const model = predictions.find((p) => wanted.includes(p.instance_id))?.model_name_or_path ?? opts.predictions;
   const logDir = path.join(opts.out ?? path.join("logs", "run_evaluation"), opts.runId);
@@ -214,6 +247,9 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
   return {
     runId: opts.runId,
     model,
+    datasetRows: rows.length,
+    predictionCount: predictions.length,
+    unknownPredictions,
     results,
     skipped,
     loadErrors,
