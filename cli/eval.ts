@@ -8,6 +8,7 @@ import { childLogger } from "../lib/log";
 import type { EvalResult } from "../rewards/evaluate";
 import { runEvaluation, type EvalRunResult } from "../rewards/eval-run";
 import { parseInstanceIds } from "../tasks/files";
+import { parseImagesOption } from "../images/swebench-prebuilt";
 
 interface EvalCliOptions {
   dataset: string;
@@ -21,6 +22,7 @@ interface EvalCliOptions {
   stateDir?: string;
   timeout?: string;
   cpus?: string;
+  images?: string;
 }
 
 const ids = (rs: EvalResult[]) => rs.map((r) => r.instanceId).join(" ");
@@ -76,6 +78,7 @@ export function registerEvalCommand(program: Command): void {
     .option("--state-dir <dir>", "image state dir (index, locks, build logs)")
     .option("--timeout <seconds>", "test timeout per instance (default: the spec's)")
     .option("--cpus <n>", "CPU cores per sandbox")
+    .option("--images <source>", "swebench or swebench=REGISTRY/NAMESPACE: pull the harness's prebuilt instance images (default: build; also FORAGER_IMAGES)")
     .action(async (o: EvalCliOptions) => {
       const runId = o.runId ?? new Date().toISOString().replace(/[:.]/g, "-");
       const tty = process.stderr.isTTY;
@@ -98,6 +101,10 @@ export function registerEvalCommand(program: Command): void {
         ...(o.timeout ? { timeoutSeconds: Number(o.timeout) } : {}),
         ...(o.cpus ? { cpus: Number(o.cpus) } : {}),
         build: o.stateDir ? { stateDir: o.stateDir } : {},
+        prebuilt: parseImagesOption(o.images),
+        onPrebuilt: (p) => {
+          if (p.phase !== "ready" && p.phase !== "present") process.stderr.write(`${bar ? "\n" : ""}[images] ${p.instanceId}: ${p.message}\n`);
+        },
         logger: childLogger("eval", { run: runId }),
         onProgress: (e) => {
           if (bar) {

@@ -16,7 +16,9 @@ import path from "node:path";
 import type { BuildOptions } from "../images/build";
 import type { RepoSource } from "../images/spec";
 import { knownIssue, loadSweBenchSpecs, networkRequirement, specForSweBench, type SweBenchSpecTable } from "../images/swebench-specs";
+import { harnessImageSpec, parseHarnessEvalScript, prebuiltInstanceImage, PrebuiltUnavailableError, type PrebuiltProgress, type PrebuiltSettings } from "../images/swebench-prebuilt";
 import { RecordError } from "../lib/errors";
+import { testDirectives } from "./directives";
 import { silentLogger, type Logger } from "../lib/log";
 import {
   emptyPredictions,
@@ -51,6 +53,10 @@ export interface EvalRunOptions {
   /** Sandbox CPU cores. */
   cpus?: number;
   build?: BuildOptions;
+  /** Pull the harness's prebuilt instance images (`--images swebench`) instead of building; SWE-bench rows only. */
+  prebuilt?: PrebuiltSettings;
+  /** Pull progress, retries, and the fallback to building. */
+  onPrebuilt?: (p: PrebuiltProgress) => void;
   logger?: Logger;
   /** Called when an instance starts building/evaluating and when it is done. */
   onProgress?: (e: { instanceId: string; phase: "evaluate" | "done"; result?: EvalResult; done: number; total: number }) => void;
@@ -180,7 +186,7 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
       skipped.push({ instanceId: id, reason: `needs the network: ${net}` });
       continue;
     }
-    const issue = knownIssue(id, table);
+    const issue = opts.prebuilt && !taskRecords.has(id) ? undefined : knownIssue(id, table); // known issues are of forager's own builds
     if (issue) {
       skipped.push({ instanceId: id, reason: `known issue: ${issue}` });
       continue;
@@ -191,7 +197,7 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
       if (p) source = { type: "path", path: p };
     }
     if (!source && taskRecords.has(id)) source = taskRecords.get(id)!.image.source;
-    if (!source && prediction.model_patch) {
+    if (!source && prediction.model_patch && !(opts.prebuilt && !taskRecords.has(id))) {
       skipped.push({ instanceId: id, reason: `repository ${row.repo} not found${opts.repos ? ` under ${opts.repos}` : " (no --repos)"}` });
       continue;
     }
@@ -203,9 +209,28 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
   await pool(todo, opts.workers ?? 1, async ({ row, prediction, source }) => {
     const id = row.instance_id;
     let task;
+    let image: string | undefined;
+    const record = taskRecords.get(id);
+    if (opts.prebuilt && !record && prediction.model_patch) {
+      // The harness's prebuilt instance image; when the registry does not answer, build as usual.
+      try {
+        image = (await prebuiltInstanceImage(id, opts.prebuilt, { logger: log, ...(opts.build?.stateDir ? { stateDir: opts.build.stateDir } : {}), ...(opts.onPrebuilt ? { onProgress: opts.onPrebuilt } : {}) })).tag;
+        const harness = row.eval_script ? parseHarnessEvalScript(row.eval_script, testDirectives(row.test_patch, row.repo)) : undefined;
+        task = sweBenchRowToTask(row, (r) => harnessImageSpec({ repo: r.repo, commit: r.base_commit }, { ...harness, ...(r.log_parser ? { logParser: r.log_parser } : {}) }));
+      } catch (err) {
+        if (!(err instanceof PrebuiltUnavailableError)) throw err;
+        const message = `${err.message}; building the instance image instead`;
+        log.warn({ instanceId: id, ref: err.ref }, message);
+        opts.onPrebuilt?.({ instanceId: id, phase: "fallback", message });
+        if (!source) {
+          skipped.push({ instanceId: id, reason: `${err.message}, and repository ${row.repo} not found${opts.repos ? ` under ${opts.repos}` : " (no --repos)"} to build from` });
+          done++;
+          return;
+        }
+      }
+    }
     try {
-      const record = taskRecords.get(id);
-      task = record
+      task ??= record
         ? { ...record, image: { ...record.image, ...(source ? { source } : {}) } }
         : sweBenchRowToTask(row, (r) => specForSweBench({ ...r, version: r.version ?? "" }, { table, ...(source ? { source } : {}) }));
     } catch (err) {
@@ -218,6 +243,7 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
     // The instance image is built (or found in the cache) by evaluatePatch; a build failure is
     // an env_error with the builder's message.
     const final = await evaluatePatch(task, patch, {
+      ...(image ? { image } : {}),
       model: prediction.model_name_or_path,
       logDir,
       logger: log,

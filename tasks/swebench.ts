@@ -14,6 +14,8 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import type { ImageSpec } from "../images/spec";
+import { parseHarnessEvalScript } from "../images/swebench-prebuilt";
+import { testDirectives } from "../rewards/directives";
 import { RecordError } from "../lib/errors";
 import { formatZodIssues, parseRecord } from "../lib/zod-util";
 import { TaskSchema, type Task } from "./schema";
@@ -553,7 +555,8 @@ export async function loadSweBench(pathOrDir: string, opts: { split?: string } =
  * starts from. `referencePatch` is the gold `patch`; metadata keeps `source: "swe-bench"`,
  * `version`, `created_at`, `environment_setup_commit`, `difficulty`, `hints_text` (those
  * present) and, when the row has them, the harness's `image`, `log_parser`, `eval_type` under
- * `harness`.
+ * `harness`, with `test_command` and `preamble` (a JSON list) read from its `eval_script`
+ * (images/swebench-prebuilt.ts parseHarnessEvalScript).
  * @throws RecordError when `specFor` has no spec for the row or the task does not validate.
  */
 export function sweBenchRowToTask(row: SweBenchRow, specFor: (row: SweBenchRow) => ImageSpec | undefined): Task {
@@ -574,6 +577,11 @@ export function sweBenchRowToTask(row: SweBenchRow, specFor: (row: SweBenchRow) 
   for (const key of ["image", "log_parser", "eval_type"] as const) {
     const v = row[key];
     if (v !== undefined) harness[key] = v;
+  }
+  if (row.eval_script) {
+    // The harness's test command and activation lines, for runs in its prebuilt images.
+    const parsed = parseHarnessEvalScript(row.eval_script, testDirectives(row.test_patch, row.repo));
+    if (parsed) Object.assign(harness, { test_command: parsed.testCommand, preamble: JSON.stringify(parsed.preamble) });
   }
   if (Object.keys(harness).length > 0) metadata.harness = harness;
   return parseRecord(
