@@ -17,6 +17,7 @@ import type { RunSpec, StorageMode } from "../orchestrator/spec";
 import { containerSlots, redisConnection, startWorker, type ForagerWorker } from "../orchestrator/worker";
 import { destroyAllSandboxes } from "../sandbox/sandbox";
 import { parseInstanceIds } from "../tasks/files";
+import { parseImagesOption } from "../images/swebench-prebuilt";
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -43,6 +44,7 @@ interface ForageCliOptions {
   runId?: string;
   attempts?: number;
   image?: string[];
+  images?: string;
   storage: StorageMode;
 }
 
@@ -128,6 +130,7 @@ export function registerForageCommands(program: Command): void {
     .option("--run-id <id>", "run id (default: date + random)")
     .option("--attempts <n>", "attempts per job (environment and inference errors)", int)
     .option("--image <task=tag>", "pre-built image tag for a task; repeatable", collect)
+    .option("--images <source>", "swebench or swebench=REGISTRY/NAMESPACE: SWE-bench tasks run in the harness's prebuilt images, pulled before the run (also FORAGER_IMAGES)")
     .addOption(
       new Option("--storage <mode>", "shared: workers write RUN/staging and RUN/shards (remote workers need RUN on shared storage); redis: trajectories travel through Redis and this process collects them into RUN/shards")
         .choices(["shared", "redis"])
@@ -153,6 +156,10 @@ export function registerForageCommands(program: Command): void {
         policy,
         sampling: { temperature: o.temperature, topP: o.topP, seed: o.seed },
         images,
+        prebuilt: parseImagesOption(o.images),
+        onPrebuilt: (p) => {
+          if (p.phase !== "present") console.error(`[images] ${p.instanceId}: ${p.message}`);
+        },
         attempts: o.attempts,
         storage: o.storage,
         redisUrl: o.redis,

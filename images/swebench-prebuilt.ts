@@ -311,3 +311,27 @@ export function harnessOfTask(task: { metadata?: Record<string, unknown> }): { i
 export function prebuiltRefForTask(task: { id: string }, settings: PrebuiltSettings): string {
   return harnessImageName(task.id, settings);
 }
+
+/**
+ * A SWE-bench task (metadata.source "swe-bench") made to run in its prebuilt harness image: the
+ * image is pulled (or found) and layered, and the task's image spec replaced by the harness
+ * layout's. Any other task, or a registry that does not answer, gives the task back unchanged
+ * (`fallback` says why; the caller then builds as usual).
+ */
+export async function usePrebuiltImage<T extends { id: string; repo: string; commit: string; image: ImageSpec; metadata?: Record<string, unknown> }>(
+  task: T,
+  settings: PrebuiltSettings,
+  opts: { logger?: Logger; onProgress?: (p: PrebuiltProgress) => void; stateDir?: string } = {},
+): Promise<{ task: T; image?: string; fallback?: string }> {
+  if (task.metadata?.source !== "swe-bench") return { task };
+  try {
+    const { tag } = await prebuiltInstanceImage(task.id, settings, opts);
+    return { task: { ...task, image: harnessImageSpec(task, harnessOfTask(task)) }, image: tag };
+  } catch (err) {
+    if (!(err instanceof PrebuiltUnavailableError)) throw err;
+    const fallback = `${err.message}; building the instance image instead`;
+    (opts.logger ?? silentLogger).warn({ instanceId: task.id, ref: err.ref }, fallback);
+    opts.onProgress?.({ instanceId: task.id, phase: "fallback", message: fallback });
+    return { task, fallback };
+  }
+}

@@ -18,6 +18,7 @@ import { closeQueues, openQueues, readRunFiles, runStatus, submitRun, waitForRun
 import { RunCollector } from "./redis-storage";
 import { RunSpecSchema, runPaths, type RunSpec, type RunSpecInput } from "./spec";
 import { writeFileAtomic } from "./storage";
+import { usePrebuiltImage, type PrebuiltProgress, type PrebuiltSettings } from "../images/swebench-prebuilt";
 import { RecordError } from "../lib/errors";
 import { loadTaskFiles, selectTasks, type TaskLoadError } from "../tasks/files";
 import { redisConnection, startWorker, type ForagerWorker, type WorkerOptions } from "./worker";
@@ -49,6 +50,13 @@ export interface RunSummary {
 
 export interface ForageOptions {
   taskFiles: string[];
+  /**
+   * SWE-bench tasks run in the harness's prebuilt instance images (`--images swebench`), pulled by
+   * this process before the run. The run's image map then holds local tags: remote workers need
+   * the same images on their engines (run the command there once, or pull by the harness's names).
+   */
+  prebuilt?: PrebuiltSettings;
+  onPrebuilt?: (p: PrebuiltProgress) => void;
   /** Only these task (instance) ids; an id not among the loaded tasks throws a RecordError. */
   instances?: string[];
   samples: number;
@@ -102,12 +110,28 @@ export function newRunId(): string {
 /** Start a run (see module comment). */
 export async function forage(opts: ForageOptions): Promise<ForageResult> {
   const runDir = path.resolve(opts.out);
-  const loaded = await loadTaskFiles(opts.taskFiles);
+  const loaded = await loadTaskFiles(opts.taskFiles, { harnessSpecs: opts.prebuilt !== undefined });
   if (loaded.errors.length) opts.onTaskErrors?.(loaded.errors);
-  const tasks = opts.instances?.length ? selectTasks(loaded, opts.instances) : loaded.tasks;
+  let tasks = opts.instances?.length ? selectTasks(loaded, opts.instances) : loaded.tasks;
   if (tasks.length === 0) {
     const why = loaded.errors.length ? `every record was rejected (${loaded.errors.length} error(s))` : "no task in them (empty)";
     throw new RecordError(`no task to run from ${opts.taskFiles.join(", ")}: ${why}`);
+  }
+  const images: Record<string, string> = { ...(opts.images ?? {}) };
+  if (opts.prebuilt) {
+    // SWE-bench tasks in the harness's prebuilt images, pulled here before the run (one at a time,
+    // with progress); a task whose image cannot be had is built by the workers as usual.
+    const settings = opts.prebuilt;
+    const out: Task[] = [];
+    for (const t of tasks) {
+      if (images[t.id]) out.push(t);
+      else {
+        const r = await usePrebuiltImage(t, settings, { ...(opts.logger ? { logger: opts.logger } : {}), ...(opts.onPrebuilt ? { onProgress: opts.onPrebuilt } : {}) });
+        if (r.image) images[t.id] = r.image;
+        out.push(r.task);
+      }
+    }
+    tasks = out;
   }
   fs.mkdirSync(runDir, { recursive: true });
   if (loaded.errors.length) {
@@ -126,7 +150,7 @@ export async function forage(opts: ForageOptions): Promise<ForageResult> {
     sampling: opts.sampling ?? {},
     agent: opts.agent ?? {},
     inference: opts.inference,
-    images: opts.images ?? {},
+    images,
     attempts: opts.attempts,
     backoffMs: opts.backoffMs,
     episodeTimeoutSeconds: opts.episodeTimeoutSeconds,

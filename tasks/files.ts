@@ -86,9 +86,11 @@ export function isTaskJsonlFile(file: string): boolean {
 
 /**
  * Load tasks from files: Task JSONL, or a SWE-bench dataset (JSON / JSONL / parquet file, or a
- * dataset directory). I/O errors (missing file) and unreadable parquet throw.
+ * dataset directory). `harnessSpecs` (prebuilt images): a row without a forager image spec gets
+ * the harness layout's spec instead of being rejected. I/O errors (missing file) and unreadable
+ * parquet throw.
  */
-export async function loadTaskFiles(files: readonly string[]): Promise<TasksLoadResult> {
+export async function loadTaskFiles(files: readonly string[], opts: { harnessSpecs?: boolean } = {}): Promise<TasksLoadResult> {
   const out: TasksLoadResult = { tasks: [], errors: [], where: new Map() };
   for (const file of files) {
     let part: TasksLoadResult;
@@ -98,6 +100,7 @@ export async function loadTaskFiles(files: readonly string[]): Promise<TasksLoad
     if (decoded && looksLikeTaskJsonl(decoded.text)) part = parseTaskJsonl(decoded.text, file, decoded.invalidUtf8Lines);
     else {
       const { specForSweBenchLocal } = await import("../images/swebench-specs");
+      const { harnessImageSpec } = await import("../images/swebench-prebuilt");
       const parsed = await loadSweBench(file);
       part = {
         tasks: [],
@@ -108,7 +111,17 @@ export async function loadTaskFiles(files: readonly string[]): Promise<TasksLoad
         const at = parsed.where.get(row.instance_id);
         const w = { file: at?.file ?? file, line: at?.line ?? 0 };
         try {
-          part.tasks.push(sweBenchRowToTask(row, (r) => specForSweBenchLocal({ ...r, version: String(r.version ?? "") })));
+          part.tasks.push(
+            sweBenchRowToTask(row, (r) => {
+              // With prebuilt images (harnessSpecs), a row forager has no build spec for runs in the harness's layout.
+              if (!opts.harnessSpecs) return specForSweBenchLocal({ ...r, version: String(r.version ?? "") });
+              try {
+                return specForSweBenchLocal({ ...r, version: String(r.version ?? "") });
+              } catch {
+                return harnessImageSpec({ repo: r.repo, commit: r.base_commit }, r.log_parser ? { logParser: r.log_parser } : {});
+              }
+            }),
+          );
           part.where!.set(row.instance_id, w);
         } catch (err) {
           part.errors.push({ ...w, message: (err as Error).message, taskId: row.instance_id });
@@ -160,8 +173,8 @@ export function parseInstanceIds(arg: string): string[] {
  * @throws RecordError naming the file and line when the task's record does not validate, or when
  *   the id is not in the file.
  */
-export async function loadTask(file: string, id: string): Promise<Task> {
-  const { tasks, errors } = await loadTaskFiles([file]);
+export async function loadTask(file: string, id: string, opts: { harnessSpecs?: boolean } = {}): Promise<Task> {
+  const { tasks, errors } = await loadTaskFiles([file], opts);
   const task = tasks.find((t) => t.id === id);
   if (task) return task;
   const bad = errors.find((e) => e.taskId === id);

@@ -31,6 +31,8 @@ import { Sandbox } from "../sandbox/sandbox";
 import { SweBenchRowSchema, sweBenchRowToTask } from "../tasks/swebench";
 import { EVAL_INSTANCE, evalDatasetRow, evalSpecTable, makeEvalFixture, type EvalFixture } from "./helpers/eval-fixtures";
 import { registryBinary, startRegistry, type RegistryHandle } from "./helpers/registry";
+import { writeParquetRows } from "./helpers/parquet";
+import { forage } from "../orchestrator/forage";
 
 describe("prebuilt image names and settings", () => {
   it("the harness's naming scheme", () => {
@@ -197,6 +199,27 @@ describe.skipIf(!haveRegistry)("prebuilt images through a registry on loopback",
     } finally {
       await sb.destroy();
     }
+  }, 600_000);
+
+  it("forage --images: a dataset directory (data/test-*.parquet) foraged with the oracle in the pulled image", async () => {
+    const repo = path.join(tmp, "hf-dataset");
+    writeParquetRows(path.join(repo, "data", "test-00000-of-00001.parquet"), [harnessRow()]);
+    const progress: PrebuiltProgress[] = [];
+    const res = await forage({
+      taskFiles: [repo],
+      instances: [EVAL_INSTANCE],
+      samples: 1,
+      out: path.join(tmp, "forage-run"),
+      policy: { kind: "oracle" },
+      prebuilt: parseImagesOption(`swebench=${registry.host}/swebench`, {}),
+      onPrebuilt: (p) => progress.push(p),
+      worker: { concurrency: 1 },
+      progressMs: 500,
+    });
+    expect(res.taskErrors).toEqual([]);
+    expect(res.spec.images[EVAL_INSTANCE]).toMatch(/^forager\/sweb-prebuilt:/);
+    expect(progress.at(-1)?.phase).toBe("ready");
+    expect(res.summary).toMatchObject({ tasks: 1, trajectories: 1, resolved: 1, failed: 0 });
   }, 600_000);
 
   it("a registry that does not answer: retried, then forager says so and builds instead", async () => {
