@@ -229,6 +229,10 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
         }
       }
     }
+    if (opts.prebuilt && !record && !task && !prediction.model_patch) {
+      // An empty prediction is never run (harness semantics): no image needed, the harness layout's spec.
+      task = sweBenchRowToTask(row, (r) => harnessImageSpec({ repo: r.repo, commit: r.base_commit }, r.log_parser ? { logParser: r.log_parser } : {}));
+    }
     try {
       task ??= record
         ? { ...record, image: { ...record.image, ...(source ? { source } : {}) } }

@@ -78,6 +78,20 @@ describe("prebuilt image names and settings", () => {
     expect(spec.testCommand).toMatch(/runtests\.py/);
   });
 
+  it("eval --images: an empty prediction for a repository forager has no build spec for is reported empty, not skipped", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "forager-prebuilt-empty-"));
+    try {
+      const dataset = path.join(dir, "d.jsonl");
+      const row = { instance_id: "acme__widgets-1", repo: "acme/widgets", base_commit: "abcdef1", patch: "", test_patch: "", problem_statement: "p", FAIL_TO_PASS: '["t"]', PASS_TO_PASS: "[]", version: "9.9" };
+      fs.writeFileSync(dataset, JSON.stringify(row) + "\n");
+      const run = await runEvaluation({ dataset, predictions: "empty", runId: "e", out: path.join(dir, "out"), prebuilt: parseImagesOption("swebench=127.0.0.1:9/x", {}) });
+      expect(run.skipped).toEqual([]);
+      expect(run.results).toMatchObject([{ instanceId: "acme__widgets-1", patchExists: false, resolved: false }]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   const verified = path.resolve(process.cwd(), "../shared/datasets/swe-bench-verified.test.jsonl");
   it.skipIf(!fs.existsSync(verified))("every Verified row: the harness's test command is recovered and the image name matches its image column", () => {
     const rows = fs.readFileSync(verified, "utf8").split("\n").filter(Boolean).map((l) => SweBenchRowSchema.parse(JSON.parse(l)));
