@@ -12,10 +12,9 @@ import { HttpPolicy, type Policy } from "../agent/policy";
 import { SteppedPolicy } from "../agent/stepper";
 import { InferenceClient } from "../inference-client/client";
 import { formatSummary } from "../agent/render";
-import { loadTask } from "../tasks/files";
 import { writeTrajectory } from "../agent/trajectory";
 import { childLogger } from "../lib/log";
-import { addCommonOptions, configFrom, defaultOut, loadEvaluator, printEvent, useRepos, type CommonOptions } from "./run";
+import { addCommonOptions, configFrom, defaultOut, loadEvaluator, loadTaskAndImage, printEvent, useRepos, type CommonOptions } from "./run";
 
 /** Line input over readline that also works with piped stdin (null at end of input). */
 export function stdinIO(): HumanIO & { close(): void } {
@@ -56,7 +55,7 @@ export function registerDebugCommand(program: Command): void {
     .option("--model <name>", "model name for --step http");
   addCommonOptions(cmd).action(async (o: CommonOptions & { step?: string; modelUrl?: string; model?: string }) => {
     useRepos(o);
-    const task = await loadTask(o.tasks, o.task);
+    const { task, image } = await loadTaskAndImage(o);
     const config = configFrom(o);
     const evaluator = loadEvaluator();
     const io = stdinIO();
@@ -75,7 +74,7 @@ export function registerDebugCommand(program: Command): void {
         policy,
         config,
         evaluator,
-        image: o.image,
+        image,
         logger: childLogger("debug"),
         onEvent: (e) => {
           printEvent(e);

@@ -7,6 +7,8 @@ import cliProgress from "cli-progress";
 import { childLogger } from "../lib/log";
 import type { EvalResult } from "../rewards/evaluate";
 import { runEvaluation, type EvalRunResult } from "../rewards/eval-run";
+import { parseInstanceIds } from "../tasks/files";
+import { parseImagesOption } from "../images/swebench-prebuilt";
 
 interface EvalCliOptions {
   dataset: string;
@@ -20,6 +22,7 @@ interface EvalCliOptions {
   stateDir?: string;
   timeout?: string;
   cpus?: string;
+  images?: string;
 }
 
 const ids = (rs: EvalResult[]) => rs.map((r) => r.instanceId).join(" ");
@@ -49,7 +52,12 @@ export function formatEvalSummary(run: EvalRunResult): string {
   }
   if (run.loadErrors.length) {
     lines.push(`  ${run.loadErrors.length} record(s) could not be read:`);
-    for (const e of run.loadErrors.slice(0, 10)) lines.push(`      line ${e.line}: ${e.message}`);
+    for (const e of run.loadErrors.slice(0, 10)) lines.push(`      ${e.file ? `${e.file}:` : "line "}${e.line}: ${e.message}`);
+    if (run.loadErrors.length > 10) lines.push(`      … ${run.loadErrors.length - 10} more`);
+  }
+  if (run.unknownPredictions.length) {
+    const shown = run.unknownPredictions.slice(0, 10).join(" ");
+    lines.push(`  ${run.unknownPredictions.length} prediction(s) for instance ids not in the dataset, not evaluated: ${shown}${run.unknownPredictions.length > 10 ? " …" : ""}`);
   }
   lines.push(`report: ${run.reportFile}`);
   lines.push(`logs:   ${run.logDir}`);
@@ -60,9 +68,9 @@ export function registerEvalCommand(program: Command): void {
   program
     .command("eval")
     .description("evaluate predictions on a SWE-bench dataset in fresh sandboxes (harness reports)")
-    .requiredOption("--dataset <file>", "SWE-bench dataset (JSON or JSONL), or Task JSONL (e.g. from tasks mutate)")
+    .requiredOption("--dataset <path>", "SWE-bench dataset (JSON, JSONL or parquet file, or a downloaded dataset directory), or Task JSONL (e.g. from tasks mutate)")
     .requiredOption("--predictions <gold|empty|file>", "predictions file, or gold / empty")
-    .option("--instances <ids>", "comma-separated instance ids")
+    .option("--instances <ids>", "comma-separated instance ids, or @FILE (one id a line)")
     .option("--workers <n>", "evaluations in parallel", "1")
     .option("--repos <dir>", "repositories: DIR/owner+name/repo, DIR/owner+name, DIR/owner__name or DIR/owner/name")
     .option("--run-id <id>", "run id (default: a timestamp)")
@@ -71,6 +79,7 @@ export function registerEvalCommand(program: Command): void {
     .option("--state-dir <dir>", "image state dir (index, locks, build logs)")
     .option("--timeout <seconds>", "test timeout per instance (default: the spec's)")
     .option("--cpus <n>", "CPU cores per sandbox")
+    .option("--images <source>", "swebench or swebench=REGISTRY/NAMESPACE: pull the harness's prebuilt instance images (default: build; also FORAGER_IMAGES)")
     .action(async (o: EvalCliOptions) => {
       const runId = o.runId ?? new Date().toISOString().replace(/[:.]/g, "-");
       const tty = process.stderr.isTTY;
@@ -84,7 +93,7 @@ export function registerEvalCommand(program: Command): void {
       const run = await runEvaluation({
         dataset: o.dataset,
         predictions: o.predictions,
-        instances: o.instances?.split(",").map((s) => s.trim()).filter(Boolean),
+        instances: o.instances ? parseInstanceIds(o.instances) : undefined,
         workers: Math.max(1, Number(o.workers) || 1),
         repos: o.repos,
         runId,
@@ -93,6 +102,10 @@ export function registerEvalCommand(program: Command): void {
         ...(o.timeout ? { timeoutSeconds: Number(o.timeout) } : {}),
         ...(o.cpus ? { cpus: Number(o.cpus) } : {}),
         build: o.stateDir ? { stateDir: o.stateDir } : {},
+        prebuilt: parseImagesOption(o.images),
+        onPrebuilt: (p) => {
+          if (p.phase !== "ready" && p.phase !== "present") process.stderr.write(`${bar ? "\n" : ""}[images] ${p.instanceId}: ${p.message}\n`);
+        },
         logger: childLogger("eval", { run: runId }),
         onProgress: (e) => {
           if (bar) {

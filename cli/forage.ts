@@ -16,11 +16,14 @@ import { readRunFiles, runStatus, writeManifest, type RunStatus } from "../orche
 import type { RunSpec, StorageMode } from "../orchestrator/spec";
 import { containerSlots, redisConnection, startWorker, type ForagerWorker } from "../orchestrator/worker";
 import { destroyAllSandboxes } from "../sandbox/sandbox";
+import { parseInstanceIds } from "../tasks/files";
+import { parseImagesOption } from "../images/swebench-prebuilt";
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 interface ForageCliOptions {
   tasks: string[];
+  instances?: string;
   samples: number;
   out: string;
   modelUrl?: string[];
@@ -41,6 +44,7 @@ interface ForageCliOptions {
   runId?: string;
   attempts?: number;
   image?: string[];
+  images?: string;
   storage: StorageMode;
 }
 
@@ -103,7 +107,8 @@ export function registerForageCommands(program: Command): void {
   program
     .command("forage")
     .description("turn tasks into trajectories: K samples per task, with rewards (embedded Redis and workers unless --redis)")
-    .requiredOption("--tasks <files...>", "task files (Task JSONL or SWE-bench JSON/JSONL): --tasks A B or --tasks A --tasks B")
+    .requiredOption("--tasks <files...>", "task files (Task JSONL, or a SWE-bench dataset: JSON/JSONL/parquet file or dataset directory): --tasks A B or --tasks A --tasks B")
+    .option("--instances <ids>", "only these task / instance ids: comma-separated, or @FILE (one id a line)")
     .option("--repos <dir>", "SWE-bench tasks: directory of local clones (owner+name/repo, owner__name, …; sets FORAGER_REPOS)")
     .requiredOption("--samples <k>", "samples per task (K)", int)
     .requiredOption("--out <dir>", "run directory (shards, manifest, summary)")
@@ -125,6 +130,7 @@ export function registerForageCommands(program: Command): void {
     .option("--run-id <id>", "run id (default: date + random)")
     .option("--attempts <n>", "attempts per job (environment and inference errors)", int)
     .option("--image <task=tag>", "pre-built image tag for a task; repeatable", collect)
+    .option("--images <source>", "swebench or swebench=REGISTRY/NAMESPACE: SWE-bench tasks run in the harness's prebuilt images, pulled before the run (also FORAGER_IMAGES)")
     .addOption(
       new Option("--storage <mode>", "shared: workers write RUN/staging and RUN/shards (remote workers need RUN on shared storage); redis: trajectories travel through Redis and this process collects them into RUN/shards")
         .choices(["shared", "redis"])
@@ -141,6 +147,7 @@ export function registerForageCommands(program: Command): void {
       const images = Object.fromEntries((o.image ?? []).map((s) => [s.slice(0, s.lastIndexOf("=")), s.slice(s.lastIndexOf("=") + 1)]));
       const res = await forage({
         taskFiles: o.tasks,
+        ...(o.instances ? { instances: parseInstanceIds(o.instances) } : {}),
         samples: o.samples,
         out: o.out,
         runId: o.runId,
@@ -149,6 +156,10 @@ export function registerForageCommands(program: Command): void {
         policy,
         sampling: { temperature: o.temperature, topP: o.topP, seed: o.seed },
         images,
+        prebuilt: parseImagesOption(o.images),
+        onPrebuilt: (p) => {
+          if (p.phase !== "present") console.error(`[images] ${p.instanceId}: ${p.message}`);
+        },
         attempts: o.attempts,
         storage: o.storage,
         redisUrl: o.redis,

@@ -13,6 +13,8 @@ import { OraclePolicy } from "../agent/oracle";
 import { HttpPolicy, type Policy } from "../agent/policy";
 import { formatSummary, formatTurn } from "../agent/render";
 import { loadTask } from "../tasks/files";
+import type { Task } from "../tasks/schema";
+import { parseImagesOption, usePrebuiltImage } from "../images/swebench-prebuilt";
 import { writeTrajectory } from "../agent/trajectory";
 import { registerDebugCommand } from "./debug";
 import { registerReplayCommand } from "./replay";
@@ -37,6 +39,7 @@ export interface CommonOptions {
   tasks: string;
   repos?: string;
   image?: string;
+  images?: string;
   out?: string;
   maxTurns?: string;
   contextTokens?: string;
@@ -51,12 +54,27 @@ export function addCommonOptions(cmd: Command): Command {
     .requiredOption("--tasks <file>", "tasks file: JSONL of Task records, or a SWE-bench dataset")
     .option("--repos <dir>", "SWE-bench tasks: directory of local clones (owner+name/repo, owner__name, …; sets FORAGER_REPOS)")
     .option("--image <tag>", "image to run (default: the task's instance image, built if missing)")
+    .option("--images <source>", "swebench or swebench=REGISTRY/NAMESPACE: SWE-bench tasks run in the harness's prebuilt image, pulled (also FORAGER_IMAGES)")
     .option("--out <file>", "trajectory file to append to (default runs/single/<task>-<timestamp>.jsonl)")
     .option("--max-turns <n>", "turn limit (default 128)")
     .option("--context-tokens <n>", "context window, tokens (default 131072)")
     .option("--command-timeout <s>", "seconds one bash command may run (default 120)")
     .option("--no-think", "no reasoning mode (no <think> prefill)")
     .option("--config <json>", "AgentConfig fields as JSON, e.g. '{\"temperature\":0.2}'");
+}
+
+/**
+ * The task of `--tasks/--task`, and the image to run it in: `--image`, or with `--images swebench`
+ * (a SWE-bench task) the harness's prebuilt image, pulled; undefined = built as usual.
+ * @throws RecordError when the task is not in the file.
+ */
+export async function loadTaskAndImage(o: CommonOptions): Promise<{ task: Task; image?: string }> {
+  const settings = o.image ? undefined : parseImagesOption(o.images);
+  const task = await loadTask(o.tasks, o.task, { harnessSpecs: settings !== undefined });
+  if (o.image) return { task, image: o.image };
+  if (!settings) return { task };
+  const r = await usePrebuiltImage(task, settings, { onProgress: (p) => console.error(`[images] ${p.message}`) });
+  return { task: r.task, ...(r.image ? { image: r.image } : {}) };
 }
 
 /** `--repos DIR`: where SWE-bench tasks' repositories are found (FORAGER_REPOS). */
@@ -98,7 +116,7 @@ interface RunOptions extends CommonOptions {
 
 async function runCommand(o: RunOptions): Promise<void> {
   useRepos(o);
-  const task = await loadTask(o.tasks, o.task);
+  const { task, image } = await loadTaskAndImage(o);
   const extra: AgentConfigInput = {};
   if (o.mode) extra.mode = o.mode;
   if (o.temperature) extra.temperature = Number(o.temperature);
@@ -122,7 +140,7 @@ async function runCommand(o: RunOptions): Promise<void> {
       policy,
       config,
       evaluator,
-      image: o.image,
+      image,
       logger: childLogger("run"),
       onTurn: (turn) => console.log(formatTurn(turn, { width: process.stdout.columns || 120 }) + "\n"),
       onEvent: printEvent,

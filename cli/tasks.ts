@@ -117,9 +117,14 @@ export function registerTaskCommands(program: Command): void {
     .option("--no-gold-check", "skip the gold/empty check of each task")
     .option("--check-concurrency <n>", "gold/empty checks at once (each a fresh sandbox of 1 CPU), beside validation", int, 1)
     .option("--no-reference-cache", "run the coverage reference run even when a cached one exists for the image")
-    .option("--resume", "append to --out; skip its tasks and the candidates in --out.tried (a stopped run continues)")
+    .option("--resume", "append to --out; skip its tasks and the candidates in --out.tried (a stopped run continues); without it an existing non-empty --out is refused")
     .option("--stats <file>", "write the summary as JSON")
     .action(async (o: MutateCliOptions) => {
+      // Never wipe tasks made before: an existing, non-empty --out needs --resume (or removing it).
+      if (!o.resume && fs.existsSync(o.out) && fs.statSync(o.out).size > 0) {
+        const n = fs.readFileSync(o.out, "utf8").split("\n").filter((l) => l.trim() !== "").length;
+        throw new Error(`--out ${o.out} already holds ${n} line(s): pass --resume to continue that run, or remove the file to start anew`);
+      }
       const spec = mutateSpec(o);
       const client = o.modelUrl ? new InferenceClient({ endpoints: [{ url: o.modelUrl, ...(o.model ? { model: o.model } : {}) }] }) : undefined;
       fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });

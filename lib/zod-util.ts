@@ -4,10 +4,17 @@
 import type { z } from "zod";
 import { RecordError } from "./errors";
 
-/** "field.path: message; other.field: message" for a zod error. */
+/**
+ * "field.path: message; other.field: message" for a zod error. An absent required field reads
+ * "field: missing (expected string)".
+ */
 export function formatZodIssues(error: z.ZodError): string {
   return error.issues
-    .map((i) => `${i.path.length ? i.path.join(".") : "(record)"}: ${i.message}`)
+    .map((i) => {
+      const where = i.path.length ? i.path.join(".") : "(record)";
+      const absent = i.code === "invalid_type" && /received undefined$/.test(i.message);
+      return `${where}: ${absent ? `missing (expected ${i.expected})` : i.message}`;
+    })
     .join("; ");
 }
 

@@ -18,7 +18,9 @@ import { closeQueues, openQueues, readRunFiles, runStatus, submitRun, waitForRun
 import { RunCollector } from "./redis-storage";
 import { RunSpecSchema, runPaths, type RunSpec, type RunSpecInput } from "./spec";
 import { writeFileAtomic } from "./storage";
-import { loadTaskFiles, type TaskLoadError } from "../tasks/files";
+import { usePrebuiltImage, type PrebuiltProgress, type PrebuiltSettings } from "../images/swebench-prebuilt";
+import { RecordError } from "../lib/errors";
+import { loadTaskFiles, selectTasks, type TaskLoadError } from "../tasks/files";
 import { redisConnection, startWorker, type ForagerWorker, type WorkerOptions } from "./worker";
 
 /** The end of a run, for people and scripts (`<runDir>/summary.json`). */
@@ -48,6 +50,15 @@ export interface RunSummary {
 
 export interface ForageOptions {
   taskFiles: string[];
+  /**
+   * SWE-bench tasks run in the harness's prebuilt instance images (`--images swebench`), pulled by
+   * this process before the run. The run's image map then holds local tags: remote workers need
+   * the same images on their engines (run the command there once, or pull by the harness's names).
+   */
+  prebuilt?: PrebuiltSettings;
+  onPrebuilt?: (p: PrebuiltProgress) => void;
+  /** Only these task (instance) ids; an id not among the loaded tasks throws a RecordError. */
+  instances?: string[];
   samples: number;
   /** Run directory (created). */
   out: string;
@@ -99,10 +110,31 @@ export function newRunId(): string {
 /** Start a run (see module comment). */
 export async function forage(opts: ForageOptions): Promise<ForageResult> {
   const runDir = path.resolve(opts.out);
-  const loaded = await loadTaskFiles(opts.taskFiles);
+  const loaded = await loadTaskFiles(opts.taskFiles, { harnessSpecs: opts.prebuilt !== undefined });
+  if (loaded.errors.length) opts.onTaskErrors?.(loaded.errors);
+  let tasks = opts.instances?.length ? selectTasks(loaded, opts.instances) : loaded.tasks;
+  if (tasks.length === 0) {
+    const why = loaded.errors.length ? `every record was rejected (${loaded.errors.length} error(s))` : "no task in them (empty)";
+    throw new RecordError(`no task to run from ${opts.taskFiles.join(", ")}: ${why}`);
+  }
+  const images: Record<string, string> = { ...(opts.images ?? {}) };
+  if (opts.prebuilt) {
+    // SWE-bench tasks in the harness's prebuilt images, pulled here before the run (one at a time,
+    // with progress); a task whose image cannot be had is built by the workers as usual.
+    const settings = opts.prebuilt;
+    const out: Task[] = [];
+    for (const t of tasks) {
+      if (images[t.id]) out.push(t);
+      else {
+        const r = await usePrebuiltImage(t, settings, { ...(opts.logger ? { logger: opts.logger } : {}), ...(opts.onPrebuilt ? { onProgress: opts.onPrebuilt } : {}) });
+        if (r.image) images[t.id] = r.image;
+        out.push(r.task);
+      }
+    }
+    tasks = out;
+  }
   fs.mkdirSync(runDir, { recursive: true });
   if (loaded.errors.length) {
-    opts.onTaskErrors?.(loaded.errors);
     await writeFileAtomic(runPaths(runDir).taskErrors, loaded.errors.map((e) => JSON.stringify(e)).join("\n") + "\n");
   }
   if (fs.existsSync(runPaths(runDir).spec)) throw new Error(`${runDir} already holds a run: use \`forager resume ${runDir}\``);
@@ -118,19 +150,19 @@ export async function forage(opts: ForageOptions): Promise<ForageResult> {
     sampling: opts.sampling ?? {},
     agent: opts.agent ?? {},
     inference: opts.inference,
-    images: opts.images ?? {},
+    images,
     attempts: opts.attempts,
     backoffMs: opts.backoffMs,
     episodeTimeoutSeconds: opts.episodeTimeoutSeconds,
     shardRecords: opts.shardRecords,
     storage: opts.storage,
   } satisfies RunSpecInput);
-  await writeRunFiles(spec, loaded.tasks);
+  await writeRunFiles(spec, tasks);
   if (opts.redisUrl) {
     const raw = JSON.parse(fs.readFileSync(runPaths(runDir).spec, "utf8")) as Record<string, unknown>;
     await writeFileAtomic(runPaths(runDir).spec, JSON.stringify({ ...raw, redisUrl: opts.redisUrl }, null, 2) + "\n");
   }
-  const r = await drive(spec, loaded.tasks, opts);
+  const r = await drive(spec, tasks, opts);
   return { ...r, taskErrors: loaded.errors };
 }
 

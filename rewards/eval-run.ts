@@ -16,6 +16,9 @@ import path from "node:path";
 import type { BuildOptions } from "../images/build";
 import type { RepoSource } from "../images/spec";
 import { knownIssue, loadSweBenchSpecs, networkRequirement, specForSweBench, type SweBenchSpecTable } from "../images/swebench-specs";
+import { harnessImageSpec, parseHarnessEvalScript, prebuiltInstanceImage, PrebuiltUnavailableError, type PrebuiltProgress, type PrebuiltSettings } from "../images/swebench-prebuilt";
+import { RecordError } from "../lib/errors";
+import { testDirectives } from "./directives";
 import { silentLogger, type Logger } from "../lib/log";
 import {
   emptyPredictions,
@@ -23,7 +26,7 @@ import {
   loadPredictions,
   type Prediction,
 } from "../tasks/predictions";
-import { loadTaskFiles, looksLikeTaskJsonl } from "../tasks/files";
+import { isTaskJsonlFile, loadTaskFiles } from "../tasks/files";
 import type { Task } from "../tasks/schema";
 import { loadSweBench, sweBenchRowToTask, type LoadError, type SweBenchRow } from "../tasks/swebench";
 import { evaluatePatch, modelFolderName, type EvalResult } from "./evaluate";
@@ -50,6 +53,10 @@ export interface EvalRunOptions {
   /** Sandbox CPU cores. */
   cpus?: number;
   build?: BuildOptions;
+  /** Pull the harness's prebuilt instance images (`--images swebench`) instead of building; SWE-bench rows only. */
+  prebuilt?: PrebuiltSettings;
+  /** Pull progress, retries, and the fallback to building. */
+  onPrebuilt?: (p: PrebuiltProgress) => void;
   logger?: Logger;
   /** Called when an instance starts building/evaluating and when it is done. */
   onProgress?: (e: { instanceId: string; phase: "evaluate" | "done"; result?: EvalResult; done: number; total: number }) => void;
@@ -63,6 +70,12 @@ export interface SkippedInstance {
 export interface EvalRunResult {
   runId: string;
   model: string;
+  /** Rows (or tasks) of the dataset that validated. */
+  datasetRows: number;
+  /** Valid predictions read (gold / empty: one per row). */
+  predictionCount: number;
+  /** Instance ids of predictions that are not in the dataset (not evaluated). */
+  unknownPredictions: string[];
   results: EvalResult[];
   skipped: SkippedInstance[];
   /** Dataset / prediction records that could not be read. */
@@ -74,6 +87,13 @@ export interface EvalRunResult {
 }
 
 export { findRepository };
+
+/** "; first errors: FILE:LINE: message; …" (at most `max`), or "" for none. */
+export function describeLoadErrors(errors: readonly LoadError[], max = 3): string {
+  if (errors.length === 0) return "";
+  const shown = errors.slice(0, max).map((e) => `${e.file ? `${e.file}:` : "line "}${e.line}: ${e.message}`);
+  return `; ${errors.length} error(s): ${shown.join("; ")}${errors.length > max ? "; …" : ""}`;
+}
 
 /** Run `fn` over `items` with at most `n` in flight. */
 async function pool<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
@@ -97,7 +117,7 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
   const taskRecords = new Map<string, Task>();
   let rows: SweBenchRow[];
   let datasetErrors: LoadError[];
-  if (looksLikeTaskJsonl(fs.readFileSync(opts.dataset, "utf8"))) {
+  if (isTaskJsonlFile(opts.dataset)) {
     const parsed = await loadTaskFiles([opts.dataset]); // duplicates reported, the first kept
     for (const t of parsed.tasks) taskRecords.set(t.id, t);
     rows = parsed.tasks.map((t) => ({
@@ -110,7 +130,7 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
       FAIL_TO_PASS: t.failToPass,
       PASS_TO_PASS: t.passToPass,
     }) as SweBenchRow);
-    datasetErrors = parsed.errors.map((e) => ({ line: e.line, message: e.message, ...(e.taskId ? { instanceId: e.taskId } : {}) }));
+    datasetErrors = parsed.errors.map((e) => ({ file: e.file, line: e.line, message: e.message, ...(e.taskId ? { instanceId: e.taskId } : {}) }));
   } else {
     ({ rows, errors: datasetErrors } = await loadSweBench(opts.dataset));
   }
@@ -121,10 +141,29 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
   else {
     const p = await loadPredictions(opts.predictions);
     predictions = p.predictions;
-    loadErrors.push(...p.errors);
+    loadErrors.push(...p.errors.map((e) => ({ ...e, file: opts.predictions })));
   }
   const byId = new Map(predictions.map((p) => [p.instance_id, p]));
   const rowById = new Map(rows.map((r) => [r.instance_id, r]));
+  const unknownPredictions = predictions.filter((p) => !rowById.has(p.instance_id)).map((p) => p.instance_id);
+  if (rows.length === 0) {
+    throw new RecordError(
+      `dataset ${opts.dataset}: ${datasetErrors.length ? `no valid row, every record was rejected${describeLoadErrors(datasetErrors)}` : "empty (no record)"}`,
+      opts.dataset,
+    );
+  }
+  if (predictions.length === 0) {
+    const predErrors = loadErrors.slice(datasetErrors.length);
+    throw new RecordError(`predictions ${opts.predictions}: no valid prediction${describeLoadErrors(predErrors)}`, opts.predictions);
+  }
+  const unknownInstances = (opts.instances ?? []).filter((id) => !rowById.has(id));
+  if (unknownInstances.length) {
+    const rejected = new Set(datasetErrors.map((e) => e.instanceId).filter(Boolean));
+    throw new RecordError(
+      `--instances: not in the dataset ${opts.dataset}: ${unknownInstances.map((id) => (rejected.has(id) ? `${id} (its row was rejected)` : id)).join(", ")}`,
+      opts.dataset,
+    );
+  }
   const wanted = opts.instances?.length ? opts.instances : rows.map((r) => r.instance_id).filter((id) => byId.has(id));
   const model = predictions.find((p) => wanted.includes(p.instance_id))?.model_name_or_path ?? opts.predictions;
   const logDir = path.join(opts.out ?? path.join("logs", "run_evaluation"), opts.runId);
@@ -147,7 +186,7 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
       skipped.push({ instanceId: id, reason: `needs the network: ${net}` });
       continue;
     }
-    const issue = knownIssue(id, table);
+    const issue = opts.prebuilt && !taskRecords.has(id) ? undefined : knownIssue(id, table); // known issues are of forager's own builds
     if (issue) {
       skipped.push({ instanceId: id, reason: `known issue: ${issue}` });
       continue;
@@ -158,7 +197,7 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
       if (p) source = { type: "path", path: p };
     }
     if (!source && taskRecords.has(id)) source = taskRecords.get(id)!.image.source;
-    if (!source && prediction.model_patch) {
+    if (!source && prediction.model_patch && !(opts.prebuilt && !taskRecords.has(id))) {
       skipped.push({ instanceId: id, reason: `repository ${row.repo} not found${opts.repos ? ` under ${opts.repos}` : " (no --repos)"}` });
       continue;
     }
@@ -170,9 +209,32 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
   await pool(todo, opts.workers ?? 1, async ({ row, prediction, source }) => {
     const id = row.instance_id;
     let task;
+    let image: string | undefined;
+    const record = taskRecords.get(id);
+    if (opts.prebuilt && !record && prediction.model_patch) {
+      // The harness's prebuilt instance image; when the registry does not answer, build as usual.
+      try {
+        image = (await prebuiltInstanceImage(id, opts.prebuilt, { logger: log, ...(opts.build?.stateDir ? { stateDir: opts.build.stateDir } : {}), ...(opts.onPrebuilt ? { onProgress: opts.onPrebuilt } : {}) })).tag;
+        const harness = row.eval_script ? parseHarnessEvalScript(row.eval_script, testDirectives(row.test_patch, row.repo)) : undefined;
+        task = sweBenchRowToTask(row, (r) => harnessImageSpec({ repo: r.repo, commit: r.base_commit }, { ...harness, ...(r.log_parser ? { logParser: r.log_parser } : {}) }));
+      } catch (err) {
+        if (!(err instanceof PrebuiltUnavailableError)) throw err;
+        const message = `${err.message}; building the instance image instead`;
+        log.warn({ instanceId: id, ref: err.ref }, message);
+        opts.onPrebuilt?.({ instanceId: id, phase: "fallback", message });
+        if (!source) {
+          skipped.push({ instanceId: id, reason: `${err.message}, and repository ${row.repo} not found${opts.repos ? ` under ${opts.repos}` : " (no --repos)"} to build from` });
+          done++;
+          return;
+        }
+      }
+    }
+    if (opts.prebuilt && !record && !task && !prediction.model_patch) {
+      // An empty prediction is never run (harness semantics): no image needed, the harness layout's spec.
+      task = sweBenchRowToTask(row, (r) => harnessImageSpec({ repo: r.repo, commit: r.base_commit }, r.log_parser ? { logParser: r.log_parser } : {}));
+    }
     try {
-      const record = taskRecords.get(id);
-      task = record
+      task ??= record
         ? { ...record, image: { ...record.image, ...(source ? { source } : {}) } }
         : sweBenchRowToTask(row, (r) => specForSweBench({ ...r, version: r.version ?? "" }, { table, ...(source ? { source } : {}) }));
     } catch (err) {
@@ -185,6 +247,7 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
     // The instance image is built (or found in the cache) by evaluatePatch; a build failure is
     // an env_error with the builder's message.
     const final = await evaluatePatch(task, patch, {
+      ...(image ? { image } : {}),
       model: prediction.model_name_or_path,
       logDir,
       logger: log,
@@ -214,6 +277,9 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
   return {
     runId: opts.runId,
     model,
+    datasetRows: rows.length,
+    predictionCount: predictions.length,
+    unknownPredictions,
     results,
     skipped,
     loadErrors,

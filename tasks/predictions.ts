@@ -7,7 +7,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
-import { readRecordFile, validateRecords, type LoadError, type SweBenchRow } from "./swebench";
+import { decodeUtf8, dropInvalidUtf8, readRecordFile, validateRecords, type LoadError, type SweBenchRow } from "./swebench";
 
 export const PredictionSchema = z.looseObject({
   instance_id: z.string().min(1),
@@ -38,9 +38,11 @@ export interface PredictionsLoadResult {
 const looksLikePrediction = (v: Record<string, unknown>) => typeof v.instance_id === "string" && "model_patch" in v;
 
 /** Parse predictions from text (JSON list, JSON object keyed by id or one prediction, JSONL). */
-export function parsePredictions(text: string): PredictionsLoadResult {
-  const { records, errors } = readRecordFile(text, looksLikePrediction);
-  const { values, errors: invalid } = validateRecords(records, PredictionSchema, "prediction");
+export function parsePredictions(text: string, opts: { invalidUtf8Lines?: readonly number[] } = {}): PredictionsLoadResult {
+  const read = readRecordFile(text, looksLikePrediction);
+  const utf8 = dropInvalidUtf8(read.records, opts.invalidUtf8Lines ?? []);
+  const errors = [...read.errors, ...utf8.errors];
+  const { values, errors: invalid } = validateRecords(utf8.records, PredictionSchema, "prediction");
   const byId = new Map<string, { line: number; value: Prediction }>();
   const repeats: LoadError[] = [];
   for (const v of values) {
@@ -60,9 +62,10 @@ export function parsePredictions(text: string): PredictionsLoadResult {
   return { predictions, errors: [...errors, ...invalid, ...repeats].sort((a, b) => a.line - b.line) };
 }
 
-/** Read a predictions file; see parsePredictions. I/O errors throw. */
+/** Read a predictions file (its UTF-8 checked: records on bad lines are reported); see parsePredictions. I/O errors throw. */
 export async function loadPredictions(file: string): Promise<PredictionsLoadResult> {
-  return parsePredictions(await readFile(file, "utf8"));
+  const { text, invalidUtf8Lines } = decodeUtf8(await readFile(file));
+  return parsePredictions(text, { invalidUtf8Lines });
 }
 
 /** The gold predictions: each row's own `patch`, model name "gold". */

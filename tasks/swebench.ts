@@ -9,9 +9,13 @@
  * `PASS_TO_PASS` (JSON-encoded lists of test ids), Verified's `difficulty`, and the newer
  * harness export's `image`, `eval_script`, `log_parser`, `eval_type`. Every field is a string.
  */
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { z } from "zod";
 import type { ImageSpec } from "../images/spec";
+import { parseHarnessEvalScript } from "../images/swebench-prebuilt";
+import { testDirectives } from "../rewards/directives";
 import { RecordError } from "../lib/errors";
 import { formatZodIssues, parseRecord } from "../lib/zod-util";
 import { TaskSchema, type Task } from "./schema";
@@ -84,9 +88,11 @@ export type SweBenchRowInput = z.input<typeof SweBenchRowSchema>;
 // ---------------------------------------------------------------------------------------------
 // Record files: JSON array, JSON object (one record, or records keyed by id), JSONL
 
-/** A record that could not be read; `line` is 1-based. */
+/** A record that could not be read; `line` is 1-based (for a parquet file: the 1-based row). */
 export interface LoadError {
   line: number;
+  /** The file the record is in, when the source has several files (a dataset directory) or is named. */
+  file?: string;
   message: string;
   /** The first offending field, dotted (`FAIL_TO_PASS`, `model_patch`), when known. */
   field?: string;
@@ -239,7 +245,10 @@ export function readRecordFile(
   }
   if (wholeOk && whole !== null && typeof whole === "object" && !Array.isArray(whole)) {
     const obj = whole as Record<string, unknown>;
-    if (isSingleRecord(obj)) return { format: "json-record", records: [{ line: lineOf(open), value: obj }], errors };
+    // Records keyed by id only when every member is an object: one record with a missing or bad
+    // field stays one record, so the message names that field.
+    const keyed = Object.values(obj).length > 0 && Object.values(obj).every((v) => v !== null && typeof v === "object" && !Array.isArray(v));
+    if (isSingleRecord(obj) || !keyed) return { format: "json-record", records: [{ line: lineOf(open), value: obj }], errors };
     const spans = scanMembers(body, open).spans;
     const lineOfKey = new Map(spans.map((s) => [s.key, lineOf(s.start)]));
     for (const [key, value] of Object.entries(obj)) {
@@ -275,6 +284,69 @@ export function readRecordFile(
     }
   });
   return { format: "jsonl", records, errors };
+}
+
+/** Text of a record file and the 1-based lines holding bytes that are not UTF-8. */
+export interface DecodedText {
+  text: string;
+  invalidUtf8Lines: number[];
+}
+
+/**
+ * Decode a file's bytes as UTF-8. Lines with invalid bytes are listed (their bytes become U+FFFD
+ * in `text`); {@link dropInvalidUtf8} then rejects the records on them.
+ */
+export function decodeUtf8(bytes: Uint8Array): DecodedText {
+  const strict = new TextDecoder("utf-8", { fatal: true });
+  try {
+    return { text: strict.decode(bytes), invalidUtf8Lines: [] };
+  } catch {
+    const invalidUtf8Lines: number[] = [];
+    let start = 0;
+    let line = 1;
+    while (start <= bytes.length) {
+      let end = bytes.indexOf(0x0a, start);
+      if (end < 0) end = bytes.length;
+      try {
+        strict.decode(bytes.subarray(start, end));
+      } catch {
+        invalidUtf8Lines.push(line);
+      }
+      start = end + 1;
+      line++;
+    }
+    return { text: new TextDecoder("utf-8").decode(bytes), invalidUtf8Lines };
+  }
+}
+
+/**
+ * Reject the records that span a line with invalid UTF-8 (a record runs from its line to the
+ * line before the next record), each with an error naming the line.
+ */
+export function dropInvalidUtf8(
+  records: RawRecord[],
+  invalidLines: readonly number[],
+): { records: RawRecord[]; errors: LoadError[] } {
+  if (invalidLines.length === 0) return { records, errors: [] };
+  const sorted = [...records].sort((a, b) => a.line - b.line);
+  const kept: RawRecord[] = [];
+  const errors: LoadError[] = [];
+  const reported = new Set<number>();
+  sorted.forEach((rec, i) => {
+    const next = sorted[i + 1];
+    const end = next && next.line > rec.line ? next.line - 1 : Number.POSITIVE_INFINITY;
+    const bad = invalidLines.find((l) => l >= rec.line && l <= end);
+    if (bad === undefined) {
+      kept.push(rec);
+      return;
+    }
+    reported.add(bad);
+    const v = rec.value as Record<string, unknown> | null;
+    const id = v && typeof v === "object" && typeof v.instance_id === "string" ? v.instance_id : rec.key;
+    errors.push({ line: bad, message: `invalid UTF-8 on line ${bad}; this record is ignored`, ...(id ? { instanceId: id } : {}) });
+  });
+  for (const l of invalidLines) if (!reported.has(l)) errors.push({ line: l, message: `invalid UTF-8 on line ${l}` });
+  return { records: kept, errors };
 }
 
 /** Validate raw records with `schema`; each failure becomes a LoadError naming line and field. */
@@ -327,40 +399,151 @@ export interface SweBenchLoadResult {
   rows: SweBenchRow[];
   /** Bad rows (with line and field) and duplicate ids; the other rows still load. */
   errors: LoadError[];
+  /** Where each kept row is: instance id → file (when known) and 1-based line (parquet: row). */
+  where: Map<string, { file?: string; line: number }>;
 }
 
 const looksLikeRow = (v: Record<string, unknown>) => typeof v.instance_id === "string" && "repo" in v;
 
-/**
- * Parse a SWE-bench dataset from text (JSON array, JSON object keyed by id or a single row,
- * or JSONL). A duplicate instance_id is reported and the first row kept.
- */
-export function parseSweBench(text: string): SweBenchLoadResult {
-  const { records, errors } = readRecordFile(text, looksLikeRow);
-  const { values, errors: invalid } = validateRecords(records, SweBenchRowSchema, "row");
-  const rows: SweBenchRow[] = [];
-  const firstLine = new Map<string, number>();
-  const dupes: LoadError[] = [];
-  for (const { line, value } of values) {
-    const seen = firstLine.get(value.instance_id);
-    if (seen !== undefined) {
-      dupes.push({
-        line,
-        field: "instance_id",
-        instanceId: value.instance_id,
-        message: `duplicate instance_id ${value.instance_id} (first at line ${seen}); this row is ignored`,
-      });
-      continue;
-    }
-    firstLine.set(value.instance_id, line);
-    rows.push(value);
-  }
-  return { rows, errors: [...errors, ...invalid, ...dupes].sort((a, b) => a.line - b.line) };
+/** Raw records of one source, with the file they came from and the errors found reading it. */
+interface SourceRecords {
+  file?: string;
+  records: RawRecord[];
+  errors: LoadError[];
 }
 
-/** Read a SWE-bench dataset file; see parseSweBench. I/O errors throw. */
-export async function loadSweBench(file: string): Promise<SweBenchLoadResult> {
-  return parseSweBench(await readFile(file, "utf8"));
+/** Validate the records of several sources as SWE-bench rows; a repeated instance_id keeps the first. */
+function rowsOf(sources: readonly SourceRecords[]): SweBenchLoadResult {
+  const rows: SweBenchRow[] = [];
+  const where = new Map<string, { file?: string; line: number }>();
+  const errors: LoadError[] = [];
+  const at = (w: { file?: string; line: number }, file?: string) =>
+    w.file !== undefined && w.file !== file ? `${w.file}:${w.line}` : `line ${w.line}`;
+  for (const src of sources) {
+    const withFile = (e: LoadError): LoadError => (src.file !== undefined ? { ...e, file: src.file } : e);
+    const { values, errors: invalid } = validateRecords(src.records, SweBenchRowSchema, "row");
+    const found: LoadError[] = [...src.errors, ...invalid];
+    for (const { line, value } of values) {
+      const seen = where.get(value.instance_id);
+      if (seen !== undefined) {
+        found.push({
+          line,
+          field: "instance_id",
+          instanceId: value.instance_id,
+          message: `duplicate instance_id ${value.instance_id} (first at ${at(seen, src.file)}); this row is ignored`,
+        });
+        continue;
+      }
+      where.set(value.instance_id, { ...(src.file !== undefined ? { file: src.file } : {}), line });
+      rows.push(value);
+    }
+    errors.push(...found.sort((x, y) => x.line - y.line).map(withFile));
+  }
+  return { rows, errors, where };
+}
+
+/**
+ * Parse a SWE-bench dataset from text (JSON array, JSON object keyed by id or a single row,
+ * or JSONL). A duplicate instance_id is reported and the first row kept. `invalidUtf8Lines`
+ * (from {@link decodeUtf8}) rejects the records on those lines.
+ */
+export function parseSweBench(text: string, opts: { file?: string; invalidUtf8Lines?: readonly number[] } = {}): SweBenchLoadResult {
+  const read = readRecordFile(text, looksLikeRow);
+  const utf8 = dropInvalidUtf8(read.records, opts.invalidUtf8Lines ?? []);
+  return rowsOf([{ ...(opts.file !== undefined ? { file: opts.file } : {}), records: utf8.records, errors: [...read.errors, ...utf8.errors] }]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parquet files and dataset directories (as Hugging Face stores a dataset repository)
+
+/** A parquet cell as the row schema expects it: timestamps as ISO text, 64-bit integers as numbers. */
+function plainCell(v: unknown): unknown {
+  if (v instanceof Date) return Number.isNaN(v.getTime()) ? String(v) : v.toISOString().replace(/\.000Z$/, "Z");
+  if (typeof v === "bigint") return Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
+  if (v instanceof Uint8Array) return new TextDecoder("utf-8").decode(v);
+  if (Array.isArray(v)) return v.map(plainCell);
+  return v;
+}
+
+/**
+ * The rows of a parquet file as raw records, `line` = 1-based row. Read with hyparquet (every
+ * codec through hyparquet-compressors: snappy, gzip, zstd, brotli, lz4), the format of the
+ * parquet files of a Hugging Face dataset repository (`data/test-00000-of-00001.parquet`).
+ * @throws Error when the file is not a readable parquet file (message names the file).
+ */
+export async function readParquetRecords(file: string): Promise<RawRecord[]> {
+  const { asyncBufferFromFile, parquetReadObjects } = await import("hyparquet");
+  const { compressors } = await import("hyparquet-compressors");
+  let objects: Record<string, unknown>[];
+  try {
+    objects = (await parquetReadObjects({ file: await asyncBufferFromFile(file), compressors })) as Record<string, unknown>[];
+  } catch (e) {
+    throw new Error(`${file}: not a readable parquet file: ${(e as Error).message}`, { cause: e });
+  }
+  return objects.map((o, i) => ({ line: i + 1, value: Object.fromEntries(Object.entries(o).map(([k, v]) => [k, plainCell(v)])) }));
+}
+
+const DATASET_FILE = /\.(parquet|jsonl|json)$/i;
+
+/**
+ * The split a dataset file holds, from its name as Hugging Face and the harness name them:
+ * `test-00000-of-00001.parquet` → test, `test.jsonl` → test, `swe-bench-lite.dev.jsonl` → dev.
+ */
+export function splitOfFile(name: string): string | undefined {
+  const base = name.replace(/^.*\//, "");
+  const shard = /^(.+?)-\d{5}-of-\d{5}\.parquet$/i.exec(base);
+  if (shard) return shard[1];
+  const named = /(?:^|[._-])(train|dev|test|validation|valid)\.(?:parquet|jsonl|json)$/i.exec(base);
+  return named?.[1]?.toLowerCase();
+}
+
+/**
+ * The files of a dataset given as a file or a directory. A directory is read as a downloaded
+ * dataset repository: its `data/` folder when present, else the directory itself, for `*.parquet`,
+ * `*.jsonl` and `*.json` files (hidden files skipped, sorted by name). When the names show several
+ * splits, `split` (default `test`) is taken.
+ * @throws Error when the path does not exist, the directory holds no dataset file, or the
+ *   requested split is not among several.
+ */
+export function datasetFiles(pathOrDir: string, split = "test"): string[] {
+  const st = statSync(pathOrDir);
+  if (!st.isDirectory()) return [pathOrDir];
+  const dataDir = join(pathOrDir, "data");
+  const dir = existsSync(dataDir) && statSync(dataDir).isDirectory() ? dataDir : pathOrDir;
+  const files = readdirSync(dir)
+    .filter((f) => !f.startsWith(".") && DATASET_FILE.test(f) && statSync(join(dir, f)).isFile())
+    .sort()
+    .map((f) => join(dir, f));
+  const parquet = files.filter((f) => /\.parquet$/i.test(f));
+  const chosen = parquet.length > 0 ? parquet : files; // a repository's parquet files are its data
+  if (chosen.length === 0) throw new Error(`${pathOrDir}: no dataset file (*.parquet, *.jsonl, *.json) in ${dir}`);
+  const splits = new Set(chosen.map((f) => splitOfFile(f)));
+  if (splits.size <= 1) return chosen;
+  const wanted = chosen.filter((f) => splitOfFile(f) === split);
+  if (wanted.length === 0) {
+    throw new Error(`${pathOrDir}: several splits (${[...splits].map((s) => s ?? "?").join(", ")}) and none named ${split}: pass the split's file`);
+  }
+  return wanted;
+}
+
+/** The raw records of one dataset file (parquet, or JSON / JSONL text with its UTF-8 checked). */
+async function sourceRecords(file: string): Promise<SourceRecords> {
+  if (/\.parquet$/i.test(file)) return { file, records: await readParquetRecords(file), errors: [] };
+  const { text, invalidUtf8Lines } = decodeUtf8(await readFile(file));
+  const read = readRecordFile(text, looksLikeRow);
+  const utf8 = dropInvalidUtf8(read.records, invalidUtf8Lines);
+  return { file, records: utf8.records, errors: [...read.errors, ...utf8.errors] };
+}
+
+/**
+ * Read a SWE-bench dataset: a JSON / JSONL file, a parquet file, or a directory laid out as a
+ * downloaded dataset repository (see {@link datasetFiles}); every error carries its file.
+ * Duplicates across files keep the first row. I/O errors and unreadable parquet throw.
+ */
+export async function loadSweBench(pathOrDir: string, opts: { split?: string } = {}): Promise<SweBenchLoadResult> {
+  const sources: SourceRecords[] = [];
+  for (const file of datasetFiles(pathOrDir, opts.split)) sources.push(await sourceRecords(file));
+  return rowsOf(sources);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -372,7 +555,8 @@ export async function loadSweBench(file: string): Promise<SweBenchLoadResult> {
  * starts from. `referencePatch` is the gold `patch`; metadata keeps `source: "swe-bench"`,
  * `version`, `created_at`, `environment_setup_commit`, `difficulty`, `hints_text` (those
  * present) and, when the row has them, the harness's `image`, `log_parser`, `eval_type` under
- * `harness`.
+ * `harness`, with `test_command` and `preamble` (a JSON list) read from its `eval_script`
+ * (images/swebench-prebuilt.ts parseHarnessEvalScript).
  * @throws RecordError when `specFor` has no spec for the row or the task does not validate.
  */
 export function sweBenchRowToTask(row: SweBenchRow, specFor: (row: SweBenchRow) => ImageSpec | undefined): Task {
@@ -393,6 +577,11 @@ export function sweBenchRowToTask(row: SweBenchRow, specFor: (row: SweBenchRow) 
   for (const key of ["image", "log_parser", "eval_type"] as const) {
     const v = row[key];
     if (v !== undefined) harness[key] = v;
+  }
+  if (row.eval_script) {
+    // The harness's test command and activation lines, for runs in its prebuilt images.
+    const parsed = parseHarnessEvalScript(row.eval_script, testDirectives(row.test_patch, row.repo));
+    if (parsed) Object.assign(harness, { test_command: parsed.testCommand, preamble: JSON.stringify(parsed.preamble) });
   }
   if (Object.keys(harness).length > 0) metadata.harness = harness;
   return parseRecord(

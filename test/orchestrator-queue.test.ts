@@ -239,4 +239,29 @@ describe("orchestrator queues (fake rollouts, real Redis and BullMQ)", () => {
     expect(again.summary).toMatchObject({ trajectories: 8, duplicatesDropped: 0 });
     await expect(forage({ taskFiles: [file], samples: 1, out, policy: { kind: "oracle" } })).rejects.toThrow(/already holds a run/);
   });
+
+  it("forage --instances: only the chosen tasks run; an unknown id or no task at all refuses before any run directory", async () => {
+    const file = path.join(tmp, "forage-some.jsonl");
+    fs.writeFileSync(file, ["s-1", "s-2", "s-3"].map((id) => JSON.stringify(fakeTask(id))).join("\n") + "\n");
+    const started: string[] = [];
+    const out = path.join(tmp, "forage-some-run");
+    const res = await forage({
+      taskFiles: [file],
+      instances: ["s-3", "s-1"],
+      samples: 2,
+      out,
+      runId: "some",
+      policy: { kind: "oracle" },
+      worker: { concurrency: 2, rollout: fakeRollout({ onStart: (t) => started.push(t.id) }), ...FAST },
+      progressMs: 100,
+    });
+    expect(res.summary).toMatchObject({ tasks: 2, expected: 4, trajectories: 4 });
+    expect([...new Set(started)].sort()).toEqual(["s-1", "s-3"]);
+    const bad = path.join(tmp, "forage-bad-run");
+    await expect(forage({ taskFiles: [file], instances: ["s-1", "s-9"], samples: 1, out: bad, policy: { kind: "oracle" } })).rejects.toThrow(/unknown instance id\(s\).*s-9/);
+    const empty = path.join(tmp, "forage-empty.jsonl");
+    fs.writeFileSync(empty, "");
+    await expect(forage({ taskFiles: [empty], samples: 1, out: bad, policy: { kind: "oracle" } })).rejects.toThrow(/no task to run .*empty/);
+    expect(fs.existsSync(bad)).toBe(false);
+  });
 });

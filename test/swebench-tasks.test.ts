@@ -5,7 +5,7 @@
  * convert to Tasks, and their directives must equal the tail of the test command in the row's own
  * `eval_script`.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,9 +21,14 @@ import {
   predictionsById,
 } from "../tasks/predictions";
 import { TaskSchema } from "../tasks/schema";
+import { loadTaskFiles, parseInstanceIds, parseTaskJsonl, selectTasks } from "../tasks/files";
+import { writeParquetRows } from "./helpers/parquet";
 import {
+  datasetFiles,
+  decodeUtf8,
   loadSweBench,
   parseSweBench,
+  splitOfFile,
   SweBenchRowSchema,
   sweBenchRowsToTasks,
   sweBenchRowToTask,
@@ -149,7 +154,7 @@ describe("parseSweBench", () => {
   });
 
   it("empty text and a broken pretty-printed object", () => {
-    expect(parseSweBench("  \n")).toEqual({ rows: [], errors: [] });
+    expect(parseSweBench("  \n")).toMatchObject({ rows: [], errors: [] });
     const broken = parseSweBench('{\n  "a__a-1": {\n    "repo": "x/y",\n    oops\n  }\n}\n');
     expect(broken.rows).toEqual([]);
     expect(broken.errors).toHaveLength(1);
@@ -282,6 +287,158 @@ describe("testDirectives", () => {
 
 // ---------------------------------------------------------------------------------------------
 // The real datasets
+
+describe("bad input: named fields, real lines, invalid UTF-8, unknown ids", () => {
+  const dir = mkdtempSync(join(tmpdir(), "forager-badinput-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("a row or prediction without instance_id names that field, once", () => {
+    const { instance_id: _i, ...noId } = row();
+    const one = parseSweBench(JSON.stringify(noId));
+    expect(one.errors).toHaveLength(1);
+    expect(one.errors[0]).toMatchObject({ line: 1, field: "instance_id" });
+    expect(one.errors[0]?.message).toMatch(/instance_id: missing/);
+    const pred = parsePredictions(JSON.stringify({ model_name_or_path: "m", model_patch: "" }));
+    expect(pred.errors).toHaveLength(1);
+    expect(pred.errors[0]).toMatchObject({ field: "instance_id" });
+    expect(pred.errors[0]?.message).toMatch(/instance_id: missing/);
+    expect(pred.errors[0]?.message).not.toMatch(/expected object/);
+  });
+
+  it("a duplicate task id names both files and lines (SWE-bench rows and Task JSONL)", async () => {
+    const a = join(dir, "a.jsonl");
+    const b = join(dir, "b.jsonl");
+    writeFileSync(a, jsonl(row({ instance_id: "sympy__sympy-1" }), row({ instance_id: "sympy__sympy-2" })));
+    writeFileSync(b, jsonl(row({ instance_id: "sympy__sympy-3" }), row({ instance_id: "sympy__sympy-2" })));
+    const { tasks, errors } = await loadTaskFiles([a, b]);
+    expect(tasks.map((t) => t.id)).toEqual(["sympy__sympy-1", "sympy__sympy-2", "sympy__sympy-3"]);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ file: b, line: 2, taskId: "sympy__sympy-2" });
+    expect(errors[0]?.message).toContain(`first at ${a}:2`);
+    // Task JSONL: same rule, real lines.
+    const t = join(dir, "tasks.jsonl");
+    writeFileSync(t, jsonl(...tasks.map((x) => x), "", tasks[0]));
+    const again = await loadTaskFiles([t]);
+    expect(again.tasks).toHaveLength(3);
+    expect(again.errors).toMatchObject([{ file: t, line: 5, taskId: "sympy__sympy-1" }]);
+    expect(again.errors[0]?.message).toContain(`first at ${t}:1`);
+  });
+
+  it("invalid UTF-8: the record on that line is rejected with its line, the others load", async () => {
+    const good1 = Buffer.from(JSON.stringify(row({ instance_id: "sympy__sympy-10" })) + "\n");
+    const bad = Buffer.concat([Buffer.from(JSON.stringify(row({ instance_id: "sympy__sympy-11" })).slice(0, -2)), Buffer.from([0xff, 0xfe]), Buffer.from('"}\n')]);
+    const good2 = Buffer.from(JSON.stringify(row({ instance_id: "sympy__sympy-12" })) + "\n");
+    const bytes = Buffer.concat([good1, bad, good2]);
+    expect(decodeUtf8(bytes).invalidUtf8Lines).toEqual([2]);
+    const file = join(dir, "bad-utf8.jsonl");
+    writeFileSync(file, bytes);
+    const { rows, errors } = await loadSweBench(file);
+    expect(rows.map((r) => r.instance_id)).toEqual(["sympy__sympy-10", "sympy__sympy-12"]);
+    expect(errors).toMatchObject([{ file, line: 2, instanceId: "sympy__sympy-11" }]);
+    expect(errors[0]?.message).toMatch(/invalid UTF-8 on line 2/);
+    // a pretty-printed JSON array: the element spanning the bad line is the one rejected
+    const arr = Buffer.from(JSON.stringify([row({ instance_id: "sympy__sympy-20" }), row({ instance_id: "sympy__sympy-21" })], null, 2));
+    const at = arr.indexOf("sympy__sympy-21") + 4;
+    arr[at] = 0xc3; // a lead byte followed by ASCII: not UTF-8
+    const arrFile = join(dir, "bad-utf8.json");
+    writeFileSync(arrFile, arr);
+    const fromArray = await loadSweBench(arrFile);
+    expect(fromArray.rows.map((r) => r.instance_id)).toEqual(["sympy__sympy-20"]);
+    expect(fromArray.errors[0]?.message).toMatch(/invalid UTF-8/);
+    // Task JSONL and predictions too
+    const tasks = parseTaskJsonl("x\n", "t.jsonl", [1]);
+    expect(tasks.errors).toMatchObject([{ line: 1 }]);
+    expect(tasks.errors[0]?.message).toMatch(/invalid UTF-8/);
+    const predFile = join(dir, "preds.jsonl");
+    writeFileSync(predFile, Buffer.concat([Buffer.from('{"instance_id": "a", "model_name_or_path": "m", "model_patch": "'), Buffer.from([0x80]), Buffer.from('"}\n')]));
+    const preds = await loadPredictions(predFile);
+    expect(preds.predictions).toEqual([]);
+    expect(preds.errors).toMatchObject([{ line: 1, instanceId: "a" }]);
+  });
+
+  it("--instances: ids, @FILE, and unknown ids named (a rejected record said so)", async () => {
+    const ids = join(dir, "ids.txt");
+    writeFileSync(ids, "# chosen\nsympy__sympy-1\nsympy__sympy-3, sympy__sympy-1\n");
+    expect(parseInstanceIds(`@${ids}`)).toEqual(["sympy__sympy-1", "sympy__sympy-3"]);
+    expect(parseInstanceIds(" a, b ,,c ")).toEqual(["a", "b", "c"]);
+    const file = join(dir, "sel.jsonl");
+    writeFileSync(file, jsonl(row({ instance_id: "sympy__sympy-1" }), row({ instance_id: "sympy__sympy-2", base_commit: "x" }), row({ instance_id: "sympy__sympy-3" })));
+    const loaded = await loadTaskFiles([file]);
+    expect(selectTasks(loaded, ["sympy__sympy-3", "sympy__sympy-1"]).map((t) => t.id)).toEqual(["sympy__sympy-3", "sympy__sympy-1"]);
+    expect(() => selectTasks(loaded, ["sympy__sympy-1", "nope__nope-9", "sympy__sympy-2"])).toThrow(
+      /unknown instance id\(s\).*nope__nope-9, sympy__sympy-2 \(its record was rejected\)/,
+    );
+  });
+});
+
+describe("datasets as Hugging Face stores them: parquet files and dataset directories", () => {
+  const dir = mkdtempSync(join(tmpdir(), "forager-parquet-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const shared = resolve(process.cwd(), "../shared/datasets/swe-bench-lite.dev.jsonl");
+  /** Rows as stored: Lite's dev split when present (23 real rows), else a small inline set. */
+  const stored: Record<string, unknown>[] = existsSync(shared)
+    ? readFileSync(shared, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
+    : [row({ instance_id: "sympy__sympy-1" }), row({ instance_id: "sympy__sympy-2", hints_text: null }), row({ instance_id: "sympy__sympy-3", FAIL_TO_PASS: '["a", "b"]' })];
+
+  it("a parquet file reads as the same rows as its JSONL", async () => {
+    const pq = join(dir, "single.parquet");
+    writeParquetRows(pq, stored);
+    const js = join(dir, "single.jsonl");
+    writeFileSync(js, jsonl(...stored));
+    const fromParquet = await loadSweBench(pq);
+    const fromJsonl = await loadSweBench(js);
+    expect(fromParquet.errors).toEqual([]);
+    expect(fromParquet.rows).toHaveLength(stored.length);
+    expect(fromParquet.rows).toEqual(fromJsonl.rows);
+    expect(fromParquet.where.get(stored[1]!.instance_id as string)).toEqual({ file: pq, line: 2 });
+  });
+
+  it("a bad parquet row is reported with file and row; an unreadable file throws naming it", async () => {
+    const pq = join(dir, "bad.parquet");
+    writeParquetRows(pq, [row({ instance_id: "sympy__sympy-1" }), row({ instance_id: "sympy__sympy-2", base_commit: "zz" })]);
+    const { rows, errors } = await loadSweBench(pq);
+    expect(rows).toHaveLength(1);
+    expect(errors).toMatchObject([{ file: pq, line: 2, field: "base_commit", instanceId: "sympy__sympy-2" }]);
+    const junk = join(dir, "junk.parquet");
+    writeFileSync(junk, "not parquet at all");
+    await expect(loadSweBench(junk)).rejects.toThrow(/junk\.parquet: not a readable parquet file/);
+  });
+
+  it("a directory laid out as a dataset repository: data/<split>-NNNNN-of-NNNNN.parquet, test split by default", async () => {
+    const repo = join(dir, "SWE-bench_Lite");
+    const half = Math.ceil(stored.length / 2);
+    writeParquetRows(join(repo, "data", "test-00000-of-00002.parquet"), stored.slice(0, half));
+    writeParquetRows(join(repo, "data", "test-00001-of-00002.parquet"), stored.slice(half));
+    writeParquetRows(join(repo, "data", "dev-00000-of-00001.parquet"), [row({ instance_id: "sympy__sympy-999" })]);
+    writeFileSync(join(repo, "README.md"), "---\ndataset_info: {}\n---\n");
+    expect(datasetFiles(repo).map((f) => f.replace(/^.*\//, ""))).toEqual(["test-00000-of-00002.parquet", "test-00001-of-00002.parquet"]);
+    expect(datasetFiles(repo, "dev")).toHaveLength(1);
+    expect(() => datasetFiles(repo, "train")).toThrow(/several splits \(dev, test\)/);
+    const { rows, errors } = await loadSweBench(repo);
+    expect(errors).toEqual([]);
+    expect(rows.map((r) => r.instance_id)).toEqual(stored.map((r) => r.instance_id));
+    // the same directory through the task-file reader every command uses (specs may be missing for some repositories)
+    const tasks = await loadTaskFiles([repo]);
+    expect(tasks.tasks.length + tasks.errors.length).toBe(stored.length);
+    for (const e of tasks.errors) expect(e.line).toBeGreaterThan(0);
+    // a directory of JSONL files
+    const jdir = join(dir, "jsonl-repo");
+    writeFileSync(join(mkdirp(jdir), "swe-bench-lite.test.jsonl"), jsonl(...stored));
+    expect((await loadSweBench(jdir)).rows).toHaveLength(stored.length);
+    expect(() => datasetFiles(join(dir, "jsonl-repo", "..", "empty-dir-x"))).toThrow();
+  });
+
+  it("splits from file names", () => {
+    expect(splitOfFile("data/test-00000-of-00001.parquet")).toBe("test");
+    expect(splitOfFile("swe-bench-lite.dev.jsonl")).toBe("dev");
+    expect(splitOfFile("rows.jsonl")).toBeUndefined();
+  });
+});
+
+function mkdirp(d: string): string {
+  mkdirSync(d, { recursive: true });
+  return d;
+}
 
 const DATASETS_REL = "../shared/datasets";
 const datasetsDir = [
