@@ -16,12 +16,8 @@ import {
   crossCheckTestLog,
   escapeMarkers,
   ESCAPE_PREFIX,
-  canaryEvidence,
-  diffHeaderPaths,
   isTestLikePath,
-  machineryFlags,
   pytestSummarySection,
-  unquoteCPath,
   unsafePatchPath,
 } from "../rewards/forgery";
 import { gradeInstance, InstanceReportSchema, readEvalLog, RunReportSchema } from "../rewards/grading";
