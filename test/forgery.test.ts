@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { canaryEvidence, diffHeaderPaths, machineryFlags, unquoteCPath, unsafePatchPath } from "../rewards/forgery";
+import { computeReward } from "../rewards/reward";
 
 const GOLD = "diff --git a/evalpkg/calc.py b/evalpkg/calc.py\nindex 1111111..2222222 100644\n--- a/evalpkg/calc.py\n+++ b/evalpkg/calc.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n-    return a - b\n+    return a + b\n";
 
@@ -62,3 +63,12 @@ describe("patch paths as git and patch read them (adversarial set)", () => {
   });
 });
 
+
+describe("the reward of a forged run", () => {
+  it("is the failure reward by default, a setting otherwise, and never similarity credit", () => {
+    expect(computeReward({ passed: false, forged: true }, { mode: "execution" })).toMatchObject({ reward: -1, parts: { branch: "forged", passed: false } });
+    expect(computeReward({ passed: false, forged: true, similarity: 0.9 }, { mode: "similarity_threshold", threshold: 0.5 }).reward).toBe(-1);
+    expect(computeReward({ passed: false, forged: true }, { mode: "pass_only", forgedReward: -2 }).reward).toBe(-2);
+    expect(computeReward({ passed: true }, { mode: "execution", forgedReward: -2 }).reward).toBe(0);
+  });
+});
