@@ -48,7 +48,7 @@ beforeAll(async () => {
     spec,
     repository: "example/tracedemo",
     commit,
-    settings: { maxCallsPerFunction: 3, maxBytes: 20_000 },
+    settings: { maxCallsPerFunction: 3 },
     timeoutSeconds: 300,
   });
 }, 600_000);

@@ -23,6 +23,9 @@ import os
 import re
 import sys
 import time
+import warnings
+
+_object_repr = object.__repr__
 
 _CO_GENERATOR = 0x20
 _CO_COROUTINE = 0x100
@@ -135,7 +138,15 @@ class Repr:
                 return "set()" if t is set else "frozenset()"
             return ("{" + body + "}") if t is set else ("frozenset({" + body + "})")
         try:
-            s = repr(v)
+            if t.__repr__ is _object_repr:
+                s = repr(v)
+            else:
+                # A __repr__ is the repository's code: warnings it causes (a coroutine made and
+                # never awaited, a deprecation) must not reach the test, which may turn warnings
+                # into errors.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    s = repr(v)
         except BaseException as e:  # noqa: BLE001
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -273,6 +284,13 @@ class Tracer:
         if n == 0:
             self.stats["functions"] += 1
         return True
+
+    def capped(self, info):
+        """Whether no further activation of this function will be recorded."""
+        n = self.calls.get((info["file"], info["qualname"]), 0)
+        if n == 0 and self.max_functions and len(self.calls) >= self.max_functions:
+            return True
+        return n >= self.max_calls or bool(self.max_records and self.stats["records"] >= self.max_records)
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -504,6 +522,7 @@ class MonitoringBackend:
         cb(self.tool, E.PY_UNWIND, self.on_unwind)
         cb(self.tool, E.EXCEPTION_HANDLED, self.on_handled)
         self.enabled_codes = set()
+        self.open = {}  # code -> open activations
 
     def start(self):
         E = self.E
@@ -517,6 +536,7 @@ class MonitoringBackend:
             except Exception:  # noqa: BLE001
                 pass
         self.enabled_codes.clear()
+        self.open.clear()
         self.m.restart_events()
 
     def on_start(self, code, offset):
@@ -531,9 +551,15 @@ class MonitoringBackend:
         try:
             frame = sys._getframe(1)
             if not t.may_start(info):
+                if not self.open.get(code):
+                    # No open activation needs this code's events: stop paying for them
+                    # (until restart_events at the end of the test).
+                    self._disable(code)
+                    return self.m.DISABLE
                 return None
             act = Activation(t, code, info)
             t.active[frame] = act
+            self.open[code] = self.open.get(code, 0) + 1
             if code not in self.enabled_codes:
                 self.m.set_local_events(self.tool, code, self.local)
                 self.enabled_codes.add(code)
@@ -541,6 +567,22 @@ class MonitoringBackend:
         except Exception as e:  # noqa: BLE001
             t._error(e)
         return None
+
+    def _disable(self, code):
+        if code in self.enabled_codes:
+            self.m.set_local_events(self.tool, code, 0)
+            self.enabled_codes.discard(code)
+
+    def _closed(self, frame, act):
+        """An activation ended: finish it, and switch its code's events off when capped."""
+        self.t.finish(frame, act)
+        code = act.code
+        n = self.open.get(code, 1) - 1
+        self.open[code] = n
+        if n <= 0:
+            info = self.t.code_info.get(code)
+            if info and self.t.capped(info):
+                self._disable(code)
 
     def _act(self):
         frame = sys._getframe(2)
@@ -572,7 +614,7 @@ class MonitoringBackend:
             return None
         try:
             self.t.value_event(act, "return", frame.f_lineno, value)
-            self.t.finish(frame, act)
+            self._closed(frame, act)
         except Exception as e:  # noqa: BLE001
             self.t._error(e)
         return None
@@ -609,7 +651,7 @@ class MonitoringBackend:
             if act.last_kind != "exception":
                 self.t.exception_event(act, frame.f_lineno, exc)
             act.record["propagated"] = True
-            self.t.finish(frame, act)
+            self._closed(frame, act)
         except Exception as e:  # noqa: BLE001
             self.t._error(e)
         return None

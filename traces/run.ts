@@ -64,6 +64,8 @@ export interface OutcomeCheck {
   /** Tests whose pass/fail differs (or that ran in one run only): id, untraced, traced status. */
   disagreements: { test: string; untraced: string; traced: string }[];
   untracedSeconds: number;
+  /** Container CPU seconds of the untraced run, when the engine reports it. */
+  untracedCpuSeconds?: number;
 }
 
 export interface TraceRunResult {
@@ -199,9 +201,13 @@ export async function traceRepository(opts: TraceRunOptions): Promise<TraceRunRe
     };
 
     let untraced: Awaited<ReturnType<typeof run>> | undefined;
+    let untracedCpu: number | undefined;
     if (opts.outcomeCheck ?? true) {
       progress(`untraced run of ${tests.length ? tests.join(" ") : "the suite"}`);
+      const c0 = await cpuSeconds(sandbox);
       untraced = await run(false);
+      const c1 = c0 === undefined ? undefined : await cpuSeconds(sandbox);
+      if (c0 !== undefined && c1 !== undefined) untracedCpu = c1 - c0;
       await reset();
     }
     progress("traced run");
@@ -222,7 +228,7 @@ export async function traceRepository(opts: TraceRunOptions): Promise<TraceRunRe
       stats,
       invalid: invalid.slice(0, 10),
       statuses: traced.statuses,
-      ...(untraced ? { outcome: compareOutcomes(untraced.statuses, traced.statuses, untraced.seconds) } : {}),
+      ...(untraced ? { outcome: { ...compareOutcomes(untraced.statuses, traced.statuses, untraced.seconds), ...(untracedCpu !== undefined ? { untracedCpuSeconds: untracedCpu } : {}) } } : {}),
       tracedSeconds: traced.seconds,
       ...(cpu0 !== undefined && cpu1 !== undefined ? { cpuSeconds: cpu1 - cpu0 } : {}),
       exitCode: traced.exitCode,
