@@ -9,7 +9,8 @@
  * whole suite. One container of 1 CPU runs the suite untraced, then traced (traces/run.ts); CPU is
  * the container's cgroup CPU usage (engine stats) over each pytest run, so it includes pytest's
  * own start-up and collection. Figures: traced calls (records) and distinct functions per
- * CPU-second of the traced run, events and bytes per CPU-second, and traced/untraced CPU.
+ * CPU-second of the traced run, traces per CPU-second the tracing adds (traced − untraced CPU),
+ * events and bytes per CPU-second, and traced/untraced CPU.
  */
 import fs from "node:fs";
 import { mutateSpec } from "../cli/tasks";
@@ -63,6 +64,7 @@ export async function main(args: string[]): Promise<Record<string, number>> {
     traced_functions_per_cpu_second: s.functions / cpu,
     events_per_cpu_second: s.events / cpu,
     bytes_per_cpu_second: s.bytes / cpu,
+    traces_per_tracing_cpu_second: s.records / (cpu - base),
     cpu_overhead_ratio: cpu / base,
     outcome_agreement_ratio: r.outcome ? r.outcome.agree / r.outcome.tests : NaN,
   };

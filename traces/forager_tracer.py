@@ -53,6 +53,7 @@ DEFAULTS = {
 
 _TEST_PATH = re.compile(r"(^|/)(tests?|testing)/|(^|/)test_[^/]*\.py$|_test\.py$|(^|/)conftest\.py$")
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_MOCK_ID = re.compile(r" id='\d+'")  # unittest.mock reprs carry id()
 try:
     import dis as _dis
 
@@ -83,8 +84,11 @@ class Repr:
                 raise
             self.flags.add("error")
             s = "<%s object; repr raised %s>" % (_type_name(value), type(e).__name__)
-        if self.normalize and " at 0x" in s:
-            s = _ADDRESS.sub(" at 0x..", s)
+        if self.normalize:
+            if " at 0x" in s:
+                s = _ADDRESS.sub(" at 0x..", s)
+            if " id='" in s:
+                s = _MOCK_ID.sub(" id='..'", s)
         if len(s) > self.max_chars:
             self.flags.add("repr")
             s = s[: self.max_chars - 3] + "..."
@@ -427,12 +431,14 @@ class SettraceBackend:
 
     def __init__(self, tracer):
         self.t = tracer
+        self.open = {}  # code -> open activations
 
     def start(self):
         sys.settrace(self.global_trace)
 
     def stop(self):
         sys.settrace(None)
+        self.open.clear()
 
     def global_trace(self, frame, event, arg):
         t = self.t
@@ -450,9 +456,12 @@ class SettraceBackend:
                 if not _is_fresh(frame):
                     return None  # a generator resumed whose start was not traced
                 if not t.may_start(info):
+                    if not self.open.get(code) and t.capped(info):
+                        t.code_info[code] = None  # never again: later calls return at once
                     return None
                 act = Activation(t, code, info)
                 t.active[frame] = act
+                self.open[code] = self.open.get(code, 0) + 1
             if act.dropped:
                 frame.f_trace_lines = False
                 return self.local_trace
@@ -482,6 +491,7 @@ class SettraceBackend:
                 else:
                     t.value_event(act, "return", frame.f_lineno, arg)
                 t.finish(frame, act)
+                self.open[act.code] = self.open.get(act.code, 1) - 1
                 return None
             elif event == "exception":
                 t.exception_event(act, frame.f_lineno, arg[1])

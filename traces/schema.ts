@@ -100,7 +100,7 @@ export const TracerSettingsSchema = z.object({
   includeTests: z.boolean().default(false),
   /** Only these functions: qualnames or `path::qualname` (empty: all of the repository). */
   functions: z.array(z.string()).default([]),
-  /** Replace ` at 0x…` addresses in reprs by ` at 0x..` (deterministic traces). */
+  /** Replace ` at 0x…` addresses by ` at 0x..` and unittest.mock's ` id='…'` by ` id='..'` in reprs (deterministic traces). */
   normalizeAddresses: z.boolean().default(true),
   /** `auto`: sys.monitoring on Python >= 3.12, else sys.settrace. */
   backend: z.enum(["auto", "settrace", "monitoring"]).default("auto"),
@@ -120,7 +120,7 @@ export const TracerStatsSchema = z.object({
   bytes: z.number().int(),
   droppedLines: z.number().int(),
   droppedBytes: z.number().int(),
-  /** Activations not recorded because of maxCallsPerFunction / maxFunctions / maxRecords. */
+  /** Calls not recorded because of maxCallsPerFunction / maxFunctions / maxRecords, counted until the function is switched off (a lower bound). */
   skippedCap: z.number().int(),
   functions: z.number().int(),
   tracerErrors: z.number().int(),
