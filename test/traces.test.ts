@@ -11,10 +11,11 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildInstanceImage } from "../images/build";
 import { docker } from "../images/docker";
-import type { ImageSpecInput } from "../images/spec";
+import { ImageSpecSchema, type ImageSpecInput } from "../images/spec";
 import { CWM_TRACE_TOKENS, END_OF_TEXT, renderCwmTrace, START_MARK } from "../traces/render";
 import { compareOutcomes, parseTracerOutput, traceRepository, type TraceRunResult } from "../traces/run";
 import { TraceRecordSchema, type TraceRecord } from "../traces/schema";
+import { git } from "./helpers/git-fixtures";
 import { makeTraceDemoRepo } from "./helpers/trace-fixtures";
 
 const PIP_E = "pip install --no-index --no-deps --no-build-isolation --break-system-packages -e .";
@@ -208,6 +209,31 @@ describe("tracing a created repository", () => {
       ["fact", T("test_fact")],
       ["fact", T("test_fact")],
     ]);
+  }, 300_000);
+
+  it("traces a task instance's start state: its startPatch (the bug) applied", async () => {
+    const dir = path.join(tmp, "tracedemo");
+    const file = path.join(dir, "tracedemo/core.py");
+    const orig = fs.readFileSync(file, "utf8");
+    fs.writeFileSync(file, orig.replace("    t = 0\n", "    t = 1\n"));
+    const startPatch = git(dir, ["diff"]) + "\n";
+    fs.writeFileSync(file, orig);
+    const r = await traceRepository({
+      image,
+      spec,
+      repository: "example/tracedemo",
+      commit,
+      task: { id: "mutate/example__tracedemo/t1", startPatch, image: ImageSpecSchema.parse(spec) },
+      tests: [T("test_total")],
+      settings: { functions: ["total"] },
+      timeoutSeconds: 300,
+    });
+    expect(r.statuses.get(T("test_total"))).toBe("FAILED");
+    expect(r.outcome!.disagreements).toEqual([]);
+    expect(r.records).toHaveLength(1);
+    expect(r.records[0]!.task).toBe("mutate/example__tracedemo/t1");
+    expect(r.records[0]!.events[2]).toMatchObject({ kind: "line", locals: { t: "1" } });
+    expect(r.records[0]!.events.at(-1)).toMatchObject({ kind: "return", value: "7" });
   }, 300_000);
 });
 
