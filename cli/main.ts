@@ -10,6 +10,7 @@ import { registerAgentCommands } from "./run";
 import { registerEvalCommand } from "./eval";
 import { registerForageCommands } from "./forage";
 import { registerTaskCommands } from "./tasks";
+import { registerViewCommand } from "./view";
 import { destroyAllSandboxes } from "../sandbox/sandbox";
 import { reapSandboxes } from "../sandbox/reaper";
 import { childLogger } from "../lib/log";
@@ -56,6 +57,7 @@ registerSandboxCommands(program);
 registerAgentCommands(program);
 registerForageCommands(program);
 registerTaskCommands(program);
+registerViewCommand(program);
 
 // Default signal handling: destroy this process's sandboxes and exit 130 (a second signal kills at
 // once). A command that installs its own handler takes the signal instead (`forager worker` stops
