@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything forager needs on a Debian machine (as root):
 # npm packages, a Docker engine (Debian's docker.io, started in the background when none
-# answers), Redis (with --redis), and forager's base image. Safe to run again and again.
+# answers), Redis (with --redis), chromium (browser tests), and forager's base image. Safe to run again and again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,6 +47,9 @@ if [ "$want_redis" = 1 ]; then
   fi
 fi
 
-# 4. forager's base image (mmdebstrap when no registry answers).
+# 4. Debian's chromium, driven headless by the `forager view` browser tests (playwright-core never downloads one).
+command -v chromium >/dev/null 2>&1 || { say "installing chromium (browser tests of forager view)"; apt_install chromium; }
+
+# 5. forager's base image (mmdebstrap when no registry answers).
 command -v mmdebstrap >/dev/null 2>&1 || apt_install mmdebstrap
 bin/forager images base >&2

@@ -267,7 +267,7 @@ function turnView(t) {
   return el(
     "section",
     { class: `turn${s.bad ? " failed" : ""}`, id: `turn-${t.index}` },
-    el("h3", {}, `turn ${t.index} `, el("span", { class: "tag" }, t.toolName || (t.action && t.action.tool) || "no tool"), el("span", { class: s.bad ? "bad" : "ok" }, s.text)),
+    el("h3", {}, `turn ${t.index} `, el("span", { class: "tag" }, t.toolName || (t.action && t.action.tool) || "no tool"), " ", el("span", { class: s.bad ? "bad" : "ok" }, s.text)),
     el(
       "div",
       { class: "budget" },
