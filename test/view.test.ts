@@ -65,7 +65,7 @@ describe("forager view in chromium", () => {
     expect(rows[1]).toMatch(/^episodes\s+file\s+1\s+1\s+1/);
   });
 
-  it("the run page: figures, failures with reasons, five plots, episodes with filters and j/k", async () => {
+  it("the run page: figures, failures with reasons, five plots (no mutate-fix episode yet), episodes with filters and j/k", async () => {
     await open("#/s/run");
     await expect(page.locator("#n-trajectories").innerText()).resolves.toBe("3/6");
     expect(await page.locator("text=HTTP 500 from the model server").count()).toBe(1);
@@ -132,6 +132,8 @@ describe("forager view in chromium", () => {
     await page.waitForFunction(() => document.getElementById("n-trajectories")?.textContent === "4/6");
     expect(await page.locator("#n-resolved").innerText()).toBe("3");
     expect(await page.locator("#episodes tbody tr").count()).toBe(4);
+    // the first mutate-fix episode brings the per-operator plot
+    expect(await page.locator(".chart canvas").count()).toBe(6);
     await run.append(2, 1, false);
     await page.waitForFunction(() => document.getElementById("n-trajectories")?.textContent === "5/6");
     // 5 trajectories + 1 failed sample = 6 expected: complete, the live mark goes
@@ -183,7 +185,7 @@ describe("forager view in chromium", () => {
       await page.waitForSelector("body[data-ready]");
       expect(await page.locator("tbody tr").count()).toBe(1);
       await open("#/s/run", off.url); // the cookie set by ?token= carries on
-      expect(await page.locator(".chart canvas").count()).toBe(5);
+      expect(await page.locator(".chart canvas").count()).toBe(6);
     } finally {
       await off.close();
     }

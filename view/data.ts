@@ -42,6 +42,8 @@ export interface EpisodeRow {
   evalSeconds: number;
   /** Task kind (issue-fix, mutate-fix). */
   taskKind: string;
+  /** Mutate-fix: the task's mutation operator(s) (`metadata.operator`, tasks/mutate/generate.ts). */
+  operator?: string;
 }
 
 /** The overview of one source (run directory or trajectory file). */
@@ -196,6 +198,7 @@ export class RunSource extends Source {
     const p = runPaths(this.path);
     const { spec, tasks } = this.runFiles();
     const scan = scanShards(p.shards);
+    const operators = new Map(tasks.map((t) => [t.id, typeof t.metadata.operator === "string" ? t.metadata.operator : undefined]));
     const episodes: EpisodeRow[] = [];
     for (const e of scan.entries) {
       let row = this.rows.get(e.id);
@@ -203,7 +206,7 @@ export class RunSource extends Source {
         row = rowOf(parseTrajectory(readEntry(p.shards, e), `${p.shards}/${e.shard} @${e.offset}`), e.sample);
         this.rows.set(e.id, row);
       }
-      episodes.push(row);
+      episodes.push({ ...row, operator: operators.get(e.taskId) });
     }
     const committed = new Set(scan.entries.map((e) => `${e.taskId}\u0000${e.sample}`));
     const failures = readFailures(this.path).filter((f) => !committed.has(`${f.taskId}\u0000${f.sample}`));

@@ -50,6 +50,7 @@ export function viewTask(id: string): Task {
     failToPass: ["test_hidden.py::test_add"],
     passToPass: ["test_calc.py::test_mul"],
     referencePatch: PATCH,
+    metadata: id.startsWith("mutate/") ? { operator: "swap_binop" } : {},
   });
 }
 

@@ -153,6 +153,18 @@ function runCharts(o) {
     data: { labels: rs.map((r) => r[0]), datasets: [{ label: "samples", data: rs.map((r) => r[1]), backgroundColor: "#b3261e" }] },
     options: { indexAxis: "y" },
   });
+  const ops = new Map();
+  for (const e of eps) if (e.operator) { const v = ops.get(e.operator) || { n: 0, c: 0 }; v.n++; if (e.resolved) v.c++; ops.set(e.operator, v); }
+  if (ops.size) {
+    const os = [...ops.entries()].sort((a, b) => b[1].n - a[1].n);
+    chart(box, "mutate-fix: episodes and resolved per operator", {
+      type: "bar",
+      data: { labels: os.map((x) => x[0]), datasets: [
+        { label: "episodes", data: os.map((x) => x[1].n), backgroundColor: "#8f9bb3" },
+        { label: "resolved", data: os.map((x) => x[1].c), backgroundColor: "#2e9d5b" },
+      ] },
+    });
+  }
   return box;
 }
 
