@@ -5,6 +5,7 @@
  * trajectory is committed while the page is open, a server bound off loopback asks for its
  * token, Bull Board answers under /queues with --redis, and a screenshot is not blank.
  */
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
@@ -194,6 +195,28 @@ describe("forager view in chromium", () => {
       http.get(`${server.url}/api/sources`, { headers: { host: "attacker.example" } }, (res) => (res.resume(), resolve(res.statusCode))).on("error", reject);
     });
     expect(status).toBe(403);
+  });
+
+  it("the CLI: `forager view RUN_DIR --port 0` prints the URL and serves the run; SIGTERM stops it", async () => {
+    const child = spawn(path.resolve("bin/forager"), ["view", run.dir, "--port", "0"], { env: { ...process.env, FORAGER_LOG_LEVEL: "warn" } });
+    try {
+      let out = "";
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout.on("data", (b: Buffer) => {
+          out += b.toString();
+          const m = /open (http:\/\/127\.0\.0\.1:\d+)\//.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        child.on("exit", (code) => reject(new Error(`forager view exited ${code}: ${out}`)));
+      });
+      expect(out).toMatch(/1 source\(s\): run/);
+      const list = (await (await fetch(`${url}/api/sources`)).json()) as Array<{ runId: string; trajectories: number }>;
+      expect(list).toMatchObject([{ runId: "view-run" }]);
+    } finally {
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await exited;
+    }
   });
 
   it("with --redis: Bull Board under /queues", async () => {
