@@ -128,7 +128,7 @@ describe("forager view in chromium", () => {
 
   it("a live run: a trajectory committed while the page is open advances the progress", async () => {
     await open("#/s/run");
-    expect(await page.locator("#live").isVisible()).toBe(true);
+    await page.waitForSelector("#live", { state: "visible" }); // the first event: the run is in progress
     await run.append(2, 0, true);
     await page.waitForFunction(() => document.getElementById("n-trajectories")?.textContent === "4/6");
     expect(await page.locator("#n-resolved").innerText()).toBe("3");
@@ -229,6 +229,15 @@ describe("forager view in chromium", () => {
       await page.waitForSelector("text=forager-rollouts");
       expect(await page.title()).toMatch(/Bull/i);
       expect(await page.locator("text=forager-evals").count()).toBeGreaterThan(0);
+      // the run's live Redis figures come with the overview
+      const o = (await (await fetch(`${withRedis.url}/api/sources/run`)).json()) as { redis: boolean; redisError?: string };
+      expect(o).toMatchObject({ redis: true });
+      // Redis gone: the pages still answer, and say why the Redis figures are missing
+      await redis.stop();
+      redis = undefined;
+      const gone = (await (await fetch(`${withRedis.url}/api/sources/run`)).json()) as { trajectories: number; redisError?: string };
+      expect(gone.trajectories).toBe(5);
+      expect(gone.redisError).toBeTruthy();
     } finally {
       await withRedis?.close();
       await redis?.stop();

@@ -14,9 +14,9 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import fastifyStatic from "@fastify/static";
-import type { Redis } from "ioredis";
+import { Redis } from "ioredis";
 import { runStatus, openQueues, closeQueues, type RunStatus, type StageQueues } from "../orchestrator/run";
-import { redisConnection } from "../orchestrator/worker";
+import { connectionOptions } from "../orchestrator/worker";
 import { childLogger } from "../lib/log";
 import type { Source } from "./data";
 
@@ -117,10 +117,25 @@ export async function startViewServer(opts: ViewServerOptions): Promise<ViewServ
     return s;
   };
 
+  /** The run's Redis figures; undefined without Redis, or when it does not answer within 2 s (the error is kept). */
+  let redisError: string | undefined;
   const live = async (s: Source): Promise<RunStatus | undefined> => {
     const o = s.overview();
     if (!redis || !o.runId) return undefined;
-    return runStatus(redis, o.runId).catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("Redis did not answer within 2 s")), 2000);
+    });
+    try {
+      const st = await Promise.race([runStatus(redis, o.runId), deadline]);
+      redisError = undefined;
+      return st;
+    } catch (err) {
+      redisError = (err as Error).message;
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+    }
   };
 
   app.get("/favicon.ico", async (_req, reply) => reply.code(204).send());
@@ -145,7 +160,8 @@ export async function startViewServer(opts: ViewServerOptions): Promise<ViewServ
   );
   app.get<{ Params: { id: string } }>("/api/sources/:id", async (req) => {
     const s = source(req.params.id);
-    return { ...s.overview(), live: await live(s), redis: Boolean(redis) };
+    const st = await live(s);
+    return { ...s.overview(), live: st, redis: Boolean(redis), redisError: redis ? redisError : undefined };
   });
   app.get<{ Params: { id: string }; Querystring: { id?: string } }>("/api/sources/:id/trajectory", async (req, reply) => {
     const t = req.query.id ? source(req.params.id).trajectory(req.query.id) : undefined;
@@ -203,7 +219,10 @@ export async function startViewServer(opts: ViewServerOptions): Promise<ViewServ
   });
 
   if (opts.redisUrl) {
-    redis = redisConnection(opts.redisUrl);
+    // The view's own connection fails fast when Redis is away (the pages must not hang on it).
+    redis = new Redis({ ...connectionOptions(opts.redisUrl), maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true });
+    redis.on("error", () => undefined);
+    await redis.connect().catch((err: unknown) => log.warn({ err }, "Redis does not answer (yet)"));
     queues = openQueues(opts.redisUrl);
     const { createBullBoard } = await import("@bull-board/api");
     const { BullMQAdapter } = await import("@bull-board/api/bullMQAdapter");

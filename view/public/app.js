@@ -118,6 +118,11 @@ function chart(parent, title, config) {
   state.charts.push(new Chart(canvas, config));
 }
 
+/** Long task ids as axis labels: their tail. */
+function shortLabel(l) {
+  return l.length > 26 ? `…${l.slice(-24)}` : l;
+}
+
 function reasonOf(f) {
   const first = String(f.reason || "failed").split("\n")[0];
   return `failed (${f.stage}): ${first.length > 60 ? first.slice(0, 57) + "…" : first}`;
@@ -130,7 +135,7 @@ function runCharts(o) {
   chart(box, "resolved rate per task", {
     type: "bar",
     data: { labels: perTask.map((t) => t.taskId), datasets: [{ label: "resolved / samples", data: perTask.map((t) => t.c / t.n), backgroundColor: "#2e9d5b" }] },
-    options: { scales: { y: { min: 0, max: 1 }, x: { ticks: { display: perTask.length <= 30 } } } },
+    options: { scales: { y: { min: 0, max: 1 }, x: { ticks: { display: perTask.length <= 30, callback(v) { return shortLabel(this.getLabelForValue(v)); } } } } },
   });
   const turns = histogram(eps.map((e) => e.turns));
   chart(box, "turns per episode", { type: "bar", data: { labels: turns.labels, datasets: [{ label: "episodes", data: turns.counts, backgroundColor: "#3366ff" }] } });
@@ -223,6 +228,7 @@ function renderRun(o) {
     Object.entries(o.metrics).map(([k, v]) => figure(k, pct(v))),
     st && figure("rollouts running (Redis)", st.inFlight),
     st && figure("evaluations running (Redis)", st.evaluating),
+    o.redisError && figure("Redis", el("span", { class: "bad" }, o.redisError)),
     o.manifest && o.manifest.nearDuplicates && figure("near-duplicate clusters", o.manifest.nearDuplicates.clusters),
   );
   const progress = o.expected ? el("progress", { max: o.expected, value: o.trajectories + o.failures.length }) : undefined;
