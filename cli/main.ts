@@ -11,6 +11,7 @@ import { registerEvalCommand } from "./eval";
 import { registerForageCommands } from "./forage";
 import { registerTaskCommands } from "./tasks";
 import { registerTracesCommand } from "./traces";
+import { registerViewCommand } from "./view";
 import { destroyAllSandboxes } from "../sandbox/sandbox";
 import { reapSandboxes } from "../sandbox/reaper";
 import { childLogger } from "../lib/log";
@@ -58,6 +59,7 @@ registerAgentCommands(program);
 registerForageCommands(program);
 registerTaskCommands(program);
 registerTracesCommand(program);
+registerViewCommand(program);
 
 // Default signal handling: destroy this process's sandboxes and exit 130 (a second signal kills at
 // once). A command that installs its own handler takes the signal instead (`forager worker` stops

@@ -2,7 +2,7 @@
 # Idempotent set-up of everything forager needs on a Debian machine (as root):
 # npm packages (`npm ci` from the committed lock), a Docker engine (Debian's docker.io, started in
 # the background when none answers), Redis (with --redis), a container registry on loopback (with
-# --registry; the prebuilt-image tests), and forager's base image. Safe to run again and again.
+# --registry; the prebuilt-image tests), chromium (the browser tests of `forager view`), and forager's base image. Safe to run again and again.
 #
 # One line per step on stderr; the full apt/dpkg/npm output goes to the log file
 # (FORAGER_SETUP_LOG, default .forager/setup.log), whose path is printed when a step fails.
@@ -80,7 +80,10 @@ if [ "$want_registry" = 1 ]; then
   command -v docker-registry >/dev/null 2>&1 || step "installing docker-registry" apt_install docker-registry
 fi
 
-# 5. forager's base image (mmdebstrap when no registry answers).
+# 5. Debian's chromium, driven headless by the `forager view` browser tests (playwright-core never downloads one).
+command -v chromium >/dev/null 2>&1 || step "installing chromium (browser tests of forager view)" apt_install chromium
+
+# 6. forager's base image (mmdebstrap when no registry answers).
 command -v mmdebstrap >/dev/null 2>&1 || step "installing mmdebstrap" apt_install mmdebstrap
 if ! docker image inspect forager/base:bookworm-mmdebstrap-minbase >/dev/null 2>&1; then
   step "bootstrapping the base image" bin/forager images base
