@@ -24,6 +24,8 @@ import { EnvironmentError } from "../lib/errors";
 import { silentLogger, type Logger } from "../lib/log";
 import { countTokens } from "../inference-client/tokenizer";
 import { computeReward } from "../rewards/reward";
+import type { Evaluator } from "../rewards/evaluator";
+import { InferenceError } from "../inference-client/client";
 import { patchSimilarity } from "../rewards/similarity";
 import { Sandbox } from "../sandbox/sandbox";
 import type { SandboxConfigInput } from "../sandbox/config";
@@ -49,16 +51,7 @@ import {
 } from "./prompt";
 import { TRAJECTORY_SCHEMA_VERSION, TrajectorySchema, type EndReason, type Evaluation, type Trajectory, type Turn } from "./trajectory";
 
-/**
- * Hidden-test evaluation of a submitted patch (rewards/evaluate.ts `evaluatePatch` fits it).
- * Must not throw for the patch's faults (outcome "fail" / "patch_apply_failed"); may throw for
- * engine failures (recorded as outcome "env_error").
- */
-export type Evaluator = (
-  task: Task,
-  patch: string,
-  opts: { timeoutSeconds: number; sandboxLifetimeSeconds: number; image?: string; signal?: AbortSignal },
-) => Promise<Omit<Evaluation, "seconds">>;
+export type { Evaluator } from "../rewards/evaluator";
 
 /** An evaluator that evaluates nothing: outcome "fail", `resolved: false`, reason says why. */
 export const noopEvaluator: Evaluator = async () => ({ outcome: "fail", resolved: false, reason: "no evaluator configured" });
@@ -123,6 +116,8 @@ interface RolloutResult {
   toolSeconds: number;
   /** Not retried even when env_error. */
   fatal?: boolean;
+  /** What kind of error ended a policy_error episode (the orchestrator retries inference failures). */
+  endErrorKind?: "inference" | "aborted";
 }
 
 /**
@@ -184,7 +179,6 @@ export async function runEpisode(opts: RunEpisodeOptions): Promise<Trajectory> {
       log.debug({ err }, "similarity not computable");
     }
   }
-  const reward = computeReward({ passed: evaluation?.resolved ?? false, similarity, forged: evaluation?.outcome === "forged" }, config.reward);
 
   const trajectory: Trajectory = {
     schemaVersion: TRAJECTORY_SCHEMA_VERSION,
@@ -199,10 +193,11 @@ export async function runEpisode(opts: RunEpisodeOptions): Promise<Trajectory> {
     turns: r.turns,
     submittedPatch: r.submittedPatch,
     evaluation,
-    reward: reward.reward,
-    rewardParts: { ...reward.parts },
+    reward: -1,
+    rewardParts: {},
     endReason: r.endReason,
     endDetail: r.endDetail,
+    ...(r.endErrorKind ? { endErrorKind: r.endErrorKind } : {}),
     usedTokens: r.usedTokens,
     times: {
       startedAt: new Date(started).toISOString(),
@@ -215,7 +210,24 @@ export async function runEpisode(opts: RunEpisodeOptions): Promise<Trajectory> {
     envRetries: envErrors.length && r.endReason !== "env_error" ? envErrors.length : Math.max(0, envErrors.length - 1),
     envErrors,
   };
-  return TrajectorySchema.parse(trajectory);
+  return TrajectorySchema.parse(scoreTrajectory(trajectory, evaluation, similarity));
+}
+
+/**
+ * The reward of a trajectory, computed in one place (rewards/reward.ts computeReward with the
+ * episode's reward config): from its evaluation (resolved; `forged` gets the penalty) and the
+ * patch similarity. Used by {@link runEpisode} and by the orchestrator's evaluation stage once a
+ * pending evaluation is done; returns a new record.
+ */
+export function scoreTrajectory(t: Trajectory, evaluation: Evaluation | undefined, similarity?: number): Trajectory {
+  const cfg = agentConfig(t.config as AgentConfigInput);
+  const sim = similarity ?? (typeof t.rewardParts?.similarity === "number" ? (t.rewardParts.similarity as number) : undefined);
+  const pending = evaluation?.pending === true;
+  const reward = computeReward(
+    { passed: !pending && (evaluation?.resolved ?? false), similarity: sim, forged: evaluation?.outcome === "forged" },
+    cfg.reward,
+  );
+  return { ...t, ...(evaluation ? { evaluation } : {}), reward: reward.reward, rewardParts: { ...reward.parts } };
 }
 
 function emptyResult(endReason: EndReason, endDetail: string): RolloutResult {
@@ -323,6 +335,8 @@ async function rollout(opts: RunEpisodeOptions, config: AgentConfig, image: stri
       } catch (err) {
         res.modelSeconds += (performance.now() - tm) / 1000;
         end("policy_error", `${(err as Error).name}: ${(err as Error).message}`);
+        if (err instanceof InferenceError) res.endErrorKind = "inference";
+        else if (opts.signal?.aborted) res.endErrorKind = "aborted";
         break;
       }
       res.modelSeconds += (performance.now() - tm) / 1000;

@@ -8,7 +8,7 @@ import path from "node:path";
 import { z } from "zod";
 import { formatZodIssues } from "../lib/zod-util";
 import { renderAssistantTurn } from "./prompt";
-import { EvalOutcomeSchema } from "../rewards/outcome";
+import { EvalOutcomeSchema, EvaluationSchema, type Evaluation } from "../rewards/outcome";
 
 export const TRAJECTORY_SCHEMA_VERSION = 1;
 
@@ -26,16 +26,7 @@ export type EndReason = z.infer<typeof EndReasonSchema>;
 
 export { EvalOutcomeSchema };
 
-/** What an Evaluator returns (rewards/evaluate.ts EvalReport-like). */
-export const EvaluationSchema = z.object({
-  outcome: EvalOutcomeSchema,
-  resolved: z.boolean(),
-  reason: z.string().optional(),
-  report: z.unknown().optional(),
-  /** Wall time of the evaluation, seconds. */
-  seconds: z.number().nonnegative().optional(),
-});
-export type Evaluation = z.infer<typeof EvaluationSchema>;
+export { EvaluationSchema, type Evaluation };
 
 export const TurnSchema = z.object({
   /** 0-based turn number. */
@@ -113,6 +104,8 @@ export const TrajectorySchema = z.object({
   endReason: EndReasonSchema,
   /** Why (message) for env/policy errors and limits. */
   endDetail: z.string().optional(),
+  /** policy_error: what kind of error ended it ("inference": the model server failed after retries; "aborted"). */
+  endErrorKind: z.enum(["inference", "aborted"]).optional(),
   /** Tokens used at the end (the release's num_tokens). */
   usedTokens: z.number().int().nonnegative(),
   /** Wall times, seconds. */

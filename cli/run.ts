@@ -19,17 +19,11 @@ import { writeTrajectory } from "../agent/trajectory";
 import { registerDebugCommand } from "./debug";
 import { registerReplayCommand } from "./replay";
 import { registerShowCommand } from "./show";
-import { evaluatePatch } from "../rewards/evaluate";
+import { harnessEvaluator } from "../rewards/evaluator";
 
-/**
- * The evaluator of the CLI: `evaluatePatch` (rewards/evaluate.ts) in a fresh sandbox from the
- * episode's instance image, adapted to the agent's Evaluator interface.
- */
+/** The evaluator of the CLI: the one adapter (rewards/evaluator.ts harnessEvaluator), in a fresh sandbox from the episode's image. */
 export function loadEvaluator(): Evaluator {
-  return async (task, patch, opts) => {
-    const r = await evaluatePatch(task, patch, { image: opts.image, timeoutSeconds: opts.timeoutSeconds });
-    return { outcome: r.outcome, resolved: r.resolved, reason: r.reason, report: r };
-  };
+  return harnessEvaluator();
 }
 
 

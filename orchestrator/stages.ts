@@ -14,12 +14,12 @@
  */
 import type { Redis } from "ioredis";
 import { agentConfig, type AgentConfigInput } from "../agent/config";
-import { runEpisode, type Evaluator } from "../agent/episode";
+import { runEpisode, scoreTrajectory } from "../agent/episode";
+import { harnessEvaluator, pendingEvaluator, type Evaluator } from "../rewards/evaluator";
 import type { Policy, PolicyContext, PolicyStep } from "../agent/policy";
 import type { Trajectory } from "../agent/trajectory";
 import { EnvironmentError } from "../lib/errors";
 import type { Logger } from "../lib/log";
-import { computeReward } from "../rewards/reward";
 import type { Task } from "../tasks/schema";
 import { RedisSemaphore } from "./semaphore";
 import type { RunSpec } from "./spec";
@@ -47,11 +47,8 @@ export type RolloutFn = (task: Task, sampleIndex: number, ctx: RolloutContext) =
 export type EvaluateFn = (task: Task, trajectory: Trajectory, ctx: { spec: RunSpec; signal: AbortSignal; logger: Logger }) => Promise<Trajectory>;
 export type ImageFn = (task: Task, ctx: { spec: RunSpec; logger: Logger }) => Promise<string>;
 
-/** Evaluation reason of a rollout whose evaluation is left to the evaluation stage. */
-export const DEFERRED_REASON = "forager: evaluation deferred to the evaluation stage";
-
-/** The Evaluator passed to runEpisode in the rollout stage: records that evaluation is pending. */
-export const deferredEvaluator: Evaluator = async () => ({ outcome: "fail", resolved: false, reason: DEFERRED_REASON });
+/** The Evaluator passed to runEpisode in the rollout stage: records the evaluation as pending (`evaluation.pending`). */
+export const deferredEvaluator: Evaluator = pendingEvaluator;
 
 /** Default image stage: the run's pre-built tag, else images/build.ts buildInstanceImage (cached by content). */
 export const defaultImage: ImageFn = async (task, { spec }) => {
@@ -167,24 +164,14 @@ export const defaultRollout: RolloutFn = async (task, sample, ctx) => {
     onTurn: ctx.onTurn,
   });
   if (t.endReason === "env_error") throw new EnvironmentError(t.endDetail ?? "environment error");
-  if (t.endReason === "policy_error" && /InferenceError|InferenceUnavailable/.test(t.endDetail ?? "")) {
+  if (t.endReason === "policy_error" && t.endErrorKind === "inference") {
     throw new InferenceUnavailableError(t.endDetail ?? "inference failed");
   }
   if (t.endReason === "policy_error" && ctx.signal.aborted) throw new Error(`episode aborted: ${String(ctx.signal.reason ?? "timeout")}`);
   return t;
 };
 
-/**
- * The SWE-bench-style harness (rewards/evaluate.ts `evaluatePatch`) as an Evaluator: a fresh
- * sandbox from the instance image `image` (the one the rollout ran), the patch, the hidden tests.
- */
-export function harnessEvaluator(image?: string): Evaluator {
-  return async (task, patch, opts) => {
-    const { evaluatePatch } = await import("../rewards/evaluate");
-    const r = await evaluatePatch(task, patch, { image, timeoutSeconds: opts.timeoutSeconds });
-    return { outcome: r.outcome, resolved: r.resolved, reason: r.reason, report: { resolution: r.resolution, testsStatus: r.testsStatus, applyMethod: r.applyMethod, forgery: r.forgery, flags: r.flags } };
-  };
-}
+export { harnessEvaluator };
 
 /**
  * An EvaluateFn from an Evaluator: trajectories whose evaluation was deferred are evaluated and
@@ -193,7 +180,7 @@ export function harnessEvaluator(image?: string): Evaluator {
  */
 export function evaluateWith(getEvaluator: (t: Trajectory) => Evaluator): EvaluateFn {
   return async (task, t, { signal }) => {
-    if (t.evaluation?.reason !== DEFERRED_REASON) return t;
+    if (t.evaluation?.pending !== true) return t;
     const evaluator = getEvaluator(t);
     const cfg = agentConfig(t.config as AgentConfigInput);
     const t0 = performance.now();
@@ -205,15 +192,11 @@ export function evaluateWith(getEvaluator: (t: Trajectory) => Evaluator): Evalua
     }
     if (ev.outcome === "env_error") throw new EnvironmentError(`evaluation: ${ev.reason ?? "environment error"}`);
     const seconds = (performance.now() - t0) / 1000;
-    const sim = t.rewardParts?.similarity;
-    const reward = computeReward({ passed: ev.resolved, similarity: typeof sim === "number" ? sim : undefined, forged: ev.outcome === "forged" }, cfg.reward);
-    return {
-      ...t,
-      evaluation: { ...ev, seconds },
-      reward: reward.reward,
-      rewardParts: { ...reward.parts },
-      times: { ...t.times, evalSeconds: seconds, totalSeconds: t.times.totalSeconds + seconds },
-    };
+    const { pending: _pending, ...done } = ev;
+    return scoreTrajectory(
+      { ...t, times: { ...t.times, evalSeconds: seconds, totalSeconds: t.times.totalSeconds + seconds } },
+      { ...done, seconds },
+    );
   };
 }
 

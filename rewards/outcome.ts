@@ -15,3 +15,21 @@ import { z } from "zod";
 
 export const EvalOutcomeSchema = z.enum(["pass", "fail", "patch_apply_failed", "timeout", "forged", "env_error"]);
 export type EvalOutcome = z.infer<typeof EvalOutcomeSchema>;
+
+/**
+ * The evaluation of a trajectory's submitted patch, as recorded in the trajectory (what an
+ * Evaluator returns, rewards/evaluator.ts). `pending`: not evaluated yet (the orchestrator's
+ * rollout stage leaves the evaluation to its evaluation stage).
+ */
+export const EvaluationSchema = z.object({
+  outcome: EvalOutcomeSchema,
+  resolved: z.boolean(),
+  reason: z.string().optional(),
+  /** The evaluator's report (rewards/evaluate.ts: resolution, tests status, apply method, forgery evidence, flags). */
+  report: z.unknown().optional(),
+  /** Wall time of the evaluation, seconds. */
+  seconds: z.number().nonnegative().optional(),
+  /** Evaluation left to a later stage; outcome and resolved are placeholders until then. */
+  pending: z.boolean().optional(),
+});
+export type Evaluation = z.infer<typeof EvaluationSchema>;
