@@ -91,7 +91,7 @@ async function pageSources() {
   );
   main().replaceChildren(
     el("h1", {}, "Sources"),
-    el("table", {}, el("thead", {}, el("tr", {}, ["source", "kind", "tasks", "trajectories", "resolved", "failed", "pass@k", "state", "path"].map((h) => el("th", {}, h)))), el("tbody", {}, rows)),
+    el("table", { class: "t" }, el("thead", {}, el("tr", {}, ["source", "kind", "tasks", "trajectories", "resolved", "failed", "pass@k", "state", "path"].map((h) => el("th", {}, h)))), el("tbody", {}, rows)),
   );
   listNav(rows);
 }
@@ -206,7 +206,7 @@ function episodeTable(o) {
   );
   const table = el(
     "table",
-    { id: "episodes" },
+    { class: "t", id: "episodes" },
     el("thead", {}, el("tr", {}, ["task", "sample", "outcome", "reward", "end reason", "evaluation", "turns", "tokens", "episode s", "eval s"].map((h) => el("th", {}, h)))),
     el("tbody", {}, rows),
   );
@@ -233,7 +233,7 @@ function renderRun(o) {
   );
   const progress = o.expected ? el("progress", { max: o.expected, value: o.trajectories + o.failures.length }) : undefined;
   const failures = o.failures.length
-    ? el("table", {}, el("thead", {}, el("tr", {}, ["task", "sample", "stage", "attempts", "reason"].map((h) => el("th", {}, h)))), el("tbody", {}, o.failures.map((f) => el("tr", {}, el("td", {}, f.taskId), el("td", {}, f.sample), el("td", {}, f.stage), el("td", {}, f.attempts), el("td", {}, el("pre", {}, f.reason))))))
+    ? el("table", { class: "t" }, el("thead", {}, el("tr", {}, ["task", "sample", "stage", "attempts", "reason"].map((h) => el("th", {}, h)))), el("tbody", {}, o.failures.map((f) => el("tr", {}, el("td", {}, f.taskId), el("td", {}, f.sample), el("td", {}, f.stage), el("td", {}, f.attempts), el("td", {}, el("pre", {}, f.reason))))))
     : el("p", { class: "muted" }, "no failed sample");
   const spec = o.spec
     ? kv([
@@ -314,7 +314,7 @@ function testsStatusView(ts) {
     for (const name of lists.failure) rows.push(el("tr", {}, el("td", {}, cat), el("td", {}, name), el("td", { class: "bad" }, "failure")));
   }
   if (!rows.length) return el("p", { class: "muted" }, "no test listed in the report");
-  return el("table", { id: "tests-status" }, el("thead", {}, el("tr", {}, el("th", {}, "category"), el("th", {}, "test"), el("th", {}, "status"))), el("tbody", {}, rows));
+  return el("table", { class: "t", id: "tests-status" }, el("thead", {}, el("tr", {}, el("th", {}, "category"), el("th", {}, "test"), el("th", {}, "status"))), el("tbody", {}, rows));
 }
 
 async function pageTrajectory(src, id) {
