@@ -117,6 +117,13 @@ describe("forager view in chromium", () => {
     await page.keyboard.press("j");
     await page.keyboard.press("j");
     expect(await page.locator(".turn.sel").getAttribute("id")).toBe("turn-1");
+    // n: the next episode of the run (task 2, sample 0), p: back
+    expect(await page.locator("#position").innerText()).toMatch(/episode 2 of 3/);
+    await page.keyboard.press("n");
+    await page.waitForFunction(() => document.body.dataset.ready?.endsWith(encodeURIComponent("view-run/example__tiny-calc-2/0")));
+    expect(await page.locator("h1").innerText()).toBe("view-run/example__tiny-calc-2/0");
+    await page.keyboard.press("p");
+    await page.waitForFunction(() => document.body.dataset.ready?.endsWith(encodeURIComponent("view-run/example__tiny-calc-1/1")));
   });
 
   it("a task: problem statement, hidden tests and reference patch", async () => {

@@ -351,7 +351,12 @@ async function pageTrajectory(src, id) {
     el("h2", {}, `Turns (${t.turns.length})`),
     el("div", { id: "turns" }, t.turns.map(turnView)),
   );
-  listNav([...document.querySelectorAll(".turn")], { upTo: `#/s/${enc(src)}` });
+  // n / p: the next and previous episode of the source, in the run page's order
+  const ids = (await api(`/api/sources/${enc(src)}`)).episodes.map((e) => e.id);
+  const at = ids.indexOf(t.id);
+  const link = (i) => (i >= 0 && i < ids.length ? `#/s/${enc(src)}/t/${enc(ids[i])}` : undefined);
+  listNav([...document.querySelectorAll(".turn")], { upTo: `#/s/${enc(src)}`, next: link(at + 1), prev: link(at - 1) });
+  main().prepend(el("p", { class: "muted", id: "position" }, `episode ${at + 1} of ${ids.length} · n / p: next / previous episode · j / k: turns`));
 }
 
 // ----------------------------------------------------------------------------- task
@@ -390,6 +395,8 @@ function listNav(items, opts = {}) {
       items[state.sel].scrollIntoView({ block: "nearest" });
     },
     upTo: opts.upTo,
+    next: opts.next,
+    prev: opts.prev,
   };
   for (const [i, n] of items.entries()) if (n.dataset.href) n.addEventListener("click", (ev) => { if (ev.target.tagName !== "A") { state.sel = i; location.hash = n.dataset.href; } });
   state.keyNav = nav;
@@ -403,6 +410,8 @@ document.addEventListener("keydown", (ev) => {
   else if (ev.key === "k" && nav) nav.select(state.sel - 1);
   else if (ev.key === "Enter" && nav && state.sel >= 0 && nav.items[state.sel].dataset.href) location.hash = nav.items[state.sel].dataset.href;
   else if (ev.key === "u") location.hash = (nav && nav.upTo) || "#/";
+  else if (ev.key === "n" && nav && nav.next) location.hash = nav.next;
+  else if (ev.key === "p" && nav && nav.prev) location.hash = nav.prev;
   else return;
   ev.preventDefault();
 });
