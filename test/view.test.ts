@@ -40,6 +40,7 @@ beforeAll(async () => {
   run = await makeViewRun(path.join(tmp, "run"));
   const file = path.join(tmp, "episodes.jsonl");
   writeTrajectory(file, viewTrajectory("local", viewTask("example__tiny-calc-1"), 0, true));
+  fs.appendFileSync(file, JSON.stringify({ schemaVersion: 1, id: "broken" }) + "\n"); // a bad record: reported with its line
   server = await startViewServer({ sources: openSources([run.dir, file]), port: 0, pollMs: 200 });
   ctx = await chromium.launchPersistentContext(path.join(tmp, "chromium-profile"), {
     executablePath: CHROMIUM,
@@ -117,6 +118,13 @@ describe("forager view in chromium", () => {
     await page.keyboard.press("j");
     await page.keyboard.press("j");
     expect(await page.locator(".turn.sel").getAttribute("id")).toBe("turn-1");
+    // n: the next episode of the run (task 2, sample 0), p: back
+    expect(await page.locator("#position").innerText()).toMatch(/episode 2 of 3/);
+    await page.keyboard.press("n");
+    await page.waitForFunction(() => document.body.dataset.ready?.endsWith(encodeURIComponent("view-run/example__tiny-calc-2/0")));
+    expect(await page.locator("h1").innerText()).toBe("view-run/example__tiny-calc-2/0");
+    await page.keyboard.press("p");
+    await page.waitForFunction(() => document.body.dataset.ready?.endsWith(encodeURIComponent("view-run/example__tiny-calc-1/1")));
   });
 
   it("a task: problem statement, hidden tests and reference patch", async () => {
@@ -124,6 +132,16 @@ describe("forager view in chromium", () => {
     expect(await page.locator("#problem").innerText()).toMatch(/returns -1; it should return 5/);
     expect(await page.locator(".d2h-file-wrapper").count()).toBe(2);
     expect(await page.locator("text=test_hidden.py").count()).toBeGreaterThan(0);
+  });
+
+  it("a trajectory file: its episode without a task, and its bad line named", async () => {
+    await open("#/s/episodes");
+    expect(await page.locator("dl.kv").innerText()).toMatch(/bad lines\s+line 2: taskId: /);
+    await page.locator("#episodes tbody tr a").first().click();
+    await page.waitForFunction(() => document.body.dataset.ready?.includes("/t/"));
+    expect(await page.locator(".turn").count()).toBe(4);
+    expect(await page.locator("#reference").innerText()).toMatch(/reference patch: none/);
+    expect(await page.locator("#submitted .d2h-file-wrapper").count()).toBe(1);
   });
 
   it("a live run: a trajectory committed while the page is open advances the progress", async () => {

@@ -101,8 +101,9 @@ export function viewTrajectory(runId: string, task: Task, sample: number, resolv
       report: { resolution: resolved ? "FULL" : "NO", testsStatus: { ...status, FAIL_TO_FAIL: { success: [], failure: [] }, PASS_TO_FAIL: { success: [], failure: [] } }, applyMethod: "git apply" },
       seconds: 3.5 + sample,
     },
-    reward: resolved ? 1 : 0,
-    rewardParts: { hiddenTests: resolved ? 1 : 0, similarity: resolved ? 1 : 0.8 },
+    // rewards/reward.ts, mode "execution", scale 1: passed → −1 + scale = 0, else −1
+    reward: resolved ? 0 : -1,
+    rewardParts: { mode: "execution", passed: resolved, similarity: resolved ? 1 : 0.8, scale: 1, branch: resolved ? "pass" : "fail" },
     endReason: "final_answer",
     usedTokens: 1600 + 100 * sample,
     times: { startedAt: "2026-12-02T04:00:00.000Z", totalSeconds: 20 + sample, sandboxStartSeconds: 1.2, modelSeconds: 3.3, toolSeconds: 0.5, evalSeconds: 3.5 + sample },

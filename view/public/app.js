@@ -91,7 +91,7 @@ async function pageSources() {
   );
   main().replaceChildren(
     el("h1", {}, "Sources"),
-    el("table", {}, el("thead", {}, el("tr", {}, ["source", "kind", "tasks", "trajectories", "resolved", "failed", "pass@k", "state", "path"].map((h) => el("th", {}, h)))), el("tbody", {}, rows)),
+    el("table", { class: "t" }, el("thead", {}, el("tr", {}, ["source", "kind", "tasks", "trajectories", "resolved", "failed", "pass@k", "state", "path"].map((h) => el("th", {}, h)))), el("tbody", {}, rows)),
   );
   listNav(rows);
 }
@@ -206,7 +206,7 @@ function episodeTable(o) {
   );
   const table = el(
     "table",
-    { id: "episodes" },
+    { class: "t", id: "episodes" },
     el("thead", {}, el("tr", {}, ["task", "sample", "outcome", "reward", "end reason", "evaluation", "turns", "tokens", "episode s", "eval s"].map((h) => el("th", {}, h)))),
     el("tbody", {}, rows),
   );
@@ -233,7 +233,7 @@ function renderRun(o) {
   );
   const progress = o.expected ? el("progress", { max: o.expected, value: o.trajectories + o.failures.length }) : undefined;
   const failures = o.failures.length
-    ? el("table", {}, el("thead", {}, el("tr", {}, ["task", "sample", "stage", "attempts", "reason"].map((h) => el("th", {}, h)))), el("tbody", {}, o.failures.map((f) => el("tr", {}, el("td", {}, f.taskId), el("td", {}, f.sample), el("td", {}, f.stage), el("td", {}, f.attempts), el("td", {}, el("pre", {}, f.reason))))))
+    ? el("table", { class: "t" }, el("thead", {}, el("tr", {}, ["task", "sample", "stage", "attempts", "reason"].map((h) => el("th", {}, h)))), el("tbody", {}, o.failures.map((f) => el("tr", {}, el("td", {}, f.taskId), el("td", {}, f.sample), el("td", {}, f.stage), el("td", {}, f.attempts), el("td", {}, el("pre", {}, f.reason))))))
     : el("p", { class: "muted" }, "no failed sample");
   const spec = o.spec
     ? kv([
@@ -314,7 +314,7 @@ function testsStatusView(ts) {
     for (const name of lists.failure) rows.push(el("tr", {}, el("td", {}, cat), el("td", {}, name), el("td", { class: "bad" }, "failure")));
   }
   if (!rows.length) return el("p", { class: "muted" }, "no test listed in the report");
-  return el("table", { id: "tests-status" }, el("thead", {}, el("tr", {}, el("th", {}, "category"), el("th", {}, "test"), el("th", {}, "status"))), el("tbody", {}, rows));
+  return el("table", { class: "t", id: "tests-status" }, el("thead", {}, el("tr", {}, el("th", {}, "category"), el("th", {}, "test"), el("th", {}, "status"))), el("tbody", {}, rows));
 }
 
 async function pageTrajectory(src, id) {
@@ -351,7 +351,12 @@ async function pageTrajectory(src, id) {
     el("h2", {}, `Turns (${t.turns.length})`),
     el("div", { id: "turns" }, t.turns.map(turnView)),
   );
-  listNav([...document.querySelectorAll(".turn")], { upTo: `#/s/${enc(src)}` });
+  // n / p: the next and previous episode of the source, in the run page's order
+  const ids = (await api(`/api/sources/${enc(src)}`)).episodes.map((e) => e.id);
+  const at = ids.indexOf(t.id);
+  const link = (i) => (i >= 0 && i < ids.length ? `#/s/${enc(src)}/t/${enc(ids[i])}` : undefined);
+  listNav([...document.querySelectorAll(".turn")], { upTo: `#/s/${enc(src)}`, next: link(at + 1), prev: link(at - 1) });
+  main().prepend(el("p", { class: "muted", id: "position" }, `episode ${at + 1} of ${ids.length} · n / p: next / previous episode · j / k: turns`));
 }
 
 // ----------------------------------------------------------------------------- task
@@ -390,6 +395,8 @@ function listNav(items, opts = {}) {
       items[state.sel].scrollIntoView({ block: "nearest" });
     },
     upTo: opts.upTo,
+    next: opts.next,
+    prev: opts.prev,
   };
   for (const [i, n] of items.entries()) if (n.dataset.href) n.addEventListener("click", (ev) => { if (ev.target.tagName !== "A") { state.sel = i; location.hash = n.dataset.href; } });
   state.keyNav = nav;
@@ -403,6 +410,8 @@ document.addEventListener("keydown", (ev) => {
   else if (ev.key === "k" && nav) nav.select(state.sel - 1);
   else if (ev.key === "Enter" && nav && state.sel >= 0 && nav.items[state.sel].dataset.href) location.hash = nav.items[state.sel].dataset.href;
   else if (ev.key === "u") location.hash = (nav && nav.upTo) || "#/";
+  else if (ev.key === "n" && nav && nav.next) location.hash = nav.next;
+  else if (ev.key === "p" && nav && nav.prev) location.hash = nav.prev;
   else return;
   ev.preventDefault();
 });
