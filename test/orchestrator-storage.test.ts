@@ -140,8 +140,9 @@ describe("task files", () => {
     expect(r.tasks.map((t) => t.id)).toEqual(["good-1", "good-2"]);
     expect(r.errors.map((e) => [e.line, e.message.slice(0, 12)])).toEqual([
       [2, "invalid JSON"],
-      [3, "commit: Inva"],
-      [0, "duplicate ta"],
+      [3, "commit: miss"],
+      // The duplicate's own line (the fifth), no longer "line 0".
+      [5, "duplicate ta"],
     ]);
     expect(r.errors[1]!.taskId).toBe("good-2");
   });
