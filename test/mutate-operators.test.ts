@@ -281,9 +281,9 @@ describe("adaptive per-run timeout", () => {
     ].join("\n");
     const d = parseDurations(log);
     expect(d.get("tests/test_a.py::test_slow")).toBeCloseTo(3.0);
-    expect(d.get("tests/test_a.py::test_fast[x")).toBeCloseTo(0.01);
+    expect(d.get("tests/test_a.py::test_fast[x y]")).toBeCloseTo(0.01); // exact ids: parameters whole
     expect(adaptiveTimeout(["tests/test_a.py::test_slow"], d, 30, 300)).toBe(30); // 5 × 3 + 15 = 30
-    expect(adaptiveTimeout(["tests/test_a.py::test_slow", "tests/test_a.py::test_fast[x"], d, 10, 300)).toBe(31);
+    expect(adaptiveTimeout(["tests/test_a.py::test_slow", "tests/test_a.py::test_fast[x y]"], d, 10, 300)).toBe(31);
     expect(adaptiveTimeout(["tests/test_a.py::unknown"], d, 30, 300)).toBe(300);
     expect(adaptiveTimeout(["tests/test_a.py::test_slow"], undefined, 30, 300)).toBe(300);
     d.set("tests/test_b.py::test_huge", 1000);

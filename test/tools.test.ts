@@ -127,7 +127,9 @@ describe("submit tool", () => {
   });
 
   it("refuses a patch file over the size cap with a tool error, without reading it", async () => {
-    await sb.run("cd /repo && { echo 'diff --git a/x b/x'; head -c 600000000 /dev/zero | tr '\\0' 'a'; } > huge.patch");
+    const made = await sb.run("{ echo 'diff --git a/x b/x'; head -c 600000000 /dev/zero | tr '\\0' 'a'; } > /repo/huge.patch", { timeoutSeconds: 300 });
+    expect(made.status).toBe("ok");
+    await sb.run("cd /repo");
     const before = process.memoryUsage().rss;
     const r = await submitTool.run(sb, "huge.patch");
     expect(r.success).toBe(false);
