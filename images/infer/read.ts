@@ -247,7 +247,8 @@ export function readRepository(tree: GitTree): RepoFacts {
         const opts = obj(cfg.options);
         facts.dependencies.push(...reqs(multilineIni(text, "options", "install_requires"), "setup.cfg [options] install_requires"));
         if (!facts.requiresPython && typeof opts.python_requires === "string") facts.requiresPython = opts.python_requires;
-        for (const k of Object.keys(obj(cfg["options.extras_require"]))) {
+        // `ini` nests dotted section names (options.extras_require → options.extras_require as a child): keys read from the text.
+        for (const k of iniKeys(text, "options.extras_require")) {
           if (TEST_GROUPS.test(k)) facts.testDependencies.push(...reqs(multilineIni(text, "options.extras_require", k), `setup.cfg [options.extras_require] ${k}`));
         }
         if (obj(cfg.options).use_scm_version !== undefined) facts.usesScm = true;
@@ -264,10 +265,8 @@ export function readRepository(tree: GitTree): RepoFacts {
           facts.testCommands.push(...testCommandsIn(multilineIni(text, sec, "commands").join("\n")));
         }
       }
-      const pytestSection = file === "pytest.ini" ? cfg.pytest : file === "tox.ini" ? cfg.pytest : cfg["tool:pytest"];
-      if (pytestSection) {
-        for (const k of Object.keys(pytestSection)) facts.pytestOptions[k] ??= multilineIni(text, file === "setup.cfg" ? "tool:pytest" : "pytest", k).join(" ");
-      }
+      const pytestSection = file === "setup.cfg" ? "tool:pytest" : "pytest";
+      for (const k of iniKeys(text, pytestSection)) facts.pytestOptions[k] ??= multilineIni(text, pytestSection, k).join(" ");
     } catch (err) {
       facts.warnings.push(`${file}: ${(err as Error).message.split("\n")[0]}`);
     }
@@ -334,6 +333,21 @@ function safeToml(text: string): Obj | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Keys of one INI section, in order (continuation lines skipped). */
+export function iniKeys(text: string, section: string): string[] {
+  const keys: string[] = [];
+  let inSection = false;
+  for (const line of text.split("\n")) {
+    const sec = /^\s*\[([^\]]+)\]\s*$/.exec(line);
+    if (sec) inSection = sec[1]!.trim() === section;
+    else if (inSection && /^[^\s#;]/.test(line)) {
+      const kv = /^([^=:]+?)\s*[=:]/.exec(line);
+      if (kv) keys.push(kv[1]!.trim());
+    }
+  }
+  return keys;
 }
 
 /**
