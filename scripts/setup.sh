@@ -47,6 +47,9 @@ if [ "$want_redis" = 1 ]; then
   fi
 fi
 
-# 4. forager's base image (mmdebstrap when no registry answers).
+# 4. dh-python: Debian's PyPI-name → package table (images/infer reads /usr/share/dh-python/dist/cpython3_fallback).
+[ -f /usr/share/dh-python/dist/cpython3_fallback ] || apt_install dh-python
+
+# 5. forager's base image (mmdebstrap when no registry answers).
 command -v mmdebstrap >/dev/null 2>&1 || apt_install mmdebstrap
 bin/forager images base >&2

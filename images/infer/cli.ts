@@ -68,8 +68,9 @@ export function registerInferCommand(images: Command): void {
     .option("--summary <file>", "JSON lines, one object per repository")
     .option("--min-pass <x>", "fraction of collected tests that must pass", Number, 0.8)
     .option("--max-attempts <n>", "builds + reference runs before giving up", Number, 6)
+    .option("--test-timeout <s>", "seconds one reference run may take", Number, 900)
     .option("--state-dir <dir>", "image state dir")
-    .action(async (o: { repo?: string; repos?: string; commit?: string; name?: string; out?: string; summary?: string; minPass: number; maxAttempts: number; stateDir?: string }) => {
+    .action(async (o: { repo?: string; repos?: string; commit?: string; name?: string; out?: string; summary?: string; minPass: number; maxAttempts: number; testTimeout: number; stateDir?: string }) => {
       if (!o.repo === !o.repos) throw new Error("give --repo or --repos");
       const list = o.repo ? [o.repo] : batchRepos(o.repos!);
       const mapper = new DebianMapper();
@@ -85,6 +86,7 @@ export function registerInferCommand(images: Command): void {
             mapper,
             minPass: o.minPass,
             maxAttempts: o.maxAttempts,
+            testTimeoutSeconds: o.testTimeout,
             ...(o.repo && o.commit ? { commit: o.commit } : {}),
             ...(o.repo && o.name ? { name: o.name } : {}),
             ...(o.repo && o.out ? { out: o.out } : {}),

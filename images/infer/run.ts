@@ -222,7 +222,10 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
     applyRepair(inferred, r, attempt);
   }
   const c = result;
-  if (c.testsCollected === 0) return finish(`no tests collected: ${firstError(lastLog)}`);
+  if (c.testsCollected === 0) {
+    if (/forager-exit-code=(124|137)\s*$/.test(lastLog.trim())) return finish(`reference run timed out after ${timeout} s (no pytest summary)`);
+    return finish(`no tests collected: ${firstError(lastLog)}`);
+  }
   return finish(`${c.passed}/${c.passed + c.failed} pass (${(c.passRate * 100).toFixed(1)}% < ${minPass * 100}%): ${firstError(lastLog)}`);
 }
 
@@ -242,4 +245,23 @@ export function firstError(log: string): string {
     lines.filter((l) => l.trim()).slice(-2)[0] ??
     "";
   return pick.trim().slice(0, 200);
+}
+
+/**
+ * The inferred spec file of a repository at a commit for `forager tasks mutate` without --spec:
+ * the stored one when present (accepted or not: its provenance says), else inferred now.
+ * Returns undefined when inference rejected the repository (the caller keeps its default).
+ */
+export async function inferredSpecFile(o: { repo: string; commit: string; name?: string; stateDir?: string; onProgress?: (m: string) => void }): Promise<{ file: string; accepted: boolean; reason: string } | undefined> {
+  let gitDir = o.repo;
+  if (/^(https?:|git@|ssh:)/.test(o.repo)) gitDir = path.join(o.stateDir ?? defaultStateDir(), "infer", "clones", nameFromRepo(o.repo).replace("/", "+"));
+  const commit = fs.existsSync(gitDir) ? git(gitDir, ["rev-parse", `${o.commit}^{commit}`]) : o.commit;
+  const name = o.name ?? nameFromRepo(o.repo);
+  const file = storedSpecPath(name, commit, o.stateDir);
+  if (fs.existsSync(file) && fs.existsSync(`${file}.provenance.json`)) {
+    const prov = JSON.parse(fs.readFileSync(`${file}.provenance.json`, "utf8")) as Provenance;
+    if (prov.result?.accepted) return { file, accepted: true, reason: `stored: ${prov.result.reason}` };
+  }
+  const out = await inferImage({ repo: o.repo, commit, name, ...(o.stateDir ? { stateDir: o.stateDir } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
+  return out.result.accepted ? { file: out.files[0]!, accepted: true, reason: out.result.reason } : undefined;
 }
