@@ -109,7 +109,7 @@ describe("reading repositories", () => {
   it("hatch with hatch-vcs: hatch env dependencies, a pretend version from the newest tag", () => {
     const r = repo(
       {
-        "pyproject.toml": '[build-system]\nrequires = ["hatchling", "hatch-vcs"]\nbuild-backend = "hatchling.build"\n\n[project]\nname = "pkg"\ndynamic = ["version"]\n\n[tool.hatch.version]\nsource = "vcs"\n\n[tool.hatch.envs.test]\ndependencies = ["pytest-mock"]\n',
+        "pyproject.toml": '[build-system]\nrequires = ["hatchling", "hatch-vcs"]\nbuild-backend = "hatchling.build"\n\n[project]\nname = "pkg"\ndynamic = ["version"]\n\n[tool.hatch.version]\nsource = "vcs"\n\n[tool.hatch.build.hooks.vcs]\nversion-file = "pkg/version.py"\n\n[tool.hatch.envs.test]\ndependencies = ["pytest-mock"]\n',
         "pkg/__init__.py": "",
         "tests/test_a.py": TEST_PY,
       },
@@ -121,6 +121,8 @@ describe("reading repositories", () => {
     expect(scmVersion(r.dir, r.commit)).toBe("1.4.2");
     const s = specFromFacts(f, mapper, { repo: "x/pkg", commit: r.commit, scmVersion: "1.4.2" });
     expect(s.spec.env.SETUPTOOLS_SCM_PRETEND_VERSION).toBe("1.4.2");
+    expect(f.versionFile).toBe("pkg/version.py");
+    expect(s.spec.install[0]).toContain(`test -e pkg/version.py || printf '__version__ = version = "%s"\\n' 1.4.2 > pkg/version.py`);
     expect(s.spec.systemPackages).toEqual(expect.arrayContaining(["python3-hatchling", "python3-setuptools-scm", "python3-pytest-mock"]));
   });
 

@@ -33,6 +33,8 @@ export interface RepoFacts {
   requiresPython?: string;
   /** Version from git tags or a VCS plugin (setuptools-scm, hatch-vcs, pdm scm). */
   usesScm: boolean;
+  /** File a VCS version plugin writes at build time (hatch-vcs version-file, setuptools-scm write_to / version_file). */
+  versionFile?: string;
   /** "src" when the package lives under src/. */
   layout: "src" | "flat";
   /** Test paths: pytest testpaths, else tests/, test/, testing/. */
@@ -226,6 +228,8 @@ export function readRepository(tree: GitTree): RepoFacts {
         if (TEST_GROUPS.test(g)) facts.testDependencies.push(...reqs(strings(v), `pyproject.toml [tool.pdm.dev-dependencies.${g}]`));
       }
       if (tool["setuptools_scm"] !== undefined || tool["setuptools-scm"] !== undefined || obj(obj(tool.hatch).version).source === "vcs" || obj(pdm.version).source === "scm") facts.usesScm = true;
+      const vf = obj(obj(obj(obj(tool.hatch).build).hooks).vcs)["version-file"] ?? obj(tool.setuptools_scm).version_file ?? obj(tool.setuptools_scm).write_to;
+      if (typeof vf === "string") facts.versionFile = vf;
       const ini = obj(obj(tool.pytest)["ini_options"]);
       for (const [k, v] of Object.entries(ini)) facts.pytestOptions[k] = Array.isArray(v) ? v.join(" ") : String(v);
     } catch (err) {

@@ -85,12 +85,14 @@ export interface InferredSpec {
 const BASE_PACKAGES = ["python3-pip", "python3-setuptools", "python3-wheel", "python-is-python3", "python3-pytest"];
 
 /** The install line: an editable install offline, else a `.pth` to the source root (the backend in the suite is too old, or a C build fails). */
-export function installLine(layout: "src" | "flat", workdir: string): string {
+export function installLine(layout: "src" | "flat", workdir: string, versionFile?: { path: string; version: string }): string {
   const root = layout === "src" ? `${workdir}/src` : workdir;
+  // The file a VCS version plugin would have written at build time (the .pth route skips the build).
+  const vf = versionFile && /^[\w./-]+\.py$/.test(versionFile.path) ? `test -e ${versionFile.path} || printf '__version__ = version = "%s"\\n' ${versionFile.version} > ${versionFile.path}; ` : "";
   return (
     "pip install --no-index --no-deps --no-build-isolation --break-system-packages -e . >/tmp/forager-install.log 2>&1 || " +
     `{ tail -n 15 /tmp/forager-install.log; echo "forager-infer: source install (.pth to ${root})"; ` +
-    `echo ${root} > "$(python3 -c 'import site; print(site.getsitepackages()[0])')/forager-source.pth"; }`
+    `${vf}echo ${root} > "$(python3 -c 'import site; print(site.getsitepackages()[0])')/forager-source.pth"; }`
   );
 }
 
@@ -143,7 +145,7 @@ export function specFromFacts(
     ...(opts.source ? { source: opts.source } : {}),
     baseImage: DEFAULT_BASE_IMAGE,
     systemPackages: [...system].sort(),
-    install: [installLine(facts.layout, "/testbed")],
+    install: [installLine(facts.layout, "/testbed", facts.versionFile ? { path: facts.versionFile, version: opts.scmVersion ?? "0.0.0" } : undefined)],
     env,
     testCommand: "pytest -rA",
     logParser: "pytest",
