@@ -122,7 +122,7 @@ describe("reading repositories", () => {
     const s = specFromFacts(f, mapper, { repo: "x/pkg", commit: r.commit, scmVersion: "1.4.2" });
     expect(s.spec.env.SETUPTOOLS_SCM_PRETEND_VERSION).toBe("1.4.2");
     expect(f.versionFile).toBe("pkg/version.py");
-    expect(s.spec.install[0]).toContain(`test -e pkg/version.py || printf '__version__ = version = "%s"\\n' 1.4.2 > pkg/version.py`);
+    expect(s.spec.install[0]).toContain(`test -e pkg/version.py || printf '__version__ = version = "%s"\\n__version_tuple__ = version_tuple = (%s)\\n' 1.4.2 1,4,2 > pkg/version.py`);
     expect(s.spec.systemPackages).toEqual(expect.arrayContaining(["python3-hatchling", "python3-setuptools-scm", "python3-pytest-mock"]));
   });
 

@@ -88,7 +88,7 @@ const BASE_PACKAGES = ["python3-pip", "python3-setuptools", "python3-wheel", "py
 export function installLine(layout: "src" | "flat", workdir: string, versionFile?: { path: string; version: string }): string {
   const root = layout === "src" ? `${workdir}/src` : workdir;
   // The file a VCS version plugin would have written at build time (the .pth route skips the build).
-  const vf = versionFile && /^[\w./-]+\.py$/.test(versionFile.path) ? `test -e ${versionFile.path} || printf '__version__ = version = "%s"\\n' ${versionFile.version} > ${versionFile.path}; ` : "";
+  const vf = versionFile && /^[\w./-]+\.py$/.test(versionFile.path) ? `test -e ${versionFile.path} || printf '__version__ = version = "%s"\\n__version_tuple__ = version_tuple = (%s)\\n' ${versionFile.version} ${versionFile.version.split(".").join(",")} > ${versionFile.path}; ` : "";
   return (
     "pip install --no-index --no-deps --no-build-isolation --break-system-packages -e . >/tmp/forager-install.log 2>&1 || " +
     `{ tail -n 15 /tmp/forager-install.log; echo "forager-infer: source install (.pth to ${root})"; ` +
