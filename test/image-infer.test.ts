@@ -207,6 +207,8 @@ describe("repair rules", () => {
     const other = repairFromLog(base, "pytest: error: unrecognized arguments: --weird-plugin-flag", mapper)!;
     expect(other.spec.testCommand).toBe('pytest -rA -o addopts=""');
     expect(repairFromLog(base, "1 failed, 9 passed", mapper)).toBeUndefined();
+    // The project's own module is never "repaired" with Debian's copy of the project.
+    expect(repairFromLog({ ...base, repo: "x/six" }, "E   ModuleNotFoundError: No module named 'six._version'", mapper)).toBeUndefined();
   });
 });
 

@@ -237,6 +237,8 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
   const unobtainable = new Map<string, string>();
   for (const m of log.matchAll(moduleRe)) {
     const mod = m[1]!;
+    // The project's own package (a generated _version module missing): never install Debian's copy of it.
+    if (mod.split(".")[0]!.toLowerCase() === (spec.repo.split("/")[1] ?? "").toLowerCase().replace(/-/g, "_")) continue;
     const { dist, mapping } = mapper.mapImport(mod);
     if (mapping) add(mapping.package, m[0], `provides import ${mod.split(".")[0]} for ${dist}, via ${mapping.via}`);
     else unobtainable.set(mod.split(".")[0]!, dist);
