@@ -8,6 +8,7 @@ import { buildInstanceImage, listImages, pruneImages } from "../images/build";
 import { knownIssue, loadSweBenchSpecs, networkRequirement, specForSweBench } from "../images/swebench-specs";
 import { findRepository } from "../rewards/eval-run";
 import { loadSweBench } from "../tasks/swebench";
+import { registerInferCommand } from "../images/infer/cli";
 
 /** Bytes → "1.23 GB" (decimal units, as docker prints). */
 export function formatBytes(n: number): string {
@@ -25,6 +26,7 @@ const day = (iso?: string) => (iso ? iso.slice(0, 16).replace("T", " ") : "-");
 
 export function registerImageCommands(program: Command): void {
   const images = program.command("images").description("executable repository images");
+  registerInferCommand(images);
   images
     .command("base")
     .description("make forager's base image when it is missing (pull a configured image, else bootstrap Debian with mmdebstrap)")

@@ -9,6 +9,7 @@ import cliProgress from "cli-progress";
 import type { Command } from "commander";
 import { int } from "./options";
 import { ImageSpecSchema, type ImageSpecInput, type RepoSource } from "../images/spec";
+import { inferredSpecFile } from "../images/infer/run";
 import { InferenceClient } from "../inference-client/client";
 import { generateMutateTasks, type MutateProgress } from "../tasks/mutate/generate";
 import { OPERATOR_NAMES, parseOperatorList } from "../tasks/mutate/operators";
@@ -96,7 +97,7 @@ export function registerTaskCommands(program: Command): void {
     .description("mutate-fix tasks: inject bugs the repository's own tests catch (Python, pytest)")
     .requiredOption("--repo <path|url>", "repository: a local clone (bare or not) or a git URL")
     .requiredOption("--commit <sha>", "commit whose tests pass")
-    .option("--spec <file>", "image spec JSON (systemPackages, install, testCommand, …); coverage packages are added")
+    .option("--spec <file>", "image spec JSON (systemPackages, install, testCommand, …); coverage packages are added (default: the inferred spec, `forager images infer`)")
     .option("--name <owner/name>", "repository name in task ids (default: from --repo)")
     .option("--max <n>", "tasks wanted", int, 50)
     .option("--operators <list>", `comma-separated operators (default all: ${OPERATOR_NAMES.join(",")})`)
@@ -125,7 +126,10 @@ export function registerTaskCommands(program: Command): void {
         const n = fs.readFileSync(o.out, "utf8").split("\n").filter((l) => l.trim() !== "").length;
         throw new Error(`--out ${o.out} already holds ${n} line(s): pass --resume to continue that run, or remove the file to start anew`);
       }
-      const spec = mutateSpec(o);
+      // Without --spec: the stored inferred spec, else one inferred now (images/infer), else the plain default.
+      const inferred = o.spec ? undefined : await inferredSpecFile({ ...o, onProgress: (m) => process.stderr.write(`[infer] ${m}\n`) });
+      if (!o.spec) process.stderr.write(inferred ? `spec: inferred ${inferred.file} (${inferred.reason})\n` : "spec: inference rejected the repository; plain pytest default\n");
+      const spec = mutateSpec({ ...o, ...(inferred ? { spec: inferred.file } : {}) });
       const client = o.modelUrl ? new InferenceClient({ endpoints: [{ url: o.modelUrl, ...(o.model ? { model: o.model } : {}) }] }) : undefined;
       fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
       const done = o.resume ? existingTaskIds(o.out) : [];

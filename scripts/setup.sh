@@ -80,6 +80,9 @@ if [ "$want_registry" = 1 ]; then
   command -v docker-registry >/dev/null 2>&1 || step "installing docker-registry" apt_install docker-registry
 fi
 
+# dh-python: Debian's PyPI-name → package table (images/infer reads /usr/share/dh-python/dist/cpython3_fallback).
+[ -f /usr/share/dh-python/dist/cpython3_fallback ] || step "installing dh-python (the PyPI-name → Debian package table)" apt_install dh-python
+
 # 5. Debian's chromium, driven headless by the `forager view` browser tests (playwright-core never downloads one).
 command -v chromium >/dev/null 2>&1 || step "installing chromium (browser tests of forager view)" apt_install chromium
 

@@ -1,0 +1,113 @@
+/**
+ * `forager images infer`: one repository (`--repo`) or a batch (`--repos DIR|FILE`), with
+ * progress on stderr, a table at the end and `--summary FILE` as JSON lines (one object per
+ * repository: repo, commit, accepted, reason, python, tests_collected, pass_rate, flaky,
+ * build_seconds, image_mb).
+ */
+import fs from "node:fs";
+import path from "node:path";
+import type { Command } from "commander";
+import { DebianMapper } from "./debian";
+import { inferImage, type InferOutcome } from "./run";
+
+/** Repositories of a batch: a file of paths/URLs (one a line, `#` comments), or a directory of clones (`DIR/x`, `DIR/x/repo`). */
+export function batchRepos(arg: string): string[] {
+  if (fs.statSync(arg).isFile()) {
+    return fs
+      .readFileSync(arg, "utf8")
+      .split("\n")
+      .map((l) => l.replace(/#.*$/, "").trim())
+      .filter(Boolean);
+  }
+  return fs
+    .readdirSync(arg)
+    .sort()
+    .map((d) => path.join(arg, d))
+    .map((d) => (fs.existsSync(path.join(d, "repo")) ? path.join(d, "repo") : d))
+    .filter((d) => fs.existsSync(path.join(d, "HEAD")) || fs.existsSync(path.join(d, ".git")));
+}
+
+/** The summary object of one outcome (the `--summary` JSON line). */
+export function summaryLine(o: InferOutcome, seconds: number) {
+  const r = o.result;
+  return {
+    repo: o.repo,
+    commit: o.commit,
+    accepted: r.accepted,
+    reason: r.reason,
+    python: r.python,
+    backend: o.inferred?.provenance.backend,
+    layout: o.inferred?.provenance.layout,
+    tests_collected: r.testsCollected,
+    passed: r.passed,
+    failed: r.failed,
+    skipped: r.skipped,
+    pass_rate: Math.round(r.passRate * 1000) / 1000,
+    flaky: r.flaky.length,
+    build_seconds: Math.round(r.buildSeconds * 10) / 10,
+    total_seconds: Math.round(seconds * 10) / 10,
+    image_mb: r.imageMb,
+    attempts: r.attempts,
+    source_install: r.sourceInstall,
+    changes: o.inferred?.provenance.changes.map((c) => c.change) ?? [],
+    deselected: o.inferred?.provenance.deselected.map((d) => d.path) ?? [],
+    spec: o.files[0],
+  };
+}
+
+/** Register `images infer` under the `images` command. */
+export function registerInferCommand(images: Command): void {
+  images
+    .command("infer")
+    .description("infer an image spec from what a Python repository says about itself, build it, run its tests, repair, accept or reject")
+    .option("--repo <path|url>", "one repository: a local clone (bare or not) or a git URL")
+    .option("--repos <dir|file>", "batch: a directory of clones or a file of paths/URLs")
+    .option("--commit <sha>", "commit (default HEAD; only with --repo)")
+    .option("--name <owner/name>", "repository name (default from the path)")
+    .option("--out <file>", "spec output (default .forager/infer/<owner+name>-<commit12>.json; only with --repo)")
+    .option("--summary <file>", "JSON lines, one object per repository")
+    .option("--min-pass <x>", "fraction of collected tests that must pass", Number, 0.8)
+    .option("--max-attempts <n>", "builds + reference runs before giving up", Number, 6)
+    .option("--test-timeout <s>", "seconds one reference run may take", Number, 900)
+    .option("--state-dir <dir>", "image state dir")
+    .action(async (o: { repo?: string; repos?: string; commit?: string; name?: string; out?: string; summary?: string; minPass: number; maxAttempts: number; testTimeout: number; stateDir?: string }) => {
+      if (!o.repo === !o.repos) throw new Error("give --repo or --repos");
+      const list = o.repo ? [o.repo] : batchRepos(o.repos!);
+      const mapper = new DebianMapper();
+      const summary = o.summary ? fs.openSync(o.summary, "w") : undefined;
+      const rows: ReturnType<typeof summaryLine>[] = [];
+      for (const [i, repo] of list.entries()) {
+        const t0 = performance.now();
+        process.stderr.write(`[${i + 1}/${list.length}] ${repo}\n`);
+        let line: ReturnType<typeof summaryLine>;
+        try {
+          const out = await inferImage({
+            repo,
+            mapper,
+            minPass: o.minPass,
+            maxAttempts: o.maxAttempts,
+            testTimeoutSeconds: o.testTimeout,
+            ...(o.repo && o.commit ? { commit: o.commit } : {}),
+            ...(o.repo && o.name ? { name: o.name } : {}),
+            ...(o.repo && o.out ? { out: o.out } : {}),
+            ...(o.stateDir ? { stateDir: o.stateDir } : {}),
+            onProgress: (m) => process.stderr.write(`  ${m}\n`),
+          });
+          line = summaryLine(out, (performance.now() - t0) / 1000);
+        } catch (err) {
+          line = { repo, commit: "", accepted: false, reason: `error: ${(err as Error).message.split("\n")[0]}`, python: "", backend: undefined, layout: undefined, tests_collected: 0, passed: 0, failed: 0, skipped: 0, pass_rate: 0, flaky: 0, build_seconds: 0, total_seconds: (performance.now() - t0) / 1000, image_mb: 0, attempts: 0, source_install: false, changes: [], deselected: [], spec: "" };
+        }
+        rows.push(line);
+        if (summary) fs.writeSync(summary, JSON.stringify(line) + "\n");
+        process.stderr.write(`  → ${line.accepted ? "ACCEPTED" : "rejected"}: ${line.reason}\n`);
+      }
+      if (summary) fs.closeSync(summary);
+      console.log(["repo", "verdict", "commit", "backend", "tests", "pass", "flaky", "build s", "MB", "reason"].join("\t"));
+      for (const r of rows) {
+        console.log([r.repo, r.accepted ? "accepted" : "rejected", r.commit.slice(0, 12), r.backend ?? "", r.tests_collected, r.pass_rate.toFixed(3), r.flaky, r.build_seconds, r.image_mb, r.reason].join("\t"));
+      }
+      const acc = rows.filter((r) => r.accepted).length;
+      console.log(`accepted ${acc}/${rows.length} (${rows.length ? ((acc / rows.length) * 100).toFixed(0) : 0}%)`);
+      process.exitCode = acc === rows.length ? 0 : 1;
+    });
+}

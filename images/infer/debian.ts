@@ -1,0 +1,118 @@
+/**
+ * PyPI distribution → Debian package, without a pip index.
+ *
+ * Order: (1) Debian's own mapping shipped by dh-python (`/usr/share/dh-python/dist/cpython3_fallback`,
+ * lines `Dist-Name debian-package`), (2) the suite's package index: `python3-<normalized name>`
+ * (and without a `python-` prefix), checked against the names `apt-cache pkgnames python3-` lists
+ * on the host (a bookworm host, the suite of forager's base image). Both sources are recorded
+ * with each mapping so a person can see why a package was chosen.
+ */
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import { normalizeName } from "./pep508";
+
+/** Where a mapping came from. */
+export type MappingSource = "dh-python" | "package-index" | "stdlib" | "tool";
+
+export interface DebianMapping {
+  package: string;
+  via: MappingSource;
+}
+
+/** Default path of dh-python's fallback table (Debian package dh-python). */
+export const DH_PYTHON_DIST = "/usr/share/dh-python/dist/cpython3_fallback";
+
+/** Distributions forager never installs for a test run: linters, docs, release tooling, backports in the standard library. */
+const NOT_NEEDED = new Set(
+  [
+    "pytest", "pip", "setuptools", "wheel", "tox", "nox", "pre-commit", "mypy", "pyright", "black", "ruff", "flake8", "pylint", "isort",
+    "twine", "build", "sphinx", "furo", "codecov", "coveralls", "pip-tools", "bump2version", "bumpversion", "check-manifest", "tox-uv", "pre-commit-uv",
+    "uv", "docutils", "readme-renderer", "pyroma", "mkdocs", "towncrier", "pytest-cov", "coverage", "importlib-metadata", "typing-extensions",
+    "dataclasses", "importlib-resources", "backports-zoneinfo", "tomli", "exceptiongroup", "zipp", "types-setuptools", "gha-update", "setuptools-scm",
+    "ipython", "ipdb", "pdbpp", "pytest-sugar", "pytest-randomly", "pytest-github-actions-annotate-failures", "cogapp", "sphinx-autobuild", "pytest-codspeed",
+  ].map(normalizeName),
+);
+
+/** Whether a distribution is skipped on purpose (tooling, not needed to run tests). */
+export function notNeeded(dist: string): boolean {
+  const n = normalizeName(dist);
+  return NOT_NEEDED.has(n) || /^(sphinx|types-|mkdocs|flake8-|pytest-pretty|pallets-sphinx)/.test(n);
+}
+
+/** Import names whose distribution differs, for ModuleNotFoundError repairs. */
+export const IMPORT_TO_DIST: Record<string, string> = {
+  yaml: "PyYAML",
+  attr: "attrs",
+  dateutil: "python-dateutil",
+  PIL: "Pillow",
+  bs4: "beautifulsoup4",
+  jwt: "PyJWT",
+  Crypto: "pycryptodome",
+  OpenSSL: "pyOpenSSL",
+  google: "protobuf",
+  dns: "dnspython",
+  magic: "python-magic",
+  serial: "pyserial",
+  sklearn: "scikit-learn",
+  cv2: "opencv-python",
+  pkg_resources: "setuptools",
+  typing_extensions: "typing-extensions",
+  _pytest: "pytest",
+};
+
+/** The mapper: loads the dh-python table and the package names once. */
+export class DebianMapper {
+  readonly dist = new Map<string, string>();
+  readonly packages: Set<string>;
+  readonly sources: string[] = [];
+  constructor(opts: { distFile?: string; packageNames?: Iterable<string> } = {}) {
+    const distFile = opts.distFile ?? process.env.FORAGER_DH_PYTHON_DIST ?? DH_PYTHON_DIST;
+    if (fs.existsSync(distFile)) {
+      for (const line of fs.readFileSync(distFile, "utf8").split("\n")) {
+        const [name, pkg] = line.trim().split(/\s+/);
+        if (name && pkg && !name.startsWith("#")) this.dist.set(normalizeName(name), pkg);
+      }
+      this.sources.push(`dh-python ${distFile} (${this.dist.size} names)`);
+    }
+    if (opts.packageNames) this.packages = new Set(opts.packageNames);
+    else {
+      let names: string[] = [];
+      try {
+        names = execFileSync("apt-cache", ["pkgnames", "python3-"], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 }).split("\n").filter(Boolean);
+      } catch {
+        // no apt-cache on this host: only the dh-python table is used
+      }
+      this.packages = new Set(names);
+      if (names.length) this.sources.push(`apt-cache pkgnames python3- (${names.length} names)`);
+    }
+  }
+
+  /** The Debian package of a distribution, or undefined when the suite has none. */
+  map(dist: string): DebianMapping | undefined {
+    const n = normalizeName(dist);
+    if (n === "pytest") return { package: "python3-pytest", via: "tool" };
+    const fromDh = this.dist.get(n);
+    if (fromDh && (this.packages.size === 0 || this.packages.has(fromDh))) return { package: fromDh, via: "dh-python" };
+    for (const cand of [`python3-${n}`, `python3-${n.replace(/^python-/, "")}`, `python3-${n.replace(/-/g, "")}`, `python3-${n.replace(/^py/, "")}`]) {
+      if (this.packages.has(cand)) return { package: cand, via: "package-index" };
+    }
+    return undefined;
+  }
+
+  /** The package providing an import name (ModuleNotFoundError), or undefined. */
+  mapImport(module: string): { dist: string; mapping?: DebianMapping } {
+    const top = module.split(".")[0]!;
+    const dist = IMPORT_TO_DIST[top] ?? top.replace(/_/g, "-");
+    return { dist, mapping: this.map(dist) ?? (IMPORT_TO_DIST[top] ? undefined : this.map(top)) };
+  }
+}
+
+/** Debian packages of the build backends (bookworm names; `flit` pulls flit_core). */
+export const BACKEND_PACKAGES: Record<string, string[]> = {
+  setuptools: ["python3-setuptools"],
+  flit: ["flit"],
+  hatch: ["python3-hatchling"],
+  poetry: ["python3-poetry-core"],
+  pdm: ["python3-pdm-pep517"],
+  unknown: [],
+};

@@ -1,0 +1,267 @@
+/**
+ * `inferImage`: read a repository, write an image spec, build it, run the whole suite, repair
+ * from the errors (bounded), accept or reject with the reason; then two more reference runs to
+ * mark flaky tests. Writes `<out>` (the ImageSpec), `<out>.provenance.json` and
+ * `<out>.statuses.json` (per-test reference statuses, flaky tests marked).
+ */
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { shellQuote } from "../../lib/shell";
+import { parseTestLog } from "../../rewards/log-parsers";
+import { buildInstanceImage, ImageBuildError } from "../build";
+import { inspectImage, runInImage } from "../docker";
+import type { ImageSpec, RepoSource } from "../spec";
+import { defaultStateDir } from "../state";
+import { DebianMapper } from "./debian";
+import { GitTree, readRepository } from "./read";
+import { pythonProblem, repairFromLog, specFromFacts, SUITE_PYTHON, type InferredSpec, type InferResult, type Provenance } from "./spec";
+
+export interface InferOptions {
+  /** A local clone (bare or not) or a git URL (cloned on the host). */
+  repo: string;
+  /** Commit to read and build (default HEAD). */
+  commit?: string;
+  /** `owner/name` (default from the path or URL). */
+  name?: string;
+  /** Spec output (default `<stateDir>/infer/<owner+name>-<commit12>.json`). */
+  out?: string;
+  /** Fraction of non-skipped collected tests that must pass (default 0.8). */
+  minPass?: number;
+  /** Builds + reference runs tried before giving up (default 6). */
+  maxAttempts?: number;
+  /** Extra reference runs for flakiness (default 2). */
+  flakyRuns?: number;
+  /** Seconds one reference run may take (default 900). */
+  testTimeoutSeconds?: number;
+  stateDir?: string;
+  mapper?: DebianMapper;
+  onProgress?: (message: string) => void;
+}
+
+export interface InferOutcome {
+  repo: string;
+  commit: string;
+  result: InferResult;
+  inferred?: InferredSpec;
+  /** Files written (spec, provenance, statuses). */
+  files: string[];
+  /** Instance image tag when one was built. */
+  image?: string;
+}
+
+/** `owner/name` from a path or URL (`…/owner+name/repo`, `…/name.git`). */
+export function nameFromRepo(repo: string): string {
+  const clean = repo.replace(/\/+$/, "").replace(/\.git$/, "").replace(/\/repo$/, "");
+  const plus = /([\w.-]+)\+([\w.-]+)$/.exec(clean);
+  if (plus) return `${plus[1]}/${plus[2]}`;
+  const parts = clean.split(/[/:]/).filter(Boolean);
+  return parts.length >= 2 ? `${parts[parts.length - 2]}/${parts[parts.length - 1]}` : `local/${parts[parts.length - 1] ?? "repo"}`;
+}
+
+/** Where the inferred spec of a repository at a commit is stored by default. */
+export function storedSpecPath(repo: string, commit: string, stateDir = defaultStateDir()): string {
+  return path.join(stateDir, "infer", `${repo.replace("/", "+")}-${commit.slice(0, 12)}.json`);
+}
+
+function git(dir: string, args: string[]): string {
+  return execFileSync("git", ["-C", dir, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
+}
+
+/** A version for setuptools-scm / hatch-vcs: the newest tag reachable from the commit (leading `v` cut), else 0.0.0. */
+export function scmVersion(gitDir: string, commit: string): string {
+  try {
+    const tag = git(gitDir, ["describe", "--tags", "--abbrev=0", commit]);
+    const v = tag.replace(/^[^\d]*/, "");
+    return /^\d+(\.\d+)*/.test(v) ? /^\d+(\.\d+)*/.exec(v)![0] : "0.0.0";
+  } catch {
+    return "0.0.0";
+  }
+}
+
+/** Counts of a status map: collected, passed (PASSED, XFAIL), failed (FAILED, ERROR), skipped. */
+export function countStatuses(statuses: Map<string, string>): { collected: number; passed: number; failed: number; skipped: number; passRate: number } {
+  let passed = 0;
+  let failed = 0;
+  let skipped = 0;
+  for (const s of statuses.values()) {
+    if (s === "PASSED" || s === "XFAIL") passed++;
+    else if (s === "SKIPPED") skipped++;
+    else failed++;
+  }
+  return { collected: statuses.size, passed, failed, skipped, passRate: passed + failed ? passed / (passed + failed) : 0 };
+}
+
+async function referenceRun(image: string, spec: ImageSpec, testPaths: string[], timeoutSeconds: number) {
+  const script = [
+    "exec 2>&1",
+    `cd ${shellQuote(spec.workdir)}`,
+    "export PYTHONDONTWRITEBYTECODE=1",
+    ...spec.evalPreamble,
+    `timeout -k 5 ${timeoutSeconds} ${spec.testCommand} -p no:cacheprovider ${testPaths.map(shellQuote).join(" ")}`,
+    'echo "forager-exit-code=$?"',
+  ].join("\n");
+  const r = await runInImage(image, script, { network: "none", timeoutMs: (timeoutSeconds + 60) * 1000 });
+  const log = r.stdout + r.stderr;
+  return { log, statuses: parseTestLog("pytest", log, { repo: spec.repo }), seconds: r.seconds };
+}
+
+/**
+ * Infer, build, check and store the image spec of one repository.
+ * Never throws for a repository that cannot be set up: the outcome says why (`result.reason`).
+ * @throws Error when the repository or commit cannot be read at all.
+ */
+export async function inferImage(o: InferOptions): Promise<InferOutcome> {
+  const say = o.onProgress ?? (() => undefined);
+  const stateDir = o.stateDir ?? defaultStateDir();
+  let gitDir = o.repo;
+  let source: RepoSource;
+  if (/^(https?:|git@|ssh:)/.test(o.repo)) {
+    gitDir = path.join(stateDir, "infer", "clones", nameFromRepo(o.repo).replace("/", "+"));
+    if (!fs.existsSync(gitDir)) execFileSync("git", ["clone", "--bare", "-q", o.repo, gitDir], { stdio: "ignore" });
+    source = { type: "path", path: gitDir };
+  } else source = { type: "path", path: path.resolve(o.repo) };
+  const commit = git(gitDir, ["rev-parse", `${o.commit ?? "HEAD"}^{commit}`]);
+  const repo = o.name ?? nameFromRepo(o.repo);
+  const out = o.out ?? storedSpecPath(repo, commit, stateDir);
+  const minPass = o.minPass ?? 0.8;
+  const mapper = o.mapper ?? new DebianMapper();
+  const tree = new GitTree(gitDir, commit);
+  const facts = readRepository(tree);
+  const result: InferResult = {
+    accepted: false,
+    reason: "",
+    python: SUITE_PYTHON.bookworm!,
+    testsCollected: 0,
+    passed: 0,
+    failed: 0,
+    skipped: 0,
+    passRate: 0,
+    flaky: [],
+    buildSeconds: 0,
+    imageMb: 0,
+    attempts: 0,
+    sourceInstall: false,
+  };
+  const inferred = specFromFacts(facts, mapper, { repo, commit, source, scmVersion: scmVersion(gitDir, commit) });
+  const prov: Provenance = inferred.provenance;
+  const files: string[] = [];
+  const finish = (reason: string, accepted = false): InferOutcome => {
+    result.reason = reason;
+    result.accepted = accepted;
+    prov.result = result;
+    fs.mkdirSync(path.dirname(out), { recursive: true });
+    fs.writeFileSync(out, JSON.stringify(inferred.spec, null, 2) + "\n");
+    fs.writeFileSync(`${out}.provenance.json`, JSON.stringify(prov, null, 2) + "\n");
+    files.unshift(out, `${out}.provenance.json`);
+    return { repo, commit, result, inferred, files, ...(image ? { image } : {}) };
+  };
+  let image: string | undefined;
+  const pyProblem = pythonProblem(facts);
+  if (pyProblem) return finish(pyProblem);
+  if (!facts.testPaths.length && !tree.files.some((f) => /(^|\/)test_[^/]*\.py$/.test(f))) return finish("no tests found (no tests/, test/, testing/ or test_*.py)");
+  const maxAttempts = o.maxAttempts ?? 6;
+  const timeout = o.testTimeoutSeconds ?? 900;
+  let lastLog = "";
+  for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+    result.attempts = attempt;
+    const spec = inferred.spec;
+    say(`attempt ${attempt}: build (${spec.systemPackages.length} packages)`);
+    const t0 = performance.now();
+    let log: string;
+    try {
+      const b = await buildInstanceImage(spec, { stateDir, source });
+      result.buildSeconds += (performance.now() - t0) / 1000;
+      image = b.tag;
+      const buildLog = b.logFile && fs.existsSync(b.logFile) ? fs.readFileSync(b.logFile, "utf8") : "";
+      if (/forager-infer: source install/.test(buildLog)) result.sourceInstall = true;
+      else if (b.cached && attempt === 1) result.sourceInstall = prov.changes.some((c) => c.change.includes("source install"));
+      say(`attempt ${attempt}: reference run of ${b.tag}`);
+      const run = await referenceRun(b.tag, spec, inferred.testPaths, timeout);
+      log = run.log;
+      const c = countStatuses(run.statuses);
+      Object.assign(result, { testsCollected: c.collected, passed: c.passed, failed: c.failed, skipped: c.skipped, passRate: c.passRate });
+      if (c.collected > 0 && c.passRate >= minPass) {
+        // Two more runs: tests whose status changes are flaky.
+        const runs = [run.statuses];
+        for (let i = 0; i < (o.flakyRuns ?? 2); i++) {
+          say(`flaky check ${i + 1}`);
+          runs.push((await referenceRun(b.tag, spec, inferred.testPaths, timeout)).statuses);
+        }
+        const flaky = [...run.statuses.keys()].filter((id) => runs.some((r) => r.get(id) !== run.statuses.get(id))).sort();
+        result.flaky = flaky;
+        const statusesFile = `${out}.statuses.json`;
+        fs.mkdirSync(path.dirname(out), { recursive: true });
+        fs.writeFileSync(statusesFile, JSON.stringify({ repo, commit, image: b.tag, runs: runs.length, flaky, statuses: Object.fromEntries([...run.statuses].sort()) }, null, 2) + "\n");
+        files.push(statusesFile);
+        const info = await inspectImage(b.tag);
+        result.imageMb = Math.round(((info?.Size ?? 0) / 1e6) * 10) / 10;
+        return finish(`${c.passed}/${c.passed + c.failed} pass (${(c.passRate * 100).toFixed(1)}% ≥ ${minPass * 100}%)`, true);
+      }
+    } catch (err) {
+      result.buildSeconds += (performance.now() - t0) / 1000;
+      if (!(err instanceof ImageBuildError)) throw err;
+      log = (fs.existsSync(err.logFile) ? fs.readFileSync(err.logFile, "utf8") : "") + "\n" + err.logTail.join("\n");
+      if (/Unable to locate package|has no installation candidate/.test(log)) {
+        const bad = [...log.matchAll(/Unable to locate package (\S+)/g)].map((m) => m[1]!);
+        if (bad.length) {
+          inferred.spec = { ...spec, systemPackages: spec.systemPackages.filter((p) => !bad.includes(p)) };
+          prov.changes.push({ attempt, trigger: `Unable to locate package ${bad.join(" ")}`, change: `drop ${bad.join(" ")}` });
+          continue;
+        }
+      }
+      lastLog = log;
+      const r = repairFromLog(spec, log, mapper, prov.deselected.map((d) => d.path));
+      if (!r) return finish(`build failed at ${err.step ?? err.layer}: ${err.logTail.filter(Boolean).slice(-1)[0] ?? err.message}`);
+      applyRepair(inferred, r, attempt);
+      continue;
+    }
+    lastLog = log;
+    const r = repairFromLog(spec, log, mapper, prov.deselected.map((d) => d.path));
+    if (!r) break;
+    applyRepair(inferred, r, attempt);
+  }
+  const c = result;
+  if (c.testsCollected === 0) {
+    if (/forager-exit-code=(124|137)\s*$/.test(lastLog.trim())) return finish(`reference run timed out after ${timeout} s (no pytest summary)`);
+    return finish(`no tests collected: ${firstError(lastLog)}`);
+  }
+  return finish(`${c.passed}/${c.passed + c.failed} pass (${(c.passRate * 100).toFixed(1)}% < ${minPass * 100}%): ${firstError(lastLog)}`);
+}
+
+function applyRepair(inferred: InferredSpec, r: NonNullable<ReturnType<typeof repairFromLog>>, attempt: number) {
+  inferred.spec = r.spec;
+  for (const ch of r.changes) inferred.provenance.changes.push({ attempt, ...ch });
+  inferred.provenance.deselected.push(...r.deselected);
+}
+
+/** The first error line of a log, for a rejection reason. */
+export function firstError(log: string): string {
+  const lines = log.split("\n");
+  const pick =
+    lines.find((l) => /^E\s+\w*(Error|Exception)\b/.test(l)) ??
+    lines.find((l) => /^(ERROR|INTERNALERROR|error:)/.test(l)) ??
+    lines.find((l) => /FAILED /.test(l)) ??
+    lines.filter((l) => l.trim()).slice(-2)[0] ??
+    "";
+  return pick.trim().slice(0, 200);
+}
+
+/**
+ * The inferred spec file of a repository at a commit for `forager tasks mutate` without --spec:
+ * the stored one when present (accepted or not: its provenance says), else inferred now.
+ * Returns undefined when inference rejected the repository (the caller keeps its default).
+ */
+export async function inferredSpecFile(o: { repo: string; commit: string; name?: string; stateDir?: string; onProgress?: (m: string) => void }): Promise<{ file: string; accepted: boolean; reason: string } | undefined> {
+  let gitDir = o.repo;
+  if (/^(https?:|git@|ssh:)/.test(o.repo)) gitDir = path.join(o.stateDir ?? defaultStateDir(), "infer", "clones", nameFromRepo(o.repo).replace("/", "+"));
+  const commit = fs.existsSync(gitDir) ? git(gitDir, ["rev-parse", `${o.commit}^{commit}`]) : o.commit;
+  const name = o.name ?? nameFromRepo(o.repo);
+  const file = storedSpecPath(name, commit, o.stateDir);
+  if (fs.existsSync(file) && fs.existsSync(`${file}.provenance.json`)) {
+    const prov = JSON.parse(fs.readFileSync(`${file}.provenance.json`, "utf8")) as Provenance;
+    if (prov.result?.accepted) return { file, accepted: true, reason: `stored: ${prov.result.reason}` };
+  }
+  const out = await inferImage({ repo: o.repo, commit, name, ...(o.stateDir ? { stateDir: o.stateDir } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
+  return out.result.accepted ? { file: out.files[0]!, accepted: true, reason: out.result.reason } : undefined;
+}

@@ -1,0 +1,282 @@
+/**
+ * Repository facts → an ImageSpec plus its provenance, and the repair rules that change a spec
+ * after a failed build or reference run. Pure functions (no Docker), so they are tested fast.
+ */
+import { z } from "zod";
+import { DEFAULT_BASE_IMAGE, ImageSpecSchema, type ImageSpec } from "../spec";
+import { BACKEND_PACKAGES, type DebianMapper, notNeeded } from "./debian";
+import { evaluateMarker, linuxEnvironment, pythonSatisfies } from "./pep508";
+import type { RepoFacts } from "./read";
+
+/** The interpreter of each base suite (full version, for markers and requires-python). */
+export const SUITE_PYTHON: Record<string, string> = { bookworm: "3.11.2" };
+
+/** One package decision: a distribution the repository asked for and what forager did with it. */
+export const PackageDecisionSchema = z.object({
+  dist: z.string(),
+  from: z.string(),
+  /** Debian package installed, when one was found. */
+  package: z.string().optional(),
+  via: z.string().optional(),
+  /** Why nothing was installed: "marker false", "tooling", "no Debian package". */
+  skipped: z.string().optional(),
+});
+
+/** One change made by the repair loop. */
+export const RepairChangeSchema = z.object({
+  /** 1-based attempt that saw the error. */
+  attempt: z.number().int(),
+  /** The error line that triggered the change. */
+  trigger: z.string(),
+  /** What changed, for a person. */
+  change: z.string(),
+});
+export type RepairChange = z.infer<typeof RepairChangeSchema>;
+
+/** The outcome of inference: accepted or rejected with the reason, and the figures of the reference runs. */
+export const InferResultSchema = z.object({
+  accepted: z.boolean(),
+  reason: z.string(),
+  python: z.string(),
+  testsCollected: z.number().int(),
+  passed: z.number().int(),
+  failed: z.number().int(),
+  skipped: z.number().int(),
+  /** passed / (passed + failed); skipped tests not counted. */
+  passRate: z.number(),
+  flaky: z.array(z.string()),
+  buildSeconds: z.number(),
+  imageMb: z.number(),
+  attempts: z.number().int(),
+  sourceInstall: z.boolean(),
+});
+export type InferResult = z.infer<typeof InferResultSchema>;
+
+/** Why the spec is what it is: every fact read, package chosen or skipped, and repair made. */
+export const ProvenanceSchema = z.object({
+  version: z.literal(1),
+  tool: z.literal("forager images infer"),
+  inferredAt: z.string(),
+  mappingSources: z.array(z.string()),
+  backend: z.string(),
+  layout: z.enum(["src", "flat"]),
+  runner: z.enum(["pytest", "unittest"]),
+  requiresPython: z.string().optional(),
+  filesRead: z.array(z.string()),
+  warnings: z.array(z.string()),
+  workflowPythons: z.array(z.string()),
+  testCommands: z.array(z.string()),
+  testPaths: z.array(z.string()),
+  packages: z.array(PackageDecisionSchema),
+  deselected: z.array(z.object({ path: z.string(), reason: z.string() })),
+  changes: z.array(RepairChangeSchema),
+  result: InferResultSchema.optional(),
+});
+export type Provenance = z.infer<typeof ProvenanceSchema>;
+
+/** An inferred spec: the ImageSpec itself and its provenance (written to `<spec>.provenance.json`). */
+export interface InferredSpec {
+  spec: ImageSpec;
+  provenance: Provenance;
+  /** Test paths given to the runner (the reference run's arguments). */
+  testPaths: string[];
+}
+
+const BASE_PACKAGES = ["python3-pip", "python3-setuptools", "python3-wheel", "python-is-python3", "python3-pytest"];
+
+/** The install line: an editable install offline, else a `.pth` to the source root (the backend in the suite is too old, or a C build fails). */
+export function installLine(layout: "src" | "flat", workdir: string, versionFile?: { path: string; version: string }): string {
+  const root = layout === "src" ? `${workdir}/src` : workdir;
+  // The file a VCS version plugin would have written at build time (the .pth route skips the build).
+  const vf = versionFile && /^[\w./-]+\.py$/.test(versionFile.path) ? `test -e ${versionFile.path} || printf '__version__ = version = "%s"\\n__version_tuple__ = version_tuple = (%s)\\n' ${versionFile.version} ${versionFile.version.split(".").join(",")} > ${versionFile.path}; ` : "";
+  return (
+    "pip install --no-index --no-deps --no-build-isolation --break-system-packages -e . >/tmp/forager-install.log 2>&1 || " +
+    `{ tail -n 15 /tmp/forager-install.log; echo "forager-infer: source install (.pth to ${root})"; ` +
+    `${vf}echo ${root} > "$(python3 -c 'import site; print(site.getsitepackages()[0])')/forager-source.pth"; }`
+  );
+}
+
+/**
+ * The first spec of a repository from its facts: base packages, the backend's package, every
+ * runtime and test dependency with a Debian package (markers evaluated for the suite's Python),
+ * an offline editable install with a source fallback, pytest over the test paths.
+ */
+export function specFromFacts(
+  facts: RepoFacts,
+  mapper: DebianMapper,
+  opts: { repo: string; commit: string; source?: ImageSpec["source"]; scmVersion?: string; suite?: string },
+): InferredSpec {
+  const suite = opts.suite ?? "bookworm";
+  const py = SUITE_PYTHON[suite]!;
+  const packages: z.infer<typeof PackageDecisionSchema>[] = [];
+  const system = new Set(BASE_PACKAGES);
+  for (const p of BACKEND_PACKAGES[facts.backend] ?? []) system.add(p);
+  if (facts.usesScm) system.add("python3-setuptools-scm");
+  const seen = new Set<string>();
+  const self = opts.repo.split("/")[1]?.toLowerCase();
+  for (const r of [...facts.buildRequires, ...facts.dependencies, ...facts.testDependencies]) {
+    if (seen.has(r.normalized) || r.normalized === self) continue;
+    let active = true;
+    try {
+      active = evaluateMarker(r.marker, linuxEnvironment(py));
+    } catch {
+      active = true;
+    }
+    if (!active) {
+      packages.push({ dist: r.name, from: r.from, skipped: `marker false on Python ${py}: ${r.marker}` });
+      continue;
+    }
+    seen.add(r.normalized);
+    if (notNeeded(r.name)) {
+      packages.push({ dist: r.name, from: r.from, skipped: "tooling or standard-library backport, not needed to run tests" });
+      continue;
+    }
+    const m = mapper.map(r.name);
+    if (m) {
+      system.add(m.package);
+      packages.push({ dist: r.name, from: r.from, package: m.package, via: m.via });
+    } else packages.push({ dist: r.name, from: r.from, skipped: `no Debian package in ${suite}` });
+  }
+  const env: Record<string, string> = { PIP_DISABLE_PIP_VERSION_CHECK: "1" };
+  if (facts.usesScm) env.SETUPTOOLS_SCM_PRETEND_VERSION = opts.scmVersion ?? "0.0.0";
+  const spec = ImageSpecSchema.parse({
+    repo: opts.repo,
+    commit: opts.commit,
+    ...(opts.source ? { source: opts.source } : {}),
+    baseImage: DEFAULT_BASE_IMAGE,
+    systemPackages: [...system].sort(),
+    install: [installLine(facts.layout, "/testbed", facts.versionFile ? { path: facts.versionFile, version: opts.scmVersion ?? "0.0.0" } : undefined)],
+    env,
+    testCommand: "pytest -rA",
+    logParser: "pytest",
+  });
+  const provenance: Provenance = {
+    version: 1,
+    tool: "forager images infer",
+    inferredAt: new Date().toISOString(),
+    mappingSources: mapper.sources,
+    backend: facts.backend,
+    layout: facts.layout,
+    runner: facts.runner,
+    ...(facts.requiresPython ? { requiresPython: facts.requiresPython } : {}),
+    filesRead: facts.filesRead,
+    warnings: facts.warnings,
+    workflowPythons: facts.workflowPythons,
+    testCommands: facts.testCommands.slice(0, 10),
+    testPaths: facts.testPaths,
+    packages,
+    deselected: [],
+    changes: [],
+  };
+  return { spec, provenance, testPaths: facts.testPaths };
+}
+
+/** Whether the suite's interpreter satisfies requires-python; the reason when it does not. */
+export function pythonProblem(facts: RepoFacts, suite = "bookworm"): string | undefined {
+  const py = SUITE_PYTHON[suite]!;
+  if (!pythonSatisfies(py, facts.requiresPython)) return `requires-python ${facts.requiresPython} excludes ${suite}'s Python ${py}`;
+  return undefined;
+}
+
+/** pytest fixtures and the plugin distributions that provide them. */
+export const FIXTURE_PLUGINS: Record<string, string> = {
+  mocker: "pytest-mock",
+  benchmark: "pytest-benchmark",
+  httpserver: "pytest-httpserver",
+  freezer: "pytest-freezer",
+  aiohttp_client: "pytest-aiohttp",
+  event_loop: "pytest-asyncio",
+  datadir: "pytest-datadir",
+  subtests: "pytest-subtests",
+  snapshot: "syrupy",
+  httpx_mock: "pytest-httpx",
+  requests_mock: "requests-mock",
+  time_machine: "time-machine",
+};
+
+/** Command-line options of pytest plugins (an `addopts` or CI line that uses them). */
+export const OPTION_PLUGINS: Record<string, string> = {
+  "--cov": "pytest-cov",
+  "-n": "pytest-xdist",
+  "--numprocesses": "pytest-xdist",
+  "--timeout": "pytest-timeout",
+  "--benchmark-skip": "pytest-benchmark",
+  "--benchmark-disable": "pytest-benchmark",
+  "--reruns": "pytest-rerunfailures",
+  "--doctest-plus": "pytest-doctestplus",
+  "--mypy": "pytest-mypy",
+};
+
+/** One repair: the spec after the change, the change, and files newly deselected. */
+export interface Repair {
+  spec: ImageSpec;
+  changes: { trigger: string; change: string }[];
+  deselected: { path: string; reason: string }[];
+}
+
+/**
+ * Read a build or test log and change the spec. Rules, in order: missing modules (add the mapped
+ * package; when none exists, deselect the test files whose collection needed it), missing pytest
+ * fixtures and async support (add the plugin), unrecognized command-line options (add the plugin,
+ * else drop the repository's addopts). Returns undefined when no rule applies (nothing to repair).
+ */
+export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper, alreadyDeselected: string[] = []): Repair | undefined {
+  const changes: Repair["changes"] = [];
+  const deselected: Repair["deselected"] = [];
+  const system = new Set(spec.systemPackages);
+  let testCommand = spec.testCommand;
+  const add = (pkg: string, trigger: string, why: string) => {
+    if (system.has(pkg)) return false;
+    system.add(pkg);
+    changes.push({ trigger, change: `add ${pkg} (${why})` });
+    return true;
+  };
+  // Collection errors per file: "____ ERROR collecting tests/test_x.py ____" … up to the next header.
+  const blocks = [...log.matchAll(/_{3,} ERROR collecting (\S+) _{3,}\n([\s\S]*?)(?=\n_{3,} |\n={3,} )/g)].map((m) => ({ file: m[1]!, text: m[2]! }));
+  const moduleRe = /(?:ModuleNotFoundError|ImportError): No module named '([\w.]+)'/g;
+  const unobtainable = new Map<string, string>();
+  for (const m of log.matchAll(moduleRe)) {
+    const mod = m[1]!;
+    // The project's own package (a generated _version module missing): never install Debian's copy of it.
+    if (mod.split(".")[0]!.toLowerCase() === (spec.repo.split("/")[1] ?? "").toLowerCase().replace(/-/g, "_")) continue;
+    const { dist, mapping } = mapper.mapImport(mod);
+    if (mapping) add(mapping.package, m[0], `provides import ${mod.split(".")[0]} for ${dist}, via ${mapping.via}`);
+    else unobtainable.set(mod.split(".")[0]!, dist);
+  }
+  if (unobtainable.size) {
+    for (const b of blocks) {
+      const mods = [...b.text.matchAll(moduleRe)].map((x) => x[1]!.split(".")[0]!);
+      const missing = mods.find((x) => unobtainable.has(x));
+      if (missing && !alreadyDeselected.includes(b.file) && !b.file.endsWith("conftest.py")) {
+        deselected.push({ path: b.file, reason: `imports ${missing} (distribution ${unobtainable.get(missing)}), which has no Debian package` });
+        testCommand += ` --ignore=${b.file}`;
+        changes.push({ trigger: `No module named '${missing}' while collecting ${b.file}`, change: `deselect ${b.file}` });
+      }
+    }
+  }
+  for (const m of log.matchAll(/fixture '(\w+)' not found/g)) {
+    const dist = FIXTURE_PLUGINS[m[1]!];
+    const mapping = dist ? mapper.map(dist) : undefined;
+    if (mapping) add(mapping.package, m[0], `fixture ${m[1]} comes from ${dist}`);
+  }
+  if (/async def functions are not natively supported|PytestUnhandledCoroutineWarning/.test(log)) {
+    const mapping = mapper.map("pytest-asyncio");
+    if (mapping) add(mapping.package, "async def functions are not natively supported", "async tests need pytest-asyncio");
+  }
+  const unrec = /error: unrecognized arguments: ([^\n]+)/.exec(log);
+  if (unrec) {
+    let any = false;
+    for (const arg of unrec[1]!.split(/\s+/)) {
+      const opt = arg.split("=")[0]!;
+      const dist = OPTION_PLUGINS[opt] ?? Object.entries(OPTION_PLUGINS).find(([k]) => opt.startsWith(k + "-"))?.[1];
+      const mapping = dist ? mapper.map(dist) : undefined;
+      if (mapping && add(mapping.package, unrec[0], `option ${opt} comes from ${dist}`)) any = true;
+    }
+    if (!any && !/-o addopts=/.test(testCommand)) {
+      testCommand += ` -o addopts=""`;
+      changes.push({ trigger: unrec[0], change: "drop the repository's pytest addopts (an option of a plugin with no Debian package)" });
+    }
+  }
+  if (!changes.length) return undefined;
+  return { spec: ImageSpecSchema.parse({ ...spec, systemPackages: [...system].sort(), testCommand }), changes, deselected };
+}

@@ -1,0 +1,248 @@
+/**
+ * images/infer: reading created repositories of each backend (setuptools, flit, hatch, poetry,
+ * pdm) and runner (pytest, unittest), PEP 508 requirements and markers, Debian mapping, the
+ * repair rules on real-looking logs (fast, no Docker); then one small repository end to end in
+ * Docker: a missing pytest plugin repaired, a file needing an unobtainable dependency deselected,
+ * accepted with per-test statuses stored.
+ */
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { DebianMapper } from "../images/infer/debian";
+import { evaluateMarker, linuxEnvironment, parseRequirement } from "../images/infer/pep508";
+import { GitTree, multilineIni, readRepository, setupPyLists } from "../images/infer/read";
+import { inferImage, scmVersion } from "../images/infer/run";
+import { pythonProblem, repairFromLog, specFromFacts } from "../images/infer/spec";
+import { makeRepo } from "./helpers/git-fixtures";
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "forager-infer-test-"));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+let n = 0;
+function repo(files: Record<string, string>, tag?: string) {
+  const r = makeRepo(path.join(tmp, `r${n++}`), files, ...(tag ? [{ message: "tagged", files: { "CHANGES.txt": "x\n" }, tag }] : []));
+  return { dir: r.dir, commit: r.shas[r.shas.length - 1]!, tree: new GitTree(r.dir, r.shas[r.shas.length - 1]!) };
+}
+
+// A small mapping table in dh-python's format and a package index, so the test does not depend on the host.
+const distFile = path.join(tmp, "cpython3_fallback");
+fs.writeFileSync(distFile, "PyYAML python3-yaml\nattrs python3-attr\nfreezegun python3-freezegun\nPygments python3-pygments\n");
+const mapper = new DebianMapper({
+  distFile,
+  packageNames: ["python3-yaml", "python3-attr", "python3-freezegun", "python3-pygments", "python3-pytest-mock", "python3-pytest-cov", "python3-pytest-asyncio", "python3-hypothesis", "python3-dateutil", "python3-six"],
+});
+
+const TEST_PY = "import pytest\n\ndef test_one():\n    assert 1\n";
+
+describe("PEP 508", () => {
+  it("parses names, extras, specifiers, URLs and markers; skips options and comments", () => {
+    expect(parseRequirement("Foo_Bar[x, y] >=1.0,<2 ; python_version < '3.8'")).toMatchObject({
+      name: "Foo_Bar",
+      normalized: "foo-bar",
+      extras: ["x", "y"],
+      specifier: ">=1.0,<2",
+      marker: "python_version < '3.8'",
+    });
+    expect(parseRequirement("pkg @ https://example.invalid/p.whl")?.url).toBe("https://example.invalid/p.whl");
+    expect(parseRequirement("-r other.txt")).toBeUndefined();
+    expect(parseRequirement("# comment")).toBeUndefined();
+    expect(parseRequirement("pytest>=7 # trailing")?.specifier).toBe(">=7");
+  });
+  it("evaluates markers for CPython 3.11 on Linux, versions compared as PEP 440", () => {
+    const env = linuxEnvironment("3.11.2");
+    expect(evaluateMarker("python_version < '3.8'", env)).toBe(false);
+    expect(evaluateMarker("python_version >= '3.10' and sys_platform == 'linux'", env)).toBe(true);
+    expect(evaluateMarker("python_version >= '3.9.1'", env)).toBe(true);
+    expect(evaluateMarker("(os_name == 'nt' or platform_system == 'Windows') and python_version > '3'", env)).toBe(false);
+    expect(evaluateMarker("implementation_name == 'pypy' or extra == 'Test_X'", linuxEnvironment("3.11.2", "test-x"))).toBe(true);
+    expect(() => evaluateMarker("python_version <", env)).toThrow(/marker/);
+  });
+});
+
+describe("reading repositories", () => {
+  it("setuptools: setup.cfg install_requires and extras, [tool:pytest] testpaths, setup.py tests_require", () => {
+    const r = repo({
+      "setup.py": "from setuptools import setup\nsetup(tests_require=['hypothesis'], extras_require={'test': ['freezegun']})\n",
+      "setup.cfg": "[metadata]\nname = pkg\n\n[options]\npython_requires = >=3.7\ninstall_requires =\n    six>=1.0\n    attrs\n\n[options.extras_require]\ntests =\n    PyYAML\n    pytest-mock\n\n[tool:pytest]\ntestpaths = testing\n",
+      "pkg/__init__.py": "",
+      "testing/test_a.py": TEST_PY,
+    });
+    const f = readRepository(r.tree);
+    expect(f.backend).toBe("setuptools");
+    expect(f.layout).toBe("flat");
+    expect(f.requiresPython).toBe(">=3.7");
+    expect(f.dependencies.map((d) => d.normalized)).toEqual(["six", "attrs"]);
+    expect(f.testDependencies.map((d) => d.normalized).sort()).toEqual(["freezegun", "hypothesis", "pytest-mock", "pyyaml"]);
+    expect(f.testPaths).toEqual(["testing"]);
+    const s = specFromFacts(f, mapper, { repo: "x/pkg", commit: r.commit });
+    expect(s.spec.systemPackages).toEqual(expect.arrayContaining(["python3-six", "python3-attr", "python3-yaml", "python3-pytest-mock", "python3-hypothesis", "python3-freezegun", "python3-setuptools"]));
+    expect(s.provenance.packages.find((p) => p.dist === "PyYAML")).toMatchObject({ package: "python3-yaml", via: "dh-python" });
+    expect(s.provenance.packages.find((p) => p.dist === "six")).toMatchObject({ package: "python3-six", via: "package-index" });
+  });
+
+  it("flit, src layout, optional-dependencies and PEP 735 groups with include-group; an unobtainable dependency recorded", () => {
+    const r = repo({
+      "pyproject.toml": [
+        '[build-system]\nrequires = ["flit_core >=3.2,<4"]\nbuild-backend = "flit_core.buildapi"',
+        '[project]\nname = "pkg"\nrequires-python = ">=3.9"\ndependencies = ["attrs", "oldthing; python_version < \'3.8\'"]',
+        '[project.optional-dependencies]\ntests = ["freezegun", "no-such-dist-anywhere"]\ndocs = ["sphinx"]',
+        '[dependency-groups]\ntest = ["pytest", {include-group = "extra"}]\nextra = ["PyYAML"]',
+      ].join("\n\n"),
+      "src/pkg/__init__.py": "",
+      "tests/test_a.py": TEST_PY,
+    });
+    const f = readRepository(r.tree);
+    expect(f.backend).toBe("flit");
+    expect(f.layout).toBe("src");
+    expect(f.testDependencies.map((d) => d.normalized)).toEqual(["freezegun", "no-such-dist-anywhere", "pytest", "pyyaml"]);
+    const s = specFromFacts(f, mapper, { repo: "x/pkg", commit: r.commit });
+    expect(s.spec.systemPackages).toContain("flit");
+    expect(s.spec.systemPackages).toContain("python3-yaml");
+    expect(s.spec.install[0]).toContain("/testbed/src");
+    expect(s.provenance.packages.find((p) => p.dist === "no-such-dist-anywhere")?.skipped).toMatch(/no Debian package/);
+    expect(s.provenance.packages.find((p) => p.dist === "oldthing")?.skipped).toMatch(/marker false/);
+    expect(s.provenance.packages.some((p) => p.dist === "sphinx")).toBe(false);
+  });
+
+  it("hatch with hatch-vcs: hatch env dependencies, a pretend version from the newest tag", () => {
+    const r = repo(
+      {
+        "pyproject.toml": '[build-system]\nrequires = ["hatchling", "hatch-vcs"]\nbuild-backend = "hatchling.build"\n\n[project]\nname = "pkg"\ndynamic = ["version"]\n\n[tool.hatch.version]\nsource = "vcs"\n\n[tool.hatch.build.hooks.vcs]\nversion-file = "pkg/version.py"\n\n[tool.hatch.envs.test]\ndependencies = ["pytest-mock"]\n',
+        "pkg/__init__.py": "",
+        "tests/test_a.py": TEST_PY,
+      },
+      "v1.4.2",
+    );
+    const f = readRepository(r.tree);
+    expect(f.backend).toBe("hatch");
+    expect(f.usesScm).toBe(true);
+    expect(scmVersion(r.dir, r.commit)).toBe("1.4.2");
+    const s = specFromFacts(f, mapper, { repo: "x/pkg", commit: r.commit, scmVersion: "1.4.2" });
+    expect(s.spec.env.SETUPTOOLS_SCM_PRETEND_VERSION).toBe("1.4.2");
+    expect(f.versionFile).toBe("pkg/version.py");
+    expect(s.spec.install[0]).toContain(`test -e pkg/version.py || printf '__version__ = version = "%s"\\n__version_tuple__ = version_tuple = (%s)\\n' 1.4.2 1,4,2 > pkg/version.py`);
+    expect(s.spec.systemPackages).toEqual(expect.arrayContaining(["python3-hatchling", "python3-setuptools-scm", "python3-pytest-mock"]));
+  });
+
+  it("poetry groups (caret constraints dropped) and pdm dev-dependencies", () => {
+    const p = repo({
+      "pyproject.toml": '[build-system]\nrequires = ["poetry-core"]\nbuild-backend = "poetry.core.masonry.api"\n\n[tool.poetry]\nname = "pkg"\n\n[tool.poetry.dependencies]\npython = "^3.8"\nsix = "^1.16"\n\n[tool.poetry.group.dev.dependencies]\nPyYAML = "^6.0"\n',
+      "pkg/__init__.py": "",
+      "tests/test_a.py": TEST_PY,
+    });
+    const f = readRepository(p.tree);
+    expect(f.backend).toBe("poetry");
+    expect(f.requiresPython).toBeUndefined();
+    expect(f.dependencies.map((d) => d.normalized)).toEqual(["six"]);
+    expect(f.testDependencies.map((d) => d.normalized)).toEqual(["pyyaml"]);
+    const d = repo({
+      "pyproject.toml": '[build-system]\nrequires = ["pdm-backend"]\nbuild-backend = "pdm.backend"\n\n[project]\nname = "pkg"\nrequires-python = ">=3.12"\n\n[tool.pdm.dev-dependencies]\ntest = ["freezegun"]\n',
+      "pkg/__init__.py": "",
+      "tests/test_a.py": TEST_PY,
+    });
+    const g = readRepository(d.tree);
+    expect(g.backend).toBe("pdm");
+    expect(g.testDependencies.map((x) => x.normalized)).toEqual(["freezegun"]);
+    expect(pythonProblem(g)).toMatch(/requires-python >=3\.12 excludes bookworm's Python 3\.11/);
+  });
+
+  it("unittest-only suites, requirements files followed through -r, tox deps and commands, workflow matrices", () => {
+    const r = repo({
+      "setup.py": "from setuptools import setup\nsetup(name='pkg', install_requires=['six'])\n",
+      "requirements/tests.txt": "-r base.txt\nfreezegun==1.2  # pinned\n",
+      "requirements/base.txt": "attrs\n",
+      "tox.ini": "[tox]\nenvlist = py\n\n[testenv]\ndeps =\n    PyYAML\n    -r{toxinidir}/requirements/base.txt\ncommands =\n    python -m unittest discover -v\n",
+      ".github/workflows/ci.yml": "on: push\njobs:\n  t:\n    strategy:\n      matrix:\n        python-version: ['3.9', '3.12']\n    steps:\n      - run: python -m unittest discover\n",
+      "pkg/__init__.py": "",
+      "test/test_a.py": "import unittest\n\nclass T(unittest.TestCase):\n    def test_x(self):\n        self.assertTrue(True)\n",
+    });
+    const f = readRepository(r.tree);
+    expect(f.runner).toBe("unittest");
+    expect(f.testPaths).toEqual(["test"]);
+    expect(f.workflowPythons).toEqual(["3.9", "3.12"]);
+    expect(f.testCommands).toContain("python -m unittest discover");
+    expect(f.testDependencies.map((d) => d.normalized).sort()).toEqual(["attrs", "attrs", "freezegun", "pyyaml"]);
+    expect(f.filesRead).toEqual(expect.arrayContaining(["requirements/tests.txt", "requirements/base.txt", "tox.ini", ".github/workflows/ci.yml"]));
+  });
+
+  it("reads multi-line INI values and setup.py literals without running code", () => {
+    expect(multilineIni("[a]\nx =\n    one\n    # c\n    two\ny = 3\n", "a", "x")).toEqual(["one", "two"]);
+    expect(setupPyLists("setup(install_requires=[\"a>=1\", 'b'], extras_require={'test': ['c'], 'docs': ['d']},)")).toEqual({
+      installRequires: ["a>=1", "b"],
+      testsRequire: [],
+      extras: { test: ["c"], docs: ["d"] },
+    });
+  });
+});
+
+describe("repair rules", () => {
+  const r = repo({ "setup.py": "from setuptools import setup\nsetup()\n", "tests/test_a.py": TEST_PY });
+  const base = specFromFacts(readRepository(r.tree), mapper, { repo: "x/pkg", commit: r.commit }).spec;
+
+  it("a missing module with a Debian package is added; one without is deselected with the reason", () => {
+    const log = [
+      "==================================== ERRORS ====================================",
+      "____________________ ERROR collecting tests/test_yaml.py ____________________",
+      "E   ModuleNotFoundError: No module named 'yaml'",
+      "____________________ ERROR collecting tests/test_exotic.py ____________________",
+      "E   ModuleNotFoundError: No module named 'exotic_lib.sub'",
+      "=========================== short test summary info ============================",
+    ].join("\n");
+    const rep = repairFromLog(base, log, mapper)!;
+    expect(rep.spec.systemPackages).toContain("python3-yaml");
+    expect(rep.deselected).toEqual([{ path: "tests/test_exotic.py", reason: expect.stringMatching(/exotic_lib.*no Debian package/) }]);
+    expect(rep.spec.testCommand).toBe("pytest -rA --ignore=tests/test_exotic.py");
+    expect(rep.changes.map((c) => c.change)).toEqual([expect.stringMatching(/^add python3-yaml/), "deselect tests/test_exotic.py"]);
+    // The same log after the repair: nothing left to do.
+    expect(repairFromLog(rep.spec, log, mapper, ["tests/test_exotic.py"])).toBeUndefined();
+  });
+
+  it("fixtures, async tests and plugin options map to plugins; an unknown option drops addopts", () => {
+    const fix = repairFromLog(base, "E       fixture 'mocker' not found\nasync def functions are not natively supported.", mapper)!;
+    expect(fix.spec.systemPackages).toEqual(expect.arrayContaining(["python3-pytest-mock", "python3-pytest-asyncio"]));
+    const cov = repairFromLog(base, "ERROR: usage: pytest [options]\npytest: error: unrecognized arguments: --cov=pkg --cov-report=term", mapper)!;
+    expect(cov.spec.systemPackages).toContain("python3-pytest-cov");
+    const other = repairFromLog(base, "pytest: error: unrecognized arguments: --weird-plugin-flag", mapper)!;
+    expect(other.spec.testCommand).toBe('pytest -rA -o addopts=""');
+    expect(repairFromLog(base, "1 failed, 9 passed", mapper)).toBeUndefined();
+    // The project's own module is never "repaired" with Debian's copy of the project.
+    expect(repairFromLog({ ...base, repo: "x/six" }, "E   ModuleNotFoundError: No module named 'six._version'", mapper)).toBeUndefined();
+  });
+});
+
+// ---- Docker: one created repository end to end (two builds: the first run shows the repairs). ----
+const dockerUp = (() => {
+  try {
+    execFileSync("docker", ["info"], { stdio: "ignore", timeout: 10_000 });
+    execFileSync("apt-cache", ["show", "python3-pytest-mock"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+describe.skipIf(!dockerUp)("inferImage in Docker", () => {
+  it(
+    "repairs a missing plugin, deselects a file needing an unobtainable module, accepts, stores statuses",
+    async () => {
+      const r = repo({
+        "pyproject.toml": '[build-system]\nrequires = ["flit_core >=3.2,<4"]\nbuild-backend = "flit_core.buildapi"\n\n[project]\nname = "tinypkg"\nversion = "0.1"\ndescription = "x"\n',
+        "tinypkg/__init__.py": "def double(x):\n    return 2 * x\n",
+        "tests/test_double.py": "from tinypkg import double\n\ndef test_double(mocker):\n    assert double(2) == 4\n\ndef test_zero():\n    assert double(0) == 0\n",
+        "tests/test_optional.py": "import forager_unobtainable_mod\n\ndef test_never():\n    pass\n",
+      });
+      const out = path.join(tmp, "tiny.json");
+      const o = await inferImage({ repo: r.dir, name: "example/tinypkg", out, stateDir: path.join(tmp, "state"), flakyRuns: 1 });
+      expect(o.result.reason).toMatch(/2\/2 pass/);
+      expect(o.result.accepted).toBe(true);
+      const changes = o.inferred!.provenance.changes.map((c) => c.change);
+      expect(changes).toEqual(expect.arrayContaining([expect.stringMatching(/^add python3-pytest-mock/), "deselect tests/test_optional.py"]));
+      const statuses = JSON.parse(fs.readFileSync(`${out}.statuses.json`, "utf8")) as { statuses: Record<string, string> };
+      expect(statuses.statuses).toEqual({ "tests/test_double.py::test_double": "PASSED", "tests/test_double.py::test_zero": "PASSED" });
+      expect(JSON.parse(fs.readFileSync(out, "utf8")).testCommand).toBe("pytest -rA --ignore=tests/test_optional.py");
+    },
+    900_000,
+  );
+});
