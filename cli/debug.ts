@@ -14,7 +14,7 @@ import { InferenceClient } from "../inference-client/client";
 import { formatSummary } from "../agent/render";
 import { writeTrajectory } from "../agent/trajectory";
 import { childLogger } from "../lib/log";
-import { addCommonOptions, configFrom, defaultOut, loadEvaluator, loadTaskAndImage, printEvent, useRepos, type CommonOptions } from "./run";
+import { addCommonOptions, configFrom, defaultOut, loadEvaluator, loadTaskAndImage, printEvent, useRepos, type CommonOptions } from "./episode-options";
 
 /** Line input over readline that also works with piped stdin (null at end of input). */
 export function stdinIO(): HumanIO & { close(): void } {

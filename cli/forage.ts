@@ -2,7 +2,7 @@
  * The orchestrator's commands: `forage`, `worker`, `status`, `resume`, `collect`, `export`
  * (orchestrator/, docs/orchestrator.md).
  */
-import { useRepos } from "./run";
+import { useRepos } from "./episode-options";
 import fs from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";

@@ -1,0 +1,90 @@
+/**
+ * What the one-episode commands (`forager run`, `forager debug`) share: the task and image
+ * options, the agent settings from the flags, the evaluator (the one adapter,
+ * rewards/evaluator.ts), where a trajectory is written, and how episode events are printed.
+ */
+import path from "node:path";
+import type { Command } from "commander";
+import { agentConfig, type AgentConfig, type AgentConfigInput } from "../agent/config";
+import type { EpisodeEvent, Evaluator } from "../agent/episode";
+import { loadTask } from "../tasks/files";
+import type { Task } from "../tasks/schema";
+import { parseImagesOption, usePrebuiltImage } from "../images/swebench-prebuilt";
+import { harnessEvaluator } from "../rewards/evaluator";
+
+/** The evaluator of the CLI: the one adapter (rewards/evaluator.ts harnessEvaluator), in a fresh sandbox from the episode's image. */
+export function loadEvaluator(): Evaluator {
+  return harnessEvaluator();
+}
+
+
+/** Options shared by run and debug. */
+export interface CommonOptions {
+  task: string;
+  tasks: string;
+  repos?: string;
+  image?: string;
+  images?: string;
+  out?: string;
+  maxTurns?: string;
+  contextTokens?: string;
+  commandTimeout?: string;
+  think?: boolean;
+  config?: string;
+}
+
+export function addCommonOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption("--task <id>", "task id")
+    .requiredOption("--tasks <file>", "tasks file: JSONL of Task records, or a SWE-bench dataset")
+    .option("--repos <dir>", "SWE-bench tasks: directory of local clones (owner+name/repo, owner__name, …; sets FORAGER_REPOS)")
+    .option("--image <tag>", "image to run (default: the task's instance image, built if missing)")
+    .option("--images <source>", "swebench or swebench=REGISTRY/NAMESPACE: SWE-bench tasks run in the harness's prebuilt image, pulled (also FORAGER_IMAGES)")
+    .option("--out <file>", "trajectory file to append to (default runs/single/<task>-<timestamp>.jsonl)")
+    .option("--max-turns <n>", "turn limit (default 128)")
+    .option("--context-tokens <n>", "context window, tokens (default 131072)")
+    .option("--command-timeout <s>", "seconds one bash command may run (default 120)")
+    .option("--no-think", "no reasoning mode (no <think> prefill)")
+    .option("--config <json>", "AgentConfig fields as JSON, e.g. '{\"temperature\":0.2}'");
+}
+
+/**
+ * The task of `--tasks/--task`, and the image to run it in: `--image`, or with `--images swebench`
+ * (a SWE-bench task) the harness's prebuilt image, pulled; undefined = built as usual.
+ * @throws RecordError when the task is not in the file.
+ */
+export async function loadTaskAndImage(o: CommonOptions): Promise<{ task: Task; image?: string }> {
+  const settings = o.image ? undefined : parseImagesOption(o.images);
+  const task = await loadTask(o.tasks, o.task, { harnessSpecs: settings !== undefined });
+  if (o.image) return { task, image: o.image };
+  if (!settings) return { task };
+  const r = await usePrebuiltImage(task, settings, { onProgress: (p) => console.error(`[images] ${p.message}`) });
+  return { task: r.task, ...(r.image ? { image: r.image } : {}) };
+}
+
+/** `--repos DIR`: where SWE-bench tasks' repositories are found (FORAGER_REPOS). */
+export function useRepos(o: { repos?: string }): void {
+  if (o.repos) process.env.FORAGER_REPOS = [o.repos, process.env.FORAGER_REPOS].filter(Boolean).join(":");
+}
+
+export function configFrom(o: CommonOptions, extra: AgentConfigInput = {}): AgentConfig {
+  const input: AgentConfigInput = { ...(o.config ? (JSON.parse(o.config) as AgentConfigInput) : {}), ...extra };
+  if (o.maxTurns) input.maxTurns = Number(o.maxTurns);
+  if (o.contextTokens) input.contextTokens = Number(o.contextTokens);
+  if (o.commandTimeout) input.commandTimeoutSeconds = Number(o.commandTimeout);
+  if (o.think === false) input.think = false;
+  return agentConfig(input);
+}
+
+export function defaultOut(taskId: string): string {
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  return path.join("runs", "single", `${taskId.replace(/[^\w.-]+/g, "_")}-${stamp}.jsonl`);
+}
+
+export function printEvent(e: EpisodeEvent): void {
+  if (e.type === "rollout_started") console.log(`sandbox from ${e.image}${e.attempt ? ` (retry ${e.attempt})` : ""} …`);
+  else if (e.type === "sandbox_started") console.log(`sandbox ${e.sandbox} ready in ${e.seconds.toFixed(1)} s\n`);
+  else if (e.type === "env_error") console.log(`environment error: ${e.message}${e.willRetry ? " — retrying with a fresh sandbox" : ""}`);
+  else if (e.type === "evaluating") console.log(`\nevaluating the submitted patch (${e.patchBytes} bytes) with the hidden tests …`);
+}
+
