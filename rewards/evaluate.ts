@@ -189,7 +189,22 @@ interface PrepareOut {
   configFile?: string | null;
   configText?: string;
   canaries?: CanaryPlan;
+  /** The probe's answer (pytest version, entry-point plugins, configuration file names), cached per image. */
+  probe?: PytestProbe;
 }
+
+/** What the driver's probe learns of an image's pytest (rewards/driver/eval_driver.py PLUGIN_PROBE). */
+interface PytestProbe {
+  version: string | null;
+  plugins: [string, string][] | null;
+  configNames: string[] | null;
+}
+
+/**
+ * Probe answers per image id (content-addressed, so an image's pytest and plugins never change):
+ * the probe is a Python process importing pytest, about a second, paid once per image per process.
+ */
+const probeCache = new Map<string, PytestProbe>();
 
 interface CollectOut {
   junit: string | null;
@@ -424,6 +439,7 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
     const junitDir = pytest ? `/tmp/forager-junit-${nonce}` : undefined;
     const junitPath = junitDir ? `${junitDir}/report-${makeNonce(8)}.xml` : undefined;
     const testFiles = [...new Set([...diffTargetPaths(task.testPatch), ...diffHeaderPaths(task.testPatch)])];
+    const imageId = pytest ? (((await sandbox.container.inspect().catch(() => undefined)) as { Image?: string } | undefined)?.Image ?? "") : "";
     const directives = task.testPatch.trim() !== "" ? testDirectives(task.testPatch, task.repo) : directivesFromTestIds(task, spec);
     const runners = runnerFiles(spec.testCommand);
     const protectedPattern = runners.length
@@ -449,6 +465,7 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
         junitDir,
         pytest,
         preamble: spec.evalPreamble,
+        ...(probeCache.has(imageId) ? { probe: probeCache.get(imageId) } : {}),
         canaries: pytest && opts.canaries !== false,
         canaryFiles: directives.filter((f) => f.endsWith(".py")),
         mustFail: !/(?:^|\s)(?:-x\b|--exitfirst\b|--maxfail\b)/.test(spec.testCommand),
@@ -456,6 +473,7 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       spec.workdir,
     );
     if (prep.error || !prep.base) throw new EnvironmentError(prep.error ?? "no base commit");
+    if (imageId && prep.probe && prep.probe.version !== null && prep.probe.plugins !== null) probeCache.set(imageId, prep.probe);
     if (prep.refused) {
       addLog(`${LOG_MARKERS.applyPatchFail}: ${prep.refused}`);
       return notGraded("patch_apply_failed", `patch refused: ${prep.refused}`);

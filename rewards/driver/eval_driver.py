@@ -445,7 +445,9 @@ if mode == "prepare":
         sys.exit(0)
     out["base"] = base
     if cfg.get("pytest"):
-        probe = probe_pytest(cfg.get("preamble", []))
+        # The probe depends only on the image: forager passes a cached answer when it has one.
+        probe = cfg.get("probe") or probe_pytest(cfg.get("preamble", []))
+        out["probe"] = probe
         out["pytestVersion"] = probe.get("version")
         out["plugins"] = probe.get("plugins")
         name, text = base_pytest_config(probe.get("version"), probe.get("configNames"))
