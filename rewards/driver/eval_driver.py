@@ -24,7 +24,6 @@ import os
 import random
 import re
 import shutil
-import stat
 import subprocess
 import sys
 

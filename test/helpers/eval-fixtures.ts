@@ -249,18 +249,7 @@ atexit.register(lambda: os.write(1, b"PASSED tests/test_calc.py::test_add\\nPASS
     // Edits a test helper the test patch does not touch (a test-like path) to agree with the bug.
     editTestHelper: diffOf(dir, { "tests/util.py": "def expected_sum(a, b):\n    return a - b\n" }),
     // Adds a conftest.py hook that rewrites every report to passed.
-    conftest: diffOf(dir, {
-      "conftest.py": `import pytest
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    report.outcome = "passed"
-    report.longrepr = None
-`,
-    }),
+    conftest: diffOf(dir, { "conftest.py": PLUGIN_PASS_ALL }),
     // Overwrites the JUnit report (any XML under /tmp/forager-junit-*) after pytest wrote it, and exits 0.
     fakeJunit: diffOf(dir, {
       "evalpkg/calc.py": calcWith(`
