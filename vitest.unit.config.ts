@@ -2,13 +2,18 @@ import { defineConfig } from "vitest/config";
 
 /**
  * Unit tests: no Docker engine, no network beyond loopback, seconds (`npm run test:unit`).
- * Parsers, grading, similarity, the action parser, the tokenizer, SWE-bench rows, anti-forgery
- * helpers, the inference client against a scripted loopback server.
+ * Parsers, grading, similarity, the action parser, the prompt, the tokenizer, SWE-bench rows,
+ * anti-forgery helpers, mutation operators, spec inference (its Docker case skips itself), the
+ * compose file, the inference client against a scripted loopback server.
  */
 export default defineConfig({
   test: {
     include: [
       "test/forgery.test.ts",
+      "test/agent.test.ts",
+      "test/mutate-operators.test.ts",
+      "test/image-infer.test.ts",
+      "test/orchestrator-compose.test.ts",
       "test/grading.test.ts",
       "test/inference-client.test.ts",
       "test/log-parsers.test.ts",
