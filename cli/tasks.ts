@@ -9,7 +9,7 @@ import cliProgress from "cli-progress";
 import type { Command } from "commander";
 import { int } from "./options";
 import { ImageSpecSchema, type ImageSpecInput, type RepoSource } from "../images/spec";
-import { inferredSpecFile } from "../images/infer/run";
+import { inferredSpecFile, nameFromRepo } from "../images/infer/run";
 import { InferenceClient } from "../inference-client/client";
 import { generateMutateTasks, type MutateProgress } from "../tasks/mutate/generate";
 import { OPERATOR_NAMES, parseOperatorList } from "../tasks/mutate/operators";
@@ -65,14 +65,8 @@ export function existingTaskIds(file: string): string[] {
   return ids;
 }
 
-/** `owner/name` from a URL or path (`…/pallets+flask/repo` and `…/flask.git` both work). */
-export function repoNameFrom(repo: string): string {
-  const clean = repo.replace(/\/+$/, "").replace(/\.git$/, "").replace(/\/repo$/, "");
-  const plus = /([\w.-]+)\+([\w.-]+)$/.exec(clean);
-  if (plus) return `${plus[1]}/${plus[2]}`;
-  const parts = clean.split(/[/:]/).filter(Boolean);
-  return parts.length >= 2 ? `${parts[parts.length - 2]}/${parts[parts.length - 1]}` : `local/${parts[parts.length - 1] ?? "repo"}`;
-}
+/** `owner/name` from a URL or path: the one reader, images/infer/run.ts nameFromRepo. */
+export const repoNameFrom = nameFromRepo;
 
 /** The spec: `--spec FILE` (JSON ImageSpec input) or a plain pytest default. */
 export function mutateSpec(o: Pick<MutateCliOptions, "repo" | "commit" | "spec" | "name">): ImageSpecInput {
