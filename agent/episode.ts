@@ -30,7 +30,7 @@ import { patchSimilarity } from "../rewards/similarity";
 import { Sandbox } from "../sandbox/sandbox";
 import type { SandboxConfigInput } from "../sandbox/config";
 import type { Task } from "../tasks/schema";
-import { prepareMutateSandbox } from "../tasks/mutate/start";
+import { prepareTaskSandbox } from "../tasks/start";
 import { ActionFormatError, parseAction, splitReasoning } from "../tools/parse";
 import { toolProfile } from "../tools/registry";
 import type { ToolResult } from "../tools/types";
@@ -256,11 +256,11 @@ async function evaluateWithTimeout(evaluator: Evaluator, task: Task, patch: stri
 /** Apply the mutate-fix start patch and fold it into HEAD (author and dates kept). */
 /**
  * Mutate-fix start: the bug applied and history squashed to one orphan commit, nothing of the
- * original reachable (tasks/mutate/start.ts). A patch that does not apply is the task's fault.
+ * original reachable (tasks/start.ts). A patch that does not apply is the task's fault.
  */
 async function applyStartPatch(sandbox: Sandbox, task: Task): Promise<void> {
   try {
-    await prepareMutateSandbox(sandbox, task);
+    await prepareTaskSandbox(sandbox, task);
   } catch (err) {
     throw new TaskSetupError(`start patch does not apply: ${(err as Error).message.slice(0, 500)}`);
   }

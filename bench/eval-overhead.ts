@@ -16,7 +16,7 @@ import path from "node:path";
 import { buildInstanceImage } from "../images/build";
 import { runInImage } from "../images/docker";
 import { loadSweBenchSpecs, specForSweBench } from "../images/swebench-specs";
-import { testDirectives } from "../rewards/directives";
+import { testDirectives } from "../tasks/directives";
 import { evaluatePatch, isPytestCommand } from "../rewards/evaluate";
 import { findRepository } from "../rewards/eval-run";
 import { loadSweBench, SweBenchRowSchema, sweBenchRowToTask } from "../tasks/swebench";

@@ -24,8 +24,8 @@ import fs from "node:fs";
 import { mutateSpec } from "../cli/tasks";
 import { buildInstanceImage } from "../images/build";
 import { ImageSpecSchema } from "../images/spec";
-import { candidatesForFiles, orderCandidates, type Candidate } from "../tasks/mutate/candidates";
-import { MutateRunner, NON_SOURCE_PATH, parseDurations, passing, sameSet, withCoverage } from "../tasks/mutate/validate";
+import { candidatesForFiles, orderCandidates, type Candidate } from "../taskgen/mutate/candidates";
+import { MutateRunner, NON_SOURCE_PATH, parseDurations, passing, sameSet, withCoverage } from "../taskgen/mutate/validate";
 
 function flag(args: string[], name: string, dflt?: string): string | undefined {
   const i = args.indexOf(`--${name}`);
@@ -40,7 +40,7 @@ interface Verdict {
 export async function main(args: string[]): Promise<Record<string, number>> {
   const repo = flag(args, "repo", "/work/.mirror/pallets+flask/repo")!;
   const commit = flag(args, "commit", "7ee9ceb71e868944a46e1ff00b506772a53a4f1d")!;
-  const specFile = flag(args, "spec", fs.existsSync("tasks/mutate/specs/flask.json") ? "tasks/mutate/specs/flask.json" : undefined);
+  const specFile = flag(args, "spec", fs.existsSync("taskgen/mutate/specs/flask.json") ? "taskgen/mutate/specs/flask.json" : undefined);
   const name = flag(args, "name", repo.includes("flask") ? "pallets/flask" : undefined);
   const n = Number(flag(args, "candidates", "20"));
   const seed = Number(flag(args, "seed", "1"));

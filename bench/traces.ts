@@ -5,7 +5,7 @@
  *   npm run bench -- traces [--repo PATH] [--commit SHA] [--spec FILE] [--name owner/name]
  *                           [--tests SELECTION] [--max-calls N] [--backend auto|settrace|monitoring]
  *
- * Default: pallets/click at the commit of tasks/mutate/specs/click.json, from /work/.mirror, its
+ * Default: pallets/click at the commit of taskgen/mutate/specs/click.json, from /work/.mirror, its
  * whole suite. One container of 1 CPU runs the suite untraced, then traced (traces/run.ts); CPU is
  * the container's cgroup CPU usage (engine stats) over each pytest run, so it includes pytest's
  * own start-up and collection. Figures: traced calls (records) and distinct functions per
@@ -24,7 +24,7 @@ function flag(args: string[], name: string, dflt?: string): string | undefined {
 
 export async function main(args: string[]): Promise<Record<string, number>> {
   const repo = flag(args, "repo", "/work/.mirror/pallets+click/repo")!;
-  const specFile = flag(args, "spec", repo.includes("click") ? "tasks/mutate/specs/click.json" : undefined);
+  const specFile = flag(args, "spec", repo.includes("click") ? "taskgen/mutate/specs/click.json" : undefined);
   const specCommit = specFile ? (JSON.parse(fs.readFileSync(specFile, "utf8")) as { commit?: string }).commit : undefined;
   const commit = flag(args, "commit", specCommit);
   if (!commit) throw new Error("--commit SHA (or a --spec with a commit)");

@@ -1,6 +1,6 @@
 /**
  * `forager tasks mutate`: mutate-fix task generation for one repository at one commit
- * (tasks/mutate). Writes Task records as JSONL (one per line, as they pass every check) and a
+ * (taskgen/mutate). Writes Task records as JSONL (one per line, as they pass every check) and a
  * summary; progress on stderr: candidates tried, validated, rejected by reason.
  */
 import fs from "node:fs";
@@ -11,8 +11,8 @@ import { int } from "./options";
 import { ImageSpecSchema, type ImageSpecInput, type RepoSource } from "../images/spec";
 import { inferredSpecFile, nameFromRepo } from "../images/infer/run";
 import { InferenceClient } from "../inference-client/client";
-import { generateMutateTasks, type MutateProgress } from "../tasks/mutate/generate";
-import { OPERATOR_NAMES, parseOperatorList } from "../tasks/mutate/operators";
+import { generateMutateTasks, type MutateProgress } from "../taskgen/mutate/generate";
+import { OPERATOR_NAMES, parseOperatorList } from "../taskgen/mutate/operators";
 
 interface MutateCliOptions {
   repo: string;

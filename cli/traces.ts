@@ -11,7 +11,7 @@ import { int } from "./options";
 import { mutateSpec } from "./tasks";
 import { buildInstanceImage } from "../images/build";
 import { loadTaskFiles } from "../tasks/files";
-import { selectionArgs } from "../tasks/mutate/start";
+import { selectionArgs } from "../tasks/start";
 import { renderCwmTrace } from "../traces/render";
 import { traceRepository, type TraceRunResult } from "../traces/run";
 import type { TracerSettingsInput } from "../traces/schema";
@@ -65,7 +65,7 @@ export function registerTracesCommand(program: Command): void {
     .option("--task <ids>", "with --tasks: only these task ids (comma-separated)")
     .option("--repo <path|url>", "repository: a local clone (bare or not) or a git URL")
     .option("--commit <sha>", "with --repo: the commit to trace")
-    .option("--spec <file>", "with --repo: image spec JSON (tasks/mutate/specs/*.json)")
+    .option("--spec <file>", "with --repo: image spec JSON (taskgen/mutate/specs/*.json)")
     .option("--name <owner/name>", "repository name in records (default: from --repo)")
     .option("--image <tag>", "with --repo: use this instance image instead of building one")
     .option("--tests <selection>", "pytest selection: node ids, files or directories (comma/space-separated); default the suite (tasks: FAIL_TO_PASS + PASS_TO_PASS)")

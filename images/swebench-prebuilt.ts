@@ -114,7 +114,7 @@ export interface HarnessEvalScript {
 
 /**
  * Read the test command and preamble out of a row's `eval_script` (SWE-bench 5.0 exports).
- * `directives` are the test files the script appends (rewards/directives.ts testDirectives).
+ * `directives` are the test files the script appends (tasks/directives.ts testDirectives).
  * Undefined when the script has no `: '>>>>> Start Test Output'` marker.
  */
 export function parseHarnessEvalScript(script: string, directives: readonly string[]): HarnessEvalScript | undefined {

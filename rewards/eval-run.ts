@@ -18,7 +18,7 @@ import type { RepoSource } from "../images/spec";
 import { knownIssue, loadSweBenchSpecs, networkRequirement, specForSweBench, type SweBenchSpecTable } from "../images/swebench-specs";
 import { harnessImageSpec, parseHarnessEvalScript, prebuiltInstanceImage, PrebuiltUnavailableError, type PrebuiltProgress, type PrebuiltSettings } from "../images/swebench-prebuilt";
 import { RecordError } from "../lib/errors";
-import { testDirectives } from "./directives";
+import { testDirectives } from "../tasks/directives";
 import { silentLogger, type Logger } from "../lib/log";
 import {
   emptyPredictions,

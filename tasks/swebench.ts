@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import type { ImageSpec } from "../images/spec";
 import { parseHarnessEvalScript } from "../images/swebench-prebuilt";
-import { testDirectives } from "../rewards/directives";
+import { testDirectives } from "../tasks/directives";
 import { RecordError } from "../lib/errors";
 import { formatZodIssues, parseRecord } from "../lib/zod-util";
 import { TaskSchema, type Task } from "./schema";

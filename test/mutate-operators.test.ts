@@ -1,5 +1,5 @@
 /**
- * tasks/mutate: operators, diffs, candidates, seeds, combination, issue text (pure, no Docker).
+ * taskgen/mutate: operators, diffs, candidates, seeds, combination, issue text (pure, no Docker).
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -13,12 +13,12 @@ import {
   orderCandidates,
   rng,
   type Candidate,
-} from "../tasks/mutate/candidates";
-import { changedLines, unifiedDiff } from "../tasks/mutate/diff";
-import { describeSymptom, failuresFromLog, stripLeaks, templateIssue } from "../tasks/mutate/issue";
-import { OPERATOR_NAMES, parseOperatorList, type OperatorName } from "../tasks/mutate/operators";
-import { byteOffset, complexity, entities, parsePython } from "../tasks/mutate/python";
-import { contextTest, NON_SOURCE_PATH, withCoverage } from "../tasks/mutate/validate";
+} from "../taskgen/mutate/candidates";
+import { changedLines, unifiedDiff } from "../taskgen/mutate/diff";
+import { describeSymptom, failuresFromLog, stripLeaks, templateIssue } from "../taskgen/mutate/issue";
+import { OPERATOR_NAMES, parseOperatorList, type OperatorName } from "../taskgen/mutate/operators";
+import { byteOffset, complexity, entities, parsePython } from "../taskgen/mutate/python";
+import { contextTest, NON_SOURCE_PATH, withCoverage } from "../taskgen/mutate/validate";
 import { GEOMETRY, OPERATOR_CASES } from "./helpers/mutate-fixtures";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "forager-mutate-ops-"));
@@ -245,8 +245,8 @@ describe("tasks mutate --resume", () => {
 
 describe("covering tests of a candidate", () => {
   it("a removed base class selects the tests of the whole file; other operators the entity's lines", async () => {
-    const { MutateRunner } = await import("../tasks/mutate/validate");
-    const runner: import("../tasks/mutate/validate").MutateRunner = Object.create(MutateRunner.prototype);
+    const { MutateRunner } = await import("../taskgen/mutate/validate");
+    const runner: import("../taskgen/mutate/validate").MutateRunner = Object.create(MutateRunner.prototype);
     const lines = new Map<number, Set<string>>([
       [3, new Set(["t::inherits_only"])], // a line of the base class
       [10, new Set(["t::uses_child"])], // a line of the child class
@@ -270,7 +270,7 @@ describe("covering tests of a candidate", () => {
 
 describe("adaptive per-run timeout", () => {
   it("reads pytest's --durations report and scales the timeout to the selected tests", async () => {
-    const { adaptiveTimeout, parseDurations } = await import("../tasks/mutate/validate");
+    const { adaptiveTimeout, parseDurations } = await import("../taskgen/mutate/validate");
     const log = [
       "============================= slowest durations =============================",
       "2.50s call     tests/test_a.py::test_slow",

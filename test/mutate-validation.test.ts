@@ -1,5 +1,5 @@
 /**
- * tasks/mutate in real Docker, on a created package (`shapes`, test/helpers/mutate-fixtures):
+ * taskgen/mutate in real Docker, on a created package (`shapes`, test/helpers/mutate-fixtures):
  * reference run with coverage, a caught bug kept with the right FAIL_TO_PASS / PASS_TO_PASS, an
  * uncaught and an uncovered bug rejected, a flaky test rejected, full-suite agreement, the
  * gold/empty check, the agent's starting state with no reachable original, evaluation from the
@@ -14,13 +14,13 @@ import { docker } from "../images/docker";
 import type { ImageSpecInput } from "../images/spec";
 import { Sandbox } from "../sandbox/sandbox";
 import { TaskSchema, type Task } from "../tasks/schema";
-import { candidatesForFile, type Candidate } from "../tasks/mutate/candidates";
-import { unifiedDiff } from "../tasks/mutate/diff";
-import { checkTask, generateMutateTasks, toTask } from "../tasks/mutate/generate";
-import { prepareMutateSandbox, SQUASH_MESSAGE } from "../tasks/mutate/start";
+import { candidatesForFile, type Candidate } from "../taskgen/mutate/candidates";
+import { unifiedDiff } from "../taskgen/mutate/diff";
+import { checkTask, generateMutateTasks, toTask } from "../taskgen/mutate/generate";
+import { prepareTaskSandbox, SQUASH_MESSAGE } from "../tasks/start";
 import { evaluatePatch } from "../rewards/evaluate";
 import { runEvaluation } from "../rewards/eval-run";
-import { MutateRunner, withCoverage, type Validation } from "../tasks/mutate/validate";
+import { MutateRunner, withCoverage, type Validation } from "../taskgen/mutate/validate";
 import { git } from "./helpers/git-fixtures";
 import { FLAKY, GEOMETRY, makeShapesRepo } from "./helpers/mutate-fixtures";
 
@@ -154,7 +154,7 @@ describe("validation", () => {
     const blob = git(tmp + "/shapes", ["rev-parse", `${baseSha}:shapes/geometry.py`]);
     // Compile the original so stale bytecode would be there to find.
     await s.exec(["python3", "-c", "import shapes.geometry"], { workdir: "/testbed" });
-    const prep = await prepareMutateSandbox(s, task);
+    const prep = await prepareTaskSandbox(s, task);
     expect(prep.branch).toBe("main");
     const script = [
       "echo '== log'; git log --all --format='%H %P|%s'",
@@ -203,7 +203,7 @@ describe("validation", () => {
     const s = await Sandbox.create({ image, network: "none", workdir: "/testbed", lifetimeSeconds: 600, labels: { "forager.run": "test" } });
     sandboxes.push(s);
     const broken = { ...task, startPatch: task.startPatch.replace(/^-(.*)$/m, "-$1 # not in the file") };
-    await expect(prepareMutateSandbox(s, broken)).rejects.toThrow(/failed/);
+    await expect(prepareTaskSandbox(s, broken)).rejects.toThrow(/failed/);
     const head = await s.exec(["git", "log", "--format=%s", "-1"], { workdir: "/testbed" });
     expect(head.stdout.toString().trim()).not.toBe(SQUASH_MESSAGE);
   });

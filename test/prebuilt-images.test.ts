@@ -24,7 +24,7 @@ import {
   pullImage,
   type PrebuiltProgress,
 } from "../images/swebench-prebuilt";
-import { testDirectives } from "../rewards/directives";
+import { testDirectives } from "../tasks/directives";
 import { evaluatePatch } from "../rewards/evaluate";
 import { runEvaluation } from "../rewards/eval-run";
 import { Sandbox } from "../sandbox/sandbox";

@@ -1,6 +1,6 @@
 /**
  * SWE-bench rows, predictions and test directives (tasks/swebench.ts, tasks/predictions.ts,
- * rewards/directives.ts). Inline fixtures make every case independent of the dataset files;
+ * tasks/directives.ts). Inline fixtures make every case independent of the dataset files;
  * when /work/shared/datasets is present, all Lite and Verified rows must load with no error,
  * convert to Tasks, and their directives must equal the tail of the test command in the row's own
  * `eval_script`.
@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { ImageSpecSchema, type ImageSpec } from "../images/spec";
 import { RecordError } from "../lib/errors";
-import { testDirectives } from "../rewards/directives";
+import { testDirectives } from "../tasks/directives";
 import {
   emptyPredictions,
   goldPredictions,

@@ -13,8 +13,8 @@ import { Sandbox } from "../sandbox/sandbox";
 import { formatZodIssues } from "../lib/zod-util";
 import { shellQuote } from "../lib/shell";
 import type { Task } from "../tasks/schema";
-import { prepareMutateSandbox, testRunScript } from "../tasks/mutate/start";
-import { passing } from "../tasks/mutate/validate";
+import { prepareTaskSandbox, testRunScript } from "../tasks/start";
+import { passing } from "../taskgen/mutate/validate";
 import {
   RawTraceSchema,
   TraceRecordSchema,
@@ -167,7 +167,7 @@ export async function traceRepository(opts: TraceRunOptions): Promise<TraceRunRe
     };
     if (opts.task && opts.task.startPatch.trim() !== "") {
       progress(`preparing the start state of ${opts.task.id}`);
-      await prepareMutateSandbox(sandbox, opts.task);
+      await prepareTaskSandbox(sandbox, opts.task);
     }
     await sh(`mkdir -p ${SANDBOX_DIR}/lib ${SANDBOX_DIR}/out`);
     await sandbox.writeFile(`${SANDBOX_DIR}/lib/forager_tracer.py`, fs.readFileSync(TRACER_FILE));

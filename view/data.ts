@@ -42,7 +42,7 @@ export interface EpisodeRow {
   evalSeconds: number;
   /** Task kind (issue-fix, mutate-fix). */
   taskKind: string;
-  /** Mutate-fix: the task's mutation operator(s) (`metadata.operator`, tasks/mutate/generate.ts). */
+  /** Mutate-fix: the task's mutation operator(s) (`metadata.operator`, taskgen/mutate/generate.ts). */
   operator?: string;
 }
 

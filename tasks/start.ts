@@ -4,19 +4,19 @@
  * lesson that per-task images do not scale; CWM builds its mutate-fix tasks on the same
  * repository images as its other RL tasks).
  *
- * {@link prepareMutateSandbox} applies the task's startPatch (the bug) and rewrites history so
+ * {@link prepareTaskSandbox} applies the task's startPatch (the bug) and rewrites history so
  * that nothing reachable leads back to the original code: one squashed orphan commit of the buggy
  * tree (no parent), every other ref deleted (branches, tags, notes, stash), reflogs expired and
  * removed, unreachable objects pruned (`git gc --prune=now`), and `__pycache__` directories
  * (bytecode of the original source) removed.
  *
  * The same starting state is made for the agent's episode (agent/episode.ts) and for evaluation
- * (rewards/evaluate.ts `evaluatePatch`, which calls {@link prepareMutateSandbox} when the task has
+ * (rewards/evaluate.ts `evaluatePatch`, which calls {@link prepareTaskSandbox} when the task has
  * a startPatch), so a submitted patch is always graded against the tree the agent saw.
  */
-import { shellQuote } from "../../lib/shell";
-import type { Sandbox } from "../../sandbox/sandbox";
-import type { Task } from "../schema";
+import { shellQuote } from "../lib/shell";
+import type { Sandbox } from "../sandbox/sandbox";
+import type { Task } from "./schema";
 
 /** Author/committer of the squashed commit. */
 export const SQUASH_IDENTITY = { name: "forager", email: "forager@localhost" };
@@ -92,7 +92,7 @@ export function squashScript(withPatch: boolean): string {
  * every file, no copy of the diff anywhere.
  * @throws Error when the patch does not apply or git fails (message has the output).
  */
-export async function prepareMutateSandbox(sandbox: Sandbox, task: Pick<Task, "startPatch" | "image" | "id">): Promise<PrepareResult> {
+export async function prepareTaskSandbox(sandbox: Sandbox, task: Pick<Task, "startPatch" | "image" | "id">): Promise<PrepareResult> {
   const started = performance.now();
   const workdir = task.image.workdir ?? "/testbed";
   const withPatch = task.startPatch.trim() !== "";

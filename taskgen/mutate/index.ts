@@ -8,6 +8,5 @@ export * from "./candidates";
 export * from "./diff";
 export * from "./validate";
 export * from "./issue";
-export * from "./start";
 export * from "./generate";
 export { parsePython, entities, complexity, byteOffset, type Entity } from "./python";

@@ -27,7 +27,7 @@ import { ImageSpecSchema, type ImageSpec, type ImageSpecInput } from "../../imag
 import { parsePytestJunitXml, parseTestLog, type StatusMap } from "../../rewards/log-parsers";
 import { Sandbox } from "../../sandbox/sandbox";
 import { rng, shuffle, type Candidate, type SourceFile } from "./candidates";
-import { selectionArgs, testRunScript } from "./start";
+import { selectionArgs, testRunScript } from "../../tasks/start";
 
 /** Debian packages the coverage map needs (bookworm: coverage 6.5, pytest-cov 4.0). */
 export const COVERAGE_PACKAGES = ["python3-coverage", "python3-pytest-cov"];

@@ -16,7 +16,7 @@ import { buildInstanceImage, repoSlug, type BuildOptions } from "../../images/bu
 import { ImageSpecSchema, type ImageSpecInput } from "../../images/spec";
 import type { InferenceClient } from "../../inference-client/client";
 import { evaluatePatch } from "../../rewards/evaluate";
-import { TaskSchema, type Task } from "../schema";
+import { TaskSchema, type Task } from "../../tasks/schema";
 import { candidatesForFiles, combinationGroups, combineCandidates, orderCandidates, type Candidate } from "./candidates";
 import { modelIssue, templateIssue } from "./issue";
 import { OPERATOR_NAMES, type OperatorName } from "./operators";
