@@ -3,7 +3,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", "runs/**", ".forager/**", ".scratch/**", "**/*.d.ts"] },
+  { ignores: ["node_modules/**", "runs/**", ".forager/**", ".scratch/**", "**/*.d.ts", ".dependency-cruiser.cjs"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

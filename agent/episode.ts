@@ -29,6 +29,7 @@ import { InferenceError } from "../inference-client/client";
 import { patchSimilarity } from "../rewards/similarity";
 import { Sandbox } from "../sandbox/sandbox";
 import type { SandboxConfigInput } from "../sandbox/config";
+import { buildInstanceImage } from "../images/build";
 import type { Task } from "../tasks/schema";
 import { prepareTaskSandbox } from "../tasks/start";
 import { ActionFormatError, parseAction, splitReasoning } from "../tools/parse";
@@ -98,7 +99,6 @@ export class TaskSetupError extends Error {
 
 /** Default image resolution: the instance image of `task.image` (built when missing, cached otherwise). */
 export async function defaultResolveImage(task: Task): Promise<string> {
-  const { buildInstanceImage } = await import("../images/build");
   return (await buildInstanceImage(task.image)).tag;
 }
 

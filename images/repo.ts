@@ -14,6 +14,7 @@
  *     refs exist, no remote is configured. So no later commit (a fix) is reachable by any git
  *     command, including `git cat-file -e <sha>`.
  */
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { simpleGit, type SimpleGit } from "simple-git";
@@ -185,7 +186,6 @@ async function revParse(git: SimpleGit, commit: string): Promise<string | undefi
 
 /** `git update-ref --stdin` (simple-git has no stdin support for raw). */
 async function updateRefStdin(dir: string, input: string): Promise<void> {
-  const { spawn } = await import("node:child_process");
   await new Promise<void>((resolve, reject) => {
     const child = spawn("git", ["update-ref", "--no-deref", "--stdin"], { cwd: dir, stdio: ["pipe", "ignore", "pipe"] });
     let err = "";

@@ -21,7 +21,7 @@ export const RepoSourceSchema = z.discriminatedUnion("type", [
 ]);
 export type RepoSource = z.infer<typeof RepoSourceSchema>;
 
-/** Names of the test-log parsers (rewards/log-parsers). */
+/** Names of the test-log parsers (images/log-parsers). */
 export const LogParserNameSchema = z.enum(["pytest", "django", "sympy"]);
 export type LogParserName = z.infer<typeof LogParserNameSchema>;
 

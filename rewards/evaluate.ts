@@ -56,7 +56,7 @@ import {
   ResolutionStatusSchema,
   TestsStatusSchema,
 } from "./grading";
-import { TEST_STATUSES } from "./log-parsers";
+import { TEST_STATUSES } from "../images/log-parsers";
 import { EvalOutcomeSchema, type EvalOutcome } from "./outcome";
 
 // ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@
 import { randomBytes } from "node:crypto";
 import type { LogParserName } from "../images/spec";
 import { LOG_MARKERS, readEvalLog } from "./grading";
-import { parsePytestJunitXml, parseTestLog, type ParseOptions, type StatusMap, type TestStatus } from "./log-parsers";
+import { parsePytestJunitXml, parseTestLog, type ParseOptions, type StatusMap, type TestStatus } from "../images/log-parsers";
 
 /**
  * Test-like repository paths: a directory named `test`, `tests` or `testing`; `test_*.py`,

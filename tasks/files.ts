@@ -9,7 +9,10 @@
 import fs from "node:fs";
 import { RecordError } from "../lib/errors";
 import { formatZodIssues } from "../lib/zod-util";
+import { harnessImageSpec } from "../images/swebench-prebuilt";
+import { specForSweBenchLocal } from "../images/swebench-specs";
 import { TaskSchema, type Task } from "./schema";
+import { decodeUtf8, loadSweBench, sweBenchRowToTask } from "./swebench";
 
 /** A line (or row) that could not become a task. */
 export interface TaskLoadError {
@@ -94,13 +97,10 @@ export async function loadTaskFiles(files: readonly string[], opts: { harnessSpe
   const out: TasksLoadResult = { tasks: [], errors: [], where: new Map() };
   for (const file of files) {
     let part: TasksLoadResult;
-    const { decodeUtf8, loadSweBench, sweBenchRowToTask } = await import("./swebench");
     const textual = !fs.statSync(file).isDirectory() && !/\.parquet$/i.test(file);
     const decoded = textual ? decodeUtf8(fs.readFileSync(file)) : undefined;
     if (decoded && looksLikeTaskJsonl(decoded.text)) part = parseTaskJsonl(decoded.text, file, decoded.invalidUtf8Lines);
     else {
-      const { specForSweBenchLocal } = await import("../images/swebench-specs");
-      const { harnessImageSpec } = await import("../images/swebench-prebuilt");
       const parsed = await loadSweBench(file);
       part = {
         tasks: [],

@@ -472,6 +472,8 @@ function plainCell(v: unknown): unknown {
  * @throws Error when the file is not a readable parquet file (message names the file).
  */
 export async function readParquetRecords(file: string): Promise<RawRecord[]> {
+  // Loaded on first use: only parquet datasets need the reader and its codecs, and every command
+  // that loads a task file would otherwise pay for them at start-up.
   const { asyncBufferFromFile, parquetReadObjects } = await import("hyparquet");
   const { compressors } = await import("hyparquet-compressors");
   let objects: Record<string, unknown>[];

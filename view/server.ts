@@ -224,6 +224,8 @@ export async function startViewServer(opts: ViewServerOptions): Promise<ViewServ
     redis.on("error", () => undefined);
     await redis.connect().catch((err: unknown) => log.warn({ err }, "Redis does not answer (yet)"));
     queues = openQueues(opts.redisUrl);
+    // Loaded only when a Redis URL is given: bull-board and its UI bundle are the heaviest part of
+    // the view and a view over a run directory alone never uses them.
     const { createBullBoard } = await import("@bull-board/api");
     const { BullMQAdapter } = await import("@bull-board/api/bullMQAdapter");
     const { FastifyAdapter } = await import("@bull-board/fastify");

@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { shellQuote } from "../../lib/shell";
-import { parseTestLog } from "../../rewards/log-parsers";
+import { parseTestLog } from "../log-parsers";
 import { buildInstanceImage, ImageBuildError } from "../build";
 import { inspectImage, runInImage } from "../docker";
 import type { ImageSpec, RepoSource } from "../spec";
