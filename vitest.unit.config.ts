@@ -21,6 +21,7 @@ export default defineConfig({
       "test/similarity.test.ts",
       "test/swebench-tasks.test.ts",
       "test/tokenizer.test.ts",
+      "test/tools-runtime.test.ts",
     ],
     testTimeout: 60_000,
     reporters: ["default"],

@@ -2,3 +2,4 @@ export { Sandbox, FileNotFoundError, destroyAllSandboxes, liveSandboxes, type Ex
 export type { SessionResult, SessionStatus } from "./session";
 export { SandboxConfigSchema, type SandboxConfig, type SandboxConfigInput, LABELS } from "./config";
 export { reapSandboxes, listForagerContainers } from "./reaper";
+export type { Runtime, Container, ExecOptions, RunOptions, FileStat } from "./runtime";

@@ -1,6 +1,7 @@
 /**
  * A Sandbox: one container started from an image, with limits, and a persistent bash session
- * inside it. forager's own file work goes through a second, hidden "control" session, so the
+ * inside it — the Docker implementation of both halves of sandbox/runtime.ts (Runtime: session,
+ * processes, files; Container: start, limits, destroy). forager's own file work goes through a second, hidden "control" session, so the
  * agent's tools need nothing in the image but bash and coreutils (no Python).
  *
  * Lifetime: the container's PID 1 is a bash loop ({@link pid1Script}) that ends when the
@@ -23,18 +24,10 @@ import { LABELS, SandboxConfigSchema, type SandboxConfig, type SandboxConfigInpu
 import { FrameDemuxer } from "./demux";
 import { dockerClient, isGoneError } from "./docker";
 import { shellQuote } from "../lib/shell";
+import { FileNotFoundError, type Container, type ExecOptions, type ExecResult, type FileStat, type RunOptions, type Runtime } from "./runtime";
 import { BashSession, type RawResult, type SessionResult } from "./session";
 
-/** Result of a one-off `exec` outside the session. */
-export interface ExecResult {
-  exitCode: number | null;
-  stdout: Buffer;
-  stderr: Buffer;
-  timedOut: boolean;
-  durationMs: number;
-  /** With `capture`: bytes dropped between the kept head and tail (stdout and stderr together). */
-  droppedBytes?: number;
-}
+export { FileNotFoundError, type ExecResult } from "./runtime";
 
 /**
  * Bounded capture of a stream: the first `headBytes` and the last `tailBytes`, the rest counted,
@@ -78,13 +71,6 @@ export class HeadTailBuffer {
   }
 }
 
-/** Thrown by file operations when the path does not exist. */
-export class FileNotFoundError extends Error {
-  constructor(readonly path: string) {
-    super(`no such file: ${path}`);
-    this.name = "FileNotFoundError";
-  }
-}
 
 const live = new Set<Sandbox>();
 
@@ -109,7 +95,7 @@ export function pid1Script(lifetimeSeconds: number): string {
   );
 }
 
-export class Sandbox {
+export class Sandbox implements Runtime, Container {
   private agent: BashSession | undefined;
   private control: BashSession | undefined;
   private destroyed = false;
@@ -241,7 +227,7 @@ export class Sandbox {
    * directory before this resolves; `status` says which of the three happened.
    * @throws EnvironmentError when a fresh session cannot be started (container gone).
    */
-  async run(command: string, opts: { timeoutSeconds?: number; outputLimitBytes?: number } = {}): Promise<SessionResult> {
+  async run(command: string, opts: RunOptions = {}): Promise<SessionResult> {
     this.assertUsable();
     const session = this.agent ?? (this.agent = await this.openSession(true));
     const watchdog = this.diskWatchdog(session);
@@ -330,7 +316,7 @@ export class Sandbox {
    * Information on a path (relative paths resolve against the agent's cwd).
    * @returns {exists, isFile, isDir, abs}
    */
-  async stat(path: string): Promise<{ exists: boolean; isFile: boolean; isDir: boolean; abs: string }> {
+  async stat(path: string): Promise<FileStat> {
     const abs = await this.resolvePath(path);
     const p = shellQuote(abs);
     const r = await this.controlRaw(`if [ -d ${p} ]; then printf d; elif [ -e ${p} ]; then printf f; else printf n; fi`);
@@ -388,18 +374,7 @@ export class Sandbox {
    * Run `argv` once, outside the session (its own process, own timeout, stdout and stderr apart).
    * The timeout is enforced inside the container with coreutils `timeout -s KILL`.
    */
-  async exec(
-    argv: string[],
-    opts: {
-      timeoutSeconds?: number;
-      workdir?: string;
-      env?: Record<string, string>;
-      user?: string;
-      stdin?: string | Buffer;
-      /** Keep only the first `headBytes` and the last `tailBytes` of each stream (bounded memory). */
-      capture?: { headBytes: number; tailBytes: number };
-    } = {},
-  ): Promise<ExecResult> {
+  async exec(argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
     this.assertUsable();
     const timeoutSeconds = opts.timeoutSeconds ?? this.config.commandTimeoutSeconds;
     const started = performance.now();

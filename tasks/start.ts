@@ -15,7 +15,7 @@
  * a startPatch), so a submitted patch is always graded against the tree the agent saw.
  */
 import { shellQuote } from "../lib/shell";
-import type { Sandbox } from "../sandbox/sandbox";
+import type { Runtime } from "../sandbox/runtime";
 import type { Task } from "./schema";
 
 /** Author/committer of the squashed commit. */
@@ -92,7 +92,7 @@ export function squashScript(withPatch: boolean): string {
  * every file, no copy of the diff anywhere.
  * @throws Error when the patch does not apply or git fails (message has the output).
  */
-export async function prepareTaskSandbox(sandbox: Sandbox, task: Pick<Task, "startPatch" | "image" | "id">): Promise<PrepareResult> {
+export async function prepareTaskSandbox(sandbox: Runtime, task: Pick<Task, "startPatch" | "image" | "id">): Promise<PrepareResult> {
   const started = performance.now();
   const workdir = task.image.workdir ?? "/testbed";
   const withPatch = task.startPatch.trim() !== "";

@@ -31,8 +31,8 @@ export const bashTool: Tool<z.ZodObject<{ command: z.ZodString }>> = {
   description: "Run non-interactive bash command(s) in the persistent session and return their output.",
   parameters: z.object({ command: z.string().describe("bash command(s), single or multi-line") }),
   toText: (a) => a.command,
-  async run(sandbox, argument) {
-    const r = await sandbox.run(argument);
+  async run(runtime, argument) {
+    const r = await runtime.run(argument);
     if (r.status === "ok") {
       return { output: r.output, success: true, metadata: { exitCode: r.exitCode, status: r.status, durationMs: r.durationMs } };
     }

@@ -30,19 +30,19 @@ export const createTool: Tool<z.ZodObject<{ path: z.ZodString; content: z.ZodStr
   description: "Create a new file (the path must not exist; its parent directory must).",
   parameters: z.object({ path: z.string().describe("path of the new file"), content: z.string().describe("file content") }),
   toText: (a) => `${a.path}\n${a.content}`,
-  async run(sandbox, argument) {
+  async run(runtime, argument) {
     const nl = argument.indexOf("\n");
     const path = nl === -1 ? argument : argument.slice(0, nl);
     const content = nl === -1 ? "" : argument.slice(nl + 1);
-    if (path !== "" && (await sandbox.stat(path)).exists) {
+    if (path !== "" && (await runtime.stat(path)).exists) {
       return { output: `${path} already exists. Cannot create a new file at an existing path.`, success: false };
     }
     if (path === "") return { output: "Path is empty. Please provide a valid path.", success: false };
-    const parent = dirname(normalizeAbs(await sandbox.resolvePath(path)));
-    if (!(await sandbox.stat(parent)).isDir) {
+    const parent = dirname(normalizeAbs(await runtime.resolvePath(path)));
+    if (!(await runtime.stat(parent)).isDir) {
       return { output: `File creation failed. The parent directory ${parent} does not exist.`, success: false };
     }
-    await sandbox.writeFile(path, content);
+    await runtime.writeFile(path, content);
     const lines = content.split("\n").length;
     return { output: `File created successfully at: ${path} (${lines} lines).`, success: true, metadata: { path } };
   },

@@ -6,7 +6,7 @@
  * occurrences counted); the file is read with universal newlines and written back with "\n".
  */
 import { z } from "zod";
-import { FileNotFoundError } from "../sandbox/sandbox";
+import { FileNotFoundError } from "../sandbox/runtime";
 import type { Tool, ToolResult } from "./types";
 
 const BLOCK = /([^\n]*)\n<<<<<<< SEARCH\n([\s\S]*?)\n=======\n([\s\S]*?)\n>>>>>>> REPLACE/g;
@@ -110,18 +110,18 @@ export const editTool: Tool<z.ZodObject<{ path: z.ZodString; search: z.ZodString
     replace: z.string().describe("replacement lines"),
   }),
   toText: (a) => `${a.path}\n<<<<<<< SEARCH\n${a.search}\n=======\n${a.replace}\n>>>>>>> REPLACE`,
-  async run(sandbox, argument): Promise<ToolResult> {
+  async run(runtime, argument): Promise<ToolResult> {
     // Read the named file first (one block parse to learn the path), then apply purely.
     const first = [...argument.matchAll(BLOCK)];
     let content: string | undefined;
     let binary = false;
     if (first.length === 1) {
       const path = first[0]![1] ?? "";
-      const st = path ? await sandbox.stat(path) : undefined;
+      const st = path ? await runtime.stat(path) : undefined;
       if (st?.isDir) return { output: `The path ${path} is a directory, not a file. Please provide a valid path.`, success: false };
       if (st?.exists) {
         try {
-          const bytes = await sandbox.readFile(path);
+          const bytes = await runtime.readFile(path);
           content = strictUtf8.decode(bytes).replace(/\r\n?/g, "\n");
         } catch (err) {
           if (err instanceof FileNotFoundError) return { output: `The path ${path} could not be read.`, success: false };
@@ -133,7 +133,7 @@ export const editTool: Tool<z.ZodObject<{ path: z.ZodString; search: z.ZodString
     }
     const r = applyEdit(argument, () => content);
     if (!r.ok) return { output: r.message, success: false };
-    await sandbox.writeFile(r.path, r.content);
+    await runtime.writeFile(r.path, r.content);
     return { output: r.message, success: true, metadata: { path: r.path } };
   },
 };

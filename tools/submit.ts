@@ -6,7 +6,7 @@
  * cwm/rl/envs/envs/swerl_tool.py).
  */
 import { z } from "zod";
-import { FileNotFoundError } from "../sandbox/sandbox";
+import { FileNotFoundError } from "../sandbox/runtime";
 import type { Tool } from "./types";
 
 /** The feedback wrapping a successful submission. */
@@ -35,9 +35,9 @@ export const submitTool: Tool<z.ZodObject<{ path: z.ZodString }>> = {
   description: "Submit the path of a patch file (git diff format) as the final result; may be repeated.",
   parameters: z.object({ path: z.string().describe("path of a patch file in git diff format") }),
   toText: (a) => a.path,
-  async run(sandbox, argument) {
+  async run(runtime, argument) {
     const path = argument.trim();
-    const size = await sandbox.fileSize(path);
+    const size = await runtime.fileSize(path);
     if (size !== undefined && size > MAX_SUBMISSION_BYTES) {
       return {
         output: `Failed to submit ${path}. It is ${size} bytes; a submission may be at most ${MAX_SUBMISSION_BYTES} bytes.`,
@@ -46,7 +46,7 @@ export const submitTool: Tool<z.ZodObject<{ path: z.ZodString }>> = {
     }
     let text: string;
     try {
-      text = utf8.decode(await sandbox.readFile(path));
+      text = utf8.decode(await runtime.readFile(path));
     } catch (err) {
       if (!(err instanceof FileNotFoundError)) throw err;
       return { output: `Failed to submit ${path}. Make sure it exists and is readable.`, success: false };

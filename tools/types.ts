@@ -1,10 +1,10 @@
 /**
  * The tool interface. A tool takes the text argument of `<tool: NAME>` and returns what the
- * model sees. Tools run against a Sandbox (its session for bash, forager-side file work for
- * edit/create/submit).
+ * model sees. Tools run against a Runtime (sandbox/runtime.ts: its session for bash, forager-side
+ * file work for edit/create/submit), so they need no Docker of their own and a fake runtime tests them.
  */
 import type { z } from "zod";
-import type { Sandbox } from "../sandbox/sandbox";
+import type { Runtime } from "../sandbox/runtime";
 
 /** What a tool returns. `output` is the observation text; `success` false marks an error. */
 export interface ToolResult {
@@ -26,5 +26,5 @@ export interface Tool<A extends z.ZodTypeAny = z.ZodTypeAny> {
   /** Turn structured arguments into the text argument of the `<tool: NAME>` form. */
   toText(args: z.infer<A>): string;
   /** Run with the text argument. Never throws for the model's mistakes; throws EnvironmentError. */
-  run(sandbox: Sandbox, argument: string): Promise<ToolResult>;
+  run(runtime: Runtime, argument: string): Promise<ToolResult>;
 }
