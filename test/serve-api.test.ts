@@ -16,6 +16,8 @@ import type { Sandbox } from "../sandbox/sandbox";
 import { startService, type Service } from "../serve/server";
 import { tokenRecord } from "../serve/tokens";
 import { WeightsGate } from "../serve/weights";
+import { WarmPool } from "../serve/pool";
+import { EOT_TOKEN_ID, TokenLedger } from "../agent/token-ledger";
 import type { Trajectory } from "../agent/trajectory";
 import { startScriptedServer, type ScriptedServer } from "./helpers/scripted-server";
 
@@ -268,3 +270,52 @@ describe("forager serve (stub sandbox, scripted model)", () => {
 function decodeFirstPrompt(t: Trajectory): string {
   return `<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n${t.prompt.system.trim()}<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n${t.prompt.user.trim()}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n${t.prompt.assistantPrefix}`;
 }
+
+describe("token ledger and warm pool (no service)", () => {
+  const P0 = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
+  const OBS = "<|start_header_id|>user<|end_header_id|>\n\nagain<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
+  it("keeps the server's ids; adds <|eot_id|> only when they do not end with it", () => {
+    const l = new TokenLedger();
+    expect(l.next(P0).ids).toEqual(encode(P0));
+    const ids = [...TEXT].map((c) => encode(c)[0]!);
+    l.completed(TEXT, ids);
+    // the rendered prompt appends the closing <|eot_id|> after the text
+    const d1 = l.next(P0 + TEXT + "<|eot_id|>" + OBS);
+    expect(d1.ids).toEqual(encode("<|eot_id|>" + OBS));
+    expect(l.promptIds()).toEqual([...encode(P0), ...ids, ...encode("<|eot_id|>" + OBS)]);
+    // a completion whose ids end with <|eot_id|> (text without it): not added twice
+    const ids2 = [...ids, EOT_TOKEN_ID];
+    l.completed(TEXT, ids2);
+    const before = l.promptIds();
+    const d2 = l.next(P0 + TEXT + "<|eot_id|>" + OBS + TEXT + "<|eot_id|>" + OBS);
+    expect(d2.ids).toEqual(encode(OBS));
+    expect(l.promptIds()).toEqual([...before, ...ids2, ...encode(OBS)]);
+    expect(l.broken).toBeUndefined();
+    // a completion without ids breaks the ledger, and it says why
+    l.completed(TEXT, undefined);
+    l.next(P0);
+    expect(l.broken).toMatch(/no token ids/);
+  });
+
+  it("the warm pool hands out started sandboxes and refills", async () => {
+    let made = 0;
+    const destroyed: string[] = [];
+    const create = async () => {
+      const name = `fake-${made++}`;
+      return { name, destroy: async () => void destroyed.push(name) } as unknown as Sandbox;
+    };
+    const pool = new WarmPool({ size: 2, create });
+    const cfg = { image: "img:1", lifetimeSeconds: 60 };
+    const first = await pool.factory(cfg); // a miss: it teaches the pool the configuration
+    await pool.settled();
+    expect(pool.stats()).toMatchObject({ ready: 2, hits: 0, misses: 1 });
+    const second = await pool.factory({ ...cfg, labels: { "forager.episode": "x" } });
+    expect(second.name).not.toBe(first.name);
+    await pool.settled();
+    expect(pool.stats()).toMatchObject({ ready: 2, hits: 1, misses: 1 });
+    await pool.factory({ image: "img:2" }); // another configuration: a miss
+    expect(pool.stats().misses).toBe(2);
+    await pool.close();
+    expect(destroyed.length).toBe(4); // the ready ones of both configurations
+  });
+});
