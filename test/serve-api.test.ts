@@ -14,6 +14,9 @@ import { fakeTask } from "../orchestrator/fake";
 import { keepEvaluation } from "../orchestrator/fake";
 import type { Sandbox } from "../sandbox/sandbox";
 import { startService, type Service } from "../serve/server";
+import { servingRollout } from "../serve/rollouts";
+import { startRedisServer } from "../orchestrator/redis-server";
+import { startWorker } from "../orchestrator/worker";
 import { tokenRecord } from "../serve/tokens";
 import { WeightsGate } from "../serve/weights";
 import { WarmPool } from "../serve/pool";
@@ -317,5 +320,31 @@ describe("token ledger and warm pool (no service)", () => {
     expect(pool.stats().misses).toBe(2);
     await pool.close();
     expect(destroyed.length).toBe(4); // the ready ones of both configurations
+  });
+});
+
+describe("forager serve with remote workers (--redis)", () => {
+  it("a group runs on a worker of another Redis; trajectories travel through Redis (storage redis)", async () => {
+    const redis = await startRedisServer({ dir: path.join(tmp, "remote-redis") });
+    const worker = await startWorker({ redisUrl: redis.url, concurrency: 2, rollout: servingRollout(new WeightsGate("w"), async () => stub), evaluate: keepEvaluation, reap: false, lockDurationMs: 5000, stalledIntervalMs: 2000 });
+    const remote = await startService({ dir: path.join(tmp, "remote-svc"), port: 0, redisUrl: redis.url, tasks: [task], images: { [task.id]: "serve:stub" }, sandboxFactory: async () => stub, pollMs: 50 });
+    try {
+      const r = await fetch(`${remote.url}/v1/rollouts`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ tasks: [task.id], samples: 2, maxTurns: 2, policy: { kind: "http", endpoints: [{ url: model.url }] } }) });
+      const { id } = (await r.json()) as { id: string };
+      let g: any;
+      for (;;) {
+        g = await (await fetch(`${remote.url}/v1/rollouts/${id}`)).json();
+        if (g.status !== "running") break;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      expect(g.status).toBe("done");
+      expect(g.groups[0].trajectories.map((i: any) => i.sample)).toEqual([0, 1]);
+      expect(fs.existsSync(path.join(tmp, "remote-svc", "runs", id, "staging"))).toBe(false); // storage redis: the worker wrote no file of the run
+      for (const i of g.groups[0].trajectories) expect(i.trajectory.turns[0].tokenIds).toEqual(IDS);
+    } finally {
+      await remote.close();
+      await worker.close({ force: true });
+      await redis.stop();
+    }
   });
 });
