@@ -11,11 +11,11 @@
  * 2. steps: `--envs` envs at once through the step API (stub sandbox), `--steps` steps each, all
  *    concurrent; step latency p50 / p99 over HTTP, and the same steps in-process (EnvManager.step,
  *    no HTTP) as the direct reference; plus one env alone (no contention) both ways.
- * 3. warm pool (`--docker`, default on when the engine answers): POST /v1/envs latency (container
+ * 3. warm pool (when the engine answers; `--no-docker` skips it): POST /v1/envs latency (container
  *    start on the path) with no pool against a pool of 2 started sandboxes, `--pool-envs` envs each.
  *
  *   npm run bench -- serve [--tasks 16] [--samples 4] [--turns 8] [--latency-ms 100] [--concurrency 32]
- *                          [--envs 256] [--steps 4] [--pool-envs 4] [--docker 0|1]
+ *                          [--envs 256] [--steps 4] [--pool-envs 4] [--no-docker]
  */
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -82,7 +82,7 @@ async function dockerAnswers(): Promise<boolean> {
 }
 
 export const main: BenchMain = async (args) => {
-  const bad = unknownFlags(args, ["tasks", "samples", "turns", "latency-ms", "concurrency", "envs", "steps", "pool-envs", "docker"]);
+  const bad = unknownFlags(args, ["tasks", "samples", "turns", "latency-ms", "concurrency", "envs", "steps", "pool-envs", "no-docker"]);
   if (bad.length) throw new Error(`unknown arguments: ${bad.join(" ")}`);
   const nTasks = intFlag(args, "tasks", 16);
   const samples = intFlag(args, "samples", 4);
@@ -92,7 +92,7 @@ export const main: BenchMain = async (args) => {
   const nEnvs = intFlag(args, "envs", 256);
   const steps = intFlag(args, "steps", 4);
   const poolEnvs = intFlag(args, "pool-envs", 4);
-  const docker = args.includes("--docker") ? intFlag(args, "docker", 1) === 1 : await dockerAnswers();
+  const docker = args.includes("--no-docker") ? false : await dockerAnswers();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "forager-bench-serve-"));
   const model = await startServerProcess(latencyMs);
   const out: Record<string, number> = {};
@@ -151,6 +151,8 @@ export const main: BenchMain = async (args) => {
       // --- 2. steps: 256 concurrent envs, HTTP vs in-process -------------------------------------
       const task = tasks[0]!;
       const httpLat: number[] = [];
+      /** Steps after each env's first (its connection and first turn behind it). */
+      const httpLatLater: number[] = [];
       const created = await Promise.all(Array.from({ length: nEnvs }, () => post(`${svc.url}/v1/envs`, { task: task.id, agent: { maxTurns: steps + 1 } })));
       out.envs_concurrent = created.length;
       out.envs_alive_peak = svc.envs.size;
@@ -160,6 +162,7 @@ export const main: BenchMain = async (args) => {
             const t0 = performance.now();
             await post(`${svc.url}/v1/envs/${c.envId}/step`, { action: { text: TURN_TEXT } });
             httpLat.push(performance.now() - t0);
+            if (i > 0) httpLatLater.push(performance.now() - t0);
           }
         }),
       );
@@ -181,6 +184,11 @@ export const main: BenchMain = async (args) => {
       const d = stats(dirLat);
       out.step_concurrent_http_p50_ms = round(h.p50, 2);
       out.step_concurrent_http_p99_ms = round(h.p99, 2);
+      if (httpLatLater.length) {
+        const hl = stats(httpLatLater);
+        out.step_concurrent_http_later_p50_ms = round(hl.p50, 2);
+        out.step_concurrent_http_later_p99_ms = round(hl.p99, 2);
+      }
       out.step_concurrent_direct_p50_ms = round(d.p50, 2);
       out.step_concurrent_direct_p99_ms = round(d.p99, 2);
       // one env alone
