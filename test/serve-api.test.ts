@@ -348,3 +348,27 @@ describe("forager serve with remote workers (--redis)", () => {
     }
   });
 });
+
+describe("staleness drop", () => {
+  it("drops trajectories older than the setting allows and counts them", async () => {
+    const slow = await startScriptedServer({ handler: () => ({ text: TEXT, tokenIds: IDS, delayMs: 100 }) });
+    const s2 = await startService({ dir: path.join(tmp, "drop-svc"), port: 0, tasks: [task], images: { [task.id]: "serve:stub" }, sandboxFactory: async () => stub, worker: { concurrency: 2, evaluate: keepEvaluation, reap: false }, weightsVersion: "d1", staleness: { maxVersions: 0, action: "drop" }, pollMs: 50 });
+    try {
+      const post = (p: string, body: unknown) => fetch(`${s2.url}${p}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }).then((r) => r.json() as Promise<any>);
+      const { id } = await post("/v1/rollouts", { tasks: [task.id], samples: 2, maxTurns: 4, policy: { kind: "http", endpoints: [{ url: slow.url }] } });
+      while (slow.counts.completions < 2) await new Promise((r) => setTimeout(r, 20));
+      await post("/v1/weights", { version: "d2" });
+      let g: any;
+      for (;;) {
+        g = await (await fetch(`${s2.url}/v1/rollouts/${id}`)).json();
+        if (g.status !== "running") break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(g.progress).toMatchObject({ done: 2, dropped: 2 });
+      expect(g.groups[0].trajectories).toEqual([]);
+    } finally {
+      await s2.close();
+      await slow.close();
+    }
+  });
+});
