@@ -7,6 +7,7 @@
 const LAYERS = [
   ["bench", "test"],
   ["cli"],
+  ["serve"],
   ["view"],
   ["orchestrator"],
   ["traces"],

@@ -158,6 +158,8 @@ export async function runEpisode(opts: RunEpisodeOptions): Promise<Trajectory> {
     if (!willRetry) break;
   }
   const r = result!;
+  // Turns without a version of their own came from the endpoint's configured weights.
+  if (identity.weightsVersion !== undefined) for (const t of r.turns) t.weightsVersion ??= identity.weightsVersion;
 
   // Evaluation (after the sandbox is gone, as the release closes the state before evaluating).
   let evaluation: Evaluation | undefined;
@@ -207,6 +209,7 @@ export async function runEpisode(opts: RunEpisodeOptions): Promise<Trajectory> {
       toolSeconds: r.toolSeconds,
       evalSeconds,
     },
+    ...weightsMarks(r.turns),
     envRetries: envErrors.length && r.endReason !== "env_error" ? envErrors.length : Math.max(0, envErrors.length - 1),
     envErrors,
   };
@@ -228,6 +231,13 @@ export function scoreTrajectory(t: Trajectory, evaluation: Evaluation | undefine
     cfg.reward,
   );
   return { ...t, ...(evaluation ? { evaluation } : {}), reward: reward.reward, rewardParts: { ...reward.parts } };
+}
+
+/** The distinct weights versions of the turns and whether there is more than one. */
+function weightsMarks(turns: readonly Turn[]): Pick<Trajectory, "weightsVersions" | "spansWeightsVersions"> {
+  const versions: string[] = [];
+  for (const t of turns) if (t.weightsVersion !== undefined && !versions.includes(t.weightsVersion)) versions.push(t.weightsVersion);
+  return versions.length ? { weightsVersions: versions, spansWeightsVersions: versions.length > 1 } : {};
 }
 
 function emptyResult(endReason: EndReason, endDetail: string): RolloutResult {
@@ -355,6 +365,9 @@ async function rollout(opts: RunEpisodeOptions, config: AgentConfig, image: stri
         finishReason: step.finishReason,
         modelLatencyMs: Math.max(0, step.latencyMs),
         toolCallId: step.toolCallId,
+        ...(step.promptDeltaTokenIds ? { promptDeltaTokenIds: step.promptDeltaTokenIds } : {}),
+        ...(step.tokenIdsUnavailable ? { tokenIdsUnavailable: step.tokenIdsUnavailable } : {}),
+        ...(step.weightsVersion !== undefined ? { weightsVersion: step.weightsVersion } : {}),
       };
       const split = splitReasoning(text, { think: config.think });
       if (config.think && split.thinkEndCount > 0) turn.reasoning = split.reasoning;

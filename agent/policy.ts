@@ -22,6 +22,7 @@ import {
 import { openAIFunctions } from "../tools/registry";
 import type { AgentConfig } from "./config";
 import { THINK_END, type Message } from "./prompt";
+import { TokenLedger } from "./token-ledger";
 import type { Trajectory, Turn } from "./trajectory";
 
 /** Everything a policy may look at to choose the next action. */
@@ -61,6 +62,15 @@ export interface PolicyStep {
   toolCallId?: string;
   /** A format problem found by the policy itself (chat mode: invalid JSON arguments). */
   formatError?: { type: "FormatError" | "NoSuchToolError"; message: string };
+  /**
+   * Token ids this turn's prompt added to the previous prompt + completion ids (turn 0: the whole
+   * prompt), when the prompt was sent as token ids (agent/token-ledger.ts).
+   */
+  promptDeltaTokenIds?: number[];
+  /** Why this turn has no exact token ids (chat mode, a server that returned none): never filled in silently. */
+  tokenIdsUnavailable?: string;
+  /** The weights version that produced this turn (serve/weights.ts), when known. */
+  weightsVersion?: string;
 }
 
 /** Identity recorded with a trajectory. */
@@ -97,6 +107,12 @@ export interface HttpPolicyOptions {
   returnTokenIds?: boolean;
   /** Extra request body fields. */
   extraBody?: Record<string, unknown>;
+  /**
+   * Completions mode: send the prompt as token ids kept exact over the episode (previous prompt ids
+   * + the completion ids as returned + the tokenized observation; agent/token-ledger.ts) instead of
+   * text the server would re-tokenize. Default true; needs `returnTokenIds`.
+   */
+  tokenPrompt?: boolean;
 }
 
 /** A model behind an OpenAI-compatible server through {@link InferenceClient}. */
@@ -104,6 +120,7 @@ export class HttpPolicy implements Policy {
   readonly kind = "http";
   /** Chat mode: the assistant wire message of each turn, to send back with the history. */
   private chatTurns = new Map<number, { content: string; reasoning?: string; toolCalls: ChatToolCall[] }>();
+  private readonly ledger = new TokenLedger();
 
   constructor(
     private readonly client: InferenceClient,
@@ -117,6 +134,7 @@ export class HttpPolicy implements Policy {
 
   start(): void {
     this.chatTurns.clear();
+    this.ledger.reset();
   }
 
   next(ctx: PolicyContext): Promise<PolicyStep> {
@@ -125,8 +143,19 @@ export class HttpPolicy implements Policy {
 
   private async nextCompletion(ctx: PolicyContext): Promise<PolicyStep> {
     const wantIds = this.opts.returnTokenIds ?? true;
+    const tokenPrompt = wantIds && (this.opts.tokenPrompt ?? true);
+    if (ctx.turn === 0) this.ledger.reset();
+    let prompt: string | number[] = ctx.prompt;
+    let delta: number[] | undefined;
+    if (tokenPrompt) {
+      const d = this.ledger.next(ctx.prompt);
+      if (!this.ledger.broken) {
+        prompt = this.ledger.promptIds();
+        delta = d.ids;
+      }
+    }
     const r = await this.client.complete({
-      prompt: ctx.prompt,
+      prompt,
       maxTokens: ctx.maxTokens,
       temperature: ctx.config.temperature,
       topP: ctx.config.topP,
@@ -138,6 +167,14 @@ export class HttpPolicy implements Policy {
       signal: ctx.signal,
       extraBody: this.opts.extraBody,
     });
+    if (tokenPrompt) this.ledger.completed(r.text, r.tokenIds);
+    const missing = !wantIds
+      ? "token ids not requested"
+      : !r.tokenIds
+        ? "the server returned no token ids"
+        : tokenPrompt && this.ledger.broken
+          ? `prompt ids not exact: ${this.ledger.broken}`
+          : undefined;
     return {
       text: r.text,
       tokenIds: r.tokenIds,
@@ -145,6 +182,8 @@ export class HttpPolicy implements Policy {
       usage: r.usage,
       latencyMs: r.latencyMs,
       finishReason: r.finishReason,
+      ...(delta ? { promptDeltaTokenIds: delta } : {}),
+      ...(missing ? { tokenIdsUnavailable: missing } : {}),
     };
   }
 
@@ -194,6 +233,7 @@ export class HttpPolicy implements Policy {
       finishReason: r.finishReason,
       toolCallId: m.toolCalls[0]?.id,
       formatError,
+      tokenIdsUnavailable: "chat mode: the server returns text and tool calls, not token ids",
     };
   }
 }

@@ -47,8 +47,18 @@ export const TurnSchema = z.object({
   completionTokens: z.number().int().nonnegative(),
   /** Context tokens used after this turn's action (the release's num_tokens). */
   usedTokens: z.number().int().nonnegative(),
+  /** The sampled token ids exactly as the server returned them (completions mode). */
   tokenIds: z.array(z.number().int()).optional(),
   logprobs: z.array(z.number()).optional(),
+  /**
+   * Token ids this turn's prompt added to the previous turn's prompt + `tokenIds` (turn 0: the
+   * whole prompt); the prompt sent = the concatenation over the turns so far (agent/token-ledger.ts).
+   */
+  promptDeltaTokenIds: z.array(z.number().int()).optional(),
+  /** Why this turn's token ids are absent or not exact (chat mode, a server that returned none). */
+  tokenIdsUnavailable: z.string().optional(),
+  /** The weights version that produced this turn (set by `forager serve`'s weights switch or the endpoint). */
+  weightsVersion: z.string().optional(),
   finishReason: z.string().optional(),
   /** Model call wall time, ms. */
   modelLatencyMs: z.number().nonnegative(),
@@ -117,6 +127,10 @@ export const TrajectorySchema = z.object({
     toolSeconds: z.number().nonnegative(),
     evalSeconds: z.number().nonnegative(),
   }),
+  /** Distinct weights versions of the turns, in order of first use (when turns record one). */
+  weightsVersions: z.array(z.string()).optional(),
+  /** The turns came from more than one weights version (an episode that spanned a weights switch). */
+  spansWeightsVersions: z.boolean().optional(),
   /** Fresh rollouts started because of environment errors. */
   envRetries: z.number().int().nonnegative(),
   /** Messages of the environment errors retried. */

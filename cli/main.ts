@@ -12,6 +12,7 @@ import { registerForageCommands } from "./forage";
 import { registerTaskCommands } from "./tasks";
 import { registerTracesCommand } from "./traces";
 import { registerViewCommand } from "./view";
+import { registerServeCommand } from "./serve";
 import { destroyAllSandboxes } from "../sandbox/sandbox";
 import { reapSandboxes } from "../sandbox/reaper";
 import { childLogger } from "../lib/log";
@@ -45,7 +46,7 @@ program
   });
 
 /** Commands that start containers: reap orphans of dead forager processes first. */
-const REAP_AT_START = new Set(["run", "debug", "replay", "eval", "forage", "worker", "resume", "mutate", "demo"]);
+const REAP_AT_START = new Set(["run", "debug", "replay", "eval", "forage", "worker", "resume", "mutate", "demo", "serve"]);
 program.hook("preAction", async (_root, action) => {
   if (!REAP_AT_START.has(action.name())) return;
   const reaped = await reapSandboxes().catch(() => []);
@@ -60,6 +61,7 @@ registerForageCommands(program);
 registerTaskCommands(program);
 registerTracesCommand(program);
 registerViewCommand(program);
+registerServeCommand(program);
 
 // Default signal handling: destroy this process's sandboxes and exit 130 (a second signal kills at
 // once). A command that installs its own handler takes the signal instead (`forager worker` stops

@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InferenceClient } from "../inference-client/client";
+import { decode } from "../inference-client/tokenizer";
 import { runEpisode } from "../agent/episode";
 import { HttpPolicy } from "../agent/policy";
 import { estimateToolResultTokens, wrapOutput } from "../agent/prompt";
@@ -69,7 +70,9 @@ describe("agent episode (scripted server)", () => {
       expect(turn.observation).toBe(feedback);
       expect(turn.action).toBeUndefined();
       // The next prompt carries it as a user message, with no output/budget wrapper.
-      const next = server.requests.filter((r) => r.path === "/v1/completions")[i + 1]!.body.prompt as string;
+      // Token-exact prompts go as ids (agent/token-ledger.ts); the observation part decodes exactly.
+      const sent = server.requests.filter((r) => r.path === "/v1/completions")[i + 1]!.body.prompt as string | number[];
+      const next = typeof sent === "string" ? sent : decode(sent);
       expect(next).toContain(`<|start_header_id|>user<|end_header_id|>\n\n${feedback}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n<think>\n`);
     });
     const ok = t.turns[cases.length]!;

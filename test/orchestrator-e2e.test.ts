@@ -18,6 +18,7 @@ import { evaluateWith } from "../orchestrator/stages";
 import { runPaths } from "../orchestrator/spec";
 import { readFailures } from "../orchestrator/run";
 import { startScriptedServer } from "./helpers/scripted-server";
+import { decode } from "../inference-client/tokenizer";
 import { tinyEvaluator, tinyTask, type TinyTask } from "./helpers/tasks";
 
 const run = promisify(execFile);
@@ -93,7 +94,8 @@ describe("orchestrator end to end (real Docker)", () => {
     const server = await startScriptedServer({
       handler: (req) => {
         requests++;
-        const text = JSON.stringify(req.body);
+        // prompts go as token ids (agent/token-ledger.ts): the task id is in their decoded text
+        const text = Array.isArray(req.body?.prompt) ? decode(req.body.prompt) : JSON.stringify(req.body);
         if (text.includes("srv-500")) return { status: 500, body: "boom" };
         if (text.includes("srv-429")) return { status: 429, body: "slow down", headers: { "retry-after": "0" } };
         return { text: "late", delayMs: 5000 };
