@@ -72,3 +72,15 @@ describe("parseGitLog", () => {
     expect(selectCommit(recs[1]!)).toMatchObject({ ok: false, reason: "docs-ci-packaging-only" });
   });
 });
+
+describe("problem statement", () => {
+  it("names the failing tests and rejects a statement quoting the gold patch", async () => {
+    const { goldLeak, templateStatement } = await import("../taskgen/commits/statement");
+    const gold = ["    return a - b  # subtract", "x"];
+    const s = templateStatement([{ id: "tests/test_core.py::test_sub", output: "assert 3 == 1" }], gold);
+    expect(s).toContain("tests/test_core.py::test_sub");
+    expect(goldLeak(s, gold)).toBeUndefined();
+    expect(() => templateStatement([{ id: "t", output: "E   return a - b  # subtract" }], gold)).toThrow(/gold patch/);
+    expect(() => templateStatement([{ id: "t", output: "diff --git a/x b/x" }], [])).toThrow(/diff/);
+  });
+});
