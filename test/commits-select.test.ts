@@ -3,7 +3,7 @@ import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { fileKind, parseGitLog, selectCommit, type CommitRecord, type FileChange } from "../taskgen/commits/select";
+import { fileKind, parseGitLog, selectCommit, splitPatch, type CommitRecord, type FileChange } from "../taskgen/commits/select";
 
 const fc = (path: string, added: string[], removed: string[] = [], hunkContexts: string[] = []): FileChange => ({
   path, added: added.length, removed: removed.length, addedLines: added, removedLines: removed, hunkContexts,
@@ -70,6 +70,11 @@ describe("parseGitLog", () => {
     const merge = recs[0]!;
     expect(selectCommit(merge)).toMatchObject({ ok: true, sourceFiles: ["pkg/core.py"], testFiles: ["tests/test_core.py"] });
     expect(selectCommit(recs[1]!)).toMatchObject({ ok: false, reason: "docs-ci-packaging-only" });
+    const { testPatch, goldPatch } = splitPatch(git("diff", "--no-renames", "--binary", "main^1", "main"));
+    expect(testPatch).toContain("+++ b/tests/test_core.py");
+    expect(testPatch).not.toContain("pkg/core.py");
+    expect(goldPatch).toContain("+    return a - b");
+    expect(goldPatch).not.toContain("test_core");
   });
 });
 

@@ -163,3 +163,14 @@ export function parseGitLog(text: string): CommitRecord[] {
   }
   return out;
 }
+
+/**
+ * Splits a commit's full unified diff (`git diff --no-renames --binary PARENT SHA`) by file into
+ * the test patch (files `fileKind` calls "test") and the gold patch (every other file). Each part
+ * keeps whole `diff --git` blocks in their order; either may be "".
+ */
+export function splitPatch(diff: string): { testPatch: string; goldPatch: string } {
+  const blocks = diff.split(/(?=^diff --git )/m).filter((b) => b.startsWith("diff --git "));
+  const isTest = (b: string): boolean => fileKind(/^diff --git a\/.* b\/(.*)$/m.exec(b)?.[1] ?? "") === "test";
+  return { testPatch: blocks.filter(isTest).join(""), goldPatch: blocks.filter((b) => !isTest(b)).join("") };
+}
