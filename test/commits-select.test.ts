@@ -1,0 +1,91 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { fileKind, parseGitLog, selectCommit, splitPatch, type CommitRecord, type FileChange } from "../taskgen/commits/select";
+
+const fc = (path: string, added: string[], removed: string[] = [], hunkContexts: string[] = []): FileChange => ({
+  path, added: added.length, removed: removed.length, addedLines: added, removedLines: removed, hunkContexts,
+});
+const rec = (files: FileChange[]): CommitRecord => ({ sha: "a".repeat(40), parent: "b".repeat(40), subject: "s", files });
+
+describe("fileKind", () => {
+  it("tells tests, source, docs, ci and packaging apart", () => {
+    expect(fileKind("tests/test_core.py")).toBe("test");
+    expect(fileKind("src/pkg/conftest.py")).toBe("test");
+    expect(fileKind("pkg/util_test.py")).toBe("test");
+    expect(fileKind("src/pkg/core.py")).toBe("source");
+    expect(fileKind("docs/index.rst")).toBe("docs");
+    expect(fileKind("CHANGES.rst")).toBe("docs");
+    expect(fileKind(".github/workflows/ci.yml")).toBe("ci");
+    expect(fileKind("pyproject.toml")).toBe("packaging");
+    expect(fileKind("requirements/dev.txt")).toBe("packaging");
+  });
+});
+
+describe("selectCommit", () => {
+  const src = fc("src/pkg/core.py", ["    return a - b"], ["    return a + b"], ["def sub(a, b):"]);
+  const test = fc("tests/test_core.py", ["def test_sub():", "    assert sub(2, 1) == 1"]);
+  it("keeps a source + test fix with its entities", () => {
+    const s = selectCommit(rec([src, test]));
+    expect(s).toMatchObject({ ok: true, sourceFiles: ["src/pkg/core.py"], testFiles: ["tests/test_core.py"], changedLines: 2, entities: ["src/pkg/core.py:sub"] });
+  });
+  it("rejects docs/CI/packaging-only, no tests, formatting-only", () => {
+    expect(selectCommit(rec([fc("docs/a.rst", ["x"]), fc(".github/workflows/c.yml", ["y"])]))).toMatchObject({ ok: false, reason: "docs-ci-packaging-only" });
+    expect(selectCommit(rec([src]))).toMatchObject({ ok: false, reason: "no-test-change" });
+    expect(selectCommit(rec([fc("src/pkg/core.py", ['x = "a"'], ["x = 'a'"]), test]))).toMatchObject({ ok: false, reason: "formatting-only" });
+    expect(selectCommit(rec([test]))).toMatchObject({ ok: false, reason: "no-source-change" });
+  });
+  it("enforces the file, line and entity limits", () => {
+    const many = Array.from({ length: 6 }, (_, i) => fc(`pkg/m${i}.py`, ["x = 1"]));
+    expect(selectCommit(rec([...many, test]))).toMatchObject({ ok: false, reason: "too-many-files" });
+    const big = fc("pkg/big.py", Array.from({ length: 201 }, (_, i) => `v${i} = ${i}`));
+    expect(selectCommit(rec([big, test]))).toMatchObject({ ok: false, reason: "too-many-lines" });
+    const ents = fc("pkg/e.py", ["def a(): pass", "def b(): pass", "class C: pass"], [], ["def d():", "class E:"]);
+    expect(selectCommit(rec([ents, test]))).toMatchObject({ ok: false, reason: "too-many-entities" });
+    expect(selectCommit(rec([ents, test]), { maxSourceFiles: 5, maxChangedLines: 200, maxEntities: 5 }).ok).toBe(true);
+  });
+});
+
+describe("parseGitLog", () => {
+  it("reads a real repository's log, PR merges as first-parent diffs", () => {
+    const dir = mkdtempSync(join(tmpdir(), "commits-select-"));
+    const git = (...a: string[]): string => execFileSync("git", ["-C", dir, "-c", "user.name=t", "-c", "user.email=t@t", ...a], { encoding: "utf8" });
+    git("init", "-q", "-b", "main");
+    mkdirSync(join(dir, "pkg")); mkdirSync(join(dir, "tests"));
+    writeFileSync(join(dir, "pkg/core.py"), "def sub(a, b):\n    return a + b\n");
+    git("add", "."); git("commit", "-qm", "init");
+    git("checkout", "-qb", "fix");
+    writeFileSync(join(dir, "pkg/core.py"), "def sub(a, b):\n    return a - b\n");
+    writeFileSync(join(dir, "tests/test_core.py"), "from pkg.core import sub\n\ndef test_sub():\n    assert sub(2, 1) == 1\n");
+    git("add", "."); git("commit", "-qm", "fix sub");
+    git("checkout", "-q", "main");
+    writeFileSync(join(dir, "README.md"), "hi\n");
+    git("add", "."); git("commit", "-qm", "docs");
+    git("merge", "-q", "--no-ff", "-m", "Merge pull request #1", "fix");
+    const log = git("log", "--first-parent", "-m", "--no-renames", "-U0", "--format=%x00%H %P%x00%s", "-p", "main");
+    const recs = parseGitLog(log); // the root commit has no parent and is skipped
+    expect(recs.map((r) => r.subject)).toEqual(["Merge pull request #1", "docs"]);
+    const merge = recs[0]!;
+    expect(selectCommit(merge)).toMatchObject({ ok: true, sourceFiles: ["pkg/core.py"], testFiles: ["tests/test_core.py"] });
+    expect(selectCommit(recs[1]!)).toMatchObject({ ok: false, reason: "docs-ci-packaging-only" });
+    const { testPatch, goldPatch } = splitPatch(git("diff", "--no-renames", "--binary", "main^1", "main"));
+    expect(testPatch).toContain("+++ b/tests/test_core.py");
+    expect(testPatch).not.toContain("pkg/core.py");
+    expect(goldPatch).toContain("+    return a - b");
+    expect(goldPatch).not.toContain("test_core");
+  });
+});
+
+describe("problem statement", () => {
+  it("names the failing tests and rejects a statement quoting the gold patch", async () => {
+    const { goldLeak, templateStatement } = await import("../taskgen/commits/statement");
+    const gold = ["    return a - b  # subtract", "x"];
+    const s = templateStatement([{ id: "tests/test_core.py::test_sub", output: "assert 3 == 1" }], gold);
+    expect(s).toContain("tests/test_core.py::test_sub");
+    expect(goldLeak(s, gold)).toBeUndefined();
+    expect(() => templateStatement([{ id: "t", output: "E   return a - b  # subtract" }], gold)).toThrow(/gold patch/);
+    expect(() => templateStatement([{ id: "t", output: "diff --git a/x b/x" }], [])).toThrow(/diff/);
+  });
+});
