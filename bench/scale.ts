@@ -22,7 +22,7 @@
  * Redis runs as forage's embedded one does (AOF, appendfsync always) unless `--appendfsync` says.
  * Figures (units in the names) end the output as one JSON line.
  *
- *   npm run bench -- scale [--jobs 50000] [--queue-jobs 100000] [--workers 3] [--concurrency 64]
+ *   npm run bench -- scale [--jobs 100000] [--queue-jobs 100000] [--workers 3] [--concurrency 64]
  *                          [--samples 50] [--long-jobs 1000] [--long-turns 128] [--obs-bytes 2048]
  *                          [--appendfsync always|everysec|no]
  */
@@ -199,6 +199,16 @@ function shardBytes(dir: string): { bytes: number; count: number; files: number 
   return { bytes, count, files };
 }
 
+/** CPU seconds (user + system) of a process from /proc (0 when gone; USER_HZ 100). */
+function procCpuSeconds(pid: number | undefined): number {
+  try {
+    const rest = fs.readFileSync(`/proc/${pid}/stat`, "latin1").split(") ")[1]!.split(" ");
+    return (Number(rest[11]) + Number(rest[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 const cpuSeconds = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
@@ -282,6 +292,7 @@ async function pipelinePhase(env: Env, o: PipelineOpts): Promise<Record<string, 
         )),
       );
       const m0 = await usedMemory(redis);
+      const r0 = procCpuSeconds(srv.process.pid);
       const t0 = performance.now();
       await submitRun(redis, q, spec, tasks);
       let last = 0;
@@ -295,6 +306,7 @@ async function pipelinePhase(env: Env, o: PipelineOpts): Promise<Record<string, 
         await new Promise((r) => setTimeout(r, 200));
       }
       const wall = (performance.now() - t0) / 1000;
+      const redisCpu = procCpuSeconds(srv.process.pid) - r0;
       const st = await runStatus(redis, runId);
       if (st.done !== total) throw new Error(`${o.name}: ${st.done} of ${total} samples done (${st.failed} failed)`);
       const m2 = await usedMemory(redis);
@@ -311,7 +323,7 @@ async function pipelinePhase(env: Env, o: PipelineOpts): Promise<Record<string, 
       const workerCpu = reports.reduce((a, r) => a + r.cpuS, 0);
       console.log(
         `${p} ${total} samples (${tasksN} tasks × ${o.samples}) in ${wall.toFixed(1)} s: ${(total / wall).toFixed(0)} jobs/s, per worker process ${perWorker.map((x) => x.toFixed(0)).join(", ")} /s; ` +
-          `worker CPU ${((1000 * workerCpu) / total).toFixed(2)} ms per sample`,
+          `worker CPU ${((1000 * workerCpu) / total).toFixed(2)} ms, redis-server CPU ${((1000 * redisCpu) / total).toFixed(3)} ms per sample (${(redisCpu / wall).toFixed(2)} of a core)`,
       );
       console.log(
         `${p} Redis used_memory: tasks hash ${(tasksBytes / tasksN).toFixed(0)} B per task, finished +${((m2 - m1) / 1e6).toFixed(1)} MB = ${((m2 - m1) / total).toFixed(0)} B per finished sample` +
@@ -324,6 +336,8 @@ async function pipelinePhase(env: Env, o: PipelineOpts): Promise<Record<string, 
         [`${o.name}_jobs_per_s`]: round(total / wall, 1),
         [`${o.name}_jobs_per_s_per_worker_mean`]: round(perWorker.reduce((a, b) => a + b, 0) / perWorker.length, 1),
         [`${o.name}_worker_cpu_ms_per_job`]: round((1000 * workerCpu) / total, 3),
+        [`${o.name}_redis_cpu_ms_per_job`]: round((1000 * redisCpu) / total, 3),
+        [`${o.name}_redis_cpu_core_fraction`]: round(redisCpu / wall, 3),
         [`${o.name}_redis_bytes_per_finished_job`]: round((m2 - m1) / total, 0),
         [`${o.name}_redis_done_hash_bytes_per_job`]: round(doneBytes / total, 0),
         [`${o.name}_redis_tasks_hash_bytes_per_task`]: round(tasksBytes / tasksN, 0),
@@ -361,7 +375,7 @@ async function pipelinePhase(env: Env, o: PipelineOpts): Promise<Record<string, 
 export const main: BenchMain = async (args) => {
   const bad = unknownFlags(args, ["jobs", "queue-jobs", "workers", "concurrency", "samples", "long-jobs", "long-turns", "obs-bytes", "appendfsync"]);
   if (bad.length) throw new Error(`unknown arguments: ${bad.join(" ")}`);
-  const jobs = intFlag(args, "jobs", 50_000);
+  const jobs = intFlag(args, "jobs", 100_000);
   const queueJobs = intFlag(args, "queue-jobs", 100_000);
   const workers = intFlag(args, "workers", 3);
   const concurrency = intFlag(args, "concurrency", 64);
