@@ -39,6 +39,7 @@ import { startRedisServer, type RedisServerHandle } from "../orchestrator/redis-
 import { closeQueues, openQueues, runStatus, submitRun } from "../orchestrator/run";
 import { RunSpecSchema, jobIds, runKeys, runPaths, type StorageMode } from "../orchestrator/spec";
 import type { RolloutFn } from "../orchestrator/stages";
+import { rng } from "../taskgen/mutate/candidates";
 import { redisConnection, startWorker } from "../orchestrator/worker";
 import { intFlag, round, stringFlag, unknownFlags, type BenchMain } from "./lib";
 
@@ -69,25 +70,13 @@ const WORDS = (
   "module package setup build tests src lib utils core models views handler client server cache session"
 ).split(" ");
 
-/** A seeded PRNG (mulberry32), so every run writes the same bytes. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * About `bytes` of tool output in the shapes an episode sees (a directory listing, numbered
  * source lines, pytest lines), varied by `seed`: it compresses roughly like real tool output
  * (far less than a repeated string would).
  */
 export function observationText(seed: number, bytes: number): string {
-  const r = prng(seed);
+  const r = rng(seed); // mulberry32: every run writes the same bytes
   const w = () => WORDS[Math.floor(r() * WORDS.length)]!;
   const lines: string[] = [];
   let n = 0;
