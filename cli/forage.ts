@@ -11,7 +11,8 @@ import { Option } from "commander";
 import { logger } from "../lib/log";
 import { exportRun, exportRunToFile, type ExportFormat } from "../orchestrator/export";
 import { forage, formatProgress, formatSummary, resume, type ForageResult } from "../orchestrator/forage";
-import { RunCollector, type CollectResult } from "../orchestrator/redis-storage";
+import type { CollectResult } from "../orchestrator/redis-storage";
+import { openCollector } from "../orchestrator/sink";
 import { readRunFiles, runStatus, writeManifest, type RunStatus } from "../orchestrator/run";
 import type { RunSpec, StorageMode } from "../orchestrator/spec";
 import { containerSlots, redisConnection, startWorker, type ForagerWorker } from "../orchestrator/worker";
@@ -213,9 +214,9 @@ export function registerForageCommands(program: Command): void {
         } catch {
           live = undefined;
         }
-        if (live && spec.storage === "redis") {
-          // Storage "redis": bring what the stream holds into the shards first (unless another collector is at it).
-          const c = new RunCollector(r, { ...spec, runDir: path.resolve(runDir) }, { logger: logger() });
+        // Storage "redis": bring what the stream holds into the shards first (unless another collector is at it).
+        const c = live ? openCollector(r, { ...spec, runDir: path.resolve(runDir) }, { logger: logger() }) : undefined;
+        if (c) {
           try {
             collected = await c.drain();
             live = await runStatus(r, spec.runId);
@@ -249,11 +250,14 @@ export function registerForageCommands(program: Command): void {
     .option("--interval-ms <ms>", "with --follow: poll period", int, 1000)
     .action(async (runDir: string, o: { redis?: string; follow?: boolean; intervalMs: number }) => {
       const { spec } = readRunFiles(runDir);
-      if (spec.storage !== "redis") throw new Error(`run ${spec.runId} has storage "${spec.storage}": its workers write the shards themselves, nothing to collect`);
       const url = o.redis ?? spec.redisUrl;
-      if (!url) throw new Error("no Redis URL: pass --redis (embedded runs: `forager resume` restarts their Redis and collects)");
-      const r = redisConnection(url);
-      const c = new RunCollector(r, { ...spec, runDir: path.resolve(runDir) }, { logger: logger() });
+      if (spec.storage === "redis" && !url) throw new Error("no Redis URL: pass --redis (embedded runs: `forager resume` restarts their Redis and collects)");
+      const r = url ? redisConnection(url) : undefined;
+      const c = r && openCollector(r, { ...spec, runDir: path.resolve(runDir) }, { logger: logger() });
+      if (!r || !c) {
+        r?.disconnect();
+        throw new Error(`run ${spec.runId} has storage "${spec.storage}": its workers write the shards themselves, nothing to collect`);
+      }
       const total: CollectResult = { collected: 0, duplicates: 0, corrupt: 0, remaining: 0 };
       try {
         for (;;) {

@@ -15,7 +15,8 @@ import { silentLogger, type Logger } from "../lib/log";
 import type { Task } from "../tasks/schema";
 import { startRedisServer, type RedisServerHandle } from "./redis-server";
 import { closeQueues, openQueues, readRunFiles, runStatus, submitRun, waitForRun, writeManifest, writeRunFiles, type Manifest, type RunStatus } from "./run";
-import { RunCollector } from "./redis-storage";
+import type { RunCollector } from "./redis-storage";
+import { openCollector } from "./sink";
 import { RunSpecSchema, runPaths, type RunSpec, type RunSpecInput } from "./spec";
 import { writeFileAtomic } from "./storage";
 import { usePrebuiltImage, type PrebuiltProgress, type PrebuiltSettings } from "../images/swebench-prebuilt";
@@ -195,7 +196,7 @@ async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "re
       return { spec, status: await runStatus(redis, spec.runId) };
     }
     if (!opts.redisUrl) worker = await startWorker({ ...opts.worker, redisUrl: url, logger: opts.worker?.logger ?? opts.logger });
-    if (spec.storage === "redis") collector = new RunCollector(redis, spec, { logger: opts.logger });
+    collector = openCollector(redis, spec, { logger: opts.logger });
     let lastTurns = 0;
     let lastT = performance.now();
     const status = await waitForRun(redis, queues, spec, tasks, {

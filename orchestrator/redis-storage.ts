@@ -23,6 +23,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import type { Redis } from "ioredis";
 import type { Trajectory } from "../agent/trajectory";
 import { silentLogger, type Logger } from "../lib/log";
+import { parseTrajectoryRecord } from "./records";
 import { runKeys, runPaths, type RunSpec } from "./spec";
 import { defaultWriterId, scanShards, ShardWriter, writeFileAtomic } from "./storage";
 
@@ -31,10 +32,14 @@ export async function writeStagedRedis(redis: Redis, runId: string, key: string,
   await redis.set(runKeys(runId).staged + key, gzipSync(JSON.stringify(t)));
 }
 
-/** The staged trajectory of a sample, or undefined when there is none (never staged, or committed). */
+/**
+ * The staged trajectory of a sample, or undefined when there is none (never staged, or committed).
+ * @throws RecordError naming the key when it holds no valid trajectory.
+ */
 export async function readStagedRedis(redis: Redis, runId: string, key: string): Promise<Trajectory | undefined> {
-  const buf = await redis.getBuffer(runKeys(runId).staged + key);
-  return buf ? (JSON.parse(gunzipSync(buf).toString("utf8")) as Trajectory) : undefined;
+  const k = runKeys(runId).staged + key;
+  const buf = await redis.getBuffer(k);
+  return buf ? parseTrajectoryRecord(JSON.parse(gunzipSync(buf).toString("utf8")), k) : undefined;
 }
 
 /** Whether a sample has a staged trajectory in Redis. */
@@ -215,9 +220,9 @@ export class RunCollector {
         try {
           const data = fields.get("data");
           if (!data) throw new Error("no data field");
-          t = JSON.parse(gunzipSync(data).toString("utf8")) as Trajectory;
+          t = parseTrajectoryRecord(JSON.parse(gunzipSync(data).toString("utf8")), `${this.keys.results} ${entryId}`);
           sample = Number(fields.get("sample")?.toString());
-          if (typeof t.id !== "string" || typeof t.taskId !== "string" || !Array.isArray(t.turns) || !Number.isInteger(sample)) throw new Error("not a trajectory");
+          if (!Number.isInteger(sample) || sample < 0) throw new Error(`sample field is not a sample index: ${fields.get("sample")?.toString()}`);
         } catch (err) {
           await this.saveCorrupt(entryId, fields, (err as Error).message);
           out.corrupt++;

@@ -10,13 +10,15 @@ import fs from "node:fs";
 import path from "node:path";
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
+import { parseRecord } from "../lib/zod-util";
 import { TaskSchema, type Task } from "../tasks/schema";
 import { findNearDuplicates, actionTokens, type DedupReport } from "./dedup";
 import { countByTask, passAtKs } from "./metrics";
 import { QUEUE_PREFIX, QUEUES, RUNS_KEY, jobIds, runKeys, runPaths, sampleKey, RunSpecSchema, type RunSpec } from "./spec";
 import type { RunCollector } from "./redis-storage";
 import { readShards, scanShards, writeFileAtomic, type IndexEntry } from "./storage";
-import { bullHandshakesSettled, connectionOptions, type SampleFailure, type StageJobData } from "./worker";
+import { parseRedisRecord, SampleFailureSchema, type SampleFailure, type StageJobData } from "./records";
+import { bullHandshakesSettled, connectionOptions } from "./worker";
 
 /** The three stage queues for a Redis URL (close them with {@link closeQueues}). */
 export function openQueues(redisUrl: string) {
@@ -66,7 +68,7 @@ export async function submitRun(redis: Redis, queues: StageQueues, spec: RunSpec
   // Failed samples run again: clear their record and remove their failed jobs.
   const failed = await redis.hgetall(keys.failed);
   for (const [key, raw] of Object.entries(failed)) {
-    const f = JSON.parse(raw) as SampleFailure;
+    const f = parseRedisRecord(SampleFailureSchema, raw, { what: "sample failure", key: keys.failed, field: key });
     await redis.hdel(keys.failed, key);
     await queues.rollouts.remove(jobIds.rollout(spec.runId, f.taskId, f.sample)).catch(() => undefined);
     await queues.evals.remove(jobIds.evaluation(spec.runId, f.taskId, f.sample)).catch(() => undefined);
@@ -262,7 +264,10 @@ export function readFailures(runDir: string): Array<SampleFailure & { key: strin
     .readdirSync(dir)
     .filter((f) => f.endsWith(".json"))
     .sort()
-    .map((f) => ({ key: f.slice(0, -5), ...(JSON.parse(fs.readFileSync(path.join(dir, f), "utf8")) as SampleFailure) }));
+    .map((f) => {
+      const file = path.join(dir, f);
+      return { key: f.slice(0, -5), ...parseRecord(SampleFailureSchema, JSON.parse(fs.readFileSync(file, "utf8")), { what: "sample failure", file }) };
+    });
 }
 
 /** Near-duplicate report over the committed trajectories of a run. */

@@ -14,10 +14,14 @@
  */
 import type { Redis } from "ioredis";
 import { agentConfig, type AgentConfigInput } from "../agent/config";
-import { runEpisode, scoreTrajectory } from "../agent/episode";
+import { runEpisode, scoreTrajectory, type SandboxFactory } from "../agent/episode";
+import { OraclePolicy } from "../agent/oracle";
+import { HttpPolicy } from "../agent/policy";
 import { harnessEvaluator, pendingEvaluator, type Evaluator } from "../rewards/evaluator";
 import type { Policy, PolicyContext, PolicyStep } from "../agent/policy";
 import type { Trajectory } from "../agent/trajectory";
+import { buildInstanceImage } from "../images/build";
+import { InferenceClient } from "../inference-client/client";
 import { EnvironmentError } from "../lib/errors";
 import type { Logger } from "../lib/log";
 import type { Task } from "../tasks/schema";
@@ -54,7 +58,6 @@ export const deferredEvaluator: Evaluator = pendingEvaluator;
 export const defaultImage: ImageFn = async (task, { spec }) => {
   const pre = spec.images[task.id];
   if (pre) return pre;
-  const { buildInstanceImage } = await import("../images/build");
   try {
     return (await buildInstanceImage(task.image)).tag;
   } catch (err) {
@@ -101,8 +104,7 @@ export class LimitedPolicy implements Policy {
   }
 }
 
-type ClientCtor = typeof import("../inference-client/client").InferenceClient;
-const clients = new Map<string, InstanceType<ClientCtor>>();
+const clients = new Map<string, InferenceClient>();
 
 /** Close the inference clients made by {@link makePolicy} (worker shutdown). */
 export async function closePolicyClients(): Promise<void> {
@@ -117,12 +119,7 @@ export async function closePolicyClients(): Promise<void> {
  * growing prompt), and every request holds a slot of that endpoint's global semaphore.
  */
 export async function makePolicy(spec: RunSpec, redis: Redis): Promise<Policy> {
-  if (spec.policy.kind === "oracle") {
-    const { OraclePolicy } = await import("../agent/oracle");
-    return new OraclePolicy();
-  }
-  const { InferenceClient } = await import("../inference-client/client");
-  const { HttpPolicy } = await import("../agent/policy");
+  if (spec.policy.kind === "oracle") return new OraclePolicy();
   const eps = spec.policy.endpoints;
   const sems = eps.map((e) => new RedisSemaphore(redis, `endpoint:${e.url}`, { limit: e.maxConcurrentRequests }));
   const load = await Promise.all(sems.map((s) => s.holders()));
@@ -146,30 +143,48 @@ export async function makePolicy(spec: RunSpec, redis: Redis): Promise<Policy> {
   return new LimitedPolicy(new HttpPolicy(client), sems[best]!);
 }
 
+/** What {@link episodeRollout} may change about the default episode. */
+export interface EpisodeRolloutOptions {
+  /** Wrap the run's policy (serve/: the weights gate in front of a model policy). */
+  wrapPolicy?: (policy: Policy, spec: RunSpec) => Policy;
+  /** Where sandboxes come from (serve/: the warm pool); default a fresh container per episode. */
+  sandboxFactory?: SandboxFactory;
+}
+
+/**
+ * A rollout stage running one agent episode (agent/episode.ts runEpisode) with the run's policy
+ * and its evaluation deferred to the evaluation stage. An environment error, an inference
+ * failure or an abort becomes a thrown error, so the queue retries the sample.
+ * @throws EnvironmentError, InferenceUnavailableError, Error (aborted)
+ */
+export function episodeRollout(o: EpisodeRolloutOptions = {}): RolloutFn {
+  return async (task, sample, ctx) => {
+    const config = episodeConfig(ctx.spec, sample);
+    const inner = await makePolicy(ctx.spec, ctx.redis);
+    const policy = o.wrapPolicy ? o.wrapPolicy(inner, ctx.spec) : inner;
+    const image = await ctx.resolveImage(task);
+    const t = await runEpisode({
+      task,
+      policy,
+      config,
+      image,
+      evaluator: deferredEvaluator,
+      id: ctx.trajectoryId,
+      labels: { "forager.run": ctx.runId },
+      signal: ctx.signal,
+      logger: ctx.logger,
+      onTurn: ctx.onTurn,
+      ...(o.sandboxFactory ? { sandboxFactory: o.sandboxFactory } : {}),
+    });
+    if (t.endReason === "env_error") throw new EnvironmentError(t.endDetail ?? "environment error");
+    if (t.endReason === "policy_error" && t.endErrorKind === "inference") throw new InferenceUnavailableError(t.endDetail ?? "inference failed");
+    if (t.endReason === "policy_error" && ctx.signal.aborted) throw new Error(`episode aborted: ${String(ctx.signal.reason ?? "timeout")}`);
+    return t;
+  };
+}
+
 /** Default rollout: one agent episode with the run's policy; evaluation deferred. */
-export const defaultRollout: RolloutFn = async (task, sample, ctx) => {
-  const config = episodeConfig(ctx.spec, sample);
-  const policy = await makePolicy(ctx.spec, ctx.redis);
-  const image = await ctx.resolveImage(task);
-  const t = await runEpisode({
-    task,
-    policy,
-    config,
-    image,
-    evaluator: deferredEvaluator,
-    id: ctx.trajectoryId,
-    labels: { "forager.run": ctx.runId },
-    signal: ctx.signal,
-    logger: ctx.logger,
-    onTurn: ctx.onTurn,
-  });
-  if (t.endReason === "env_error") throw new EnvironmentError(t.endDetail ?? "environment error");
-  if (t.endReason === "policy_error" && t.endErrorKind === "inference") {
-    throw new InferenceUnavailableError(t.endDetail ?? "inference failed");
-  }
-  if (t.endReason === "policy_error" && ctx.signal.aborted) throw new Error(`episode aborted: ${String(ctx.signal.reason ?? "timeout")}`);
-  return t;
-};
+export const defaultRollout: RolloutFn = episodeRollout();
 
 export { harnessEvaluator };
 

@@ -25,30 +25,9 @@ import { hostname } from "node:os";
 import path from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import type { Trajectory } from "../agent/trajectory";
+import { IndexEntrySchema, parseTrajectoryRecord, type IndexEntry } from "./records";
 
-/** One committed trajectory, as its shard index line records it. */
-export interface IndexEntry {
-  /** Trajectory id (`<run>/<task>/<sample>`). */
-  id: string;
-  taskId: string;
-  /** 0-based sample index within the task. */
-  sample: number;
-  /** Shard file name, relative to the shards directory. */
-  shard: string;
-  /** Byte offset of the gzip member in the shard. */
-  offset: number;
-  /** Byte length of the gzip member. */
-  length: number;
-  reward: number;
-  resolved: boolean;
-  endReason: string;
-  turns: number;
-  /** Has a submitted patch. */
-  patch: boolean;
-  /** When committed, ms since epoch. */
-  committedAt: number;
-}
-
+export type { IndexEntry } from "./records";
 export { fsyncDir, writeFileAtomic } from "../lib/fs";
 import { fsyncDir, writeFileAtomic } from "../lib/fs";
 
@@ -207,7 +186,9 @@ export function scanShards(shardsDir: string): ShardScan {
       if (!line) continue;
       let e: IndexEntry;
       try {
-        e = JSON.parse(line) as IndexEntry;
+        const r = IndexEntrySchema.safeParse(JSON.parse(line));
+        if (!r.success) throw r.error;
+        e = r.data;
       } catch {
         out.tornLines++;
         continue;
@@ -257,12 +238,18 @@ export async function writeStaged(stagingDir: string, key: string, t: Trajectory
   await writeFileAtomic(stagingPath(stagingDir, key), gzipSync(JSON.stringify(t)));
 }
 
-/** Read a staged trajectory, or undefined when there is none. */
+/**
+ * Read a staged trajectory, or undefined when there is none.
+ * @throws RecordError when the file holds no valid trajectory.
+ */
 export async function readStaged(stagingDir: string, key: string): Promise<Trajectory | undefined> {
+  const file = stagingPath(stagingDir, key);
+  let buf: Buffer;
   try {
-    return JSON.parse(gunzipSync(await fsp.readFile(stagingPath(stagingDir, key))).toString("utf8")) as Trajectory;
+    buf = await fsp.readFile(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw err;
   }
+  return parseTrajectoryRecord(JSON.parse(gunzipSync(buf).toString("utf8")), file);
 }

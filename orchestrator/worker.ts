@@ -2,14 +2,11 @@
  * A forager worker: BullMQ workers for the three stage queues (images → rollouts → evaluations)
  * of every run in one Redis. Any number of them, on any machine with a Docker engine; for runs
  * with storage "shared" the run directory must be mounted at the same path, for runs with storage
- * "redis" the worker uses no file of the run (redis-storage.ts).
+ * "redis" the worker uses no file of the run (sink.ts).
  *
- * Per sample (run, task, i) the pipeline is a chain of idempotent jobs with derived ids:
- *   image job `img.<run>.<task>` → rollout jobs `roll.<run>.<task>.<i>` (i < K) → evaluation
- *   job `eval.<run>.<task>.<i>` → a trajectory committed to a shard, recorded in the run's
- *   `done` hash, then the job is acknowledged.
- * Each stage first checks what is already durable (done hash, staged trajectory) so a retried,
- * stalled or re-submitted job never produces a second trajectory.
+ * Per sample (run, task, i) the pipeline is a chain of idempotent jobs with derived ids, one
+ * named stage each (pipeline.ts imageStage, rolloutStage, evaluationStage); trajectories go to the
+ * run's TrajectorySink (sink.ts), the one place that knows the storage mode.
  *
  * Shutdown ({@link ForagerWorker.close}): stop taking jobs, let running ones finish (optionally
  * within a grace period), abort the rest; an aborted rollout or evaluation goes back to waiting
@@ -19,50 +16,15 @@
  * globally per endpoint by a Redis semaphore (stages.ts makePolicy).
  */
 import os from "node:os";
-import path from "node:path";
-import { UnrecoverableError, WaitingError, Worker, Queue, type Job } from "bullmq";
+import { Worker, Queue, type Processor } from "bullmq";
 import { Redis, type RedisOptions } from "ioredis";
-import { TrajectorySchema, type Trajectory } from "../agent/trajectory";
 import { silentLogger, type Logger } from "../lib/log";
-import { TaskSchema, type Task } from "../tasks/schema";
-import { commitToStream, hasStagedRedis, readStagedRedis, STREAM_ENTRY_PLACEHOLDER, writeStagedRedis } from "./redis-storage";
-import { readStaged, scanShards, ShardWriter, stagingPath, writeFileAtomic, writeStaged, type IndexEntry } from "./storage";
-import { QUEUE_PREFIX, QUEUES, RunSpecSchema, jobIds, runKeys, runPaths, sampleKey, trajectoryId, type RunSpec } from "./spec";
+import { reapSandboxes } from "../sandbox/reaper";
+import { evaluationStage, imageStage, Pipeline, rolloutStage, WorkerShutdownError } from "./pipeline";
+import { QUEUE_PREFIX, QUEUES } from "./spec";
 import { closePolicyClients, defaultEvaluate, defaultImage, defaultRollout, type EvaluateFn, type ImageFn, type RolloutFn } from "./stages";
-import fsp from "node:fs/promises";
 
-/** Data of a job of any stage. */
-export interface StageJobData {
-  runId: string;
-  taskId: string;
-  /** Rollout and evaluation jobs. */
-  sample?: number;
-}
-
-/** What the `done` hash records per sample (small; the trajectory is in its shard). */
-export interface SampleSummary {
-  taskId: string;
-  sample: number;
-  resolved: boolean;
-  reward: number;
-  turns: number;
-  endReason: string;
-  /** Shard file (storage "shared"); `stream:<entry id>` for storage "redis" (the collector picks the shard). */
-  shard: string;
-  /** Byte offset in the shard (0 for storage "redis"). */
-  offset: number;
-  worker: string;
-}
-
-/** What the `failed` hash (and `failures/<key>.json`) records for a sample whose job failed for good. */
-export interface SampleFailure {
-  taskId: string;
-  sample: number;
-  stage: "image" | "rollout" | "evaluation";
-  reason: string;
-  attempts: number;
-  at: string;
-}
+export { WorkerShutdownError } from "./pipeline";
 
 export interface WorkerOptions {
   redisUrl: string;
@@ -144,12 +106,6 @@ export function redisConnection(url: string): Redis {
   return r;
 }
 
-interface RunCtx {
-  spec: RunSpec;
-  tasks: Map<string, Task>;
-  images: Map<string, Promise<string>>;
-}
-
 /** Options of {@link ForagerWorker.close}. */
 export interface CloseOptions {
   /** Abort running jobs at once (they go back to waiting) and do not wait for them. */
@@ -175,20 +131,11 @@ export interface ForagerWorker {
   close(opts?: CloseOptions): Promise<void>;
 }
 
-/** The reason given to episodes and evaluations aborted by {@link ForagerWorker.close}. */
-export class WorkerShutdownError extends Error {
-  constructor() {
-    super("worker shutting down");
-    this.name = "WorkerShutdownError";
-  }
-}
-
 /** Start the stage workers. */
 export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
   const log = (opts.logger ?? silentLogger).child({ component: "worker" });
   if (opts.reap ?? true) {
     try {
-      const { reapSandboxes } = await import("../sandbox/reaper");
       const reaped = await reapSandboxes();
       if (reaped.length) log.info({ reaped: reaped.length }, "removed orphaned containers");
     } catch (err) {
@@ -197,305 +144,25 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
   }
   const concurrency = opts.concurrency ?? containerSlots();
   const redis = redisConnection(opts.redisUrl);
-  const rollout = opts.rollout ?? defaultRollout;
-  const evaluate = opts.evaluate ?? defaultEvaluate;
-  const image = opts.image ?? defaultImage;
-  const runs = new Map<string, Promise<RunCtx>>();
-  const writers = new Map<string, ShardWriter>();
-  const writerBase = opts.writerId;
   const queues = {
     rollouts: new Queue(QUEUES.rollouts, { connection: connectionOptions(opts.redisUrl), prefix: QUEUE_PREFIX }),
     evals: new Queue(QUEUES.evals, { connection: connectionOptions(opts.redisUrl), prefix: QUEUE_PREFIX }),
   };
-  const id = writerBase ?? `${os.hostname()}-${process.pid}`;
-  const aborts = new Set<AbortController>();
+  const id = opts.writerId ?? `${os.hostname()}-${process.pid}`;
   /** Set once close() began: an abort with WorkerShutdownError hands the job back instead of failing it. */
   let stopping = false;
-
-  /** A job aborted by the shutdown: back to waiting (no attempt used). Always throws. */
-  async function handBack(job: Job, token: string | undefined): Promise<never> {
-    try {
-      await job.moveToWait(token);
-    } catch (err) {
-      log.warn({ job: job.id, err: (err as Error).message }, "could not hand the job back; the stalled-job check will");
-      throw new WorkerShutdownError();
-    }
-    throw new WaitingError();
-  }
-  const shutdownAbort = (ac: AbortController) => stopping && ac.signal.aborted && ac.signal.reason instanceof WorkerShutdownError;
-  let turnsPending = new Map<string, number>();
-  const turnFlush = setInterval(() => void flushTurns(), 1000);
-
-  async function flushTurns(): Promise<void> {
-    const pending = turnsPending;
-    turnsPending = new Map();
-    await Promise.all([...pending].map(([runId, n]) => redis.hincrby(runKeys(runId).stats, "turns", n))).catch(() => undefined);
-  }
-
-  function runCtx(runId: string): Promise<RunCtx> {
-    let p = runs.get(runId);
-    if (!p) {
-      p = (async () => {
-        const raw = await redis.get(runKeys(runId).spec);
-        if (!raw) throw new UnrecoverableError(`run ${runId} is unknown to this Redis`);
-        return { spec: RunSpecSchema.parse(JSON.parse(raw)), tasks: new Map(), images: new Map() };
-      })();
-      p.catch(() => runs.delete(runId));
-      runs.set(runId, p);
-    }
-    return p;
-  }
-
-  /** What a rollout or evaluation job works on: its run, task, sample and Redis keys. */
-  async function sampleJob(data: StageJobData) {
-    const { runId, taskId } = data;
-    const sample = data.sample ?? 0;
-    return { runId, taskId, sample, ctx: await runCtx(runId), keys: runKeys(runId), key: sampleKey(runId, taskId, sample) };
-  }
-
-  async function taskOf(ctx: RunCtx, runId: string, taskId: string): Promise<Task> {
-    let t = ctx.tasks.get(taskId);
-    if (!t) {
-      const raw = await redis.hget(runKeys(runId).tasks, taskId);
-      if (!raw) throw new UnrecoverableError(`task ${taskId} of run ${runId} is not in Redis`);
-      t = TaskSchema.parse(JSON.parse(raw));
-      if (ctx.tasks.size > 10_000) ctx.tasks.clear();
-      ctx.tasks.set(taskId, t);
-    }
-    return t;
-  }
-
-  function writerFor(ctx: RunCtx): ShardWriter {
-    let w = writers.get(ctx.spec.runId);
-    if (!w) {
-      w = new ShardWriter(runPaths(ctx.spec.runDir).shards, { shardRecords: ctx.spec.shardRecords, writerId: writerBase });
-      writers.set(ctx.spec.runId, w);
-    }
-    return w;
-  }
-
-  const jobOpts = (spec: RunSpec, jobId: string) => ({
-    jobId,
-    attempts: spec.attempts,
-    backoff: { type: "exponential" as const, delay: spec.backoffMs },
-    removeOnComplete: true,
-    removeOnFail: false,
+  const pipeline = new Pipeline({
+    id,
+    writerId: opts.writerId,
+    redis,
+    queues,
+    image: opts.image ?? defaultImage,
+    rollout: opts.rollout ?? defaultRollout,
+    evaluate: opts.evaluate ?? defaultEvaluate,
+    log,
+    stopping: () => stopping,
   });
-
-  /** Record a failure for good (final attempt, or unrecoverable). */
-  async function recordFailure(spec: RunSpec, f: SampleFailure): Promise<void> {
-    const key = sampleKey(spec.runId, f.taskId, f.sample);
-    await redis.hset(runKeys(spec.runId).failed, key, JSON.stringify(f));
-    if (spec.storage === "redis") return; // no run directory here: the driver's collector writes the file
-    await writeFileAtomic(path.join(runPaths(spec.runDir).failures, `${key}.json`), JSON.stringify(f) + "\n").catch((err: unknown) =>
-      log.warn({ err }, "could not write the failure file"),
-    );
-  }
-
-  const isFinal = (job: Job, err: unknown) => err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-
-  // --- image stage: build (or look up) the task's image, then enqueue its K rollouts.
-  const imageWorker = new Worker<StageJobData>(
-    QUEUES.images,
-    async (job) => {
-      const { runId, taskId } = job.data;
-      const ctx = await runCtx(runId);
-      const task = await taskOf(ctx, runId, taskId);
-      let tag: string;
-      try {
-        tag = await image(task, { spec: ctx.spec, logger: log });
-      } catch (err) {
-        if (isFinal(job, err)) {
-          for (let i = 0; i < ctx.spec.samples; i++) {
-            await recordFailure(ctx.spec, { taskId, sample: i, stage: "image", reason: (err as Error).message, attempts: job.attemptsMade + 1, at: new Date().toISOString() });
-          }
-        }
-        throw err;
-      }
-      ctx.images.set(taskId, Promise.resolve(tag));
-      await queues.rollouts.addBulk(
-        Array.from({ length: ctx.spec.samples }, (_, i) => ({
-          name: "rollout",
-          data: { runId, taskId, sample: i },
-          opts: jobOpts(ctx.spec, jobIds.rollout(runId, taskId, i)),
-        })),
-      );
-      return { image: tag };
-    },
-    workerOpts(opts.imageConcurrency ?? 1),
-  );
-
-  // --- rollout stage: one episode, staged durably, then its evaluation job.
-  const rolloutWorker = new Worker<StageJobData>(
-    QUEUES.rollouts,
-    async (job, token) => {
-      const { runId, taskId, sample, ctx, keys, key } = await sampleJob(job.data);
-      const addEval = () => queues.evals.add("evaluation", { runId, taskId, sample }, jobOpts(ctx.spec, jobIds.evaluation(runId, taskId, sample)));
-      const [done, skipped] = await Promise.all([redis.hexists(keys.done, key), redis.hexists(keys.skipped, key)]);
-      if (done || skipped) {
-        await redis.hdel(keys.running, key); // a mark left by a worker that died
-        return { already: done ? "done" : "skipped" };
-      }
-      const staged = ctx.spec.storage === "redis" ? await hasStagedRedis(redis, runId, key) : (await readStaged(runPaths(ctx.spec.runDir).staging, key)) !== undefined;
-      if (staged) {
-        await redis.hdel(keys.running, key);
-        await addEval();
-        return { staged: true, reused: true };
-      }
-      const m = ctx.spec.stopAfterSuccesses;
-      if (m !== undefined && Number((await redis.hget(keys.successes, taskId)) ?? 0) >= m) {
-        await redis.hset(keys.skipped, key, `task reached ${m} resolved samples`);
-        return { skipped: true };
-      }
-      const task = await taskOf(ctx, runId, taskId);
-      const ac = new AbortController();
-      aborts.add(ac);
-      const timer = setTimeout(() => ac.abort(new Error(`episode exceeded ${ctx.spec.episodeTimeoutSeconds} s`)), ctx.spec.episodeTimeoutSeconds * 1000);
-      await redis.hset(keys.running, key, `${os.hostname()}:${process.pid} ${Date.now()}`);
-      await redis.hincrby(keys.stats, "started", 1);
-      try {
-        let t: Trajectory;
-        try {
-          t = await rollout(task, sample, {
-            runId,
-            spec: ctx.spec,
-            trajectoryId: trajectoryId(runId, taskId, sample),
-            attempt: job.attemptsMade,
-            signal: ac.signal,
-            logger: log.child({ run: runId, task: taskId, sample }),
-            onTurn: () => turnsPending.set(runId, (turnsPending.get(runId) ?? 0) + 1),
-            redis,
-            resolveImage: (tk) => {
-              let p = ctx.images.get(tk.id);
-              if (!p) {
-                p = image(tk, { spec: ctx.spec, logger: log });
-                p.catch(() => ctx.images.delete(tk.id));
-                ctx.images.set(tk.id, p);
-              }
-              return p;
-            },
-          });
-          t = TrajectorySchema.parse({ ...t, id: trajectoryId(runId, taskId, sample) });
-        } catch (err) {
-          if (shutdownAbort(ac)) return await handBack(job, token);
-          await redis.hincrby(keys.stats, "attemptErrors", 1);
-          log.warn({ run: runId, task: taskId, sample, attempt: job.attemptsMade, err: (err as Error).message }, "rollout attempt failed");
-          if (isFinal(job, err)) {
-            await recordFailure(ctx.spec, { taskId, sample, stage: "rollout", reason: (err as Error).message, attempts: job.attemptsMade + 1, at: new Date().toISOString() });
-          }
-          throw err;
-        }
-        if (ctx.spec.storage === "redis") await writeStagedRedis(redis, runId, key, t);
-        else await writeStaged(runPaths(ctx.spec.runDir).staging, key, t);
-        await addEval();
-        return { staged: true };
-      } finally {
-        clearTimeout(timer);
-        aborts.delete(ac);
-        await flushTurns();
-        await redis.hdel(keys.running, key);
-      }
-    },
-    workerOpts(concurrency),
-  );
-
-  // --- evaluation stage: evaluate, commit to a shard (durable), record, acknowledge.
-  const evalWorker = new Worker<StageJobData>(
-    QUEUES.evals,
-    async (job, token) => {
-      const { runId, taskId, sample, ctx, keys, key } = await sampleJob(job.data);
-      const inRedis = ctx.spec.storage === "redis";
-      const stagingDir = runPaths(ctx.spec.runDir).staging;
-      const prior = await redis.hget(keys.done, key);
-      if (prior) return JSON.parse(prior) as SampleSummary;
-      const staged = inRedis ? await readStagedRedis(redis, runId, key) : await readStaged(stagingDir, key);
-      if (!staged) {
-        // A copy of this job may have committed (and removed the staged trajectory) meanwhile.
-        const d = await redis.hget(keys.done, key);
-        if (d) return JSON.parse(d) as SampleSummary;
-        const err = new UnrecoverableError(`no staged trajectory for ${key} (${inRedis ? "staged key" : "staging file"} missing)`);
-        await recordFailure(ctx.spec, { taskId, sample, stage: "evaluation", reason: err.message, attempts: job.attemptsMade + 1, at: new Date().toISOString() });
-        throw err;
-      }
-      const task = await taskOf(ctx, runId, taskId);
-      const ac = new AbortController();
-      aborts.add(ac);
-      let t: Trajectory;
-      try {
-        await redis.hset(keys.evaluating, key, `${os.hostname()}:${process.pid} ${Date.now()}`);
-        t = TrajectorySchema.parse(await evaluate(task, staged, { spec: ctx.spec, signal: ac.signal, logger: log }));
-      } catch (err) {
-        if (shutdownAbort(ac)) return await handBack(job, token);
-        await redis.hincrby(keys.stats, "attemptErrors", 1);
-        if (isFinal(job, err)) {
-          await recordFailure(ctx.spec, { taskId, sample, stage: "evaluation", reason: (err as Error).message, attempts: job.attemptsMade + 1, at: new Date().toISOString() });
-        }
-        throw err;
-      } finally {
-        aborts.delete(ac);
-        await redis.hdel(keys.evaluating, key).catch(() => undefined);
-      }
-      // One committer per sample: a claim (expiring) against concurrent copies of the job (a lock
-      // lost while Redis was away), and a `committing` mark (not expiring) against a committer that
-      // died between its fsync and its `done` record: the next one looks in the shard indexes first.
-      const claimKey = keys.claim + key;
-      const me = `${inRedis ? id : writerFor(ctx).writerId} ${Date.now()}`;
-      for (let waited = 0; (await redis.set(claimKey, me, "PX", 30_000, "NX")) !== "OK"; waited += 500) {
-        const d = await redis.hget(keys.done, key);
-        if (d) return JSON.parse(d) as SampleSummary;
-        if (waited > 60_000) throw new Error(`sample ${key} is being committed by another worker`);
-        await new Promise((r) => setTimeout(r, 500));
-      }
-      try {
-        const d = await redis.hget(keys.done, key);
-        if (d) return JSON.parse(d) as SampleSummary;
-        if (inRedis) {
-          // One atomic script: XADD to the run's results stream + `done` record + staged key deleted.
-          const summary: SampleSummary = {
-            shard: `stream:${STREAM_ENTRY_PLACEHOLDER}`, // first: the script fills in the first occurrence
-            taskId,
-            sample,
-            resolved: t.evaluation?.resolved ?? false,
-            reward: t.reward,
-            turns: t.turns.length,
-            endReason: t.endReason,
-            offset: 0,
-            worker: id,
-          };
-          const r = await commitToStream(redis, runId, { key, taskId, sample, trajectory: t, summary: JSON.stringify(summary) });
-          return JSON.parse(r.summary) as SampleSummary;
-        }
-        let entry: IndexEntry | undefined;
-        if (await redis.hexists(keys.committing, key)) {
-          const id = trajectoryId(runId, taskId, sample);
-          entry = scanShards(runPaths(ctx.spec.runDir).shards).entries.find((e) => e.id === id);
-          if (entry) log.warn({ key }, "trajectory found committed by a worker that died before recording it");
-        }
-        await redis.hset(keys.committing, key, me);
-        entry ??= await writerFor(ctx).append(t, sample);
-        const summary: SampleSummary = {
-          taskId,
-          sample,
-          resolved: entry.resolved,
-          reward: entry.reward,
-          turns: entry.turns,
-          endReason: entry.endReason,
-          shard: entry.shard,
-          offset: entry.offset,
-          worker: writerFor(ctx).writerId,
-        };
-        const multi = redis.multi().hset(keys.done, key, JSON.stringify(summary)).hdel(keys.failed, key).hdel(keys.committing, key);
-        if (summary.resolved) multi.hincrby(keys.successes, taskId, 1);
-        await multi.exec();
-        await fsp.rm(stagingPath(stagingDir, key), { force: true });
-        await fsp.rm(path.join(runPaths(ctx.spec.runDir).failures, `${key}.json`), { force: true });
-        return summary;
-      } finally {
-        await redis.del(claimKey);
-      }
-    },
-    workerOpts(opts.evalConcurrency ?? Math.max(1, Math.floor(concurrency / 4))),
-  );
+  const aborts = pipeline.aborts;
 
   function workerOpts(n: number) {
     return {
@@ -508,7 +175,12 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
     };
   }
 
-  const workers = [imageWorker, rolloutWorker, evalWorker];
+  const stage = (queue: string, processor: Processor, n: number) => new Worker(queue, processor, workerOpts(n));
+  const workers = [
+    stage(QUEUES.images, imageStage(pipeline), opts.imageConcurrency ?? 1),
+    stage(QUEUES.rollouts, rolloutStage(pipeline), concurrency),
+    stage(QUEUES.evals, evaluationStage(pipeline), opts.evalConcurrency ?? Math.max(1, Math.floor(concurrency / 4))),
+  ];
   for (const w of workers) {
     w.on("error", (err) => log.warn({ err: err.message, queue: w.name }, "worker error"));
   }
@@ -554,9 +226,7 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
       log.warn({ running: aborts.size }, "jobs did not stop when aborted; left to the stalled-job check");
       await Promise.all(workers.map((w) => w.disconnect().catch(() => undefined)));
     }
-    clearInterval(turnFlush);
-    await flushTurns();
-    await Promise.all([...writers.values()].map((w) => w.close()));
+    await pipeline.close();
     await Promise.all([queues.rollouts.close(), queues.evals.close()]);
     await closePolicyClients();
     redis.disconnect();

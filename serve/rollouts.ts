@@ -15,17 +15,17 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Redis } from "ioredis";
-import { runEpisode, type SandboxFactory } from "../agent/episode";
+import type { SandboxFactory } from "../agent/episode";
 import type { Trajectory } from "../agent/trajectory";
-import { EnvironmentError } from "../lib/errors";
 import { silentLogger, type Logger } from "../lib/log";
 import type { Task } from "../tasks/schema";
 import { newRunId } from "../orchestrator/forage";
 import { startRedisServer, type RedisServerHandle } from "../orchestrator/redis-server";
-import { RunCollector } from "../orchestrator/redis-storage";
+import type { RunCollector } from "../orchestrator/redis-storage";
+import { openCollector } from "../orchestrator/sink";
 import { closeQueues, openQueues, readFailures, runStatus, submitRun, writeManifest, writeRunFiles, type RunStatus, type StageQueues } from "../orchestrator/run";
 import { RunSpecSchema, runPaths, type RunSpec, type RunSpecInput } from "../orchestrator/spec";
-import { deferredEvaluator, episodeConfig, InferenceUnavailableError, makePolicy, type EvaluateFn, type ImageFn, type RolloutFn } from "../orchestrator/stages";
+import { episodeRollout, type EvaluateFn, type ImageFn, type RolloutFn } from "../orchestrator/stages";
 import { readEntry, scanShards } from "../orchestrator/storage";
 import { redisConnection, startWorker, type ForagerWorker, type WorkerOptions } from "../orchestrator/worker";
 import type { GroupItem, GroupProgress, RolloutEvent, RolloutGroup, RolloutRequest } from "./schema";
@@ -79,29 +79,7 @@ interface Group {
  * policy behind the weights gate and sandboxes from `sandboxFactory`.
  */
 export function servingRollout(gate: WeightsGate, sandboxFactory?: SandboxFactory): RolloutFn {
-  return async (task, sample, ctx) => {
-    const config = episodeConfig(ctx.spec, sample);
-    const inner = await makePolicy(ctx.spec, ctx.redis);
-    const policy = ctx.spec.policy.kind === "http" ? new GatedPolicy(inner, gate) : inner;
-    const image = await ctx.resolveImage(task);
-    const t = await runEpisode({
-      task,
-      policy,
-      config,
-      image,
-      evaluator: deferredEvaluator,
-      id: ctx.trajectoryId,
-      labels: { "forager.run": ctx.runId },
-      signal: ctx.signal,
-      logger: ctx.logger,
-      onTurn: ctx.onTurn,
-      ...(sandboxFactory ? { sandboxFactory } : {}),
-    });
-    if (t.endReason === "env_error") throw new EnvironmentError(t.endDetail ?? "environment error");
-    if (t.endReason === "policy_error" && t.endErrorKind === "inference") throw new InferenceUnavailableError(t.endDetail ?? "inference failed");
-    if (t.endReason === "policy_error" && ctx.signal.aborted) throw new Error(`episode aborted: ${String(ctx.signal.reason ?? "timeout")}`);
-    return t;
-  };
+  return episodeRollout({ wrapPolicy: (inner, spec) => (spec.policy.kind === "http" ? new GatedPolicy(inner, gate) : inner), sandboxFactory });
 }
 
 const emptyProgress = (expected: number): GroupProgress => ({ expected, done: 0, failed: 0, skipped: 0, inFlight: 0, resolved: 0, turns: 0, dropped: 0 });
@@ -191,7 +169,7 @@ export class RolloutService {
       listeners: new Set(),
       finished: Promise.resolve(),
     };
-    if (spec.storage === "redis") g.collector = new RunCollector(this.redis, spec, { logger: this.opts.logger });
+    g.collector = openCollector(this.redis, spec, { logger: this.opts.logger });
     this.groups.set(id, g);
     await submitRun(this.redis, this.queues, spec, tasks);
     g.finished = this.follow(g).catch((err: unknown) => this.log.error({ err, group: id }, "following the group failed"));

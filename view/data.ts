@@ -15,7 +15,7 @@ import { readFailures, readRunFiles, type Manifest } from "../orchestrator/run";
 import { runPaths, type RunSpec } from "../orchestrator/spec";
 import { readEntry, scanShards, type IndexEntry } from "../orchestrator/storage";
 import type { RunSummary } from "../orchestrator/forage";
-import type { SampleFailure } from "../orchestrator/worker";
+import type { SampleFailure } from "../orchestrator/records";
 import { TestsStatusSchema, type TestsStatus } from "../rewards/grading";
 import type { Task } from "../tasks/schema";
 import { formatZodIssues } from "../lib/zod-util";

@@ -1,0 +1,100 @@
+/**
+ * The orchestrator's records that cross a process boundary (Redis hashes, streams, job data,
+ * shard index lines, failure files): one zod schema each, the types come from them. Every record
+ * read back from Redis or from a run directory is parsed here, so a record written by another
+ * version or torn by a crash fails with a message naming the key (or file) and the field, instead
+ * of flowing on as a half-typed object.
+ */
+import { z } from "zod";
+import { TrajectorySchema, type Trajectory } from "../agent/trajectory";
+import { RecordError } from "../lib/errors";
+import { parseRecord } from "../lib/zod-util";
+
+/** Data of a job of any stage queue (images, rollouts, evaluations). */
+export const StageJobDataSchema = z.object({
+  runId: z.string().min(1),
+  taskId: z.string().min(1),
+  /** Rollout and evaluation jobs: the 0-based sample index. */
+  sample: z.number().int().nonnegative().optional(),
+});
+export type StageJobData = z.infer<typeof StageJobDataSchema>;
+
+/** What a run's `done` hash records per sample (small; the trajectory itself is in its shard). */
+export const SampleSummarySchema = z.object({
+  taskId: z.string(),
+  sample: z.number().int().nonnegative(),
+  resolved: z.boolean(),
+  reward: z.number(),
+  turns: z.number().int().nonnegative(),
+  endReason: z.string(),
+  /** Shard file (storage "shared"); `stream:<entry id>` for storage "redis" (the collector picks the shard). */
+  shard: z.string(),
+  /** Byte offset in the shard (0 for storage "redis"). */
+  offset: z.number().int().nonnegative(),
+  /** Shard writer id (shared) or worker id (redis) that committed it. */
+  worker: z.string(),
+});
+export type SampleSummary = z.infer<typeof SampleSummarySchema>;
+
+/** The stage a sample failed in for good. */
+export const FailureStageSchema = z.enum(["image", "rollout", "evaluation"]);
+
+/** What the `failed` hash (and `RUN/failures/<key>.json`) records for a sample whose job failed for good. */
+export const SampleFailureSchema = z.object({
+  taskId: z.string(),
+  sample: z.number().int().nonnegative(),
+  stage: FailureStageSchema,
+  reason: z.string(),
+  /** Attempts made, counting the last. */
+  attempts: z.number().int().nonnegative(),
+  /** ISO 8601 time of the record. */
+  at: z.string(),
+});
+export type SampleFailure = z.infer<typeof SampleFailureSchema>;
+
+/** One committed trajectory, as its shard index line records it (orchestrator/storage.ts). */
+export const IndexEntrySchema = z.object({
+  /** Trajectory id (`<run>/<task>/<sample>`). */
+  id: z.string(),
+  taskId: z.string(),
+  /** 0-based sample index within the task. */
+  sample: z.number().int().nonnegative(),
+  /** Shard file name, relative to the shards directory. */
+  shard: z.string(),
+  /** Byte offset of the gzip member in the shard. */
+  offset: z.number().int().nonnegative(),
+  /** Byte length of the gzip member. */
+  length: z.number().int().nonnegative(),
+  reward: z.number(),
+  resolved: z.boolean(),
+  endReason: z.string(),
+  turns: z.number().int().nonnegative(),
+  /** Has a submitted patch. */
+  patch: z.boolean(),
+  /** When committed, ms since epoch. */
+  committedAt: z.number(),
+});
+export type IndexEntry = z.infer<typeof IndexEntrySchema>;
+
+/**
+ * Parse a JSON record read from Redis: `what` names it, `key` and `field` say where it was read.
+ * @throws RecordError naming the key, the field of the hash and the record's bad field (also for text that is not JSON).
+ */
+export function parseRedisRecord<S extends z.ZodTypeAny>(schema: S, raw: string, where: { what: string; key: string; field?: string }): z.infer<S> {
+  const loc = where.field === undefined ? where.key : `${where.key} ${where.field}`;
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch (err) {
+    throw new RecordError(`${where.what} at ${loc}: not JSON (${(err as Error).message})`, loc);
+  }
+  return parseRecord(schema, value, { what: where.what, file: loc });
+}
+
+/**
+ * A trajectory read back (staged file or key, stream entry, shard member): schema-checked.
+ * @throws RecordError naming `where` and the bad field.
+ */
+export function parseTrajectoryRecord(value: unknown, where: string): Trajectory {
+  return parseRecord(TrajectorySchema, value, { what: "trajectory", file: where });
+}
