@@ -6,6 +6,7 @@
  * edit fails), write the patch with bash and `git apply` it instead. Then `git diff > fix.patch`,
  * `submit fix.patch`, and a final answer with the CWM markdown summary headings.
  */
+import { diffBlocks } from "../lib/diff";
 import { shellQuote } from "../lib/shell";
 import type { Task } from "../tasks/schema";
 import type { AgentConfig } from "./config";
@@ -24,11 +25,9 @@ export interface OracleFile {
 /** Split a git diff into files and hunks (search/replace texts). Never throws: odd files become "other". */
 export function parseReferencePatch(patch: string): OracleFile[] {
   const files: OracleFile[] = [];
-  const blocks = patch.split(/^(?=diff --git )/m).filter((b) => b.startsWith("diff --git "));
-  for (const block of blocks) {
-    const lines = block.split("\n");
-    const head = /^diff --git a\/(.+) b\/(.+)$/.exec(lines[0]!);
-    let path = head?.[2] ?? "";
+  for (const block of diffBlocks(patch)) {
+    const lines = block.text.split("\n");
+    let path = block.path;
     let kind: OracleFile["kind"] = "modify";
     const hunks: OracleFile["hunks"] = [];
     let i = 1;

@@ -19,7 +19,10 @@
  */
 import { randomBytes } from "node:crypto";
 import type { LogParserName } from "../images/spec";
+import { diffBlocks, diffHeaderPaths, headerName, stripAB } from "../lib/diff";
 import { LOG_MARKERS, readEvalLog } from "./grading";
+
+export { diffHeaderPaths, unquoteCPath } from "../lib/diff";
 import { parsePytestJunitXml, parseTestLog, type ParseOptions, type StatusMap, type TestStatus } from "../images/log-parsers";
 
 /**
@@ -66,102 +69,6 @@ export function sliceBetweenNonceMarkers(log: string, nonce: string): string | u
 // ---------------------------------------------------------------------------------------------
 // Patch paths
 
-/**
- * Undo git's C-style quoting of a path (`"a/\303\251.py"`): backslash escapes `\\ \" \a \b \t \n
- * \v \f \r` and octal byte escapes `\ooo` (bytes decoded as UTF-8). An unquoted name is returned as is.
- * Source: git's quote.c (unquote_c_style).
- */
-export function unquoteCPath(name: string): string {
-  if (!(name.length >= 2 && name.startsWith('"') && name.endsWith('"'))) return name;
-  const body = name.slice(1, -1);
-  const bytes: number[] = [];
-  const simple: Record<string, number> = { a: 7, b: 8, t: 9, n: 10, v: 11, f: 12, r: 13, '"': 34, "\\": 92 };
-  for (let i = 0; i < body.length; i++) {
-    const c = body[i] as string;
-    if (c !== "\\") {
-      for (const b of Buffer.from(c, "utf8")) bytes.push(b);
-      continue;
-    }
-    const n = body[i + 1] ?? "";
-    if (/[0-7]/.test(n)) {
-      const oct = /^[0-7]{1,3}/.exec(body.slice(i + 1))![0];
-      bytes.push(parseInt(oct, 8) & 0xff);
-      i += oct.length;
-    } else if (n in simple) {
-      bytes.push(simple[n] as number);
-      i++;
-    } else {
-      bytes.push(92);
-    }
-  }
-  return Buffer.from(bytes).toString("utf8");
-}
-
-/** The first path of a header remainder: a C-quoted name, or the text up to a tab (timestamps). */
-function headerName(rest: string): string {
-  const r = rest.trimStart();
-  if (r.startsWith('"')) {
-    const m = /^"(?:[^"\\]|\\.)*"/.exec(r);
-    if (m) return unquoteCPath(m[0]);
-  }
-  return r.replace(/\t.*$/, "").replace(/\s+$/, "");
-}
-
-/** The two names of `diff --git A B` (C-quoted or not; unquoted names with spaces split as git does). */
-function gitHeaderNames(rest: string): string[] {
-  const out: string[] = [];
-  let r = rest;
-  const take = (): string | undefined => {
-    r = r.trimStart();
-    if (r.startsWith('"')) {
-      const m = /^"(?:[^"\\]|\\.)*"/.exec(r);
-      if (!m) return undefined;
-      r = r.slice(m[0].length);
-      return unquoteCPath(m[0]);
-    }
-    return undefined;
-  };
-  const a = take();
-  if (a !== undefined) {
-    out.push(a);
-    const b = take();
-    out.push(b ?? r.trim());
-    return out;
-  }
-  // Unquoted: "a/X b/X" (git requires both halves equal when names have spaces), else split at " b/".
-  const half = (rest.length - 1) / 2;
-  if (Number.isInteger(half) && rest[half] === " " && rest.slice(2, half) === rest.slice(half + 3)) {
-    return [rest.slice(0, half), rest.slice(half + 1)];
-  }
-  const at = rest.lastIndexOf(" b/");
-  if (at > 0) return [rest.slice(0, at), rest.slice(at + 1)];
-  return rest.split(/\s+/).filter(Boolean);
-}
-
-/** A diff-relative name without its `a/` / `b/` prefix. */
-const stripAB = (p: string) => p.replace(/^[ab]\//, "");
-
-/**
- * Every path a diff names, in every header form git apply or GNU patch reads: `diff --git a/X b/Y`
- * (C-quoted or not), unified `---` / `+++`, context-diff `***` / `---`, `Index:`, `rename`/`copy
- * from/to`. Names are returned without their `a/` / `b/` prefix; `/dev/null` is left out.
- */
-export function diffHeaderPaths(diff: string): string[] {
-  const out = new Set<string>();
-  const add = (p: string) => {
-    if (p && p !== "/dev/null") out.add(p);
-  };
-  for (const line of diff.split(/\r?\n/)) {
-    let m: RegExpExecArray | null;
-    if ((m = /^diff --git (.*)$/.exec(line))) for (const n of gitHeaderNames(m[1] as string)) add(stripAB(n));
-    else if ((m = /^(?:---|\+\+\+) (.+)$/.exec(line)) && !/^-+ \d+(,\d+)? -+\s*$/.test(line)) add(stripAB(headerName(m[1] as string)));
-    else if ((m = /^\*\*\* (.+)$/.exec(line)) && !/^\*\*\* \d+(,\d+)? \*\*\*\*\s*$/.test(line)) add(stripAB(headerName(m[1] as string)));
-    else if ((m = /^Index: (.+)$/.exec(line))) add(headerName(m[1] as string));
-    else if ((m = /^(?:rename|copy) (?:from|to) (.+)$/.exec(line))) add(headerName(m[1] as string));
-  }
-  return [...out];
-}
-
 /** Why one path is unsafe (absolute, `..`, `.git` in any spelling), or undefined. */
 export function unsafePath(p: string): string | undefined {
   if (p.startsWith("/") || p.startsWith("~")) return `absolute path ${p}`;
@@ -176,12 +83,9 @@ export function unsafePath(p: string): string | undefined {
 /** Symlinks a git diff creates (`new file mode 120000` / `new mode 120000`) and their targets. */
 export function diffSymlinks(diff: string): { path: string; target: string }[] {
   const out: { path: string; target: string }[] = [];
-  const blocks = diff.split(/^(?=diff --git )/m);
-  for (const b of blocks) {
-    if (!/^(?:new file mode|new mode) 120000\s*$/m.test(b)) continue;
-    const names = /^diff --git (.*)$/m.exec(b);
-    const path = names ? stripAB(gitHeaderNames(names[1] as string)[1] ?? "") : "";
-    const plus = /^@@[^\n]*\n(?:[^\n]*\n)*?\+([^\n]*)/m.exec(b);
+  for (const { path, text } of diffBlocks(diff)) {
+    if (!/^(?:new file mode|new mode) 120000\s*$/m.test(text)) continue;
+    const plus = /^@@[^\n]*\n(?:[^\n]*\n)*?\+([^\n]*)/m.exec(text);
     out.push({ path, target: plus ? (plus[1] as string) : "" });
   }
   return out;

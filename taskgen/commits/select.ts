@@ -10,6 +10,8 @@
  * docs, CI, packaging or formatting are rejected with a reason.
  */
 import { z } from "zod";
+import { diffBlocks, type DiffBlock } from "../../lib/diff";
+import { isTestLikePath } from "../../rewards/forgery";
 
 /** Limits of a candidate; every count is inclusive. */
 export const SelectSettingsSchema = z.object({
@@ -65,15 +67,14 @@ export type Selection =
 
 const PACKAGING = /(^|\/)(setup\.py|setup\.cfg|pyproject\.toml|requirements[^/]*\.(txt|in)|requirements\/.*\.(txt|in)|Pipfile(\.lock)?|poetry\.lock|tox\.ini|MANIFEST\.in|noxfile\.py|uv\.lock)$/;
 
-/** Classifies a path: tests (test dirs, test_*.py, *_test.py, conftest.py), Python source, docs, CI, packaging, other. */
+/** Classifies a path: tests (Python files rewards/forgery.ts isTestLikePath calls test-like; other files under a test dir), Python source, docs, CI, packaging, other. */
 export function fileKind(path: string): FileKind {
   const base = path.split("/").pop() ?? path;
   if (/(^|\/)\.github\/|(^|\/)\.gitlab-ci|(^|\/)\.circleci\/|\.travis\.yml$|azure-pipelines|\.pre-commit-config/.test(path)) return "ci";
   if (PACKAGING.test(path)) return "packaging";
   if (/(^|\/)(docs?|examples?)\//.test(path) || /\.(rst|md|txt)$/i.test(base) || /^(CHANGES|CHANGELOG|AUTHORS|LICENSE)/i.test(base)) return "docs";
   if (base.endsWith(".py")) {
-    if (/(^|\/)(tests?|testing)\//.test(path) || /^test_.*\.py$/.test(base) || /_test\.py$/.test(base) || base === "conftest.py") return "test";
-    return "source";
+    return isTestLikePath(path) ? "test" : "source";
   }
   if (/(^|\/)tests?\//.test(path)) return "test";
   return "other";
@@ -170,7 +171,10 @@ export function parseGitLog(text: string): CommitRecord[] {
  * keeps whole `diff --git` blocks in their order; either may be "".
  */
 export function splitPatch(diff: string): { testPatch: string; goldPatch: string } {
-  const blocks = diff.split(/(?=^diff --git )/m).filter((b) => b.startsWith("diff --git "));
-  const isTest = (b: string): boolean => fileKind(/^diff --git a\/.* b\/(.*)$/m.exec(b)?.[1] ?? "") === "test";
-  return { testPatch: blocks.filter(isTest).join(""), goldPatch: blocks.filter((b) => !isTest(b)).join("") };
+  const blocks = diffBlocks(diff);
+  const isTest = (b: DiffBlock): boolean => fileKind(b.path) === "test";
+  return {
+    testPatch: blocks.filter(isTest).map((b) => b.text).join(""),
+    goldPatch: blocks.filter((b) => !isTest(b)).map((b) => b.text).join(""),
+  };
 }
