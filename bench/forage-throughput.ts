@@ -19,11 +19,9 @@
  *
  *   npm run bench -- forage-throughput [--episodes 256] [--concurrency 64] [--turns 10] [--latency-ms 200]
  */
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { runEpisode } from "../agent/episode";
 import { HttpPolicy, type Policy } from "../agent/policy";
 import { InferenceClient } from "../inference-client/client";
@@ -31,43 +29,11 @@ import { fakeTask } from "../orchestrator/fake";
 import { forage } from "../orchestrator/forage";
 import { makePolicy, type RolloutFn } from "../orchestrator/stages";
 import type { Sandbox } from "../sandbox/sandbox";
-import { intFlag, round, unknownFlags, type BenchMain } from "./lib";
+import { intFlag, round, startScriptedModel, unknownFlags, type BenchMain } from "./lib";
 
-const SERVER_ENV = "FORAGE_BENCH_SERVER_LATENCY_MS";
 
 /** A turn without a tool call: the agent answers with a format-error message, no sandbox needed. */
-const TURN_TEXT = "Let me think about the failing test and where the bug could be.\n</think>\nI need to look at the code first.";
 
-// --- child mode: the scripted server in its own process ------------------------------------------
-if (process.env[SERVER_ENV]) {
-  const { startScriptedServer } = await import("../test/helpers/scripted-server");
-  const server = await startScriptedServer({ delayMs: Number(process.env[SERVER_ENV]), handler: () => ({ text: TURN_TEXT }) });
-  process.stdout.write(`${server.url}\n`);
-  process.on("SIGTERM", () => void server.close().then(() => process.exit(0)));
-}
-
-async function startServerProcess(latencyMs: number): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
-  const self = fileURLToPath(import.meta.url);
-  const child = spawn(process.execPath, ["--import", "tsx", self], { env: { ...process.env, [SERVER_ENV]: String(latencyMs) }, stdio: ["ignore", "pipe", "inherit"] });
-  const url = await new Promise<string>((resolve, reject) => {
-    let buf = "";
-    child.stdout!.on("data", (d: Buffer) => {
-      buf += d.toString();
-      const m = /(http:\/\/\S+)\n/.exec(buf);
-      if (m) resolve(m[1]!);
-    });
-    child.once("exit", (c) => reject(new Error(`scripted server exited (${c})`)));
-  });
-  return {
-    url,
-    pid: child.pid!,
-    stop: () =>
-      new Promise<void>((r) => {
-        child.once("exit", () => r());
-        child.kill("SIGTERM");
-      }),
-  };
-}
 
 /** CPU seconds (user + system) of a process from /proc (0 when gone). */
 function procCpuSeconds(pid: number): number {
@@ -141,7 +107,7 @@ export const main: BenchMain = async (args) => {
   const total = tasksN * samples;
   const tasks = Array.from({ length: tasksN }, (_, i) => fakeTask(`bench-${i}`));
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "forager-bench-forage-"));
-  const server = await startServerProcess(latencyMs);
+  const server = await startScriptedModel(latencyMs);
   console.log(`scripted server ${server.url} (pid ${server.pid}), ${latencyMs} ms per turn; ${total} episodes × ${turns} turns, ${concurrency} at a time, ${os.availableParallelism()} cores`);
   const client = new InferenceClient({ endpoints: [{ url: server.url, maxConcurrency: concurrency }], retries: 2 });
   try {

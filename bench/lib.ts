@@ -155,3 +155,37 @@ export function runProgram(file: string, argv: readonly string[]): Promise<void>
     });
   });
 }
+
+/** Environment variable giving bench/scripted-model.ts its answer latency (ms). */
+export const SCRIPTED_MODEL_ENV = "FORAGER_BENCH_MODEL_LATENCY_MS";
+/** What the scripted model answers every turn: thinking, then prose without a tool call. */
+export const SCRIPTED_TURN_TEXT = "Let me think about the failing test and where the bug could be.\n</think>\nI need to look at the code first.";
+
+/**
+ * Start bench/scripted-model.ts in its own process (its CPU is not forager's), answering every
+ * request after `latencyMs` ms. Resolves with its URL once it listens.
+ * @throws Error when the process exits before printing its URL.
+ */
+export async function startScriptedModel(latencyMs: number): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
+  const script = new URL("./scripted-model.ts", import.meta.url).pathname;
+  const child = spawn(process.execPath, ["--import", "tsx", script], { env: { ...process.env, [SCRIPTED_MODEL_ENV]: String(latencyMs) }, stdio: ["ignore", "pipe", "inherit"] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let buf = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      buf += d.toString();
+      const m = /(http:\/\/\S+)\n/.exec(buf);
+      if (m) resolve(m[1]!);
+    });
+    child.once("exit", (c) => reject(new Error(`scripted model server exited (${c})`)));
+  });
+  return {
+    url,
+    pid: child.pid!,
+    stop: () =>
+      new Promise<void>((r) => {
+        if (child.exitCode !== null) return r();
+        child.once("exit", () => r());
+        child.kill("SIGTERM");
+      }),
+  };
+}

@@ -13,7 +13,7 @@ import type { BenchMain } from "./lib";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** Files of this folder that are not benchmarks. */
-const NOT_BENCHMARKS = new Set(["run", "lib"]);
+const NOT_BENCHMARKS = new Set(["run", "lib", "scripted-model"]);
 
 function available(): string[] {
   return readdirSync(here)

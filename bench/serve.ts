@@ -17,11 +17,9 @@
  *   npm run bench -- serve [--tasks 16] [--samples 4] [--turns 8] [--latency-ms 100] [--concurrency 32]
  *                          [--envs 256] [--steps 4] [--pool-envs 4] [--no-docker]
  */
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { fakeTask } from "../orchestrator/fake";
 import { forage } from "../orchestrator/forage";
 import { keepEvaluation } from "../orchestrator/fake";
@@ -30,32 +28,9 @@ import { EnvManager } from "../serve/envs";
 import { servingRollout } from "../serve/rollouts";
 import { startService, type Service } from "../serve/server";
 import { WeightsGate } from "../serve/weights";
-import { intFlag, percentile, round, unknownFlags, type BenchMain } from "./lib";
+import { intFlag, percentile, round, SCRIPTED_TURN_TEXT, startScriptedModel, unknownFlags, type BenchMain } from "./lib";
 
-const SERVER_ENV = "SERVE_BENCH_SERVER_LATENCY_MS";
-const TURN_TEXT = "Let me think about the failing test and where the bug could be.\n</think>\nI need to look at the code first.";
 
-if (process.env[SERVER_ENV]) {
-  const { startScriptedServer } = await import("../test/helpers/scripted-server");
-  const server = await startScriptedServer({ delayMs: Number(process.env[SERVER_ENV]), recordRequests: false, handler: () => ({ text: TURN_TEXT }) });
-  process.stdout.write(`${server.url}\n`);
-  process.on("SIGTERM", () => void server.close().then(() => process.exit(0)));
-}
-
-async function startServerProcess(latencyMs: number): Promise<{ url: string; stop: () => Promise<void> }> {
-  const self = fileURLToPath(import.meta.url);
-  const child = spawn(process.execPath, ["--import", "tsx", self], { env: { ...process.env, [SERVER_ENV]: String(latencyMs) }, stdio: ["ignore", "pipe", "inherit"] });
-  const url = await new Promise<string>((resolve, reject) => {
-    let buf = "";
-    child.stdout!.on("data", (d: Buffer) => {
-      buf += d.toString();
-      const m = /(http:\/\/\S+)\n/.exec(buf);
-      if (m) resolve(m[1]!);
-    });
-    child.once("exit", (c) => reject(new Error(`scripted server exited (${c})`)));
-  });
-  return { url, stop: () => new Promise<void>((r) => (child.once("exit", () => r()), child.kill("SIGTERM"))) };
-}
 
 const stub = { name: "serve-bench-stub", destroy: async () => undefined } as unknown as Sandbox;
 const stubFactory = async () => stub;
@@ -94,7 +69,7 @@ export const main: BenchMain = async (args) => {
   const poolEnvs = intFlag(args, "pool-envs", 4);
   const docker = args.includes("--no-docker") ? false : await dockerAnswers();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "forager-bench-serve-"));
-  const model = await startServerProcess(latencyMs);
+  const model = await startScriptedModel(latencyMs);
   const out: Record<string, number> = {};
   try {
     const tasks = Array.from({ length: nTasks }, (_, i) => fakeTask(`bench__serve-${i}`));
@@ -160,7 +135,7 @@ export const main: BenchMain = async (args) => {
         created.map(async (c) => {
           for (let i = 0; i < steps; i++) {
             const t0 = performance.now();
-            await post(`${svc.url}/v1/envs/${c.envId}/step`, { action: { text: TURN_TEXT } });
+            await post(`${svc.url}/v1/envs/${c.envId}/step`, { action: { text: SCRIPTED_TURN_TEXT } });
             httpLat.push(performance.now() - t0);
             if (i > 0) httpLatLater.push(performance.now() - t0);
           }
@@ -174,7 +149,7 @@ export const main: BenchMain = async (args) => {
         dEnvs.map(async (c) => {
           for (let i = 0; i < steps; i++) {
             const t0 = performance.now();
-            await direct.step(c.envId, { action: { text: TURN_TEXT } });
+            await direct.step(c.envId, { action: { text: SCRIPTED_TURN_TEXT } });
             dirLat.push(performance.now() - t0);
           }
         }),
@@ -202,10 +177,10 @@ export const main: BenchMain = async (args) => {
         return stats(xs);
       };
       const e1 = await post(`${svc.url}/v1/envs`, { task: task.id, agent: { maxTurns: 60 } });
-      const h1 = await one(() => post(`${svc.url}/v1/envs/${e1.envId}/step`, { action: { text: TURN_TEXT } }));
+      const h1 = await one(() => post(`${svc.url}/v1/envs/${e1.envId}/step`, { action: { text: SCRIPTED_TURN_TEXT } }));
       const direct1 = new EnvManager({ resolveImage: async () => "bench:stub", evaluator: () => async () => ({ outcome: "fail", resolved: false }), sandboxFactory: stubFactory, gate: new WeightsGate() });
       const d1e = await direct1.create(task, { maxTurns: 60 });
-      const d1 = await one(() => direct1.step(d1e.envId, { action: { text: TURN_TEXT } }));
+      const d1 = await one(() => direct1.step(d1e.envId, { action: { text: SCRIPTED_TURN_TEXT } }));
       await direct1.close();
       out.step_single_http_p50_ms = round(h1.p50, 2);
       out.step_single_http_p99_ms = round(h1.p99, 2);
