@@ -15,6 +15,7 @@ export default defineConfig({
       "test/mutate-operators.test.ts",
       "test/image-infer.test.ts",
       "test/orchestrator-compose.test.ts",
+      "test/orchestrator-records.test.ts",
       "test/grading.test.ts",
       "test/inference-client.test.ts",
       "test/log-parsers.test.ts",
