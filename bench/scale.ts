@@ -32,7 +32,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Redis } from "ioredis";
-import type { Trajectory } from "../agent/trajectory";
+import { TrajectorySchema, type Trajectory } from "../agent/trajectory";
 import { fakeRollout, fakeTask, fakeTrajectory, keepEvaluation } from "../orchestrator/fake";
 import { RunCollector } from "../orchestrator/redis-storage";
 import { startRedisServer, type RedisServerHandle } from "../orchestrator/redis-server";
@@ -361,6 +361,25 @@ async function pipelinePhase(env: Env, o: PipelineOpts): Promise<Record<string, 
   });
 }
 
+/**
+ * CPU of reading one trajectory back as the workers and the collector do (JSON text → zod
+ * TrajectorySchema, orchestrator/records.ts), against JSON.parse alone: ms per trajectory.
+ */
+function parseCost(name: string, t: Trajectory): Record<string, number> {
+  const text = JSON.stringify(t);
+  const n = Math.max(200, Math.floor(2e7 / text.length));
+  const time = (fn: () => unknown) => {
+    for (let i = 0; i < Math.min(n, 200); i++) fn();
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) fn();
+    return (performance.now() - t0) / n;
+  };
+  const json = time(() => JSON.parse(text));
+  const zod = time(() => TrajectorySchema.parse(JSON.parse(text)));
+  console.log(`[parse]    ${name} trajectory (${text.length} B JSON): JSON.parse ${json.toFixed(4)} ms, + zod schema ${zod.toFixed(4)} ms`);
+  return { [`${name}_json_parse_ms_per_trajectory`]: round(json, 4), [`${name}_zod_parse_ms_per_trajectory`]: round(zod, 4) };
+}
+
 export const main: BenchMain = async (args) => {
   const bad = unknownFlags(args, ["jobs", "queue-jobs", "workers", "concurrency", "samples", "long-jobs", "long-turns", "obs-bytes", "appendfsync"]);
   if (bad.length) throw new Error(`unknown arguments: ${bad.join(" ")}`);
@@ -379,6 +398,9 @@ export const main: BenchMain = async (args) => {
   const t0 = performance.now();
   try {
     const fig: Record<string, number> = { cores: os.availableParallelism(), load_avg_1m_start: round(os.loadavg()[0]!, 2) };
+    const ptask = fakeTask("parse-cost");
+    Object.assign(fig, parseCost("oracle", fakeTrajectory(ptask)));
+    Object.assign(fig, parseCost("long", await longRollout(longTurns, obsBytes)(ptask, 0, { trajectoryId: "p/0", onTurn: () => undefined } as unknown as Parameters<RolloutFn>[2])));
     Object.assign(fig, await queuePhase(env, queueJobs));
     Object.assign(fig, await pipelinePhase(env, { name: "shared", storage: "shared", jobs, samples, workers, concurrency }));
     Object.assign(fig, await pipelinePhase(env, { name: "redis", storage: "redis", jobs, samples, workers, concurrency }));
