@@ -5,6 +5,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
+import { GitTree, readRepository } from "../../images/infer/read";
 import { parseGitLog, type CommitRecord } from "./select";
 
 /** Run git on `gitDir`; returns stdout. @throws Error with git's stderr when git fails. */
@@ -62,11 +63,10 @@ export function commitDate(gitDir: string, sha: string): string {
 export const DEPENDENCY_FILE = /^(pyproject\.toml|setup\.cfg|setup\.py|tox\.ini)$|(^|\/)requirements[^/]*\.txt$|(^|\/)requirements\/[^/]*\.txt$/;
 
 /**
- * The dependency key of a commit: sha-256 (first 16 hex digits) over the `path blob-id` lines of
- * its dependency files ({@link DEPENDENCY_FILE}), sorted. Two commits with the same key have the
- * same dependency files byte for byte, so one environment serves both.
+ * The files key of a commit: sha-256 (first 16 hex digits) over the `path blob-id` lines of its
+ * dependency files ({@link DEPENDENCY_FILE}), sorted. Equal keys: the files are equal byte for byte.
  */
-export function dependencyKey(gitDir: string, sha: string): string {
+export function dependencyFilesKey(gitDir: string, sha: string): string {
   const lines = gitOut(gitDir, ["ls-tree", "-r", "--full-tree", sha])
     .split("\n")
     .map((l) => /^\d+ blob ([0-9a-f]+)\t(.*)$/.exec(l))
@@ -74,4 +74,37 @@ export function dependencyKey(gitDir: string, sha: string): string {
     .map((m) => `${m[2]} ${m[1]}`)
     .sort();
   return createHash("sha256").update(lines.join("\n")).digest("hex").slice(0, 16);
+}
+
+/**
+ * The dependency key of a commit: sha-256 (first 16 hex digits) of what its dependency files
+ * declare, as images/infer/read.ts reads them: build backend, build requirements, dependencies,
+ * test dependencies (name, extras, specifier, url, marker), Requires-Python, SCM versioning,
+ * version file, layout, test runner and pytest options. An edit of those files that declares the
+ * same (a version bump, a linter setting) keeps the key, so the set keeps its spec and image;
+ * any declared change makes a new key. When the files cannot be read, the files key
+ * ({@link dependencyFilesKey}) stands in.
+ */
+export function dependencyKey(gitDir: string, sha: string): string {
+  let facts: ReturnType<typeof readRepository>;
+  try {
+    facts = readRepository(new GitTree(gitDir, sha));
+  } catch {
+    return `files-${dependencyFilesKey(gitDir, sha)}`;
+  }
+  const reqs = (rs: typeof facts.dependencies) =>
+    rs.map((r) => [r.normalized, [...r.extras].sort().join(","), r.specifier, r.url ?? "", r.marker ?? ""].join("|")).sort();
+  const declared = {
+    backend: facts.backend,
+    build: reqs(facts.buildRequires),
+    deps: reqs(facts.dependencies),
+    test: reqs(facts.testDependencies),
+    python: facts.requiresPython ?? "",
+    scm: facts.usesScm,
+    versionFile: facts.versionFile ?? "",
+    layout: facts.layout,
+    runner: facts.runner,
+    pytest: Object.entries(facts.pytestOptions).sort(),
+  };
+  return createHash("sha256").update(JSON.stringify(declared)).digest("hex").slice(0, 16);
 }
