@@ -230,6 +230,7 @@ interface CommitsCliOptions {
   range?: string;
   max: number;
   maxCandidates?: number;
+  maxSeconds?: number;
   spec?: string;
   modelUrl?: string;
   model?: string;
@@ -262,6 +263,7 @@ export function registerCommitsCommand(tasks: Command): void {
     .option("--range <A..B>", "only commits of this range")
     .option("--max <n>", "tasks wanted", int, 20)
     .option("--max-candidates <n>", "candidates tried at most (default 10 × max)", int)
+    .option("--max-seconds <s>", "start no new candidate after this many seconds (the run ends cleanly, --resume continues it)", int)
     .option("--spec <file>", "image spec JSON for every dependency set (default: inferred per dependency set, images/infer)")
     .option("--model-url <url>", "OpenAI-compatible server: statements back-translated by the model (template fallback)")
     .option("--model <name>", "model name for --model-url")
@@ -297,6 +299,7 @@ export function registerCommitsCommand(tasks: Command): void {
           window: { ...(o.since ? { since: o.since } : {}), ...(o.range ? { range: o.range } : {}) },
           max: Math.max(0, o.max - done.length),
           ...(o.maxCandidates ? { maxCandidates: o.maxCandidates } : {}),
+          ...(o.maxSeconds ? { maxSeconds: o.maxSeconds } : {}),
           ...(spec ? { spec } : {}),
           reruns: o.reruns,
           timeoutSeconds: o.timeout,
@@ -317,6 +320,7 @@ export function registerCommitsCommand(tasks: Command): void {
         console.log(`tried ${s.tried}${s.resumed ? ` (+${s.resumed} decided before)` : ""}, kept ${s.kept}; rejected: ${rej(s.rejected)}`);
         for (const g of s.groups) console.log(`  dependency set ${g.dependencyKey}: image ${g.image ?? "none"} at ${g.commit.slice(0, 12)} (${g.specSource} spec), ${g.tasks}/${g.candidates} tasks${g.imageBytes ? `, ${(g.imageBytes / 1e6).toFixed(0)} MB shared` : ""}${g.error ? `; ${g.error}` : ""}`);
         for (const t of s.tasks) console.log(`  ${t.id}: FAIL_TO_PASS ${t.failToPass}, PASS_TO_PASS ${t.passToPass}, gold ${t.gold ? "resolves" : "does NOT resolve"}, empty ${t.empty ? "fails" : "does NOT fail"}`);
+        if (s.stoppedByTime) console.log("stopped at --max-seconds with candidates left (--resume continues)");
         console.log(`disk per task: ${s.diskPerTaskBytes} bytes of record, 0 bytes of per-task image; ${s.seconds.total.toFixed(0)} s (images ${s.seconds.images.toFixed(0)}, runs ${s.seconds.runs.toFixed(0)}, checks ${s.seconds.checks.toFixed(0)}) → ${o.out}`);
         if (o.stats) fs.writeFileSync(o.stats, JSON.stringify(stats, null, 2) + "\n");
       } finally {

@@ -62,6 +62,8 @@ export interface MineOptions {
   max?: number;
   /** Candidates tried at most (default 10 × max). */
   maxCandidates?: number;
+  /** Wall seconds after which no new candidate or dependency set is started (default none). */
+  maxSeconds?: number;
   /** A fixed image spec for every group (its commit is replaced); default: inferred per dependency set. */
   spec?: ImageSpecInput;
   select?: SelectSettings;
@@ -136,6 +138,8 @@ export interface MineStats {
   diskPerTaskBytes: number;
   perTaskImageBytes: 0;
   seconds: { total: number; images: number; runs: number; checks: number };
+  /** The run stopped at `maxSeconds` with candidates left. */
+  stoppedByTime?: boolean;
 }
 
 /** Task id: `commits/<owner__name>/<sha12>`. */
@@ -280,6 +284,7 @@ export async function mineCommitTasks(opts: MineOptions): Promise<{ tasks: Task[
   const since = (t: number) => (performance.now() - t) / 1000;
   const max = opts.max ?? 20;
   const maxCandidates = opts.maxCandidates ?? 10 * max;
+  const outOfTime = () => opts.maxSeconds !== undefined && since(t0) > opts.maxSeconds;
   const reruns = opts.reruns ?? 2;
   const source: RepoSource = opts.source ?? { type: "path", path: opts.gitDir };
   const skip = new Set(opts.skip ?? []);
@@ -337,7 +342,7 @@ export async function mineCommitTasks(opts: MineOptions): Promise<{ tasks: Task[
   }
 
   for (const [key, members] of groups) {
-    if (stats.kept >= max || stats.tried >= maxCandidates) break;
+    if (stats.kept >= max || stats.tried >= maxCandidates || outOfTime()) break;
     const newest = members[0]!.sha;
     const group: ImageGroup = { dependencyKey: key, commit: newest, specSource: opts.spec ? "given" : "inferred", candidates: members.length, tasks: 0 };
     stats.groups.push(group);
@@ -375,7 +380,7 @@ export async function mineCommitTasks(opts: MineOptions): Promise<{ tasks: Task[
     const runner = await GroupRunner.start(image, spec, spec.commit, opts.timeoutSeconds ?? 300, opts.cpus ?? 1);
     try {
       for (const c of members) {
-        if (stats.kept >= max || stats.tried >= maxCandidates) break;
+        if (stats.kept >= max || stats.tried >= maxCandidates || outOfTime()) break;
         stats.tried++;
         const { testPatch, goldPatch } = splitPatch(commitDiff(opts.gitDir, c.parent, c.sha));
         const tests = touchedTestFiles(testPatch);
@@ -467,6 +472,7 @@ export async function mineCommitTasks(opts: MineOptions): Promise<{ tasks: Task[
   const kept = stats.tasks.filter((t) => t.recordBytes > 0);
   stats.diskPerTaskBytes = kept.length ? Math.round(kept.reduce((n, t) => n + t.recordBytes, 0) / kept.length) : 0;
   stats.seconds.total = since(t0);
+  stats.stoppedByTime = outOfTime();
   progress(`done: ${stats.kept} task(s)`);
   return { tasks, stats };
 }
