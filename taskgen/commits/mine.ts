@@ -29,7 +29,8 @@ import { PINNED_GIT, startTreeLines } from "../../tasks/start";
 import { TaskSchema, type Task } from "../../tasks/schema";
 import { checkTask } from "../mutate/generate";
 import { MutateRunner, passing, type TestRun } from "../mutate/validate";
-import { commitDate, commitDiff, commitMessage, dependencyKey, listCommits, type HistoryWindow } from "./git";
+import { diffTargetPaths } from "../../tasks/directives";
+import { commitDate, commitDiff, commitMessage, dependencyKey, gitOut, listCommits, type HistoryWindow } from "./git";
 import { DEFAULT_SELECT_SETTINGS, fileKind, selectCommit, splitPatch, type CommitRecord, type SelectSettings } from "./select";
 import { minedStatement, modelStatement } from "./statement";
 
@@ -158,6 +159,19 @@ export function touchedTestFiles(testPatch: string): string[] {
     if (fileKind(p) === "test" && (/^test_.*\.py$/.test(base) || /_test\.py$/.test(base))) out.push(p);
   }
   return [...new Set(out)];
+}
+
+/**
+ * The test modules (`test_*.py` / `*_test.py`) of the commit's tree under the top directories of
+ * the test patch's files (e.g. `tests/`), at most `limit`: what to run when the test patch
+ * changes only data files. The evaluator then runs without directives (tasks/directives.ts:
+ * data files are no directives), so the whole suite, which holds these modules.
+ */
+export function testModulesNear(gitDir: string, sha: string, testPatch: string, limit = 30): string[] {
+  const tops = new Set(diffTargetPaths(testPatch).map((p) => p.split("/")[0]!).filter((d) => d && !d.endsWith(".py")));
+  if (tops.size === 0) return [];
+  const files = gitOut(gitDir, ["ls-tree", "-r", "--name-only", "--full-tree", sha, "--", ...tops]).split("\n").filter(Boolean);
+  return files.filter((p) => /(^|\/)(test_[^/]*|[^/]*_test)\.py$/.test(p)).slice(0, limit);
 }
 
 /** A collection failure caused by a missing module: the commit needs a dependency the parent's environment lacks. */
@@ -383,7 +397,9 @@ export async function mineCommitTasks(opts: MineOptions): Promise<{ tasks: Task[
         if (stats.kept >= max || stats.tried >= maxCandidates || outOfTime()) break;
         stats.tried++;
         const { testPatch, goldPatch } = splitPatch(commitDiff(opts.gitDir, c.parent, c.sha));
-        const tests = touchedTestFiles(testPatch);
+        let tests = touchedTestFiles(testPatch);
+        // A test patch of data files only (fixtures, expected outputs): the test modules beside them.
+        if (tests.length === 0) tests = testModulesNear(opts.gitDir, c.sha, testPatch);
         if (tests.length === 0 || goldPatch.trim() === "") {
           reject(c, "no-test-files");
           continue;
