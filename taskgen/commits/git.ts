@@ -86,11 +86,25 @@ export function dependencyFilesKey(gitDir: string, sha: string): string {
  * ({@link dependencyFilesKey}) stands in.
  */
 export function dependencyKey(gitDir: string, sha: string): string {
+  // Equal files declare the same: read each version of the files once.
+  const filesKey = dependencyFilesKey(gitDir, sha);
+  const memo = `${gitDir}\0${filesKey}`;
+  const known = declaredKeys.get(memo);
+  if (known) return known;
+  const key = declaredKey(gitDir, sha, filesKey);
+  declaredKeys.set(memo, key);
+  return key;
+}
+
+/** Declared keys by git directory and files key (a process-wide memo: equal files, equal key). */
+const declaredKeys = new Map<string, string>();
+
+function declaredKey(gitDir: string, sha: string, filesKey: string): string {
   let facts: ReturnType<typeof readRepository>;
   try {
     facts = readRepository(new GitTree(gitDir, sha));
   } catch {
-    return `files-${dependencyFilesKey(gitDir, sha)}`;
+    return `files-${filesKey}`;
   }
   const reqs = (rs: typeof facts.dependencies) =>
     rs.map((r) => [r.normalized, [...r.extras].sort().join(","), r.specifier, r.url ?? "", r.marker ?? ""].join("|")).sort();
