@@ -36,7 +36,7 @@ const FLAKY_TEST = `import pathlib\n\nfrom calc.core import neg\n\n\ndef test_ne
 
 let tmp: string;
 let stats: MineStats;
-let tasks: Task[] = [];
+const tasks: Task[] = [];
 let shas: string[] = [];
 const sandboxes: Sandbox[] = [];
 const verdicts = new Map<string, string>();
