@@ -321,7 +321,7 @@ export function registerCommitsCommand(tasks: Command): void {
         for (const g of s.groups) console.log(`  dependency set ${g.dependencyKey}: image ${g.image ?? "none"} at ${g.commit.slice(0, 12)} (${g.specSource} spec), ${g.tasks}/${g.candidates} tasks${g.imageBytes ? `, ${(g.imageBytes / 1e6).toFixed(0)} MB shared` : ""}${g.error ? `; ${g.error}` : ""}`);
         for (const t of s.tasks) console.log(`  ${t.id}: FAIL_TO_PASS ${t.failToPass}, PASS_TO_PASS ${t.passToPass}, gold ${t.gold ? "resolves" : "does NOT resolve"}, empty ${t.empty ? "fails" : "does NOT fail"}`);
         if (s.stoppedByTime) console.log("stopped at --max-seconds with candidates left (--resume continues)");
-        console.log(`disk per task: ${s.diskPerTaskBytes} bytes of record, 0 bytes of per-task image; ${s.seconds.total.toFixed(0)} s (images ${s.seconds.images.toFixed(0)}, runs ${s.seconds.runs.toFixed(0)}, checks ${s.seconds.checks.toFixed(0)}) → ${o.out}`);
+        console.log(`disk per task: ${s.diskPerTaskBytes} bytes of record, 0 bytes of per-task image, ${(s.sharedInstanceBytesPerTask / 1e6).toFixed(1)} MB share of the dependency sets' instance layers; ${s.seconds.total.toFixed(0)} s (images ${s.seconds.images.toFixed(0)}, runs ${s.seconds.runs.toFixed(0)}, checks ${s.seconds.checks.toFixed(0)}) → ${o.out}`);
         if (o.stats) fs.writeFileSync(o.stats, JSON.stringify(stats, null, 2) + "\n");
       } finally {
         fs.closeSync(out);

@@ -114,8 +114,10 @@ export interface ImageGroup {
   /** The commit the group's instance image holds (the newest of the group). */
   commit: string;
   image?: string;
-  /** Image size as the engine reports it, bytes (shared by the group's tasks). */
+  /** Image size as the engine reports it, bytes (base and env layers included; shared by the group's tasks). */
   imageBytes?: number;
+  /** Bytes of the instance layers alone (the image minus its env image): what the set adds on disk. */
+  instanceLayerBytes?: number;
   specSource: "given" | "inferred";
   candidates: number;
   tasks: number;
@@ -138,6 +140,8 @@ export interface MineStats {
   /** Mean bytes a task adds on disk: its record; per-task image bytes are 0 (images are per dependency set). */
   diskPerTaskBytes: number;
   perTaskImageBytes: 0;
+  /** The dependency sets' instance layers (sum of `instanceLayerBytes`) divided by the tasks kept: their share per task. */
+  sharedInstanceBytesPerTask: number;
   seconds: { total: number; images: number; runs: number; checks: number };
   /** The run stopped at `maxSeconds` with candidates left. */
   stoppedByTime?: boolean;
@@ -325,6 +329,7 @@ export async function mineCommitTasks(opts: MineOptions): Promise<{ tasks: Task[
     tasks: [],
     diskPerTaskBytes: 0,
     perTaskImageBytes: 0,
+    sharedInstanceBytesPerTask: 0,
     seconds: { total: 0, images: 0, runs: 0, checks: 0 },
   };
   const tasks: Task[] = [];
@@ -380,6 +385,8 @@ export async function mineCommitTasks(opts: MineOptions): Promise<{ tasks: Task[
       group.image = image;
       const info = await inspectImage(image);
       if (info?.Size !== undefined) group.imageBytes = info.Size;
+      const envInfo = await inspectImage(built.env.tag);
+      if (info?.Size !== undefined && envInfo?.Size !== undefined) group.instanceLayerBytes = info.Size - envInfo.Size;
     } catch (err) {
       group.error = (err as Error).message.slice(0, 300);
       stats.seconds.images += since(ti);
@@ -487,6 +494,8 @@ export async function mineCommitTasks(opts: MineOptions): Promise<{ tasks: Task[
   }
   const kept = stats.tasks.filter((t) => t.recordBytes > 0);
   stats.diskPerTaskBytes = kept.length ? Math.round(kept.reduce((n, t) => n + t.recordBytes, 0) / kept.length) : 0;
+  const layers = stats.groups.reduce((n, g) => n + (g.instanceLayerBytes ?? 0), 0);
+  stats.sharedInstanceBytesPerTask = stats.kept ? Math.round(layers / stats.kept) : 0;
   stats.seconds.total = since(t0);
   stats.stoppedByTime = outOfTime();
   progress(`done: ${stats.kept} task(s)`);
