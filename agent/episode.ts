@@ -31,7 +31,7 @@ import { Sandbox } from "../sandbox/sandbox";
 import type { SandboxConfigInput } from "../sandbox/config";
 import { buildInstanceImage } from "../images/build";
 import type { Task } from "../tasks/schema";
-import { prepareTaskSandbox } from "../tasks/start";
+import { needsStartState, prepareTaskSandbox } from "../tasks/start";
 import { ActionFormatError, parseAction, splitReasoning } from "../tools/parse";
 import { toolProfile } from "../tools/registry";
 import type { ToolResult } from "../tools/types";
@@ -307,7 +307,7 @@ async function rollout(opts: RunEpisodeOptions, config: AgentConfig, image: stri
         labels: { "forager.episode": opts.id ?? "", ...(opts.labels ?? {}) },
       };
       sandbox = await (opts.sandboxFactory ?? ((c) => Sandbox.create(c, { logger: log })))(cfg);
-      if (task.startPatch.trim() !== "") await applyStartPatch(sandbox, task);
+      if (needsStartState(task)) await applyStartPatch(sandbox, task);
     } catch (err) {
       res.endReason = "env_error";
       res.endDetail = `sandbox start: ${(err as Error).message}`;

@@ -1,8 +1,10 @@
 /**
+ * `forager tasks commits`: issue-fix tasks mined from a repository's history (taskgen/commits).
  * `forager tasks mutate`: mutate-fix task generation for one repository at one commit
  * (taskgen/mutate). Writes Task records as JSONL (one per line, as they pass every check) and a
  * summary; progress on stderr: candidates tried, validated, rejected by reason.
  */
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import cliProgress from "cli-progress";
@@ -13,6 +15,8 @@ import { inferredSpecFile, nameFromRepo } from "../images/infer/run";
 import { InferenceClient } from "../inference-client/client";
 import { generateMutateTasks, type MutateProgress } from "../taskgen/mutate/generate";
 import { OPERATOR_NAMES, parseOperatorList } from "../taskgen/mutate/operators";
+import { gitDirOf } from "../taskgen/commits/git";
+import { mineCommitTasks } from "../taskgen/commits/mine";
 
 interface MutateCliOptions {
   repo: string;
@@ -86,6 +90,7 @@ export function mutateSpec(o: Pick<MutateCliOptions, "repo" | "commit" | "spec" 
 
 export function registerTaskCommands(program: Command): void {
   const tasks = program.command("tasks").description("make task records");
+  registerCommitsCommand(tasks);
   tasks
     .command("mutate")
     .description("mutate-fix tasks: inject bugs the repository's own tests catch (Python, pytest)")
@@ -212,6 +217,113 @@ export function registerTaskCommands(program: Command): void {
         if (o.stats) fs.writeFileSync(o.stats, JSON.stringify(stats, null, 2) + "\n");
       } finally {
         bar?.stop();
+        fs.closeSync(out);
+        fs.closeSync(journal);
+      }
+    });
+}
+
+interface CommitsCliOptions {
+  repo: string;
+  name?: string;
+  since?: string;
+  range?: string;
+  max: number;
+  maxCandidates?: number;
+  maxSeconds?: number;
+  spec?: string;
+  modelUrl?: string;
+  model?: string;
+  resume?: boolean;
+  stats?: string;
+  out: string;
+  reruns: number;
+  timeout: number;
+  cpus: number;
+  goldCheck: boolean;
+  stateDir?: string;
+}
+
+/** Clone a URL (host side, bare) into the state dir once; a path is used as it is. Returns the git directory. */
+function commitsGitDir(repo: string, stateDir: string): string {
+  if (!/^(https?:|git@|ssh:)/.test(repo)) return gitDirOf(path.resolve(repo));
+  const dir = path.join(stateDir, "infer", "clones", nameFromRepo(repo).replace("/", "+"));
+  if (!fs.existsSync(dir)) execFileSync("git", ["clone", "--bare", "-q", repo, dir], { stdio: "ignore" });
+  return dir;
+}
+
+/** Registers `forager tasks commits` (taskgen/commits/mine.ts) on the `tasks` command. */
+export function registerCommitsCommand(tasks: Command): void {
+  tasks
+    .command("commits")
+    .description("issue-fix tasks mined from a repository's history: fix commits with tests that fail before and pass after (Python, pytest)")
+    .requiredOption("--repo <path|url>", "repository: a local clone (bare or not) or a git URL")
+    .option("--name <owner/name>", "repository name in task ids (default: from --repo)")
+    .option("--since <date>", "only commits since this date (git log --since)")
+    .option("--range <A..B>", "only commits of this range")
+    .option("--max <n>", "tasks wanted", int, 20)
+    .option("--max-candidates <n>", "candidates tried at most (default 10 × max)", int)
+    .option("--max-seconds <s>", "start no new candidate after this many seconds (the run ends cleanly, --resume continues it)", int)
+    .option("--spec <file>", "image spec JSON for every dependency set (default: inferred per dependency set, images/infer)")
+    .option("--model-url <url>", "OpenAI-compatible server: statements back-translated by the model (template fallback)")
+    .option("--model <name>", "model name for --model-url")
+    .option("--reruns <n>", "extra runs of both sides for flakiness", int, 2)
+    .option("--timeout <s>", "seconds per test run", int, 300)
+    .option("--cpus <n>", "CPUs of the validation sandbox", int, 1)
+    .option("--no-gold-check", "skip the gold/empty check of each task")
+    .option("--state-dir <dir>", "image state dir (index, locks, build logs, inferred specs)")
+    .option("--resume", "append to --out; skip the commits decided in --out.decided")
+    .option("--stats <file>", "write the figures as JSON")
+    .requiredOption("--out <file>", "JSONL output of Task records")
+    .action(async (o: CommitsCliOptions) => {
+      if (!o.resume && fs.existsSync(o.out) && fs.statSync(o.out).size > 0) {
+        throw new Error(`--out ${o.out} is not empty: pass --resume to continue that run, or remove the file to start anew`);
+      }
+      const stateDir = path.resolve(o.stateDir ?? process.env.FORAGER_STATE_DIR ?? ".forager");
+      const gitDir = commitsGitDir(o.repo, stateDir);
+      const repo = o.name ?? nameFromRepo(o.repo);
+      const spec = o.spec ? (JSON.parse(fs.readFileSync(o.spec, "utf8")) as ImageSpecInput) : undefined;
+      const client = o.modelUrl ? new InferenceClient({ endpoints: [{ url: o.modelUrl, ...(o.model ? { model: o.model } : {}) }] }) : undefined;
+      fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+      const statePath = `${o.out}.decided`;
+      const decided = o.resume ? completeLines(statePath).map((l) => l.split(" ")[0]!) : [];
+      const done = o.resume ? existingTaskIds(o.out) : [];
+      if (o.resume) process.stderr.write(`resume: ${done.length} task(s) in ${o.out}, ${decided.length} commit(s) decided before\n`);
+      const out = fs.openSync(o.out, o.resume ? "a" : "w");
+      const journal = fs.openSync(statePath, o.resume ? "a" : "w");
+      const rej = (r: Record<string, number>) => Object.entries(r).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(", ") || "none rejected";
+      try {
+        const { stats } = await mineCommitTasks({
+          gitDir,
+          repo,
+          window: { ...(o.since ? { since: o.since } : {}), ...(o.range ? { range: o.range } : {}) },
+          max: Math.max(0, o.max - done.length),
+          ...(o.maxCandidates ? { maxCandidates: o.maxCandidates } : {}),
+          ...(o.maxSeconds ? { maxSeconds: o.maxSeconds } : {}),
+          ...(spec ? { spec } : {}),
+          reruns: o.reruns,
+          timeoutSeconds: o.timeout,
+          cpus: o.cpus,
+          goldCheck: o.goldCheck,
+          stateDir,
+          skip: decided,
+          ...(client ? { client } : {}),
+          onProgress: (p) => process.stderr.write(`[commits] tried ${p.tried}/${p.candidates} · kept ${p.kept} · ${rej(p.rejected)} · ${p.message}\n`),
+          onTask: (t) => {
+            fs.writeSync(out, JSON.stringify(t) + "\n");
+            fs.fsyncSync(out);
+          },
+          onDecision: (sha, verdict) => fs.writeSync(journal, `${sha} ${verdict}\n`),
+        });
+        const s = stats;
+        console.log(`${s.repo}: ${s.commitsScanned} commits scanned, ${s.candidates} candidates (not candidates: ${rej(s.notCandidates)})`);
+        console.log(`tried ${s.tried}${s.resumed ? ` (+${s.resumed} decided before)` : ""}, kept ${s.kept}; rejected: ${rej(s.rejected)}`);
+        for (const g of s.groups) console.log(`  dependency set ${g.dependencyKey}: image ${g.image ?? "none"} at ${g.commit.slice(0, 12)} (${g.specSource} spec), ${g.tasks}/${g.candidates} tasks${g.imageBytes ? `, ${(g.imageBytes / 1e6).toFixed(0)} MB shared` : ""}${g.error ? `; ${g.error}` : ""}`);
+        for (const t of s.tasks) console.log(`  ${t.id}: FAIL_TO_PASS ${t.failToPass}, PASS_TO_PASS ${t.passToPass}, gold ${t.gold ? "resolves" : "does NOT resolve"}, empty ${t.empty ? "fails" : "does NOT fail"}`);
+        if (s.stoppedByTime) console.log("stopped at --max-seconds with candidates left (--resume continues)");
+        console.log(`disk per task: ${s.diskPerTaskBytes} bytes of record, 0 bytes of per-task image, ${(s.sharedInstanceBytesPerTask / 1e6).toFixed(1)} MB share of the dependency sets' instance layers; ${s.seconds.total.toFixed(0)} s (images ${s.seconds.images.toFixed(0)}, runs ${s.seconds.runs.toFixed(0)}, checks ${s.seconds.checks.toFixed(0)}) → ${o.out}`);
+        if (o.stats) fs.writeFileSync(o.stats, JSON.stringify(stats, null, 2) + "\n");
+      } finally {
         fs.closeSync(out);
         fs.closeSync(journal);
       }

@@ -31,7 +31,7 @@ import { silentLogger, type Logger } from "../lib/log";
 import { Sandbox } from "../sandbox/sandbox";
 import type { Task } from "../tasks/schema";
 import { testDirectives, diffTargetPaths } from "../tasks/directives";
-import { prepareTaskSandbox } from "../tasks/start";
+import { needsStartState, prepareTaskSandbox } from "../tasks/start";
 import { shellQuote } from "../lib/shell";
 import {
   canaryEvidence,
@@ -432,7 +432,7 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       { logger: log },
     );
     // Mutate-fix: the buggy starting state (the same squashed commit the agent started from).
-    if (task.startPatch.trim() !== "") await prepareTaskSandbox(sandbox, task);
+    if (needsStartState(task)) await prepareTaskSandbox(sandbox, task);
     const nonce = makeNonce();
     const dir = `/tmp/forager-eval-${makeNonce(6)}`;
     const pytest = isPytestCommand(spec);

@@ -39,6 +39,16 @@ export const TaskSchema = z.object({
   referencePatch: z.string(),
   /** Mutate-fix: the bug (a git diff) applied when the sandbox starts; empty for issue-fix. */
   startPatch: z.string().default(""),
+  /**
+   * Commit-mined issue-fix (taskgen/commits): the commit whose tree the agent starts from (the
+   * fix's parent), an ancestor of `image.commit` and so in the instance image's object store (one
+   * image serves every task of a dependency set). When set, the sandbox start moves the image's
+   * tree (`image.commit` plus its installed state) to this commit's tree, then squashes history
+   * to one orphan commit and prunes (tasks/start.ts), so no object of the fix or of any later
+   * commit stays. Absent (every record written before it existed): the image's tree as built.
+   * Episodes and evaluation make the same start state.
+   */
+  startCommit: z.string().regex(/^[0-9a-f]{7,40}$/, "a commit sha (7–40 lowercase hex digits)").optional(),
   /** Free-form provenance (dataset, version, operator, created_at, …). */
   metadata: z.record(z.string(), z.unknown()).default({}),
 });

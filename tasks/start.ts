@@ -13,6 +13,12 @@
  * The same starting state is made for the agent's episode (agent/episode.ts) and for evaluation
  * (rewards/evaluate.ts `evaluatePatch`, which calls {@link prepareTaskSandbox} when the task has
  * a startPatch), so a submitted patch is always graded against the tree the agent saw.
+ *
+ * Commit-mined issue-fix tasks (taskgen/commits) share one instance image per dependency set,
+ * built at the newest commit of the set; their `startCommit` (the fix's parent, an ancestor of
+ * the image's commit) is checked out first ({@link startTreeLines}), then the same squash and
+ * prune leave only the parent's tree: the fix and every later commit are gone from the object
+ * store. {@link needsStartState} says whether a task needs this at all.
  */
 import { shellQuote } from "../lib/shell";
 import type { Runtime } from "../sandbox/runtime";
@@ -50,13 +56,15 @@ export const PINNED_GIT =
  * every directory of the tree gets the base commit's timestamp, so no fresh mtime points at the
  * mutated file.
  */
-export function squashScript(withPatch: boolean): string {
+export function squashScript(withPatch: boolean, startTree?: { from: string; to: string }): string {
   const id = SQUASH_IDENTITY;
   const g = PINNED_GIT;
+  const dated = startTree ? shellQuote(startTree.to) : "HEAD";
   return [
     "set -euo pipefail",
-    `date="$(${g} log -1 --format=%cI HEAD 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)"`,
-    `stamp="$(${g} log -1 --format=%ct HEAD 2>/dev/null || date +%s)"`,
+    `date="$(${g} log -1 --format=%cI ${dated} 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)"`,
+    `stamp="$(${g} log -1 --format=%ct ${dated} 2>/dev/null || date +%s)"`,
+    ...(startTree ? startTreeLines(startTree.from, startTree.to) : []),
     ...(withPatch
       ? [
           `${g} apply --cached --whitespace=nowarn -`,
@@ -87,16 +95,41 @@ export function squashScript(withPatch: boolean): string {
 }
 
 /**
+ * Bash lines that move the work tree and index from commit `from`'s tree to commit `to`'s (both
+ * in the object store), as a binary diff piped into `git apply --index`: files the image's
+ * install step added on top of `from` stay. Nothing is written to a file. Used for
+ * `Task.startCommit` (from = `image.commit`) and by taskgen/commits validation.
+ */
+export function startTreeLines(from: string, to: string): string[] {
+  const g = PINNED_GIT;
+  const f = shellQuote(from);
+  const t = shellQuote(to);
+  return [
+    `${g} cat-file -e ${t}^{commit}`,
+    `if [ "$(${g} rev-parse ${f}^{tree})" != "$(${g} rev-parse ${t}^{tree})" ]; then ${g} diff --binary --full-index --no-renames --no-ext-diff --no-textconv ${f} ${t} | ${g} apply --index --whitespace=nowarn -; fi`,
+  ];
+}
+
+/** True when the task's start state is made at sandbox start (a startPatch or a startCommit). */
+export function needsStartState(task: Pick<Task, "startPatch"> & { startCommit?: string | undefined }): boolean {
+  return task.startPatch.trim() !== "" || (task.startCommit ?? "") !== "";
+}
+
+/**
  * Put `sandbox` (started from the task's instance image) into the task's starting state: the
  * bug applied, history squashed to one orphan commit, originals unreachable, one timestamp for
  * every file, no copy of the diff anywhere.
  * @throws Error when the patch does not apply or git fails (message has the output).
  */
-export async function prepareTaskSandbox(sandbox: Runtime, task: Pick<Task, "startPatch" | "image" | "id">): Promise<PrepareResult> {
+export async function prepareTaskSandbox(
+  sandbox: Runtime,
+  task: Pick<Task, "startPatch" | "image" | "id"> & { startCommit?: string | undefined },
+): Promise<PrepareResult> {
   const started = performance.now();
   const workdir = task.image.workdir ?? "/testbed";
   const withPatch = task.startPatch.trim() !== "";
-  const r = await sandbox.exec(["bash", "-c", squashScript(withPatch)], {
+  const startTree = task.startCommit ? { from: task.image.commit, to: task.startCommit } : undefined;
+  const r = await sandbox.exec(["bash", "-c", squashScript(withPatch, startTree)], {
     workdir,
     timeoutSeconds: 600,
     ...(withPatch ? { stdin: task.startPatch } : { stdin: "" }),

@@ -89,3 +89,57 @@ describe("problem statement", () => {
     expect(() => templateStatement([{ id: "t", output: "diff --git a/x b/x" }], [])).toThrow(/diff/);
   });
 });
+
+describe("mining helpers (taskgen/commits/mine.ts, statement.ts)", () => {
+  it("FAIL_TO_PASS / PASS_TO_PASS from before/after series, unstable tests dropped", async () => {
+    const { classifyRuns } = await import("../taskgen/commits/mine");
+    const before = new Map<string, (string | undefined)[]>([
+      ["t::fixed", ["FAILED", "FAILED", "FAILED"]],
+      ["t::kept", ["PASSED", "PASSED", "PASSED"]],
+      ["t::coin", ["FAILED", "FAILED", "FAILED"]],
+    ]);
+    const after = new Map<string, (string | undefined)[]>([
+      ["t::fixed", ["PASSED", "PASSED", "PASSED"]],
+      ["t::kept", ["PASSED", "PASSED", "PASSED"]],
+      ["t::coin", ["PASSED", "FAILED", "PASSED"]],
+      // absent before (its module did not import): fails before
+      ["t::new", ["PASSED", "PASSED", "PASSED"]],
+      ["t::broken", ["FAILED", "FAILED", "FAILED"]],
+    ]);
+    expect(classifyRuns(before, after, 3)).toEqual({ failToPass: ["t::fixed", "t::new"], passToPass: ["t::kept"], flaky: ["t::coin"] });
+  });
+
+  it("recognises a commit whose tests need a module the environment lacks", async () => {
+    const { missingModule } = await import("../taskgen/commits/mine");
+    expect(missingModule("ERROR collecting tests/test_p.py\nE   ModuleNotFoundError: No module named 'attrs'\n")).toBe("attrs");
+    expect(missingModule("FAILED tests/test_p.py::test_x - AssertionError\n")).toBeUndefined();
+  });
+
+  it("touched test modules leave deleted files and data files out", async () => {
+    const { touchedTestFiles } = await import("../taskgen/commits/mine");
+    const patch =
+      "diff --git a/tests/test_a.py b/tests/test_a.py\n--- a/tests/test_a.py\n+++ b/tests/test_a.py\n@@ -1 +1 @@\n-x\n+y\n" +
+      "diff --git a/tests/test_old.py b/tests/test_old.py\ndeleted file mode 100644\n--- a/tests/test_old.py\n+++ /dev/null\n@@ -1 +0,0 @@\n-x\n" +
+      "diff --git a/tests/data/v.toml b/tests/data/v.toml\n--- a/tests/data/v.toml\n+++ b/tests/data/v.toml\n@@ -1 +1 @@\n-a\n+b\n";
+    expect(touchedTestFiles(patch)).toEqual(["tests/test_a.py"]);
+  });
+
+  it("the mined statement keeps test names, test code and gold lines out", async () => {
+    const { minedStatement } = await import("../taskgen/commits/statement");
+    const log = [
+      "_________________________________ test_sub _________________________________",
+      "tests/test_sub.py:5: in test_sub",
+      "    assert sub(5, 3) == 2",
+      "E   assert 8 == 2",
+      "E    +  where 8 = sub(5, 3)",
+      "=========================== short test summary info ============================",
+      "FAILED tests/test_sub.py::test_sub - assert 8 == 2",
+    ].join("\n");
+    const gold = "diff --git a/calc/core.py b/calc/core.py\n--- a/calc/core.py\n+++ b/calc/core.py\n@@ -5 +5 @@\n-    return a + b\n+    return a - b\n";
+    const test = "diff --git a/tests/test_sub.py b/tests/test_sub.py\n+++ b/tests/test_sub.py\n@@ -0,0 +1,2 @@\n+def test_sub():\n+    assert sub(5, 3) == 2\n";
+    const s = minedStatement({ repo: "example/calc", failToPass: ["tests/test_sub.py::test_sub"], log, goldPatch: gold, testPatch: test });
+    expect(s).toContain("assert 8 == 2");
+    expect(s).not.toContain("test_sub");
+    expect(s).not.toContain("return a - b");
+  });
+});

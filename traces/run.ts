@@ -13,7 +13,7 @@ import { Sandbox } from "../sandbox/sandbox";
 import { formatZodIssues } from "../lib/zod-util";
 import { shellQuote } from "../lib/shell";
 import type { Task } from "../tasks/schema";
-import { prepareTaskSandbox, testRunScript } from "../tasks/start";
+import { needsStartState, prepareTaskSandbox, testRunScript } from "../tasks/start";
 import { passing } from "../taskgen/mutate/validate";
 import {
   RawTraceSchema,
@@ -40,7 +40,7 @@ export interface TraceRunOptions {
   repository: string;
   commit: string;
   /** Trace from this task's start state (its startPatch applied, history squashed). */
-  task?: Pick<Task, "id" | "startPatch" | "image">;
+  task?: Pick<Task, "id" | "startPatch" | "image" | "startCommit">;
   /** pytest arguments selecting tests (node ids, files, directories); default: the suite directory (tests/, testing/ or test/), else pytest's own discovery. */
   tests?: string[];
   settings?: TracerSettingsInput;
@@ -165,7 +165,7 @@ export async function traceRepository(opts: TraceRunOptions): Promise<TraceRunRe
       const r = await sandbox.exec(["bash", "-c", script], { workdir: spec.workdir, timeoutSeconds: t });
       return { code: r.exitCode, out: r.stdout.toString("utf8") + r.stderr.toString("utf8"), timedOut: r.timedOut };
     };
-    if (opts.task && opts.task.startPatch.trim() !== "") {
+    if (opts.task && needsStartState(opts.task)) {
       progress(`preparing the start state of ${opts.task.id}`);
       await prepareTaskSandbox(sandbox, opts.task);
     }
