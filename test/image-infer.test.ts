@@ -15,6 +15,9 @@ import { evaluateMarker, linuxEnvironment, parseRequirement } from "../images/in
 import { GitTree, multilineIni, readRepository, setupPyLists } from "../images/infer/read";
 import { inferImage, scmVersion } from "../images/infer/run";
 import { pythonProblem, repairFromLog, specFromFacts } from "../images/infer/spec";
+import { chooseSuite } from "../images/infer/suites";
+import { baseImageTag, suiteOfTag } from "../images/base";
+import { DEFAULT_BASE_IMAGE } from "../images/spec";
 import { makeRepo } from "./helpers/git-fixtures";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "forager-infer-test-"));
@@ -177,6 +180,38 @@ describe("reading repositories", () => {
   });
 });
 
+describe("base suites", () => {
+  it("chooses bookworm when its Python satisfies requires-python, trixie when only 3.13 does, none with the reason", () => {
+    expect(chooseSuite(">=3.8")).toEqual({ suite: "bookworm", python: "3.11.2" });
+    expect(chooseSuite(undefined)).toMatchObject({ suite: "bookworm" });
+    expect(chooseSuite(">=3.12")).toMatchObject({ suite: "trixie", python: expect.stringMatching(/^3\.13\./) });
+    expect(chooseSuite(">=3.9,<3.11")).toEqual({ reason: expect.stringMatching(/excludes bookworm's Python 3\.11\.2 and trixie's Python 3\.13/) });
+    expect(chooseSuite(">=3.12", undefined, ["bookworm"])).toEqual({ reason: expect.stringMatching(/excludes bookworm's/) });
+  });
+  it("keys base tags by suite; bookworm's tag is the one every earlier spec names", () => {
+    expect(baseImageTag("bookworm")).toBe(DEFAULT_BASE_IMAGE);
+    expect(baseImageTag("trixie")).toBe("forager/base:trixie-mmdebstrap-minbase");
+    expect(suiteOfTag("forager/base:trixie-mmdebstrap-minbase")).toBe("trixie");
+    expect(suiteOfTag("forager/base:measure-x")).toBe("bookworm");
+  });
+  it("a trixie spec: its base image, its backend packages, markers evaluated for Python 3.13", () => {
+    const r = repo({
+      "pyproject.toml": '[build-system]\nrequires = ["pdm-backend"]\nbuild-backend = "pdm.backend"\n\n[project]\nname = "pkg"\nrequires-python = ">=3.12"\ndependencies = ["six; python_version >= \'3.12\'", "attrs; python_version < \'3.12\'"]\n',
+      "pkg/__init__.py": "",
+      "tests/test_a.py": TEST_PY,
+    });
+    const f = readRepository(r.tree);
+    const trixie = new DebianMapper({ suite: "trixie", distFile, packageNames: ["python3-six", "python3-attr", "python3-pdm-backend"] });
+    const s = specFromFacts(f, trixie, { repo: "x/pkg", commit: r.commit, suite: "trixie", python: "3.13.5" });
+    expect(s.spec.baseImage).toBe("forager/base:trixie-mmdebstrap-minbase");
+    expect(s.spec.systemPackages).toEqual(expect.arrayContaining(["python3-pdm-backend", "python3-six"]));
+    expect(s.spec.systemPackages).not.toContain("python3-attr");
+    expect(s.spec.systemPackages).not.toContain("python3-pdm-pep517");
+    expect(s.provenance.suite).toBe("trixie");
+    expect(s.provenance.packages.find((p) => p.dist === "attrs")?.skipped).toMatch(/marker false on Python 3\.13\.5/);
+  });
+});
+
 describe("repair rules", () => {
   const r = repo({ "setup.py": "from setuptools import setup\nsetup()\n", "tests/test_a.py": TEST_PY });
   const base = specFromFacts(readRepository(r.tree), mapper, { repo: "x/pkg", commit: r.commit }).spec;
@@ -242,6 +277,28 @@ describe.skipIf(!dockerUp)("inferImage in Docker", () => {
       const statuses = JSON.parse(fs.readFileSync(`${out}.statuses.json`, "utf8")) as { statuses: Record<string, string> };
       expect(statuses.statuses).toEqual({ "tests/test_double.py::test_double": "PASSED", "tests/test_double.py::test_zero": "PASSED" });
       expect(JSON.parse(fs.readFileSync(out, "utf8")).testCommand).toBe("pytest -rA --ignore=tests/test_optional.py");
+    },
+    900_000,
+  );
+
+  it(
+    "accepts a repository that needs Python >= 3.12 on trixie, mapping against trixie's own package index",
+    async () => {
+      const r = repo({
+        "pyproject.toml": '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n\n[project]\nname = "newpkg"\nversion = "0.1"\nlicense = "MIT"\nrequires-python = ">=3.12"\ndependencies = ["attrs"]\n',
+        "newpkg/__init__.py": "import attrs\n\ntype Pair = tuple[int, int]\n\ndef swap(p: Pair) -> Pair:\n    return (p[1], p[0])\n",
+        "tests/test_swap.py": "import sys\nfrom newpkg import swap\n\ndef test_swap():\n    assert swap((1, 2)) == (2, 1)\n\ndef test_version():\n    assert sys.version_info >= (3, 12)\n",
+      });
+      const out = path.join(tmp, "trixie.json");
+      const stateDir = path.join(tmp, "state");
+      const o = await inferImage({ repo: r.dir, name: "example/newpkg", out, stateDir, flakyRuns: 0 });
+      expect(o.result.reason).toMatch(/2\/2 pass/);
+      expect(o.result.accepted).toBe(true);
+      expect(o.result.python).toMatch(/^3\.13\./);
+      expect(o.inferred!.spec.baseImage).toBe("forager/base:trixie-mmdebstrap-minbase");
+      expect(o.inferred!.spec.systemPackages).toEqual(expect.arrayContaining(["python3-attr", "python3-hatchling"]));
+      expect(o.inferred!.provenance.mappingSources.join(" ")).toMatch(/trixie/);
+      expect(fs.existsSync(path.join(stateDir, "infer", "suites", "trixie", "pkgnames.txt"))).toBe(true);
     },
     900_000,
   );

@@ -7,7 +7,6 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import { DebianMapper } from "./debian";
 import { inferImage, type InferOutcome } from "./run";
 
 /** Repositories of a batch: a file of paths/URLs (one a line, `#` comments), or a directory of clones (`DIR/x`, `DIR/x/repo`). */
@@ -73,7 +72,6 @@ export function registerInferCommand(images: Command): void {
     .action(async (o: { repo?: string; repos?: string; commit?: string; name?: string; out?: string; summary?: string; minPass: number; maxAttempts: number; testTimeout: number; stateDir?: string }) => {
       if (!o.repo === !o.repos) throw new Error("give --repo or --repos");
       const list = o.repo ? [o.repo] : batchRepos(o.repos!);
-      const mapper = new DebianMapper();
       const summary = o.summary ? fs.openSync(o.summary, "w") : undefined;
       const rows: ReturnType<typeof summaryLine>[] = [];
       for (const [i, repo] of list.entries()) {
@@ -83,7 +81,6 @@ export function registerInferCommand(images: Command): void {
         try {
           const out = await inferImage({
             repo,
-            mapper,
             minPass: o.minPass,
             maxAttempts: o.maxAttempts,
             testTimeoutSeconds: o.testTimeout,

@@ -13,9 +13,11 @@ import { buildInstanceImage, ImageBuildError } from "../build";
 import { inspectImage, runInImage } from "../docker";
 import type { ImageSpec, RepoSource } from "../spec";
 import { defaultStateDir } from "../state";
-import { DebianMapper } from "./debian";
+import type { BaseSuite } from "../base";
+import type { DebianMapper } from "./debian";
 import { GitTree, readRepository } from "./read";
-import { pythonProblem, repairFromLog, specFromFacts, SUITE_PYTHON, type InferredSpec, type InferResult, type Provenance } from "./spec";
+import { repairFromLog, specFromFacts, SUITE_PYTHON, type InferredSpec, type InferResult, type Provenance } from "./spec";
+import { chooseSuite, mapperForSuite, SUITE_ORDER, suiteIndex } from "./suites";
 
 export interface InferOptions {
   /** A local clone (bare or not) or a git URL (cloned on the host). */
@@ -35,7 +37,10 @@ export interface InferOptions {
   /** Seconds one reference run may take (default 900). */
   testTimeoutSeconds?: number;
   stateDir?: string;
+  /** A mapper to use instead of the suite's own (used only when its `suite` is the chosen one). */
   mapper?: DebianMapper;
+  /** Suites the repository may run on, in order of preference (default bookworm, then trixie). */
+  suites?: BaseSuite[];
   onProgress?: (message: string) => void;
 }
 
@@ -125,13 +130,18 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
   const repo = o.name ?? nameFromRepo(o.repo);
   const out = o.out ?? storedSpecPath(repo, commit, stateDir);
   const minPass = o.minPass ?? 0.8;
-  const mapper = o.mapper ?? new DebianMapper();
   const tree = new GitTree(gitDir, commit);
   const facts = readRepository(tree);
+  // The interpreter: the first suite (bookworm, then trixie) whose Python satisfies requires-python.
+  const choice = chooseSuite(facts.requiresPython, SUITE_PYTHON, o.suites ?? SUITE_ORDER);
+  const suite: BaseSuite = "suite" in choice ? choice.suite : (o.suites ?? SUITE_ORDER)[0]!;
+  const python = (await suiteIndex(suite, stateDir, say)).python;
+  const mapper = o.mapper && o.mapper.suite === suite ? o.mapper : await mapperForSuite(suite, stateDir, say);
+  if ("suite" in choice) say(`suite ${suite} (Python ${python}) for requires-python ${facts.requiresPython ?? "(none)"}`);
   const result: InferResult = {
     accepted: false,
     reason: "",
-    python: SUITE_PYTHON.bookworm!,
+    python,
     testsCollected: 0,
     passed: 0,
     failed: 0,
@@ -143,7 +153,7 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
     attempts: 0,
     sourceInstall: false,
   };
-  const inferred = specFromFacts(facts, mapper, { repo, commit, source, scmVersion: scmVersion(gitDir, commit) });
+  const inferred = specFromFacts(facts, mapper, { repo, commit, source, scmVersion: scmVersion(gitDir, commit), suite, python });
   const prov: Provenance = inferred.provenance;
   const files: string[] = [];
   const finish = (reason: string, accepted = false): InferOutcome => {
@@ -157,8 +167,7 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
     return { repo, commit, result, inferred, files, ...(image ? { image } : {}) };
   };
   let image: string | undefined;
-  const pyProblem = pythonProblem(facts);
-  if (pyProblem) return finish(pyProblem);
+  if ("reason" in choice) return finish(choice.reason);
   if (!facts.testPaths.length && !tree.files.some((f) => /(^|\/)test_[^/]*\.py$/.test(f))) return finish("no tests found (no tests/, test/, testing/ or test_*.py)");
   const maxAttempts = o.maxAttempts ?? 6;
   const timeout = o.testTimeoutSeconds ?? 900;

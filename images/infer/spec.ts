@@ -3,13 +3,14 @@
  * after a failed build or reference run. Pure functions (no Docker), so they are tested fast.
  */
 import { z } from "zod";
-import { DEFAULT_BASE_IMAGE, ImageSpecSchema, type ImageSpec } from "../spec";
-import { BACKEND_PACKAGES, type DebianMapper, notNeeded } from "./debian";
+import { BASE_SUITES, baseImageTag, type BaseSuite } from "../base";
+import { ImageSpecSchema, type ImageSpec } from "../spec";
+import { backendPackages, type DebianMapper, notNeeded } from "./debian";
 import { evaluateMarker, linuxEnvironment, pythonSatisfies } from "./pep508";
 import type { RepoFacts } from "./read";
 
 /** The interpreter of each base suite (full version, for markers and requires-python). */
-export const SUITE_PYTHON: Record<string, string> = { bookworm: "3.11.2" };
+export const SUITE_PYTHON: Record<string, string> = { ...BASE_SUITES };
 
 /** One package decision: a distribution the repository asked for and what forager did with it. */
 export const PackageDecisionSchema = z.object({
@@ -62,6 +63,8 @@ export const ProvenanceSchema = z.object({
   layout: z.enum(["src", "flat"]),
   runner: z.enum(["pytest", "unittest"]),
   requiresPython: z.string().optional(),
+  /** Debian suite of the base image (absent in provenance written before suites: bookworm). */
+  suite: z.string().optional(),
   filesRead: z.array(z.string()),
   warnings: z.array(z.string()),
   workflowPythons: z.array(z.string()),
@@ -104,13 +107,13 @@ export function installLine(layout: "src" | "flat", workdir: string, versionFile
 export function specFromFacts(
   facts: RepoFacts,
   mapper: DebianMapper,
-  opts: { repo: string; commit: string; source?: ImageSpec["source"]; scmVersion?: string; suite?: string },
+  opts: { repo: string; commit: string; source?: ImageSpec["source"]; scmVersion?: string; suite?: BaseSuite; python?: string },
 ): InferredSpec {
   const suite = opts.suite ?? "bookworm";
-  const py = SUITE_PYTHON[suite]!;
+  const py = opts.python ?? SUITE_PYTHON[suite]!;
   const packages: z.infer<typeof PackageDecisionSchema>[] = [];
   const system = new Set(BASE_PACKAGES);
-  for (const p of BACKEND_PACKAGES[facts.backend] ?? []) system.add(p);
+  for (const p of backendPackages(facts.backend, suite)) system.add(p);
   if (facts.usesScm) system.add("python3-setuptools-scm");
   const seen = new Set<string>();
   const self = opts.repo.split("/")[1]?.toLowerCase();
@@ -143,7 +146,7 @@ export function specFromFacts(
     repo: opts.repo,
     commit: opts.commit,
     ...(opts.source ? { source: opts.source } : {}),
-    baseImage: DEFAULT_BASE_IMAGE,
+    baseImage: baseImageTag(suite),
     systemPackages: [...system].sort(),
     install: [installLine(facts.layout, "/testbed", facts.versionFile ? { path: facts.versionFile, version: opts.scmVersion ?? "0.0.0" } : undefined)],
     env,
@@ -159,6 +162,7 @@ export function specFromFacts(
     layout: facts.layout,
     runner: facts.runner,
     ...(facts.requiresPython ? { requiresPython: facts.requiresPython } : {}),
+    suite,
     filesRead: facts.filesRead,
     warnings: facts.warnings,
     workflowPythons: facts.workflowPythons,
