@@ -16,6 +16,8 @@ import { GitTree, multilineIni, readRepository, setupPyLists } from "../images/i
 import { inferImage, scmVersion } from "../images/infer/run";
 import { pythonProblem, repairFromLog, specFromFacts } from "../images/infer/spec";
 import { chooseSuite } from "../images/infer/suites";
+import { latestRunnable } from "../images/infer/latest";
+import type { InferOutcome, InferOptions } from "../images/infer/run";
 import { baseImageTag, suiteOfTag } from "../images/base";
 import { DEFAULT_BASE_IMAGE } from "../images/spec";
 import { makeRepo } from "./helpers/git-fixtures";
@@ -209,6 +211,39 @@ describe("base suites", () => {
     expect(s.spec.systemPackages).not.toContain("python3-pdm-pep517");
     expect(s.provenance.suite).toBe("trixie");
     expect(s.provenance.packages.find((p) => p.dist === "attrs")?.skipped).toMatch(/marker false on Python 3\.13\.5/);
+  });
+});
+
+describe("--latest-runnable", () => {
+  it("steps over commits with the same unsatisfiable dependency files, then over a rejected suite, to the newest runnable commit", async () => {
+    const pp = (req: string) => `[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n\n[project]\nname = "pkg"\nversion = "1"\nrequires-python = "${req}"\n`;
+    const r = makeRepo(
+      path.join(tmp, `walk${n++}`),
+      { "pyproject.toml": pp(">=3.8"), "pkg/__init__.py": "", "tests/test_a.py": TEST_PY },
+      { message: "good", files: { "pkg/a.py": "x = 1\n" } },
+      { message: "tests broken", files: { "pkg/a.py": "x = 2\n" } },
+      { message: "needs 3.14", files: { "pyproject.toml": pp(">=3.14") } },
+      { message: "code only", files: { "pkg/b.py": "y = 1\n" } },
+    );
+    const [, good, broken, needs, head] = r.shas;
+    const built: string[] = [];
+    const infer = async (o: InferOptions): Promise<InferOutcome> => {
+      built.push(o.commit!);
+      const accepted = o.commit === good;
+      return { repo: "x/pkg", commit: o.commit!, files: [], result: { accepted, reason: accepted ? "1/1 pass" : "0/1 pass", python: "3.11.2", testsCollected: 1, passed: accepted ? 1 : 0, failed: accepted ? 0 : 1, skipped: 0, passRate: accepted ? 1 : 0, flaky: [], buildSeconds: 0, imageMb: 0, attempts: 1, sourceInstall: false } };
+    };
+    const w = await latestRunnable({ repo: r.dir, infer, stateDir: path.join(tmp, "walkstate") });
+    expect(w.commit).toBe(good);
+    expect(w.tries.map((t) => [t.commit, t.verdict])).toEqual([
+      [head, "skipped"],
+      [broken, "rejected"],
+      [good, "accepted"],
+    ]);
+    expect(w.tries[0]!.reason).toMatch(new RegExp(`requires-python >=3\\.14 excludes .*same dependency files back to ${needs!.slice(0, 12)}`));
+    expect(built).toEqual([broken, good]);
+    const bounded = await latestRunnable({ repo: r.dir, infer, maxTries: 2, stateDir: path.join(tmp, "walkstate") });
+    expect(bounded.commit).toBeUndefined();
+    expect(bounded.tries).toHaveLength(2);
   });
 });
 
