@@ -12,7 +12,8 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { DebianMapper } from "../images/infer/debian";
 import { evaluateMarker, linuxEnvironment, parseRequirement } from "../images/infer/pep508";
-import { GitTree, multilineIni, readRepository, setupPyLists } from "../images/infer/read";
+import { GitTree, multilineIni, noxfileFacts, readRepository, setupPyLists } from "../images/infer/read";
+import { parseUnittestLog } from "../images/log-parsers";
 import { inferImage, scmVersion } from "../images/infer/run";
 import { pythonProblem, repairFromLog, specFromFacts } from "../images/infer/spec";
 import { chooseSuite } from "../images/infer/suites";
@@ -211,6 +212,83 @@ describe("base suites", () => {
     expect(s.spec.systemPackages).not.toContain("python3-pdm-pep517");
     expect(s.provenance.suite).toBe("trixie");
     expect(s.provenance.packages.find((p) => p.dist === "attrs")?.skipped).toMatch(/marker false on Python 3\.13\.5/);
+  });
+});
+
+describe("noxfile.py and unittest", () => {
+  const NOX = [
+    "import nox",
+    "",
+    '@nox.session(python=["3.11", "3.12"])',
+    "def tests(session):",
+    '    session.install("-e", ".[test]")',
+    "    session.install('freezegun', \"PyYAML>=6\", \"-r\", \"requirements/test.txt\")",
+    '    session.run("pytest", "-x", *session.posargs, env={"A": "1"})',
+    "",
+    "@nox.session",
+    "def lint(session):",
+    '    session.install("ruff")',
+    '    session.run("ruff", "check", ".")',
+    "",
+    "@nox.session",
+    "def ut(session):",
+    '    session.run("python", "-m", "unittest", "discover", "-v")',
+  ].join("\n");
+  it("reads session.install requirements (following -r) and session.run test commands statically", () => {
+    expect(noxfileFacts(NOX)).toEqual({
+      install: ["freezegun", "PyYAML>=6", "ruff"],
+      requirementFiles: ["requirements/test.txt"],
+      commands: ["pytest -x", "python -m unittest discover -v"],
+    });
+    const r = repo({ "setup.py": "from setuptools import setup\nsetup(name='pkg')\n", "noxfile.py": NOX, "requirements/test.txt": "six\n", "pkg/__init__.py": "", "tests/test_a.py": TEST_PY });
+    const f = readRepository(r.tree);
+    expect(f.filesRead).toContain("noxfile.py");
+    expect(f.testDependencies.map((d) => d.normalized)).toEqual(expect.arrayContaining(["freezegun", "pyyaml", "six"]));
+    expect(f.testCommands).toEqual(expect.arrayContaining(["pytest -x"]));
+    expect(f.unittestCommand).toBe(false);
+  });
+  it("parses python -m unittest -v logs of Python 3.10 and 3.11+ into module.Class.name ids", () => {
+    const log = [
+      "test_a (tests.test_x.T) ... ok",
+      "test_b (tests.test_x.T.test_b) ... FAIL",
+      "test_c (tests.test_x.T.test_c)",
+      "The docstring of c ... ok",
+      "test_d (tests.test_x.T.test_d) ... skipped 'not on linux'",
+      "test_e (tests.test_x.T.test_e) ... printed output",
+      "more output",
+      "ERROR",
+      "test_f (tests.test_x.T.test_f) ... expected failure",
+      "test_g (tests.test_x.T.test_g) ... unexpected success",
+      "tests.test_gone (unittest.loader._FailedTest.tests.test_gone) ... ERROR",
+      "",
+      "======================================================================",
+      "FAIL: test_b (tests.test_x.T.test_b)",
+      "----------------------------------------------------------------------",
+      "Ran 8 tests in 0.002s",
+      "FAILED (failures=2, errors=1, skipped=1)",
+    ].join("\n");
+    expect(Object.fromEntries(parseUnittestLog(log))).toEqual({
+      "tests.test_x.T.test_a": "PASSED",
+      "tests.test_x.T.test_b": "FAILED",
+      "tests.test_x.T.test_c": "PASSED",
+      "tests.test_x.T.test_d": "SKIPPED",
+      "tests.test_x.T.test_e": "ERROR",
+      "tests.test_x.T.test_f": "XFAIL",
+      "tests.test_x.T.test_g": "FAILED",
+    });
+  });
+  it("a suite with no pytest configuration whose CI runs unittest gets python -m unittest and the unittest parser", () => {
+    const r = repo({
+      "setup.py": "from setuptools import setup\nsetup(name='pkg')\n",
+      ".github/workflows/ci.yml": "on: push\njobs:\n  t:\n    steps:\n      - run: python -m unittest discover -s test\n",
+      "pkg/__init__.py": "",
+      "test/test_a.py": "import unittest\n\nclass T(unittest.TestCase):\n    def test_x(self):\n        self.assertTrue(True)\n",
+    });
+    const f = readRepository(r.tree);
+    expect(f.unittestCommand).toBe(true);
+    const s = specFromFacts(f, mapper, { repo: "x/pkg", commit: r.commit });
+    expect(s.spec.testCommand).toBe("python -m unittest discover -v -t . -s test");
+    expect(s.spec.logParser).toBe("unittest");
   });
 });
 

@@ -103,12 +103,13 @@ async function referenceRun(image: string, spec: ImageSpec, testPaths: string[],
     `cd ${shellQuote(spec.workdir)}`,
     "export PYTHONDONTWRITEBYTECODE=1",
     ...spec.evalPreamble,
-    `timeout -k 5 ${timeoutSeconds} ${spec.testCommand} -p no:cacheprovider ${testPaths.map(shellQuote).join(" ")}`,
+    // A unittest command carries its start directory; pytest gets the test paths and no cache.
+    spec.logParser === "unittest" ? `timeout -k 5 ${timeoutSeconds} ${spec.testCommand}` : `timeout -k 5 ${timeoutSeconds} ${spec.testCommand} -p no:cacheprovider ${testPaths.map(shellQuote).join(" ")}`,
     'echo "forager-exit-code=$?"',
   ].join("\n");
   const r = await runInImage(image, script, { network: "none", timeoutMs: (timeoutSeconds + 60) * 1000 });
   const log = r.stdout + r.stderr;
-  return { log, statuses: parseTestLog("pytest", log, { repo: spec.repo }), seconds: r.seconds };
+  return { log, statuses: parseTestLog(spec.logParser, log, { repo: spec.repo }), seconds: r.seconds };
 }
 
 /**

@@ -150,8 +150,8 @@ export function specFromFacts(
     systemPackages: [...system].sort(),
     install: [installLine(facts.layout, "/testbed", facts.versionFile ? { path: facts.versionFile, version: opts.scmVersion ?? "0.0.0" } : undefined)],
     env,
-    testCommand: "pytest -rA",
-    logParser: "pytest",
+    testCommand: facts.unittestCommand ? unittestCommand(facts.testPaths) : "pytest -rA",
+    logParser: facts.unittestCommand ? "unittest" : "pytest",
   });
   const provenance: Provenance = {
     version: 1,
@@ -173,6 +173,12 @@ export function specFromFacts(
     changes: [],
   };
   return { spec, provenance, testPaths: facts.testPaths };
+}
+
+/** `python -m unittest discover -v` from the top level, starting in the first test path (when there is one). */
+export function unittestCommand(testPaths: string[]): string {
+  const start = testPaths[0];
+  return `python -m unittest discover -v -t .${start ? ` -s ${start}` : ""}`;
 }
 
 /** Whether the suite's interpreter satisfies requires-python; the reason when it does not. */
