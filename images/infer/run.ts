@@ -39,6 +39,8 @@ export interface InferOptions {
   stateDir?: string;
   /** A mapper to use instead of the suite's own (used only when its `suite` is the chosen one). */
   mapper?: DebianMapper;
+  /** Extra environment variables of the spec (a bench's nonce, to defeat the layer cache). */
+  extraEnv?: Record<string, string>;
   /** Suites the repository may run on, in order of preference (default bookworm, then trixie). */
   suites?: BaseSuite[];
   onProgress?: (message: string) => void;
@@ -53,6 +55,8 @@ export interface InferOutcome {
   files: string[];
   /** Instance image tag when one was built. */
   image?: string;
+  /** Wall seconds: reading the repository (facts, suite, mapper), builds, reference runs (flaky checks included). */
+  seconds?: { read: number; build: number; reference: number };
 }
 
 /** `owner/name` from a path or URL (`…/owner+name/repo`, `…/name.git`). */
@@ -131,6 +135,8 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
   const repo = o.name ?? nameFromRepo(o.repo);
   const out = o.out ?? storedSpecPath(repo, commit, stateDir);
   const minPass = o.minPass ?? 0.8;
+  const tRead = performance.now();
+  const seconds = { read: 0, build: 0, reference: 0 };
   const tree = new GitTree(gitDir, commit);
   const facts = readRepository(tree);
   // The interpreter: the first suite (bookworm, then trixie) whose Python satisfies requires-python.
@@ -155,6 +161,8 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
     sourceInstall: false,
   };
   const inferred = specFromFacts(facts, mapper, { repo, commit, source, scmVersion: scmVersion(gitDir, commit), suite, python });
+  if (o.extraEnv) inferred.spec = { ...inferred.spec, env: { ...inferred.spec.env, ...o.extraEnv } };
+  seconds.read = (performance.now() - tRead) / 1000;
   const prov: Provenance = inferred.provenance;
   const files: string[] = [];
   const finish = (reason: string, accepted = false): InferOutcome => {
@@ -165,7 +173,8 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
     fs.writeFileSync(out, JSON.stringify(inferred.spec, null, 2) + "\n");
     fs.writeFileSync(`${out}.provenance.json`, JSON.stringify(prov, null, 2) + "\n");
     files.unshift(out, `${out}.provenance.json`);
-    return { repo, commit, result, inferred, files, ...(image ? { image } : {}) };
+    seconds.build = result.buildSeconds;
+    return { repo, commit, result, inferred, files, seconds, ...(image ? { image } : {}) };
   };
   let image: string | undefined;
   if ("reason" in choice) return finish(choice.reason);
@@ -188,6 +197,7 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
       else if (b.cached && attempt === 1) result.sourceInstall = prov.changes.some((c) => c.change.includes("source install"));
       say(`attempt ${attempt}: reference run of ${b.tag}`);
       const run = await referenceRun(b.tag, spec, inferred.testPaths, timeout);
+      seconds.reference += run.seconds;
       log = run.log;
       const c = countStatuses(run.statuses);
       Object.assign(result, { testsCollected: c.collected, passed: c.passed, failed: c.failed, skipped: c.skipped, passRate: c.passRate });
@@ -196,7 +206,9 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
         const runs = [run.statuses];
         for (let i = 0; i < (o.flakyRuns ?? 2); i++) {
           say(`flaky check ${i + 1}`);
-          runs.push((await referenceRun(b.tag, spec, inferred.testPaths, timeout)).statuses);
+          const again = await referenceRun(b.tag, spec, inferred.testPaths, timeout);
+          seconds.reference += again.seconds;
+          runs.push(again.statuses);
         }
         const flaky = [...run.statuses.keys()].filter((id) => runs.some((r) => r.get(id) !== run.statuses.get(id))).sort();
         result.flaky = flaky;
