@@ -355,6 +355,8 @@ describe("repair rules", () => {
     const other = repairFromLog(base, "pytest: error: unrecognized arguments: --weird-plugin-flag", mapper)!;
     expect(other.spec.testCommand).toBe('pytest -rA -o addopts=""');
     expect(repairFromLog(base, "1 failed, 9 passed", mapper)).toBeUndefined();
+    const internal = "INTERNALERROR>   File \"/usr/lib/python3/dist-packages/_pytest/config/__init__.py\"\nINTERNALERROR> pytest.PytestConfigWarning: Unknown config option: asyncio_default_fixture_loop_scope";
+    expect(repairFromLog(base, internal, mapper)!.spec.testCommand).toBe("pytest -rA -W ignore::pytest.PytestConfigWarning");
     // The project's own module is never "repaired" with Debian's copy of the project.
     expect(repairFromLog({ ...base, repo: "x/six" }, "E   ModuleNotFoundError: No module named 'six._version'", mapper)).toBeUndefined();
   });
