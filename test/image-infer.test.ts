@@ -110,6 +110,17 @@ describe("reading repositories", () => {
     expect(s.provenance.packages.find((p) => p.dist === "no-such-dist-anywhere")?.skipped).toMatch(/no Debian package/);
     expect(s.provenance.packages.find((p) => p.dist === "oldthing")?.skipped).toMatch(/marker false/);
     expect(s.provenance.packages.some((p) => p.dist === "sphinx")).toBe(false);
+    expect(s.spec.install[0]).not.toContain("entry_points.txt");
+    // Entry points reach the .pth route's minimal dist-info (plugin lookups by entry point).
+    const e = repo({
+      "pyproject.toml": '[project]\nname = "epkg"\nversion = "2.1"\n\n[project.entry-points."epkg.plugins"]\nfoo = "epkg.foo:Foo"\n\n[project.scripts]\nepkg = "epkg.cli:main"\n',
+      "epkg/__init__.py": "",
+      "tests/test_a.py": TEST_PY,
+    });
+    const line = specFromFacts(readRepository(e.tree), mapper, { repo: "x/epkg", commit: e.commit }).spec.install[0]!;
+    expect(line).toContain("epkg-2.1.dist-info");
+    const b64 = [...line.matchAll(/echo (\S+) \| base64 -d > "\$d\/entry_points.txt"/g)].map((m) => Buffer.from(m[1]!, "base64").toString());
+    expect(b64).toEqual(["[epkg.plugins]\nfoo = epkg.foo:Foo\n\n[console_scripts]\nepkg = epkg.cli:main\n"]);
   });
 
   it("hatch with hatch-vcs: hatch env dependencies, a pretend version from the newest tag", () => {

@@ -35,6 +35,12 @@ export interface RepoFacts {
   usesScm: boolean;
   /** File a VCS version plugin writes at build time (hatch-vcs version-file, setuptools-scm write_to / version_file). */
   versionFile?: string;
+  /** PEP 621 project name, when pyproject.toml gives one. */
+  projectName?: string;
+  /** PEP 621 static version, when given. */
+  projectVersion?: string;
+  /** Entry points by group (`[project.entry-points.*]`; `[project.scripts]` as console_scripts), for the source-install metadata. */
+  entryPoints?: Record<string, Record<string, string>>;
   /** "src" when the package lives under src/. */
   layout: "src" | "flat";
   /** Test paths: pytest testpaths, else tests/, test/, testing/. */
@@ -229,6 +235,13 @@ export function readRepository(tree: GitTree): RepoFacts {
       buildBackend = String(bs["build-backend"] ?? "");
       facts.buildRequires.push(...reqs(strings(bs.requires), "pyproject.toml [build-system.requires]"));
       const project = obj(py.project);
+      if (typeof project.name === "string") facts.projectName = project.name;
+      if (typeof project.version === "string") facts.projectVersion = project.version;
+      const eps: Record<string, Record<string, string>> = {};
+      const group = (v: unknown) => Object.fromEntries(Object.entries(obj(v)).filter(([, x]) => typeof x === "string")) as Record<string, string>;
+      for (const [g, v] of Object.entries(obj(project["entry-points"]))) eps[g] = group(v);
+      if (Object.keys(obj(project.scripts)).length) eps.console_scripts = group(project.scripts);
+      if (Object.keys(eps).length) facts.entryPoints = eps;
       if (typeof project["requires-python"] === "string") facts.requiresPython = project["requires-python"];
       facts.dependencies.push(...reqs(strings(project.dependencies), "pyproject.toml [project.dependencies]"));
       for (const [k, v] of Object.entries(obj(project["optional-dependencies"]))) {

@@ -88,14 +88,28 @@ export interface InferredSpec {
 const BASE_PACKAGES = ["python3-pip", "python3-setuptools", "python3-wheel", "python-is-python3", "python3-pytest"];
 
 /** The install line: an editable install offline, else a `.pth` to the source root (the backend in the suite is too old, or a C build fails). */
-export function installLine(layout: "src" | "flat", workdir: string, versionFile?: { path: string; version: string }): string {
+export function installLine(layout: "src" | "flat", workdir: string, versionFile?: { path: string; version: string }, dist?: { name: string; version: string; entryPoints?: Record<string, Record<string, string>> }): string {
   const root = layout === "src" ? `${workdir}/src` : workdir;
+  // The .pth route registers no metadata: a minimal dist-info (name, version, entry points) lets
+  // importlib.metadata and entry-point plugin lookups (e.g. Markdown's own extensions) find the project.
+  let meta = "";
+  if (dist && /^[A-Za-z0-9][\w.-]*$/.test(dist.name)) {
+    const dir = `${dist.name.replace(/[-.]+/g, "_")}-${dist.version}.dist-info`;
+    const eps = Object.entries(dist.entryPoints ?? {})
+      .map(([g, m]) => `[${g}]\n${Object.entries(m).map(([k, v]) => `${k} = ${v}`).join("\n")}\n`)
+      .join("\n");
+    const b64 = (t: string) => Buffer.from(t).toString("base64");
+    meta =
+      `d="$(python3 -c 'import site; print(site.getsitepackages()[0])')/${dir}"; mkdir -p "$d"; ` +
+      `echo ${b64(`Metadata-Version: 2.1\nName: ${dist.name}\nVersion: ${dist.version}\n`)} | base64 -d > "$d/METADATA"; ` +
+      (eps ? `echo ${b64(eps)} | base64 -d > "$d/entry_points.txt"; ` : "");
+  }
   // The file a VCS version plugin would have written at build time (the .pth route skips the build).
   const vf = versionFile && /^[\w./-]+\.py$/.test(versionFile.path) ? `test -e ${versionFile.path} || printf '__version__ = version = "%s"\\n__version_tuple__ = version_tuple = (%s)\\n' ${versionFile.version} ${versionFile.version.split(".").join(",")} > ${versionFile.path}; ` : "";
   return (
     "pip install --no-index --no-deps --no-build-isolation --break-system-packages -e . >/tmp/forager-install.log 2>&1 || " +
     `{ tail -n 15 /tmp/forager-install.log; echo "forager-infer: source install (.pth to ${root})"; ` +
-    `${vf}echo ${root} > "$(python3 -c 'import site; print(site.getsitepackages()[0])')/forager-source.pth"; }`
+    `${vf}${meta}echo ${root} > "$(python3 -c 'import site; print(site.getsitepackages()[0])')/forager-source.pth"; }`
   );
 }
 
@@ -148,7 +162,14 @@ export function specFromFacts(
     ...(opts.source ? { source: opts.source } : {}),
     baseImage: baseImageTag(suite),
     systemPackages: [...system].sort(),
-    install: [installLine(facts.layout, "/testbed", facts.versionFile ? { path: facts.versionFile, version: opts.scmVersion ?? "0.0.0" } : undefined)],
+    install: [
+      installLine(
+        facts.layout,
+        "/testbed",
+        facts.versionFile ? { path: facts.versionFile, version: opts.scmVersion ?? "0.0.0" } : undefined,
+        facts.projectName ? { name: facts.projectName, version: facts.projectVersion ?? opts.scmVersion ?? "0.0.0", ...(facts.entryPoints ? { entryPoints: facts.entryPoints } : {}) } : undefined,
+      ),
+    ],
     env,
     testCommand: facts.unittestCommand ? unittestCommand(facts.testPaths) : "pytest -rA",
     logParser: facts.unittestCommand ? "unittest" : "pytest",
