@@ -14,7 +14,7 @@ import { DebianMapper } from "../images/infer/debian";
 import { evaluateMarker, linuxEnvironment, parseRequirement } from "../images/infer/pep508";
 import { GitTree, multilineIni, noxfileFacts, readRepository, setupPyLists } from "../images/infer/read";
 import { parseUnittestLog } from "../images/log-parsers";
-import { inferImage, scmVersion } from "../images/infer/run";
+import { inferImage, pytestVariant, scmVersion } from "../images/infer/run";
 import { pythonProblem, repairFromLog, specFromFacts } from "../images/infer/spec";
 import { chooseSuite } from "../images/infer/suites";
 import { latestRunnable } from "../images/infer/latest";
@@ -300,6 +300,12 @@ describe("noxfile.py and unittest", () => {
     const s = specFromFacts(f, mapper, { repo: "x/pkg", commit: r.commit });
     expect(s.spec.testCommand).toBe("python -m unittest discover -v -t . -s test");
     expect(s.spec.logParser).toBe("unittest");
+    // mutate-fix gets a pytest variant of such a spec (pytest collects unittest.TestCase).
+    const file = path.join(tmp, "ut-spec.json");
+    fs.writeFileSync(file, JSON.stringify(s.spec));
+    const v = pytestVariant(file);
+    expect(v).toBe(path.join(tmp, "ut-spec.pytest.json"));
+    expect(JSON.parse(fs.readFileSync(v, "utf8"))).toMatchObject({ testCommand: "pytest -rA", logParser: "pytest", systemPackages: s.spec.systemPackages });
   });
 });
 

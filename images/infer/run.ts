@@ -11,7 +11,7 @@ import { shellQuote } from "../../lib/shell";
 import { parseTestLog } from "../log-parsers";
 import { buildInstanceImage, ImageBuildError } from "../build";
 import { inspectImage, runInImage } from "../docker";
-import type { ImageSpec, RepoSource } from "../spec";
+import { ImageSpecSchema, type ImageSpec, type RepoSource } from "../spec";
 import { defaultStateDir } from "../state";
 import type { BaseSuite } from "../base";
 import type { DebianMapper } from "./debian";
@@ -282,8 +282,21 @@ export async function inferredSpecFile(o: { repo: string; commit: string; name?:
   const file = storedSpecPath(name, commit, o.stateDir);
   if (fs.existsSync(file) && fs.existsSync(`${file}.provenance.json`)) {
     const prov = JSON.parse(fs.readFileSync(`${file}.provenance.json`, "utf8")) as Provenance;
-    if (prov.result?.accepted) return { file, accepted: true, reason: `stored: ${prov.result.reason}` };
+    if (prov.result?.accepted) return { file: pytestVariant(file), accepted: true, reason: `stored: ${prov.result.reason}` };
   }
   const out = await inferImage({ repo: o.repo, commit, name, ...(o.stateDir ? { stateDir: o.stateDir } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
-  return out.result.accepted ? { file: out.files[0]!, accepted: true, reason: out.result.reason } : undefined;
+  return out.result.accepted ? { file: pytestVariant(out.files[0]!), accepted: true, reason: out.result.reason } : undefined;
+}
+
+/**
+ * mutate-fix validates with pytest (its coverage map and JUnit ids): for a spec that runs
+ * `python -m unittest`, a sibling `<spec>.pytest.json` with `pytest -rA` and the pytest parser
+ * (pytest collects `unittest.TestCase` suites), returned instead; any other spec file as is.
+ */
+export function pytestVariant(file: string): string {
+  const spec = ImageSpecSchema.parse(JSON.parse(fs.readFileSync(file, "utf8")));
+  if (spec.logParser !== "unittest") return file;
+  const variant = file.replace(/\.json$/, "") + ".pytest.json";
+  fs.writeFileSync(variant, JSON.stringify({ ...spec, testCommand: "pytest -rA", logParser: "pytest" }, null, 2) + "\n");
+  return variant;
 }
