@@ -3,7 +3,9 @@
  * pdm) and runner (pytest, unittest), PEP 508 requirements and markers, Debian mapping, the
  * repair rules on real-looking logs (fast, no Docker); then one small repository end to end in
  * Docker: a missing pytest plugin repaired, a file needing an unobtainable dependency deselected,
- * accepted with per-test statuses stored.
+ * accepted with per-test statuses stored; a repository needing Python >= 3.12 accepted on trixie.
+ * Also the base suites, noxfile.py, the unittest parser and --latest-runnable (no Docker: the
+ * walk is given a scripted inference).
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
