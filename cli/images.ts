@@ -3,7 +3,7 @@
  * disk use, and pruning by age or disuse.
  */
 import type { Command } from "commander";
-import { ensureBaseImage } from "../images/base";
+import { BASE_SUITES, type BaseSuite, ensureBaseImage } from "../images/base";
 import { buildInstanceImage, listImages, pruneImages } from "../images/build";
 import { knownIssue, loadSweBenchSpecs, networkRequirement, specForSweBench } from "../images/swebench-specs";
 import { findRepository } from "../rewards/eval-run";
@@ -32,9 +32,12 @@ export function registerImageCommands(program: Command): void {
     .description("make forager's base image when it is missing (pull a configured image, else bootstrap Debian with mmdebstrap)")
     .option("--tag <tag>", "tag to ensure")
     .option("--pull-from <ref>", "registry image to try first (default $FORAGER_BASE_PULL_FROM)")
-    .action(async (o: { tag?: string; pullFrom?: string }) => {
+    .option("--suite <suite>", `Debian suite (${Object.keys(BASE_SUITES).join(", ")}; default bookworm)`)
+    .action(async (o: { tag?: string; pullFrom?: string; suite?: string }) => {
+      if (o.suite && !(o.suite in BASE_SUITES)) throw new Error(`--suite ${o.suite}: one of ${Object.keys(BASE_SUITES).join(", ")}`);
       const r = await ensureBaseImage({
         tag: o.tag,
+        ...(o.suite ? { suite: o.suite as BaseSuite } : {}),
         pullFrom: o.pullFrom,
         onProgress: (p) => process.stderr.write(`[${p.phase}] ${p.message}\n`),
       });

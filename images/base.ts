@@ -1,15 +1,16 @@
 /**
- * The base image layer: Debian bookworm (minbase) with python3, git, patch and ca-certificates.
+ * The base image layer: Debian (minbase) with python3, git, patch and ca-certificates, one image per
+ * suite: bookworm (Python 3.11, the default) and trixie (Python 3.13).
  *
  * `ensureBaseImage` is idempotent: an existing tag is reused as is. Otherwise, if a registry
  * image is configured (`pullFrom`, or `FORAGER_BASE_PULL_FROM`) and a pull succeeds within a
  * short timeout, it is tagged; else the image is bootstrapped locally with
- * `mmdebstrap --variant=minbase --include=python3,git,patch,ca-certificates bookworm -`
+ * `mmdebstrap --variant=minbase --include=python3,git,patch,ca-certificates <suite> -`
  * streamed into the engine's import endpoint (no registry needed, ~20-60 s). A lock file in the
  * state dir keeps two processes from making it at once.
  *
- * The tag names what the image was made from: the default `forager/base:bookworm-mmdebstrap-minbase`
- * for the mmdebstrap recipe, `forager/base:registry-<ref>` for a pulled image (unless a tag is
+ * The tag names what the image was made from: `forager/base:<suite>-mmdebstrap-minbase` (the default
+ * `forager/base:bookworm-mmdebstrap-minbase`, and `forager/base:trixie-mmdebstrap-minbase`) for the mmdebstrap recipe, `forager/base:registry-<ref>` for a pulled image (unless a tag is
  * given). Labels record the same: `forager.kind=base`, `forager.base.source=mmdebstrap:bookworm:minbase`
  * (or `registry:<ref>`), `forager.base.include`, `forager.created`.
  */
@@ -24,10 +25,28 @@ import { defaultStateDir, tagFileName, updateImageIndex, withFileLock } from "./
 
 /** The packages mmdebstrap includes on top of minbase. */
 export const BASE_INCLUDE = ["python3", "git", "patch", "ca-certificates"] as const;
-/** Debian suite of the base image. */
+/** Debian suite of the default base image. */
 export const BASE_SUITE = "bookworm";
-/** Value of the `forager.base.source` label for the mmdebstrap recipe. */
+/** Debian suites forager bootstraps base images of, with the CPython each ships (for requires-python and markers). */
+export const BASE_SUITES = { bookworm: "3.11.2", trixie: "3.13.5" } as const;
+/** A suite forager can make a base image of. */
+export type BaseSuite = keyof typeof BASE_SUITES;
+/** Value of the `forager.base.source` label for the mmdebstrap recipe of the default suite. */
 export const MMDEBSTRAP_SOURCE = `mmdebstrap:${BASE_SUITE}:minbase`;
+
+/**
+ * The tag of the mmdebstrap base image of a suite: `forager/base:<suite>-mmdebstrap-minbase`
+ * (bookworm's is {@link DEFAULT_BASE_IMAGE}, the tag every earlier spec names).
+ */
+export function baseImageTag(suite: BaseSuite = BASE_SUITE): string {
+  return `forager/base:${suite}-mmdebstrap-minbase`;
+}
+
+/** The suite a base tag was made from (`forager/base:trixie-mmdebstrap-minbase` → trixie); the default suite for any other tag. */
+export function suiteOfTag(tag: string): BaseSuite {
+  const m = /^forager\/base:([a-z]+)-mmdebstrap-minbase$/.exec(tag);
+  return m && m[1]! in BASE_SUITES ? (m[1] as BaseSuite) : BASE_SUITE;
+}
 
 /** A progress note from {@link ensureBaseImage}. */
 export interface BaseProgress {
@@ -36,8 +55,10 @@ export interface BaseProgress {
 }
 
 export interface EnsureBaseOptions {
-  /** Tag to ensure. Default: {@link DEFAULT_BASE_IMAGE}, or `forager/base:registry-<ref>` when pulling. */
+  /** Tag to ensure. Default: {@link baseImageTag} of `suite`, or `forager/base:registry-<ref>` when pulling. */
   tag?: string;
+  /** Debian suite to bootstrap (default: the suite the tag names, else bookworm). */
+  suite?: BaseSuite;
   /** A registry image to try before bootstrapping (e.g. "debian:bookworm-slim"). Default: `FORAGER_BASE_PULL_FROM`. */
   pullFrom?: string;
   /** Give up on the pull after this many ms (default 20 000). */
@@ -86,7 +107,8 @@ export async function ensureBaseImage(opts: EnsureBaseOptions = {}): Promise<Bas
     opts.onProgress?.({ phase, message });
   };
   const pullFrom = opts.pullFrom ?? process.env.FORAGER_BASE_PULL_FROM ?? undefined;
-  const candidates = opts.tag ? [opts.tag] : pullFrom ? [registryBaseTag(pullFrom), DEFAULT_BASE_IMAGE] : [DEFAULT_BASE_IMAGE];
+  const defaultTag = opts.suite ? baseImageTag(opts.suite) : DEFAULT_BASE_IMAGE;
+  const candidates = opts.tag ? [opts.tag] : pullFrom ? [registryBaseTag(pullFrom), defaultTag] : [defaultTag];
   const seconds = () => (Date.now() - started) / 1000;
 
   const existing = async (): Promise<BaseImageResult | undefined> => {
@@ -123,9 +145,10 @@ export async function ensureBaseImage(opts: EnsureBaseOptions = {}): Promise<Bas
         }
       }
 
-      const tag = opts.tag ?? DEFAULT_BASE_IMAGE;
+      const tag = opts.tag ?? defaultTag;
+      const suite = opts.suite ?? suiteOfTag(tag);
       const logDir = opts.logDir ?? path.join(stateDir, "logs", "build");
-      const id = await bootstrap(tag, logDir, opts.bootstrapTimeoutMs ?? 15 * 60_000, progress);
+      const id = await bootstrap(tag, suite, logDir, opts.bootstrapTimeoutMs ?? 15 * 60_000, progress);
       await record(stateDir, tag, id, seconds());
       progress("done", `bootstrapped ${tag} in ${seconds().toFixed(1)} s`);
       return { tag, id, created: true, source: "mmdebstrap" as const, seconds: seconds() };
@@ -178,6 +201,7 @@ export function splitTag(tag: string): [string, string] {
  */
 async function bootstrap(
   tag: string,
+  suite: BaseSuite,
   logDir: string,
   timeoutMs: number,
   progress: (phase: BaseProgress["phase"], message: string) => void,
@@ -190,7 +214,7 @@ async function bootstrap(
     "--variant=minbase",
     `--include=${BASE_INCLUDE.join(",")}`,
     `--mode=${mode}`,
-    BASE_SUITE,
+    suite,
     "-",
   ];
   logStream.write(`$ mmdebstrap ${args.join(" ")} | import ${tag}\n`);
@@ -219,7 +243,7 @@ async function bootstrap(
   const created = new Date().toISOString();
   const changes = [
     `LABEL forager.kind=base`,
-    `LABEL forager.base.source=${MMDEBSTRAP_SOURCE}`,
+    `LABEL forager.base.source=mmdebstrap:${suite}:minbase`,
     `LABEL forager.base.include=${BASE_INCLUDE.join(",")}`,
     `LABEL forager.created=${created}`,
     `ENV LANG=C.UTF-8`,

@@ -53,7 +53,60 @@ export function parseTestLog(parser: LogParserName, log: string, options: ParseO
       return parseDjangoLog(log);
     case "sympy":
       return parseSympyLog(log);
+    case "unittest":
+      return parseUnittestLog(log);
   }
+}
+
+const UNITTEST_OUTCOMES: [RegExp, TestStatus][] = [
+  [/^ok$/, "PASSED"],
+  [/^FAIL$/, "FAILED"],
+  [/^ERROR$/, "ERROR"],
+  [/^skipped\b/, "SKIPPED"],
+  [/^expected failure$/, "XFAIL"],
+  [/^unexpected success$/, "FAILED"],
+];
+
+/**
+ * The log of `python -m unittest -v` (CPython's TextTestRunner at verbosity 2), forager's own
+ * parser (the SWE-bench harness has none for plain unittest). Lines `name (module.Class) ... ok`
+ * (Python < 3.11) and `name (module.Class.name) ... ok` (≥ 3.11) give the id
+ * `module.Class.name`, the dotted name `python -m unittest` accepts to select a test. When the
+ * test has a docstring, the runner prints `name (module.Class.name)` on one line and
+ * `First docstring line ... ok` on the next; output a test prints before its outcome
+ * (`name (…) ... ` then lines, then `ok`) is skipped. Outcomes: ok → PASSED, FAIL → FAILED,
+ * ERROR → ERROR, skipped 'why' → SKIPPED, expected failure → XFAIL, unexpected success → FAILED.
+ * A module that fails to import appears as `unittest.loader._FailedTest.<module>` with ERROR.
+ */
+export function parseUnittestLog(log: string): StatusMap {
+  const map: StatusMap = new Map();
+  const head = /^(\w+) \(([\w.]+)\)(?: \.\.\. (.*))?$/;
+  let pending: string | undefined;
+  const idOf = (name: string, where: string) => (where.endsWith(`.${name}`) ? where : `${where}.${name}`);
+  const outcome = (rest: string): TestStatus | undefined => UNITTEST_OUTCOMES.find(([re]) => re.test(rest.trim()))?.[1];
+  for (const raw of log.replace(/\r\n?/g, "\n").split("\n")) {
+    const line = raw.trimEnd();
+    const m = head.exec(line);
+    if (m) {
+      pending = idOf(m[1]!, m[2]!);
+      if (m[3] !== undefined) {
+        const s = outcome(m[3]);
+        if (s) {
+          map.set(pending, s);
+          pending = undefined;
+        }
+      }
+      continue;
+    }
+    if (pending === undefined) continue;
+    const tail = / \.\.\. (.*)$/.exec(line)?.[1] ?? line;
+    const s = outcome(tail);
+    if (s) {
+      map.set(pending, s);
+      pending = undefined;
+    }
+  }
+  return map;
 }
 
 const STATUS_SET: ReadonlySet<string> = new Set(TEST_STATUSES);

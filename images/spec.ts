@@ -22,7 +22,7 @@ export const RepoSourceSchema = z.discriminatedUnion("type", [
 export type RepoSource = z.infer<typeof RepoSourceSchema>;
 
 /** Names of the test-log parsers (images/log-parsers). */
-export const LogParserNameSchema = z.enum(["pytest", "django", "sympy"]);
+export const LogParserNameSchema = z.enum(["pytest", "django", "sympy", "unittest"]);
 export type LogParserName = z.infer<typeof LogParserNameSchema>;
 
 export const ImageSpecSchema = z.object({

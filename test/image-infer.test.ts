@@ -3,7 +3,9 @@
  * pdm) and runner (pytest, unittest), PEP 508 requirements and markers, Debian mapping, the
  * repair rules on real-looking logs (fast, no Docker); then one small repository end to end in
  * Docker: a missing pytest plugin repaired, a file needing an unobtainable dependency deselected,
- * accepted with per-test statuses stored.
+ * accepted with per-test statuses stored; a repository needing Python >= 3.12 accepted on trixie.
+ * Also the base suites, noxfile.py, the unittest parser and --latest-runnable (no Docker: the
+ * walk is given a scripted inference).
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -12,9 +14,15 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { DebianMapper } from "../images/infer/debian";
 import { evaluateMarker, linuxEnvironment, parseRequirement } from "../images/infer/pep508";
-import { GitTree, multilineIni, readRepository, setupPyLists } from "../images/infer/read";
-import { inferImage, scmVersion } from "../images/infer/run";
+import { GitTree, multilineIni, noxfileFacts, readRepository, setupPyLists } from "../images/infer/read";
+import { parseUnittestLog } from "../images/log-parsers";
+import { inferImage, pytestVariant, scmVersion } from "../images/infer/run";
 import { pythonProblem, repairFromLog, specFromFacts } from "../images/infer/spec";
+import { chooseSuite } from "../images/infer/suites";
+import { latestRunnable } from "../images/infer/latest";
+import type { InferOutcome, InferOptions } from "../images/infer/run";
+import { baseImageTag, suiteOfTag } from "../images/base";
+import { DEFAULT_BASE_IMAGE } from "../images/spec";
 import { makeRepo } from "./helpers/git-fixtures";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "forager-infer-test-"));
@@ -104,6 +112,17 @@ describe("reading repositories", () => {
     expect(s.provenance.packages.find((p) => p.dist === "no-such-dist-anywhere")?.skipped).toMatch(/no Debian package/);
     expect(s.provenance.packages.find((p) => p.dist === "oldthing")?.skipped).toMatch(/marker false/);
     expect(s.provenance.packages.some((p) => p.dist === "sphinx")).toBe(false);
+    expect(s.spec.install[0]).not.toContain("entry_points.txt");
+    // Entry points reach the .pth route's minimal dist-info (plugin lookups by entry point).
+    const e = repo({
+      "pyproject.toml": '[project]\nname = "epkg"\nversion = "2.1"\n\n[project.entry-points."epkg.plugins"]\nfoo = "epkg.foo:Foo"\n\n[project.scripts]\nepkg = "epkg.cli:main"\n',
+      "epkg/__init__.py": "",
+      "tests/test_a.py": TEST_PY,
+    });
+    const line = specFromFacts(readRepository(e.tree), mapper, { repo: "x/epkg", commit: e.commit }).spec.install[0]!;
+    expect(line).toContain("epkg-2.1.dist-info");
+    const b64 = [...line.matchAll(/echo (\S+) \| base64 -d > "\$d\/entry_points.txt"/g)].map((m) => Buffer.from(m[1]!, "base64").toString());
+    expect(b64).toEqual(["[epkg.plugins]\nfoo = epkg.foo:Foo\n\n[console_scripts]\nepkg = epkg.cli:main\n"]);
   });
 
   it("hatch with hatch-vcs: hatch env dependencies, a pretend version from the newest tag", () => {
@@ -177,6 +196,154 @@ describe("reading repositories", () => {
   });
 });
 
+describe("base suites", () => {
+  it("chooses bookworm when its Python satisfies requires-python, trixie when only 3.13 does, none with the reason", () => {
+    expect(chooseSuite(">=3.8")).toEqual({ suite: "bookworm", python: "3.11.2" });
+    expect(chooseSuite(undefined)).toMatchObject({ suite: "bookworm" });
+    expect(chooseSuite(">=3.12")).toMatchObject({ suite: "trixie", python: expect.stringMatching(/^3\.13\./) });
+    expect(chooseSuite(">=3.9,<3.11")).toEqual({ reason: expect.stringMatching(/excludes bookworm's Python 3\.11\.2 and trixie's Python 3\.13/) });
+    expect(chooseSuite(">=3.12", undefined, ["bookworm"])).toEqual({ reason: expect.stringMatching(/excludes bookworm's/) });
+  });
+  it("keys base tags by suite; bookworm's tag is the one every earlier spec names", () => {
+    expect(baseImageTag("bookworm")).toBe(DEFAULT_BASE_IMAGE);
+    expect(baseImageTag("trixie")).toBe("forager/base:trixie-mmdebstrap-minbase");
+    expect(suiteOfTag("forager/base:trixie-mmdebstrap-minbase")).toBe("trixie");
+    expect(suiteOfTag("forager/base:measure-x")).toBe("bookworm");
+  });
+  it("a trixie spec: its base image, its backend packages, markers evaluated for Python 3.13", () => {
+    const r = repo({
+      "pyproject.toml": '[build-system]\nrequires = ["pdm-backend"]\nbuild-backend = "pdm.backend"\n\n[project]\nname = "pkg"\nrequires-python = ">=3.12"\ndependencies = ["six; python_version >= \'3.12\'", "attrs; python_version < \'3.12\'"]\n',
+      "pkg/__init__.py": "",
+      "tests/test_a.py": TEST_PY,
+    });
+    const f = readRepository(r.tree);
+    const trixie = new DebianMapper({ suite: "trixie", distFile, packageNames: ["python3-six", "python3-attr", "python3-pdm-backend"] });
+    const s = specFromFacts(f, trixie, { repo: "x/pkg", commit: r.commit, suite: "trixie", python: "3.13.5" });
+    expect(s.spec.baseImage).toBe("forager/base:trixie-mmdebstrap-minbase");
+    expect(s.spec.systemPackages).toEqual(expect.arrayContaining(["python3-pdm-backend", "python3-six"]));
+    expect(s.spec.systemPackages).not.toContain("python3-attr");
+    expect(s.spec.systemPackages).not.toContain("python3-pdm-pep517");
+    expect(s.provenance.suite).toBe("trixie");
+    expect(s.provenance.packages.find((p) => p.dist === "attrs")?.skipped).toMatch(/marker false on Python 3\.13\.5/);
+  });
+});
+
+describe("noxfile.py and unittest", () => {
+  const NOX = [
+    "import nox",
+    "",
+    '@nox.session(python=["3.11", "3.12"])',
+    "def tests(session):",
+    '    session.install("-e", ".[test]")',
+    "    session.install('freezegun', \"PyYAML>=6\", \"-r\", \"requirements/test.txt\")",
+    '    session.run("pytest", "-x", *session.posargs, env={"A": "1"})',
+    "",
+    "@nox.session",
+    "def lint(session):",
+    '    session.install("ruff")',
+    '    session.run("ruff", "check", ".")',
+    "",
+    "@nox.session",
+    "def ut(session):",
+    '    session.run("python", "-m", "unittest", "discover", "-v")',
+  ].join("\n");
+  it("reads session.install requirements (following -r) and session.run test commands statically", () => {
+    expect(noxfileFacts(NOX)).toEqual({
+      install: ["freezegun", "PyYAML>=6", "ruff"],
+      requirementFiles: ["requirements/test.txt"],
+      commands: ["pytest -x", "python -m unittest discover -v"],
+    });
+    const r = repo({ "setup.py": "from setuptools import setup\nsetup(name='pkg')\n", "noxfile.py": NOX, "requirements/test.txt": "six\n", "pkg/__init__.py": "", "tests/test_a.py": TEST_PY });
+    const f = readRepository(r.tree);
+    expect(f.filesRead).toContain("noxfile.py");
+    expect(f.testDependencies.map((d) => d.normalized)).toEqual(expect.arrayContaining(["freezegun", "pyyaml", "six"]));
+    expect(f.testCommands).toEqual(expect.arrayContaining(["pytest -x"]));
+    expect(f.unittestCommand).toBe(false);
+  });
+  it("parses python -m unittest -v logs of Python 3.10 and 3.11+ into module.Class.name ids", () => {
+    const log = [
+      "test_a (tests.test_x.T) ... ok",
+      "test_b (tests.test_x.T.test_b) ... FAIL",
+      "test_c (tests.test_x.T.test_c)",
+      "The docstring of c ... ok",
+      "test_d (tests.test_x.T.test_d) ... skipped 'not on linux'",
+      "test_e (tests.test_x.T.test_e) ... printed output",
+      "more output",
+      "ERROR",
+      "test_f (tests.test_x.T.test_f) ... expected failure",
+      "test_g (tests.test_x.T.test_g) ... unexpected success",
+      "tests.test_gone (unittest.loader._FailedTest.tests.test_gone) ... ERROR",
+      "",
+      "======================================================================",
+      "FAIL: test_b (tests.test_x.T.test_b)",
+      "----------------------------------------------------------------------",
+      "Ran 8 tests in 0.002s",
+      "FAILED (failures=2, errors=1, skipped=1)",
+    ].join("\n");
+    expect(Object.fromEntries(parseUnittestLog(log))).toEqual({
+      "tests.test_x.T.test_a": "PASSED",
+      "tests.test_x.T.test_b": "FAILED",
+      "tests.test_x.T.test_c": "PASSED",
+      "tests.test_x.T.test_d": "SKIPPED",
+      "tests.test_x.T.test_e": "ERROR",
+      "tests.test_x.T.test_f": "XFAIL",
+      "tests.test_x.T.test_g": "FAILED",
+    });
+  });
+  it("a suite with no pytest configuration whose CI runs unittest gets python -m unittest and the unittest parser", () => {
+    const r = repo({
+      "setup.py": "from setuptools import setup\nsetup(name='pkg')\n",
+      ".github/workflows/ci.yml": "on: push\njobs:\n  t:\n    steps:\n      - run: python -m unittest discover -s test\n",
+      "pkg/__init__.py": "",
+      "test/test_a.py": "import unittest\n\nclass T(unittest.TestCase):\n    def test_x(self):\n        self.assertTrue(True)\n",
+    });
+    const f = readRepository(r.tree);
+    expect(f.unittestCommand).toBe(true);
+    const s = specFromFacts(f, mapper, { repo: "x/pkg", commit: r.commit });
+    expect(s.spec.testCommand).toBe("python -m unittest discover -v -t . -s test");
+    expect(s.spec.logParser).toBe("unittest");
+    // mutate-fix gets a pytest variant of such a spec (pytest collects unittest.TestCase).
+    const file = path.join(tmp, "ut-spec.json");
+    fs.writeFileSync(file, JSON.stringify(s.spec));
+    const v = pytestVariant(file);
+    expect(v).toBe(path.join(tmp, "ut-spec.pytest.json"));
+    expect(JSON.parse(fs.readFileSync(v, "utf8"))).toMatchObject({ testCommand: "pytest -rA", logParser: "pytest", systemPackages: s.spec.systemPackages });
+  });
+});
+
+describe("--latest-runnable", () => {
+  it("steps over commits with the same unsatisfiable dependency files, then over a rejected suite, to the newest runnable commit", async () => {
+    const pp = (req: string) => `[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n\n[project]\nname = "pkg"\nversion = "1"\nrequires-python = "${req}"\n`;
+    const r = makeRepo(
+      path.join(tmp, `walk${n++}`),
+      { "pyproject.toml": pp(">=3.8"), "pkg/__init__.py": "", "tests/test_a.py": TEST_PY },
+      { message: "good", files: { "pkg/a.py": "x = 1\n" } },
+      { message: "tests broken", files: { "pkg/a.py": "x = 2\n" } },
+      { message: "needs 3.14", files: { "pyproject.toml": pp(">=3.14") } },
+      { message: "code only", files: { "pkg/b.py": "y = 1\n" } },
+    );
+    const [, good, broken, needs, head] = r.shas;
+    const built: string[] = [];
+    const infer = async (o: InferOptions): Promise<InferOutcome> => {
+      built.push(o.commit!);
+      const accepted = o.commit === good;
+      return { repo: "x/pkg", commit: o.commit!, files: [], result: { accepted, reason: accepted ? "1/1 pass" : "0/1 pass", python: "3.11.2", testsCollected: 1, passed: accepted ? 1 : 0, failed: accepted ? 0 : 1, skipped: 0, passRate: accepted ? 1 : 0, flaky: [], buildSeconds: 0, imageMb: 0, attempts: 1, sourceInstall: false } };
+    };
+    const w = await latestRunnable({ repo: r.dir, infer, stateDir: path.join(tmp, "walkstate") });
+    expect(w.commit).toBe(good);
+    expect(w.tries.map((t) => [t.commit, t.verdict])).toEqual([
+      [head, "skipped"],
+      [broken, "rejected"],
+      [good, "accepted"],
+    ]);
+    expect(w.tries[0]!.reason).toMatch(new RegExp(`requires-python >=3\\.14 excludes .*same dependency files back to ${needs!.slice(0, 12)}`));
+    expect(built).toEqual([broken, good]);
+    const bounded = await latestRunnable({ repo: r.dir, infer, maxTries: 2, stateDir: path.join(tmp, "walkstate") });
+    expect(bounded.commit).toBeUndefined();
+    expect(bounded.tries).toHaveLength(2);
+  });
+});
+
 describe("repair rules", () => {
   const r = repo({ "setup.py": "from setuptools import setup\nsetup()\n", "tests/test_a.py": TEST_PY });
   const base = specFromFacts(readRepository(r.tree), mapper, { repo: "x/pkg", commit: r.commit }).spec;
@@ -207,6 +374,8 @@ describe("repair rules", () => {
     const other = repairFromLog(base, "pytest: error: unrecognized arguments: --weird-plugin-flag", mapper)!;
     expect(other.spec.testCommand).toBe('pytest -rA -o addopts=""');
     expect(repairFromLog(base, "1 failed, 9 passed", mapper)).toBeUndefined();
+    const internal = "INTERNALERROR>   File \"/usr/lib/python3/dist-packages/_pytest/config/__init__.py\"\nINTERNALERROR> pytest.PytestConfigWarning: Unknown config option: asyncio_default_fixture_loop_scope";
+    expect(repairFromLog(base, internal, mapper)!.spec.testCommand).toBe("pytest -rA -W ignore::pytest.PytestConfigWarning");
     // The project's own module is never "repaired" with Debian's copy of the project.
     expect(repairFromLog({ ...base, repo: "x/six" }, "E   ModuleNotFoundError: No module named 'six._version'", mapper)).toBeUndefined();
   });
@@ -242,6 +411,28 @@ describe.skipIf(!dockerUp)("inferImage in Docker", () => {
       const statuses = JSON.parse(fs.readFileSync(`${out}.statuses.json`, "utf8")) as { statuses: Record<string, string> };
       expect(statuses.statuses).toEqual({ "tests/test_double.py::test_double": "PASSED", "tests/test_double.py::test_zero": "PASSED" });
       expect(JSON.parse(fs.readFileSync(out, "utf8")).testCommand).toBe("pytest -rA --ignore=tests/test_optional.py");
+    },
+    900_000,
+  );
+
+  it(
+    "accepts a repository that needs Python >= 3.12 on trixie, mapping against trixie's own package index",
+    async () => {
+      const r = repo({
+        "pyproject.toml": '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n\n[project]\nname = "newpkg"\nversion = "0.1"\nlicense = "MIT"\nrequires-python = ">=3.12"\ndependencies = ["attrs"]\n',
+        "newpkg/__init__.py": "import attrs\n\ntype Pair = tuple[int, int]\n\ndef swap(p: Pair) -> Pair:\n    return (p[1], p[0])\n",
+        "tests/test_swap.py": "import sys\nfrom newpkg import swap\n\ndef test_swap():\n    assert swap((1, 2)) == (2, 1)\n\ndef test_version():\n    assert sys.version_info >= (3, 12)\n",
+      });
+      const out = path.join(tmp, "trixie.json");
+      const stateDir = path.join(tmp, "state");
+      const o = await inferImage({ repo: r.dir, name: "example/newpkg", out, stateDir, flakyRuns: 0 });
+      expect(o.result.reason).toMatch(/2\/2 pass/);
+      expect(o.result.accepted).toBe(true);
+      expect(o.result.python).toMatch(/^3\.13\./);
+      expect(o.inferred!.spec.baseImage).toBe("forager/base:trixie-mmdebstrap-minbase");
+      expect(o.inferred!.spec.systemPackages).toEqual(expect.arrayContaining(["python3-attr", "python3-hatchling"]));
+      expect(o.inferred!.provenance.mappingSources.join(" ")).toMatch(/trixie/);
+      expect(fs.existsSync(path.join(stateDir, "infer", "suites", "trixie", "pkgnames.txt"))).toBe(true);
     },
     900_000,
   );

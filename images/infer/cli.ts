@@ -7,7 +7,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import { DebianMapper } from "./debian";
+import { latestRunnable, type RunnableTry } from "./latest";
 import { inferImage, type InferOutcome } from "./run";
 
 /** Repositories of a batch: a file of paths/URLs (one a line, `#` comments), or a directory of clones (`DIR/x`, `DIR/x/repo`). */
@@ -28,9 +28,10 @@ export function batchRepos(arg: string): string[] {
 }
 
 /** The summary object of one outcome (the `--summary` JSON line). */
-export function summaryLine(o: InferOutcome, seconds: number) {
+export function summaryLine(o: InferOutcome, seconds: number, tries?: RunnableTry[]) {
   const r = o.result;
   return {
+    ...(tries ? { latest_runnable: { commit: o.result.accepted ? o.commit : null, tries: tries.map((t) => ({ commit: t.commit, verdict: t.verdict, reason: t.reason })) } } : {}),
     repo: o.repo,
     commit: o.commit,
     accepted: r.accepted,
@@ -55,6 +56,11 @@ export function summaryLine(o: InferOutcome, seconds: number) {
   };
 }
 
+/** The summary line of a repository with no outcome (an error, or no runnable commit). */
+function failedLine(repo: string, reason: string, seconds: number): ReturnType<typeof summaryLine> {
+  return { repo, commit: "", accepted: false, reason, python: "", backend: undefined, layout: undefined, tests_collected: 0, passed: 0, failed: 0, skipped: 0, pass_rate: 0, flaky: 0, build_seconds: 0, total_seconds: seconds, image_mb: 0, attempts: 0, source_install: false, changes: [], deselected: [], spec: "" };
+}
+
 /** Register `images infer` under the `images` command. */
 export function registerInferCommand(images: Command): void {
   images
@@ -63,6 +69,8 @@ export function registerInferCommand(images: Command): void {
     .option("--repo <path|url>", "one repository: a local clone (bare or not) or a git URL")
     .option("--repos <dir|file>", "batch: a directory of clones or a file of paths/URLs")
     .option("--commit <sha>", "commit (default HEAD; only with --repo)")
+    .option("--latest-runnable", "walk back from HEAD (or --commit) to the newest commit this machine can satisfy and whose suite is accepted")
+    .option("--max-tries <n>", "commits --latest-runnable looks at", Number, 8)
     .option("--name <owner/name>", "repository name (default from the path)")
     .option("--out <file>", "spec output (default .forager/infer/<owner+name>-<commit12>.json; only with --repo)")
     .option("--summary <file>", "JSON lines, one object per repository")
@@ -70,10 +78,9 @@ export function registerInferCommand(images: Command): void {
     .option("--max-attempts <n>", "builds + reference runs before giving up", Number, 6)
     .option("--test-timeout <s>", "seconds one reference run may take", Number, 900)
     .option("--state-dir <dir>", "image state dir")
-    .action(async (o: { repo?: string; repos?: string; commit?: string; name?: string; out?: string; summary?: string; minPass: number; maxAttempts: number; testTimeout: number; stateDir?: string }) => {
+    .action(async (o: { repo?: string; repos?: string; commit?: string; latestRunnable?: boolean; maxTries: number; name?: string; out?: string; summary?: string; minPass: number; maxAttempts: number; testTimeout: number; stateDir?: string }) => {
       if (!o.repo === !o.repos) throw new Error("give --repo or --repos");
       const list = o.repo ? [o.repo] : batchRepos(o.repos!);
-      const mapper = new DebianMapper();
       const summary = o.summary ? fs.openSync(o.summary, "w") : undefined;
       const rows: ReturnType<typeof summaryLine>[] = [];
       for (const [i, repo] of list.entries()) {
@@ -81,9 +88,8 @@ export function registerInferCommand(images: Command): void {
         process.stderr.write(`[${i + 1}/${list.length}] ${repo}\n`);
         let line: ReturnType<typeof summaryLine>;
         try {
-          const out = await inferImage({
+          const opts = {
             repo,
-            mapper,
             minPass: o.minPass,
             maxAttempts: o.maxAttempts,
             testTimeoutSeconds: o.testTimeout,
@@ -91,11 +97,24 @@ export function registerInferCommand(images: Command): void {
             ...(o.repo && o.name ? { name: o.name } : {}),
             ...(o.repo && o.out ? { out: o.out } : {}),
             ...(o.stateDir ? { stateDir: o.stateDir } : {}),
-            onProgress: (m) => process.stderr.write(`  ${m}\n`),
-          });
-          line = summaryLine(out, (performance.now() - t0) / 1000);
+            onProgress: (m: string) => process.stderr.write(`  ${m}\n`),
+          };
+          if (o.latestRunnable) {
+            const w = await latestRunnable({ ...opts, maxTries: o.maxTries });
+            for (const t of w.tries) console.log(`${t.commit.slice(0, 12)}\t${t.verdict}\t${t.reason}`);
+            console.log(w.commit ? `latest runnable: ${w.commit}` : `no runnable commit in ${w.tries.length} tries`);
+            const last = w.outcome;
+            if (last) line = summaryLine(last, (performance.now() - t0) / 1000, w.tries);
+            else {
+              const t = w.tries[w.tries.length - 1];
+              line = { ...failedLine(repo, `no runnable commit in ${w.tries.length} tries${t ? `; last: ${t.reason}` : ""}`, (performance.now() - t0) / 1000), latest_runnable: { commit: null, tries: w.tries } };
+            }
+          } else {
+            const out = await inferImage(opts);
+            line = summaryLine(out, (performance.now() - t0) / 1000);
+          }
         } catch (err) {
-          line = { repo, commit: "", accepted: false, reason: `error: ${(err as Error).message.split("\n")[0]}`, python: "", backend: undefined, layout: undefined, tests_collected: 0, passed: 0, failed: 0, skipped: 0, pass_rate: 0, flaky: 0, build_seconds: 0, total_seconds: (performance.now() - t0) / 1000, image_mb: 0, attempts: 0, source_install: false, changes: [], deselected: [], spec: "" };
+          line = failedLine(repo, `error: ${(err as Error).message.split("\n")[0]}`, (performance.now() - t0) / 1000);
         }
         rows.push(line);
         if (summary) fs.writeSync(summary, JSON.stringify(line) + "\n");

@@ -65,16 +65,22 @@ export class DebianMapper {
   readonly dist = new Map<string, string>();
   readonly packages: Set<string>;
   readonly sources: string[] = [];
-  constructor(opts: { distFile?: string; packageNames?: Iterable<string> } = {}) {
+  /** The Debian suite the tables describe (default bookworm, the host's). */
+  readonly suite: string;
+  constructor(opts: { distFile?: string; packageNames?: Iterable<string>; suite?: string } = {}) {
+    this.suite = opts.suite ?? "bookworm";
     const distFile = opts.distFile ?? process.env.FORAGER_DH_PYTHON_DIST ?? DH_PYTHON_DIST;
     if (fs.existsSync(distFile)) {
       for (const line of fs.readFileSync(distFile, "utf8").split("\n")) {
         const [name, pkg] = line.trim().split(/\s+/);
         if (name && pkg && !name.startsWith("#")) this.dist.set(normalizeName(name), pkg);
       }
-      this.sources.push(`dh-python ${distFile} (${this.dist.size} names)`);
+      this.sources.push(`dh-python ${distFile} (${this.dist.size} names, ${this.suite})`);
     }
-    if (opts.packageNames) this.packages = new Set(opts.packageNames);
+    if (opts.packageNames) {
+      this.packages = new Set(opts.packageNames);
+      this.sources.push(`${this.suite} package index (${this.packages.size} python3-* names)`);
+    }
     else {
       let names: string[] = [];
       try {
@@ -107,7 +113,10 @@ export class DebianMapper {
   }
 }
 
-/** Debian packages of the build backends (bookworm names; `flit` pulls flit_core). */
+/**
+ * Debian packages of the build backends in bookworm (`flit` pulls flit_core 3.8; hatchling 1.12;
+ * no pdm-backend, so pdm-pep517).
+ */
 export const BACKEND_PACKAGES: Record<string, string[]> = {
   setuptools: ["python3-setuptools"],
   flit: ["flit"],
@@ -116,3 +125,12 @@ export const BACKEND_PACKAGES: Record<string, string[]> = {
   pdm: ["python3-pdm-pep517"],
   unknown: [],
 };
+
+/**
+ * The backend packages of a suite. trixie ships flit 3.12, hatchling 1.27, poetry-core 2.1 and
+ * pdm-backend 2.4 (PEP 639 license strings accepted, so editable installs can work there).
+ */
+export function backendPackages(backend: string, suite = "bookworm"): string[] {
+  if (suite !== "bookworm" && backend === "pdm") return ["python3-pdm-backend"];
+  return BACKEND_PACKAGES[backend] ?? [];
+}

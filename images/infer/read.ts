@@ -35,12 +35,20 @@ export interface RepoFacts {
   usesScm: boolean;
   /** File a VCS version plugin writes at build time (hatch-vcs version-file, setuptools-scm write_to / version_file). */
   versionFile?: string;
+  /** PEP 621 project name, when pyproject.toml gives one. */
+  projectName?: string;
+  /** PEP 621 static version, when given. */
+  projectVersion?: string;
+  /** Entry points by group (`[project.entry-points.*]`; `[project.scripts]` as console_scripts), for the source-install metadata. */
+  entryPoints?: Record<string, Record<string, string>>;
   /** "src" when the package lives under src/. */
   layout: "src" | "flat";
   /** Test paths: pytest testpaths, else tests/, test/, testing/. */
   testPaths: string[];
   /** pytest when configured or imported by tests; unittest when only unittest is seen. */
   runner: "pytest" | "unittest";
+  /** True when the suite is run with `python -m unittest` (no pytest configuration; CI, tox or nox run unittest). */
+  unittestCommand?: boolean;
   /** pytest ini options read (addopts, testpaths, minversion …), as strings. */
   pytestOptions: Record<string, string>;
   /** python-version values of workflow matrices. */
@@ -161,6 +169,42 @@ function testCommandsIn(text: string): string[] {
   return out;
 }
 
+/** String literals of a Python argument list (`"a", 'b', x` → ["a", "b"]); non-literal arguments are left out. */
+function pyStrings(args: string): string[] {
+  return [...args.matchAll(/(?<![\w.])(?:[rbuRBU]?)(["'])((?:\\.|(?!\1).)*)\1/g)].map((m) => m[2]!);
+}
+
+/**
+ * A noxfile read statically (no code runs): the string arguments of every `session.install(…)`
+ * (requirements; `-r FILE` followed; `-e`, `.`, `.[extra]` and other options skipped) and every
+ * `session.run(…)` whose first argument runs tests (`pytest`, `python -m pytest|unittest`,
+ * `coverage run`), joined into a command line.
+ * @returns `{install, requirementFiles, commands}` in file order.
+ */
+export function noxfileFacts(text: string): { install: string[]; requirementFiles: string[]; commands: string[] } {
+  const install: string[] = [];
+  const requirementFiles: string[] = [];
+  const commands: string[] = [];
+  // Calls whose argument list holds no nested parentheses (the common form); `*LIST` splats are not followed.
+  for (const m of text.matchAll(/\bsession\.(install|run)\s*\(([^()]*(?:\([^()]*\)[^()]*)*)\)/g)) {
+    // Keyword arguments (env=…, external=…) come after the positional ones: cut them off.
+    const args = pyStrings(m[2]!.replace(/(?:^|,)\s*[A-Za-z_]\w*\s*=(?!=)[\s\S]*$/, ""));
+    if (m[1] === "install") {
+      for (let i = 0; i < args.length; i++) {
+        const a = args[i]!;
+        if (a === "-r" || a === "--requirement") requirementFiles.push(args[++i] ?? "");
+        else if (/^-r\S/.test(a)) requirementFiles.push(a.slice(2));
+        else if (a === "-e" || a === "-c") i++;
+        else if (!a.startsWith("-") && !a.startsWith(".")) install.push(a);
+      }
+    } else if (args.length) {
+      const line = args.join(" ");
+      if (/^(pytest|py\.test|coverage run|python3? -m (pytest|unittest))\b/.test(line)) commands.push(line);
+    }
+  }
+  return { install, requirementFiles: requirementFiles.filter(Boolean), commands };
+}
+
 /**
  * Read everything forager uses from the repository at `tree`'s commit.
  * Unparseable files are skipped with a warning in `facts.warnings` (never thrown).
@@ -191,6 +235,13 @@ export function readRepository(tree: GitTree): RepoFacts {
       buildBackend = String(bs["build-backend"] ?? "");
       facts.buildRequires.push(...reqs(strings(bs.requires), "pyproject.toml [build-system.requires]"));
       const project = obj(py.project);
+      if (typeof project.name === "string") facts.projectName = project.name;
+      if (typeof project.version === "string") facts.projectVersion = project.version;
+      const eps: Record<string, Record<string, string>> = {};
+      const group = (v: unknown) => Object.fromEntries(Object.entries(obj(v)).filter(([, x]) => typeof x === "string")) as Record<string, string>;
+      for (const [g, v] of Object.entries(obj(project["entry-points"]))) eps[g] = group(v);
+      if (Object.keys(obj(project.scripts)).length) eps.console_scripts = group(project.scripts);
+      if (Object.keys(eps).length) facts.entryPoints = eps;
       if (typeof project["requires-python"] === "string") facts.requiresPython = project["requires-python"];
       facts.dependencies.push(...reqs(strings(project.dependencies), "pyproject.toml [project.dependencies]"));
       for (const [k, v] of Object.entries(obj(project["optional-dependencies"]))) {
@@ -275,6 +326,14 @@ export function readRepository(tree: GitTree): RepoFacts {
       facts.warnings.push(`${file}: ${(err as Error).message.split("\n")[0]}`);
     }
   }
+  const noxfile = tree.read("noxfile.py");
+  if (noxfile !== undefined) {
+    facts.filesRead.push("noxfile.py");
+    const nf = noxfileFacts(noxfile);
+    facts.testDependencies.push(...reqs(nf.install, "noxfile.py session.install"));
+    for (const f of nf.requirementFiles) facts.testDependencies.push(...requirementsFile(tree, normalizePath(f), facts));
+    facts.testCommands.push(...nf.commands);
+  }
   const setupPy = tree.read("setup.py");
   if (setupPy !== undefined) {
     facts.filesRead.push("setup.py");
@@ -328,6 +387,8 @@ export function readRepository(tree: GitTree): RepoFacts {
   const samples = testFiles.slice(0, 20).map((f) => tree.read(f) ?? "");
   const pytestSeen = Object.keys(facts.pytestOptions).length > 0 || tree.has("conftest.py") || tree.files.some((f) => f.endsWith("/conftest.py")) || samples.some((s) => /\bimport pytest\b|\bfrom pytest\b/.test(s)) || facts.testDependencies.some((r) => r.normalized === "pytest");
   facts.runner = !pytestSeen && samples.some((s) => /\bunittest\b/.test(s)) ? "unittest" : "pytest";
+  // Run with `python -m unittest` when nothing configures pytest and the CI, tox or nox run unittest.
+  facts.unittestCommand = facts.runner === "unittest" && !pytestSeen && facts.testCommands.some((c) => /\bunittest\b/.test(c)) && !facts.testCommands.some((c) => /\bpytest\b/.test(c));
   return facts;
 }
 

@@ -11,11 +11,13 @@ import { shellQuote } from "../../lib/shell";
 import { parseTestLog } from "../log-parsers";
 import { buildInstanceImage, ImageBuildError } from "../build";
 import { inspectImage, runInImage } from "../docker";
-import type { ImageSpec, RepoSource } from "../spec";
+import { ImageSpecSchema, type ImageSpec, type RepoSource } from "../spec";
 import { defaultStateDir } from "../state";
-import { DebianMapper } from "./debian";
+import type { BaseSuite } from "../base";
+import type { DebianMapper } from "./debian";
 import { GitTree, readRepository } from "./read";
-import { pythonProblem, repairFromLog, specFromFacts, SUITE_PYTHON, type InferredSpec, type InferResult, type Provenance } from "./spec";
+import { repairFromLog, specFromFacts, SUITE_PYTHON, type InferredSpec, type InferResult, type Provenance } from "./spec";
+import { chooseSuite, mapperForSuite, SUITE_ORDER, suiteIndex } from "./suites";
 
 export interface InferOptions {
   /** A local clone (bare or not) or a git URL (cloned on the host). */
@@ -35,7 +37,12 @@ export interface InferOptions {
   /** Seconds one reference run may take (default 900). */
   testTimeoutSeconds?: number;
   stateDir?: string;
+  /** A mapper to use instead of the suite's own (used only when its `suite` is the chosen one). */
   mapper?: DebianMapper;
+  /** Extra environment variables of the spec (a bench's nonce, to defeat the layer cache). */
+  extraEnv?: Record<string, string>;
+  /** Suites the repository may run on, in order of preference (default bookworm, then trixie). */
+  suites?: BaseSuite[];
   onProgress?: (message: string) => void;
 }
 
@@ -48,6 +55,8 @@ export interface InferOutcome {
   files: string[];
   /** Instance image tag when one was built. */
   image?: string;
+  /** Wall seconds: reading the repository (facts, suite, mapper), builds, reference runs (flaky checks included). */
+  seconds?: { read: number; build: number; reference: number };
 }
 
 /** `owner/name` from a path or URL (`…/owner+name/repo`, `…/name.git`). */
@@ -98,12 +107,13 @@ async function referenceRun(image: string, spec: ImageSpec, testPaths: string[],
     `cd ${shellQuote(spec.workdir)}`,
     "export PYTHONDONTWRITEBYTECODE=1",
     ...spec.evalPreamble,
-    `timeout -k 5 ${timeoutSeconds} ${spec.testCommand} -p no:cacheprovider ${testPaths.map(shellQuote).join(" ")}`,
+    // A unittest command carries its start directory; pytest gets the test paths and no cache.
+    spec.logParser === "unittest" ? `timeout -k 5 ${timeoutSeconds} ${spec.testCommand}` : `timeout -k 5 ${timeoutSeconds} ${spec.testCommand} -p no:cacheprovider ${testPaths.map(shellQuote).join(" ")}`,
     'echo "forager-exit-code=$?"',
   ].join("\n");
   const r = await runInImage(image, script, { network: "none", timeoutMs: (timeoutSeconds + 60) * 1000 });
   const log = r.stdout + r.stderr;
-  return { log, statuses: parseTestLog("pytest", log, { repo: spec.repo }), seconds: r.seconds };
+  return { log, statuses: parseTestLog(spec.logParser, log, { repo: spec.repo }), seconds: r.seconds };
 }
 
 /**
@@ -125,13 +135,20 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
   const repo = o.name ?? nameFromRepo(o.repo);
   const out = o.out ?? storedSpecPath(repo, commit, stateDir);
   const minPass = o.minPass ?? 0.8;
-  const mapper = o.mapper ?? new DebianMapper();
+  const tRead = performance.now();
+  const seconds = { read: 0, build: 0, reference: 0 };
   const tree = new GitTree(gitDir, commit);
   const facts = readRepository(tree);
+  // The interpreter: the first suite (bookworm, then trixie) whose Python satisfies requires-python.
+  const choice = chooseSuite(facts.requiresPython, SUITE_PYTHON, o.suites ?? SUITE_ORDER);
+  const suite: BaseSuite = "suite" in choice ? choice.suite : (o.suites ?? SUITE_ORDER)[0]!;
+  const python = (await suiteIndex(suite, stateDir, say)).python;
+  const mapper = o.mapper && o.mapper.suite === suite ? o.mapper : await mapperForSuite(suite, stateDir, say);
+  if ("suite" in choice) say(`suite ${suite} (Python ${python}) for requires-python ${facts.requiresPython ?? "(none)"}`);
   const result: InferResult = {
     accepted: false,
     reason: "",
-    python: SUITE_PYTHON.bookworm!,
+    python,
     testsCollected: 0,
     passed: 0,
     failed: 0,
@@ -143,7 +160,9 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
     attempts: 0,
     sourceInstall: false,
   };
-  const inferred = specFromFacts(facts, mapper, { repo, commit, source, scmVersion: scmVersion(gitDir, commit) });
+  const inferred = specFromFacts(facts, mapper, { repo, commit, source, scmVersion: scmVersion(gitDir, commit), suite, python });
+  if (o.extraEnv) inferred.spec = { ...inferred.spec, env: { ...inferred.spec.env, ...o.extraEnv } };
+  seconds.read = (performance.now() - tRead) / 1000;
   const prov: Provenance = inferred.provenance;
   const files: string[] = [];
   const finish = (reason: string, accepted = false): InferOutcome => {
@@ -154,11 +173,11 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
     fs.writeFileSync(out, JSON.stringify(inferred.spec, null, 2) + "\n");
     fs.writeFileSync(`${out}.provenance.json`, JSON.stringify(prov, null, 2) + "\n");
     files.unshift(out, `${out}.provenance.json`);
-    return { repo, commit, result, inferred, files, ...(image ? { image } : {}) };
+    seconds.build = result.buildSeconds;
+    return { repo, commit, result, inferred, files, seconds, ...(image ? { image } : {}) };
   };
   let image: string | undefined;
-  const pyProblem = pythonProblem(facts);
-  if (pyProblem) return finish(pyProblem);
+  if ("reason" in choice) return finish(choice.reason);
   if (!facts.testPaths.length && !tree.files.some((f) => /(^|\/)test_[^/]*\.py$/.test(f))) return finish("no tests found (no tests/, test/, testing/ or test_*.py)");
   const maxAttempts = o.maxAttempts ?? 6;
   const timeout = o.testTimeoutSeconds ?? 900;
@@ -178,6 +197,7 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
       else if (b.cached && attempt === 1) result.sourceInstall = prov.changes.some((c) => c.change.includes("source install"));
       say(`attempt ${attempt}: reference run of ${b.tag}`);
       const run = await referenceRun(b.tag, spec, inferred.testPaths, timeout);
+      seconds.reference += run.seconds;
       log = run.log;
       const c = countStatuses(run.statuses);
       Object.assign(result, { testsCollected: c.collected, passed: c.passed, failed: c.failed, skipped: c.skipped, passRate: c.passRate });
@@ -186,7 +206,9 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
         const runs = [run.statuses];
         for (let i = 0; i < (o.flakyRuns ?? 2); i++) {
           say(`flaky check ${i + 1}`);
-          runs.push((await referenceRun(b.tag, spec, inferred.testPaths, timeout)).statuses);
+          const again = await referenceRun(b.tag, spec, inferred.testPaths, timeout);
+          seconds.reference += again.seconds;
+          runs.push(again.statuses);
         }
         const flaky = [...run.statuses.keys()].filter((id) => runs.some((r) => r.get(id) !== run.statuses.get(id))).sort();
         result.flaky = flaky;
@@ -260,8 +282,21 @@ export async function inferredSpecFile(o: { repo: string; commit: string; name?:
   const file = storedSpecPath(name, commit, o.stateDir);
   if (fs.existsSync(file) && fs.existsSync(`${file}.provenance.json`)) {
     const prov = JSON.parse(fs.readFileSync(`${file}.provenance.json`, "utf8")) as Provenance;
-    if (prov.result?.accepted) return { file, accepted: true, reason: `stored: ${prov.result.reason}` };
+    if (prov.result?.accepted) return { file: pytestVariant(file), accepted: true, reason: `stored: ${prov.result.reason}` };
   }
   const out = await inferImage({ repo: o.repo, commit, name, ...(o.stateDir ? { stateDir: o.stateDir } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
-  return out.result.accepted ? { file: out.files[0]!, accepted: true, reason: out.result.reason } : undefined;
+  return out.result.accepted ? { file: pytestVariant(out.files[0]!), accepted: true, reason: out.result.reason } : undefined;
+}
+
+/**
+ * mutate-fix validates with pytest (its coverage map and JUnit ids): for a spec that runs
+ * `python -m unittest`, a sibling `<spec>.pytest.json` with `pytest -rA` and the pytest parser
+ * (pytest collects `unittest.TestCase` suites), returned instead; any other spec file as is.
+ */
+export function pytestVariant(file: string): string {
+  const spec = ImageSpecSchema.parse(JSON.parse(fs.readFileSync(file, "utf8")));
+  if (spec.logParser !== "unittest") return file;
+  const variant = file.replace(/\.json$/, "") + ".pytest.json";
+  fs.writeFileSync(variant, JSON.stringify({ ...spec, testCommand: "pytest -rA", logParser: "pytest" }, null, 2) + "\n");
+  return variant;
 }

@@ -3,13 +3,14 @@
  * after a failed build or reference run. Pure functions (no Docker), so they are tested fast.
  */
 import { z } from "zod";
-import { DEFAULT_BASE_IMAGE, ImageSpecSchema, type ImageSpec } from "../spec";
-import { BACKEND_PACKAGES, type DebianMapper, notNeeded } from "./debian";
+import { BASE_SUITES, baseImageTag, type BaseSuite } from "../base";
+import { ImageSpecSchema, type ImageSpec } from "../spec";
+import { backendPackages, type DebianMapper, notNeeded } from "./debian";
 import { evaluateMarker, linuxEnvironment, pythonSatisfies } from "./pep508";
 import type { RepoFacts } from "./read";
 
 /** The interpreter of each base suite (full version, for markers and requires-python). */
-export const SUITE_PYTHON: Record<string, string> = { bookworm: "3.11.2" };
+export const SUITE_PYTHON: Record<string, string> = { ...BASE_SUITES };
 
 /** One package decision: a distribution the repository asked for and what forager did with it. */
 export const PackageDecisionSchema = z.object({
@@ -62,6 +63,8 @@ export const ProvenanceSchema = z.object({
   layout: z.enum(["src", "flat"]),
   runner: z.enum(["pytest", "unittest"]),
   requiresPython: z.string().optional(),
+  /** Debian suite of the base image (absent in provenance written before suites: bookworm). */
+  suite: z.string().optional(),
   filesRead: z.array(z.string()),
   warnings: z.array(z.string()),
   workflowPythons: z.array(z.string()),
@@ -85,14 +88,28 @@ export interface InferredSpec {
 const BASE_PACKAGES = ["python3-pip", "python3-setuptools", "python3-wheel", "python-is-python3", "python3-pytest"];
 
 /** The install line: an editable install offline, else a `.pth` to the source root (the backend in the suite is too old, or a C build fails). */
-export function installLine(layout: "src" | "flat", workdir: string, versionFile?: { path: string; version: string }): string {
+export function installLine(layout: "src" | "flat", workdir: string, versionFile?: { path: string; version: string }, dist?: { name: string; version: string; entryPoints?: Record<string, Record<string, string>> }): string {
   const root = layout === "src" ? `${workdir}/src` : workdir;
+  // The .pth route registers no metadata: a minimal dist-info (name, version, entry points) lets
+  // importlib.metadata and entry-point plugin lookups (e.g. Markdown's own extensions) find the project.
+  let meta = "";
+  if (dist && /^[A-Za-z0-9][\w.-]*$/.test(dist.name)) {
+    const dir = `${dist.name.replace(/[-.]+/g, "_")}-${dist.version}.dist-info`;
+    const eps = Object.entries(dist.entryPoints ?? {})
+      .map(([g, m]) => `[${g}]\n${Object.entries(m).map(([k, v]) => `${k} = ${v}`).join("\n")}\n`)
+      .join("\n");
+    const b64 = (t: string) => Buffer.from(t).toString("base64");
+    meta =
+      `d="$(python3 -c 'import site; print(site.getsitepackages()[0])')/${dir}"; mkdir -p "$d"; ` +
+      `echo ${b64(`Metadata-Version: 2.1\nName: ${dist.name}\nVersion: ${dist.version}\n`)} | base64 -d > "$d/METADATA"; ` +
+      (eps ? `echo ${b64(eps)} | base64 -d > "$d/entry_points.txt"; ` : "");
+  }
   // The file a VCS version plugin would have written at build time (the .pth route skips the build).
   const vf = versionFile && /^[\w./-]+\.py$/.test(versionFile.path) ? `test -e ${versionFile.path} || printf '__version__ = version = "%s"\\n__version_tuple__ = version_tuple = (%s)\\n' ${versionFile.version} ${versionFile.version.split(".").join(",")} > ${versionFile.path}; ` : "";
   return (
     "pip install --no-index --no-deps --no-build-isolation --break-system-packages -e . >/tmp/forager-install.log 2>&1 || " +
     `{ tail -n 15 /tmp/forager-install.log; echo "forager-infer: source install (.pth to ${root})"; ` +
-    `${vf}echo ${root} > "$(python3 -c 'import site; print(site.getsitepackages()[0])')/forager-source.pth"; }`
+    `${vf}${meta}echo ${root} > "$(python3 -c 'import site; print(site.getsitepackages()[0])')/forager-source.pth"; }`
   );
 }
 
@@ -104,13 +121,13 @@ export function installLine(layout: "src" | "flat", workdir: string, versionFile
 export function specFromFacts(
   facts: RepoFacts,
   mapper: DebianMapper,
-  opts: { repo: string; commit: string; source?: ImageSpec["source"]; scmVersion?: string; suite?: string },
+  opts: { repo: string; commit: string; source?: ImageSpec["source"]; scmVersion?: string; suite?: BaseSuite; python?: string },
 ): InferredSpec {
   const suite = opts.suite ?? "bookworm";
-  const py = SUITE_PYTHON[suite]!;
+  const py = opts.python ?? SUITE_PYTHON[suite]!;
   const packages: z.infer<typeof PackageDecisionSchema>[] = [];
   const system = new Set(BASE_PACKAGES);
-  for (const p of BACKEND_PACKAGES[facts.backend] ?? []) system.add(p);
+  for (const p of backendPackages(facts.backend, suite)) system.add(p);
   if (facts.usesScm) system.add("python3-setuptools-scm");
   const seen = new Set<string>();
   const self = opts.repo.split("/")[1]?.toLowerCase();
@@ -143,12 +160,19 @@ export function specFromFacts(
     repo: opts.repo,
     commit: opts.commit,
     ...(opts.source ? { source: opts.source } : {}),
-    baseImage: DEFAULT_BASE_IMAGE,
+    baseImage: baseImageTag(suite),
     systemPackages: [...system].sort(),
-    install: [installLine(facts.layout, "/testbed", facts.versionFile ? { path: facts.versionFile, version: opts.scmVersion ?? "0.0.0" } : undefined)],
+    install: [
+      installLine(
+        facts.layout,
+        "/testbed",
+        facts.versionFile ? { path: facts.versionFile, version: opts.scmVersion ?? "0.0.0" } : undefined,
+        facts.projectName ? { name: facts.projectName, version: facts.projectVersion ?? opts.scmVersion ?? "0.0.0", ...(facts.entryPoints ? { entryPoints: facts.entryPoints } : {}) } : undefined,
+      ),
+    ],
     env,
-    testCommand: "pytest -rA",
-    logParser: "pytest",
+    testCommand: facts.unittestCommand ? unittestCommand(facts.testPaths) : "pytest -rA",
+    logParser: facts.unittestCommand ? "unittest" : "pytest",
   });
   const provenance: Provenance = {
     version: 1,
@@ -159,6 +183,7 @@ export function specFromFacts(
     layout: facts.layout,
     runner: facts.runner,
     ...(facts.requiresPython ? { requiresPython: facts.requiresPython } : {}),
+    suite,
     filesRead: facts.filesRead,
     warnings: facts.warnings,
     workflowPythons: facts.workflowPythons,
@@ -169,6 +194,12 @@ export function specFromFacts(
     changes: [],
   };
   return { spec, provenance, testPaths: facts.testPaths };
+}
+
+/** `python -m unittest discover -v` from the top level, starting in the first test path (when there is one). */
+export function unittestCommand(testPaths: string[]): string {
+  const start = testPaths[0];
+  return `python -m unittest discover -v -t .${start ? ` -s ${start}` : ""}`;
 }
 
 /** Whether the suite's interpreter satisfies requires-python; the reason when it does not. */
@@ -276,6 +307,13 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
       testCommand += ` -o addopts=""`;
       changes.push({ trigger: unrec[0], change: "drop the repository's pytest addopts (an option of a plugin with no Debian package)" });
     }
+  }
+  // `filterwarnings = error` turns the suite's pytest's warning about an ini option it does not know
+  // (a newer plugin's option, e.g. asyncio_default_fixture_loop_scope) into an INTERNALERROR.
+  const cfg = /PytestConfigWarning: Unknown config option: (\w+)/.exec(log);
+  if (cfg && /INTERNALERROR/.test(log) && !/PytestConfigWarning/.test(testCommand)) {
+    testCommand += " -W ignore::pytest.PytestConfigWarning";
+    changes.push({ trigger: cfg[0], change: "ignore pytest config warnings (an ini option this pytest or plugin version does not know, made an error by filterwarnings)" });
   }
   if (!changes.length) return undefined;
   return { spec: ImageSpecSchema.parse({ ...spec, systemPackages: [...system].sort(), testCommand }), changes, deselected };
