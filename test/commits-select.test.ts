@@ -142,4 +142,36 @@ describe("mining helpers (taskgen/commits/mine.ts, statement.ts)", () => {
     expect(s).not.toContain("test_sub");
     expect(s).not.toContain("return a - b");
   });
+
+  it("back-translation through the inference client: a clean issue is kept; one quoting the fix falls back to the template", async () => {
+    const { modelStatement } = await import("../taskgen/commits/statement");
+    const { startScriptedServer } = await import("./helpers/scripted-server");
+    const { InferenceClient } = await import("../inference-client/client");
+    const log = ["_________________________________ test_sub _________________________________", "E   assert 8 == 2", "FAILED tests/test_sub.py::test_sub - assert 8 == 2"].join("\n");
+    const gold = "diff --git a/calc/core.py b/calc/core.py\n--- a/calc/core.py\n+++ b/calc/core.py\n@@ -5 +5 @@\n-    return a + b\n+    return a - b\n";
+    const test = "diff --git a/tests/test_sub.py b/tests/test_sub.py\n+++ b/tests/test_sub.py\n@@ -0,0 +1,2 @@\n+def test_sub():\n+    assert sub(5, 3) == 2\n";
+    const input = { repo: "example/calc", failToPass: ["tests/test_sub.py::test_sub"], log, goldPatch: gold, testPatch: test };
+    const answers = [
+      "# sub() adds instead of subtracting\n\nCalling calc.sub(5, 3) gives 8 in my script, where I expected 2. Subtraction of any two numbers gives their sum instead.",
+      "# sub is wrong\n\nThe function should read `return a - b` instead of adding its arguments; I noticed it in tests/test_sub.py when calling sub with two numbers.",
+    ];
+    const server = await startScriptedServer({ handler: (req) => ({ text: answers[req.seq] ?? "" }) });
+    const client = new InferenceClient({ endpoints: [{ url: server.url, model: "m" }] });
+    try {
+      const good = await modelStatement(client, input);
+      expect(good.source).toBe("model");
+      expect(good.text).toContain("gives 8");
+      const leaked = await modelStatement(client, input);
+      expect(leaked.source).toBe("template");
+      expect(leaked.text).not.toContain("return a - b");
+      expect(leaked.text).not.toContain("test_sub");
+      // The model saw the diff and the failing output, never the test patch.
+      const prompt = JSON.stringify(server.requests[0]!.body);
+      expect(prompt).toContain("return a - b");
+      expect(prompt).not.toContain("assert sub(5, 3) == 2");
+    } finally {
+      await client.close();
+      await server.close();
+    }
+  });
 });
