@@ -17,6 +17,7 @@ import { UnrecoverableError, WaitingError, type Job, type Processor, type Queue 
 import type { Redis } from "ioredis";
 import { TrajectorySchema, type Trajectory } from "../agent/trajectory";
 import type { Logger } from "../lib/log";
+import { formatZodIssues } from "../lib/zod-util";
 import { TaskSchema, type Task } from "../tasks/schema";
 import { parseRedisRecord, SampleSummarySchema, StageJobDataSchema, type SampleFailure, type SampleSummary, type StageJobData } from "./records";
 import { openSink, type TrajectorySink } from "./sink";
@@ -161,7 +162,7 @@ export class Pipeline {
 /** Job data of a stage job, schema-checked. @throws UnrecoverableError naming the bad field (retrying cannot fix it). */
 export function parseJobData(data: unknown): StageJobData {
   const r = StageJobDataSchema.safeParse(data);
-  if (!r.success) throw new UnrecoverableError(`stage job data: ${r.error.issues.map((i) => `${i.path.join(".") || "(data)"}: ${i.message}`).join("; ")}`);
+  if (!r.success) throw new UnrecoverableError(`stage job data: ${formatZodIssues(r.error)}`);
   return r.data;
 }
 

@@ -6,12 +6,11 @@
  * same dependency files, so the walk steps over all of them to the parent of the newest commit that
  * changed one. A commit whose image is built but whose suite is rejected is followed by its parent.
  */
-import { execFileSync } from "node:child_process";
 import type { BaseSuite } from "../base";
 import { notNeeded } from "./debian";
 import { evaluateMarker, linuxEnvironment } from "./pep508";
 import { GitTree, readRepository } from "./read";
-import { inferImage, type InferOptions, type InferOutcome } from "./run";
+import { git, inferImage, type InferOptions, type InferOutcome } from "./run";
 import { SUITE_PYTHON } from "./spec";
 import { chooseSuite, mapperForSuite, SUITE_ORDER } from "./suites";
 
@@ -31,10 +30,6 @@ export interface LatestRunnable {
   commit?: string;
   tries: RunnableTry[];
   outcome?: InferOutcome;
-}
-
-function git(dir: string, args: string[]): string {
-  return execFileSync("git", ["-C", dir, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
 }
 
 /**

@@ -73,7 +73,8 @@ export function storedSpecPath(repo: string, commit: string, stateDir = defaultS
   return path.join(stateDir, "infer", `${repo.replace("/", "+")}-${commit.slice(0, 12)}.json`);
 }
 
-function git(dir: string, args: string[]): string {
+/** Run git in `dir` (a work tree or a git directory); trimmed stdout. @throws Error with git's stderr when git fails. */
+export function git(dir: string, args: string[]): string {
   return execFileSync("git", ["-C", dir, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
 }
 

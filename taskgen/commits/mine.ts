@@ -20,6 +20,7 @@
  * object of the fix or of a later commit stays. The disk a task adds is its record only.
  */
 import fs from "node:fs";
+import { diffBlocks } from "../../lib/diff";
 import { buildInstanceImage, repoSlug, type BuildOptions } from "../../images/build";
 import { inspectImage } from "../../images/docker";
 import { inferredSpecFile } from "../../images/infer/run";
@@ -155,10 +156,8 @@ export function commitTaskId(repo: string, sha: string): string {
 /** Test files (pytest modules) a test patch leaves in the tree: `test_*.py` / `*_test.py`, not deleted. */
 export function touchedTestFiles(testPatch: string): string[] {
   const out: string[] = [];
-  for (const block of testPatch.split(/(?=^diff --git )/m)) {
-    const m = /^diff --git a\/.* b\/(.*)$/m.exec(block);
-    if (!m || /^\+\+\+ \/dev\/null$/m.test(block) || /^deleted file mode/m.test(block)) continue;
-    const p = m[1]!;
+  for (const { path: p, text: block } of diffBlocks(testPatch)) {
+    if (/^\+\+\+ \/dev\/null$/m.test(block) || /^deleted file mode/m.test(block)) continue;
     const base = p.split("/").pop()!;
     if (fileKind(p) === "test" && (/^test_.*\.py$/.test(base) || /_test\.py$/.test(base))) out.push(p);
   }
