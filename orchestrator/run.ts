@@ -26,10 +26,48 @@ export function openQueues(redisUrl: string) {
   return { images: mk(QUEUES.images), rollouts: mk(QUEUES.rollouts), evals: mk(QUEUES.evals) };
 }
 export type StageQueues = ReturnType<typeof openQueues>;
-export async function closeQueues(q: StageQueues): Promise<void> {
+/**
+ * Close the three stage queues. A queue whose Redis went away while commands were waiting in its
+ * offline queue never finishes `close()`: BullMQ 5 awaits ioredis' QUIT, which ioredis 5 queues
+ * behind those commands, and they wait for a reconnect that does not come (BullMQ's
+ * `disconnect()` waits for an 'end' event that a socket already closed never emits either). After
+ * `maxWaitMs` (milliseconds, default 5000) each queue's ioredis client is disconnected (no more
+ * reconnects) and its offline queue failed with ioredis' "Connection is closed." error, which
+ * BullMQ's close treats as a closed connection: the close then ends.
+ * @throws the first error of a close that finished in time with one
+ */
+export async function closeQueues(q: StageQueues, maxWaitMs = 5000): Promise<void> {
   const all = [q.images, q.rollouts, q.evals];
   await bullHandshakesSettled(all); // a queue not used yet may still be connecting (see there)
-  await Promise.all(all.map((x) => x.close()));
+  const closing = Promise.all(all.map((x) => x.close()));
+  if ((await within(closing, maxWaitMs)).settled) return void (await closing);
+  await Promise.all(all.map(async (x) => abandonClient((await within(x.client, 1000)).value)));
+  await within(closing, maxWaitMs);
+}
+
+/** Whether `p` settled within `ms` milliseconds, with its value if it resolved. */
+async function within<T>(p: Promise<T>, ms: number): Promise<{ settled: boolean; value?: T }> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<{ settled: boolean }>((r) => {
+    timer = setTimeout(() => r({ settled: false }), ms);
+  });
+  const done = p.then(
+    (value) => ({ settled: true, value }),
+    () => ({ settled: true }),
+  );
+  return Promise.race([done, late]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Stop an ioredis client for good: no reconnect, and every command waiting in its offline queue
+ * (a queued QUIT among them) rejected with "Connection is closed." (ioredis' own message for it).
+ * `flushQueue` is ioredis 5's internal (TypeScript-private) method that its close handler uses.
+ */
+function abandonClient(client: unknown): void {
+  if (!client || typeof client !== "object") return;
+  const c = client as { disconnect(): void; flushQueue?: (e: Error) => void };
+  c.disconnect();
+  c.flushQueue?.(new Error("Connection is closed."));
 }
 
 /** Write the run's spec and tasks to its directory (run.json, tasks.jsonl). */

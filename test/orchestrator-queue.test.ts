@@ -182,6 +182,26 @@ describe("orchestrator queues (fake rollouts, real Redis and BullMQ)", () => {
     expectOnePerSample(spec.runDir, tasks, 4);
   });
 
+  it("closes its queues when Redis died under a command waiting in the offline queue", async () => {
+    // The CI failure of `forager view --redis`: Bull Board's poll sat in ioredis' offline queue
+    // when Redis went away, and BullMQ's close (QUIT queued behind it) never returned.
+    const dir = path.join(tmp, "redis-gone");
+    const own = await startRedisServer({ dir });
+    const q = openQueues(own.url);
+    for (const x of [q.images, q.rollouts, q.evals]) x.on("error", () => undefined);
+    await q.rollouts.getJobCounts();
+    await own.stop({ kill: true });
+    const waiting = q.rollouts.getJobCounts().then(
+      () => "answered",
+      (e: Error) => e.message,
+    );
+    await new Promise((res) => setTimeout(res, 300));
+    const closed = closeQueues(q, 500).then(() => "closed");
+    const hung = new Promise((res) => setTimeout(() => res("hung"), 20_000));
+    expect(await Promise.race([closed, hung])).toBe("closed");
+    expect(await waiting).toBe("Connection is closed.");
+  });
+
   it("limits concurrent model requests globally with a Redis semaphore", async () => {
     const sem = new RedisSemaphore(redis, "test-endpoint", { limit: 3 });
     const otherConn = redisConnection(server.url);
