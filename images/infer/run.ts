@@ -289,15 +289,21 @@ export async function inferredSpecFile(o: { repo: string; commit: string; name?:
   return out.result.accepted ? { file: pytestVariant(out.files[0]!), accepted: true, reason: out.result.reason } : undefined;
 }
 
+/** The test command of {@link pytestVariant}. */
+export const PYTEST_VARIANT_COMMAND = "pytest -rA -W ignore::pytest.PytestCollectionWarning";
+
 /**
  * mutate-fix validates with pytest (its coverage map and JUnit ids): for a spec that runs
  * `python -m unittest`, a sibling `<spec>.pytest.json` with `pytest -rA` and the pytest parser
  * (pytest collects `unittest.TestCase` suites), returned instead; any other spec file as is.
+ * The variant ignores `PytestCollectionWarning`: pytest warns about classes a unittest suite never
+ * meant as tests (a `Test…` class with an `__init__`), and a repository's `filterwarnings = error`
+ * would make that a collection error that unittest itself never meets (Python-Markdown).
  */
 export function pytestVariant(file: string): string {
   const spec = ImageSpecSchema.parse(JSON.parse(fs.readFileSync(file, "utf8")));
   if (spec.logParser !== "unittest") return file;
   const variant = file.replace(/\.json$/, "") + ".pytest.json";
-  fs.writeFileSync(variant, JSON.stringify({ ...spec, testCommand: "pytest -rA", logParser: "pytest" }, null, 2) + "\n");
+  fs.writeFileSync(variant, JSON.stringify({ ...spec, testCommand: PYTEST_VARIANT_COMMAND, logParser: "pytest" }, null, 2) + "\n");
   return variant;
 }
