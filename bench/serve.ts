@@ -20,9 +20,10 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fakeTask } from "../orchestrator/fake";
+import { DEFAULT_BASE_IMAGE } from "../images/spec";
+import { fakeTask, keepEvaluation } from "../orchestrator/fake";
 import { forage } from "../orchestrator/forage";
-import { keepEvaluation } from "../orchestrator/fake";
+import { dockerClient } from "../sandbox/docker";
 import type { Sandbox } from "../sandbox/sandbox";
 import { EnvManager } from "../serve/envs";
 import { servingRollout } from "../serve/rollouts";
@@ -48,7 +49,6 @@ const stats = (xs: number[]) => {
 
 async function dockerAnswers(): Promise<boolean> {
   try {
-    const { dockerClient } = await import("../sandbox/docker");
     await dockerClient().ping();
     return true;
   } catch {
@@ -193,7 +193,6 @@ export const main: BenchMain = async (args) => {
 
     // --- 3. warm pool (real containers) ----------------------------------------------------------
     if (docker) {
-      const { DEFAULT_BASE_IMAGE } = await import("../images/spec");
       const base = process.env.FORAGER_TEST_IMAGE ?? DEFAULT_BASE_IMAGE;
       const t = fakeTask("bench__serve-pool");
       const measure = async (pool: number): Promise<number[]> => {
