@@ -307,7 +307,7 @@ describe("noxfile.py and unittest", () => {
     fs.writeFileSync(file, JSON.stringify(s.spec));
     const v = pytestVariant(file);
     expect(v).toBe(path.join(tmp, "ut-spec.pytest.json"));
-    expect(JSON.parse(fs.readFileSync(v, "utf8"))).toMatchObject({ testCommand: "pytest -rA -W ignore::pytest.PytestCollectionWarning", logParser: "pytest", systemPackages: s.spec.systemPackages });
+    expect(JSON.parse(fs.readFileSync(v, "utf8"))).toMatchObject({ testCommand: "pytest -rA -o python_classes= -o python_functions=", logParser: "pytest", systemPackages: s.spec.systemPackages });
   });
 });
 

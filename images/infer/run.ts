@@ -16,6 +16,7 @@ import { defaultStateDir } from "../state";
 import type { BaseSuite } from "../base";
 import type { DebianMapper } from "./debian";
 import { GitTree, readRepository } from "./read";
+import { applySetupProposal, type SetupAgent } from "./setup";
 import { repairFromLog, specFromFacts, SUITE_PYTHON, type InferredSpec, type InferResult, type Provenance } from "./spec";
 import { chooseSuite, mapperForSuite, SUITE_ORDER, suiteIndex } from "./suites";
 
@@ -43,6 +44,11 @@ export interface InferOptions {
   extraEnv?: Record<string, string>;
   /** Suites the repository may run on, in order of preference (default bookworm, then trixie). */
   suites?: BaseSuite[];
+  /**
+   * Asked once when the heuristics give up after a reference run (`--model-url`): its proposal is
+   * applied and checked by up to 2 more builds + reference runs, like any repair. See images/infer/setup.ts.
+   */
+  setupAgent?: SetupAgent;
   onProgress?: (message: string) => void;
 }
 
@@ -183,7 +189,31 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
   const maxAttempts = o.maxAttempts ?? 6;
   const timeout = o.testTimeoutSeconds ?? 900;
   let lastLog = "";
-  for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+  let limit = maxAttempts;
+  let agentAsked = false;
+  /** The set-up agent's turn (once): true when its proposal changed the spec, which then gets 2 more attempts. */
+  const askAgent = async (attempt: number): Promise<boolean> => {
+    if (!o.setupAgent || agentAsked) return false;
+    agentAsked = true;
+    say(`set-up agent: the heuristics gave up after attempt ${attempt}`);
+    const a = await o.setupAgent({ repo, commit, spec: inferred.spec, ...(image ? { image } : {}), log: lastLog.slice(-6000) });
+    const who = `set-up agent${a.trajectoryId ? ` (trajectory ${a.trajectoryId})` : ""}`;
+    if (!a.proposal) {
+      prov.changes.push({ attempt, trigger: who, change: `no proposal: ${a.reason}` });
+      return false;
+    }
+    const applied = applySetupProposal(inferred.spec, a.proposal);
+    if (!applied.changes.length) {
+      prov.changes.push({ attempt, trigger: who, change: "proposal changes nothing" });
+      return false;
+    }
+    inferred.spec = applied.spec;
+    for (const change of applied.changes) prov.changes.push({ attempt, trigger: `${who}${a.proposal.note ? `: ${a.proposal.note}` : ""}`, change });
+    say(`set-up agent: ${applied.changes.join("; ")}`);
+    limit = attempt + 2;
+    return true;
+  };
+  for (let attempt = 1; attempt <= limit; attempt++) {
     result.attempts = attempt;
     const spec = inferred.spec;
     say(`attempt ${attempt}: build (${spec.systemPackages.length} packages)`);
@@ -241,6 +271,11 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
     }
     lastLog = log;
     const r = repairFromLog(spec, log, mapper, prov.deselected.map((d) => d.path));
+    if (r && attempt < limit) {
+      applyRepair(inferred, r, attempt);
+      continue;
+    }
+    if (await askAgent(attempt)) continue;
     if (!r) break;
     applyRepair(inferred, r, attempt);
   }
@@ -290,15 +325,17 @@ export async function inferredSpecFile(o: { repo: string; commit: string; name?:
 }
 
 /** The test command of {@link pytestVariant}. */
-export const PYTEST_VARIANT_COMMAND = "pytest -rA -W ignore::pytest.PytestCollectionWarning";
+export const PYTEST_VARIANT_COMMAND = "pytest -rA -o python_classes= -o python_functions=";
 
 /**
  * mutate-fix validates with pytest (its coverage map and JUnit ids): for a spec that runs
  * `python -m unittest`, a sibling `<spec>.pytest.json` with `pytest -rA` and the pytest parser
  * (pytest collects `unittest.TestCase` suites), returned instead; any other spec file as is.
- * The variant ignores `PytestCollectionWarning`: pytest warns about classes a unittest suite never
- * meant as tests (a `Test…` class with an `__init__`), and a repository's `filterwarnings = error`
- * would make that a collection error that unittest itself never meets (Python-Markdown).
+ * The variant collects what unittest discovery runs and nothing else: `unittest.TestCase`
+ * subclasses (pytest finds them by type), no plain `Test…` classes or `test_…` functions (empty
+ * `python_classes` / `python_functions`). Otherwise pytest warns about a `Test…` helper class with
+ * an `__init__`, and a test module that sets `warnings.simplefilter("error")` turns that warning
+ * into a collection error unittest never meets (Python-Markdown's tests/test_legacy.py).
  */
 export function pytestVariant(file: string): string {
   const spec = ImageSpecSchema.parse(JSON.parse(fs.readFileSync(file, "utf8")));
