@@ -14,6 +14,7 @@ export default defineConfig({
       "test/commits-select.test.ts",
       "test/mutate-operators.test.ts",
       "test/image-infer.test.ts",
+      "test/setup-agent.test.ts",
       "test/orchestrator-compose.test.ts",
       "test/orchestrator-records.test.ts",
       "test/grading.test.ts",

@@ -9,6 +9,7 @@ import { knownIssue, loadSweBenchSpecs, networkRequirement, specForSweBench } fr
 import { findRepository } from "../rewards/eval-run";
 import { loadSweBench } from "../tasks/swebench";
 import { registerInferCommand } from "../images/infer/cli";
+import { modelSetupAgent } from "../taskgen/setup/agent";
 
 /** Bytes → "1.23 GB" (decimal units, as docker prints). */
 export function formatBytes(n: number): string {
@@ -26,7 +27,7 @@ const day = (iso?: string) => (iso ? iso.slice(0, 16).replace("T", " ") : "-");
 
 export function registerImageCommands(program: Command): void {
   const images = program.command("images").description("executable repository images");
-  registerInferCommand(images);
+  registerInferCommand(images, (o) => modelSetupAgent(o));
   images
     .command("base")
     .description("make forager's base image when it is missing (pull a configured image, else bootstrap Debian with mmdebstrap)")

@@ -7,8 +7,10 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
+import { defaultStateDir } from "../state";
 import { latestRunnable, type RunnableTry } from "./latest";
 import { inferImage, type InferOutcome } from "./run";
+import type { SetupAgent } from "./setup";
 
 /** Repositories of a batch: a file of paths/URLs (one a line, `#` comments), or a directory of clones (`DIR/x`, `DIR/x/repo`). */
 export function batchRepos(arg: string): string[] {
@@ -61,8 +63,11 @@ function failedLine(repo: string, reason: string, seconds: number): ReturnType<t
   return { repo, commit: "", accepted: false, reason, python: "", backend: undefined, layout: undefined, tests_collected: 0, passed: 0, failed: 0, skipped: 0, pass_rate: 0, flaky: 0, build_seconds: 0, total_seconds: seconds, image_mb: 0, attempts: 0, source_install: false, changes: [], deselected: [], spec: "" };
 }
 
-/** Register `images infer` under the `images` command. */
-export function registerInferCommand(images: Command): void {
+/** Makes the set-up agent of `--model-url` (given by the CLI layer, which may reach the agent). */
+export type SetupAgentFactory = (o: { modelUrl: string[]; model?: string; apiKey?: string; trajectoryDir: string; onProgress: (m: string) => void }) => SetupAgent;
+
+/** Register `images infer` under the `images` command; without `makeSetupAgent`, `--model-url` is refused. */
+export function registerInferCommand(images: Command, makeSetupAgent?: SetupAgentFactory): void {
   images
     .command("infer")
     .description("infer an image spec from what a Python repository says about itself, build it, run its tests, repair, accept or reject")
@@ -78,8 +83,21 @@ export function registerInferCommand(images: Command): void {
     .option("--max-attempts <n>", "builds + reference runs before giving up", Number, 6)
     .option("--test-timeout <s>", "seconds one reference run may take", Number, 900)
     .option("--state-dir <dir>", "image state dir")
-    .action(async (o: { repo?: string; repos?: string; commit?: string; latestRunnable?: boolean; maxTries: number; name?: string; out?: string; summary?: string; minPass: number; maxAttempts: number; testTimeout: number; stateDir?: string }) => {
+    .option("--model-url <url>", "when the heuristics give up: a set-up agent on this OpenAI-compatible endpoint (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option("--model <name>", "model name for --model-url")
+    .option("--api-key <key>", "API key for --model-url")
+    .action(async (o: { repo?: string; repos?: string; commit?: string; latestRunnable?: boolean; maxTries: number; name?: string; out?: string; summary?: string; minPass: number; maxAttempts: number; testTimeout: number; stateDir?: string; modelUrl: string[]; model?: string; apiKey?: string }) => {
       if (!o.repo === !o.repos) throw new Error("give --repo or --repos");
+      if (o.modelUrl.length && !makeSetupAgent) throw new Error("--model-url: no set-up agent in this build");
+      const setupAgent = o.modelUrl.length
+        ? makeSetupAgent!({
+            modelUrl: o.modelUrl,
+            ...(o.model ? { model: o.model } : {}),
+            ...(o.apiKey ? { apiKey: o.apiKey } : {}),
+            trajectoryDir: path.join(o.stateDir ?? defaultStateDir(), "infer", "setup-agent"),
+            onProgress: (m) => process.stderr.write(`  ${m}\n`),
+          })
+        : undefined;
       const list = o.repo ? [o.repo] : batchRepos(o.repos!);
       const summary = o.summary ? fs.openSync(o.summary, "w") : undefined;
       const rows: ReturnType<typeof summaryLine>[] = [];
@@ -97,6 +115,7 @@ export function registerInferCommand(images: Command): void {
             ...(o.repo && o.name ? { name: o.name } : {}),
             ...(o.repo && o.out ? { out: o.out } : {}),
             ...(o.stateDir ? { stateDir: o.stateDir } : {}),
+            ...(setupAgent ? { setupAgent } : {}),
             onProgress: (m: string) => process.stderr.write(`  ${m}\n`),
           };
           if (o.latestRunnable) {
