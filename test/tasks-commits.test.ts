@@ -38,6 +38,8 @@ let tmp: string;
 let stats: MineStats;
 const tasks: Task[] = [];
 let shas: string[] = [];
+let repoDir = "";
+const extraImages: string[] = [];
 const sandboxes: Sandbox[] = [];
 const verdicts = new Map<string, string>();
 
@@ -90,6 +92,7 @@ beforeAll(async () => {
     },
   );
   shas = repo.shas;
+  repoDir = repo.dir;
   const r = await mineCommitTasks({
     gitDir: path.join(repo.dir, ".git"),
     repo: "example/calc",
@@ -116,6 +119,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.allSettled(sandboxes.map((s) => s.destroy()));
+  for (const tag of extraImages) await docker().getImage(tag).remove({ force: true }).catch(() => undefined);
   for (const g of stats?.groups ?? []) if (g.image) await docker().getImage(g.image).remove({ force: true }).catch(() => undefined);
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
@@ -139,6 +143,29 @@ describe("tasks commits on a created repository", () => {
     expect(stats.perTaskImageBytes).toBe(0);
     expect(stats.diskPerTaskBytes).toBeGreaterThan(0);
   });
+
+  it(
+    "a given spec that does not build at a dependency set: that set's spec is inferred and its fix kept",
+    async () => {
+      const good2 = shas[6]!;
+      const r = await mineCommitTasks({
+        gitDir: path.join(repoDir, ".git"),
+        repo: "example/calc",
+        source: { type: "path", path: repoDir },
+        max: 1,
+        reruns: 1,
+        timeoutSeconds: 60,
+        stateDir: path.join(tmp, "state"),
+        spec: { repo: "example/calc", commit: "HEAD", systemPackages: ["python3-pytest"], install: ["echo 'this hand spec is for another era'; exit 3"], testCommand: "pytest -rA", logParser: "pytest" },
+      });
+      for (const g of r.stats.groups) if (g.image) extraImages.push(g.image);
+      expect(r.stats.groups[0]).toMatchObject({ specSource: "inferred-fallback" });
+      expect(r.stats.groups[0]!.givenSpecError).toBeTruthy();
+      expect(r.tasks.map((t) => t.metadata.sourceCommit)).toEqual([good2]);
+      expect(r.tasks[0]!.image.systemPackages).toContain("python3-attr");
+    },
+    900_000,
+  );
 
   it("writes issue-fix tasks with the parent as start and the right FAIL_TO_PASS / PASS_TO_PASS", () => {
     const t = tasks.find((x) => x.metadata.sourceCommit === shas[1])!;

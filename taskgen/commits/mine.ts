@@ -4,7 +4,8 @@
  *   candidates (select.ts) on the first-parent history, newest first
  *   dependency change between parent and commit → rejected ("new-dependency")
  *   groups by the parent's dependency key (git.ts dependencyKey): one image spec (--spec, else
- *     inferred by images/infer at the group's newest commit) and ONE instance image per group,
+ *     inferred by images/infer at the group's newest commit; inferred too when the given spec does
+ *     not build there, "inferred-fallback") and ONE instance image per group,
  *     built at the group's newest commit: every parent and fix of the group is its ancestor, so
  *     their objects are in the image
  *   per candidate, in one long-lived sandbox per group (MutateRunner, JUnit exact ids):
@@ -119,7 +120,10 @@ export interface ImageGroup {
   imageBytes?: number;
   /** Bytes of the instance layers alone (the image minus its env image): what the set adds on disk. */
   instanceLayerBytes?: number;
-  specSource: "given" | "inferred";
+  /** "inferred-fallback": the given --spec did not build at this set, so the set's spec was inferred. */
+  specSource: "given" | "inferred" | "inferred-fallback";
+  /** Why the given spec was set aside (with "inferred-fallback"). */
+  givenSpecError?: string;
   candidates: number;
   tasks: number;
   error?: string;
@@ -368,19 +372,33 @@ export async function mineCommitTasks(opts: MineOptions): Promise<{ tasks: Task[
     let spec: ImageSpec;
     let image: string;
     try {
-      let input: ImageSpecInput | undefined = opts.spec;
-      if (!input) {
-        progress(`inferring the image spec at ${newest.slice(0, 12)} (dependency set ${key})`);
-        const f = await inferredSpecFile({ repo: opts.gitDir, commit: newest, name: opts.repo, ...(opts.stateDir ? { stateDir: opts.stateDir } : {}), onProgress: (m) => progress(`[infer] ${m}`) });
-        if (!f) throw new Error("image inference rejected the repository at this commit");
-        input = JSON.parse(fs.readFileSync(f.file, "utf8")) as ImageSpecInput;
+      const prepare = async (input: ImageSpecInput | undefined) => {
+        if (!input) {
+          progress(`inferring the image spec at ${newest.slice(0, 12)} (dependency set ${key})`);
+          const f = await inferredSpecFile({ repo: opts.gitDir, commit: newest, name: opts.repo, ...(opts.stateDir ? { stateDir: opts.stateDir } : {}), onProgress: (m) => progress(`[infer] ${m}`) });
+          if (!f) throw new Error("image inference rejected the repository at this commit");
+          input = JSON.parse(fs.readFileSync(f.file, "utf8")) as ImageSpecInput;
+        }
+        const s = ImageSpecSchema.parse({ ...input, repo: opts.repo, commit: newest, source });
+        if (s.logParser !== "pytest") throw new Error(`needs a pytest suite, not ${s.logParser}`);
+        progress(`instance image of ${opts.repo}@${newest.slice(0, 12)} for ${members.length} candidate(s)`);
+        return { spec: s, built: await buildInstanceImage(s, { ...(opts.stateDir ? { stateDir: opts.stateDir } : {}), ...(opts.build ?? {}) }) };
+      };
+      let prepared: Awaited<ReturnType<typeof prepare>>;
+      try {
+        prepared = await prepare(opts.spec);
+      } catch (err) {
+        // A hand spec written for one era of the repository may not build at another (click: a
+        // PEP 639 license string that bookworm's flit_core rejects): infer this set's own spec.
+        if (!opts.spec) throw err;
+        group.givenSpecError = (err as Error).message.slice(0, 300);
+        group.specSource = "inferred-fallback";
+        progress(`the given spec does not build at ${newest.slice(0, 12)} (${group.givenSpecError.split("\n")[0]}); inferring this set's spec`);
+        prepared = await prepare(undefined);
       }
-      spec = ImageSpecSchema.parse({ ...input, repo: opts.repo, commit: newest, source });
-      if (spec.logParser !== "pytest") throw new Error(`needs a pytest suite, not ${spec.logParser}`);
-      progress(`instance image of ${opts.repo}@${newest.slice(0, 12)} for ${members.length} candidate(s)`);
-      const built = await buildInstanceImage(spec, { ...(opts.stateDir ? { stateDir: opts.stateDir } : {}), ...(opts.build ?? {}) });
+      const built = prepared.built;
       image = built.tag;
-      spec = ImageSpecSchema.parse({ ...spec, commit: built.commit });
+      spec = ImageSpecSchema.parse({ ...prepared.spec, commit: built.commit });
       group.image = image;
       const info = await inspectImage(image);
       if (info?.Size !== undefined) group.imageBytes = info.Size;
