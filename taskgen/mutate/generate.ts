@@ -294,9 +294,20 @@ export async function generateMutateTasks(opts: MutateOptions): Promise<MutateRe
     const keptSingles: Candidate[] = [];
     let selectedSum = 0;
     const tv = performance.now();
+    /**
+     * Enough single bugs: the kept ones the gold/empty check has not dropped reach the number
+     * wanted. Checks still running are waited for first (they may drop some), so a task dropped by
+     * the check is replaced by the next candidate instead of leaving the run short.
+     */
+    const enoughSingles = async (): Promise<boolean> => {
+      const have = () => kept.length - rejected.gold_check + stats.resumed;
+      if (have() < singlesWanted) return false;
+      await Promise.all(pending);
+      return have() >= singlesWanted;
+    };
     for (const c of order) {
       // The budget counts what earlier runs of a resumed generation tried too.
-      if (kept.length + stats.resumed >= singlesWanted || tried + stats.resumed + stats.skippedTried >= budget) break;
+      if (tried + stats.resumed + stats.skippedTried >= budget || (await enoughSingles())) break;
       if (skip.has(mutateTaskId(spec.repo, commit, c.id))) {
         stats.resumed++;
         keptSingles.push(c);
