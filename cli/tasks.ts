@@ -11,7 +11,9 @@ import cliProgress from "cli-progress";
 import type { Command } from "commander";
 import { int } from "./options";
 import { ImageSpecSchema, type ImageSpecInput, type RepoSource } from "../images/spec";
+import { defaultStateDir } from "../images/state";
 import { inferredSpecFile, nameFromRepo } from "../images/infer/run";
+import { modelSetupAgent } from "../taskgen/setup/agent";
 import { InferenceClient } from "../inference-client/client";
 import { generateMutateTasks, type MutateProgress } from "../taskgen/mutate/generate";
 import { OPERATOR_NAMES, parseOperatorList } from "../taskgen/mutate/operators";
@@ -112,7 +114,7 @@ export function registerTaskCommands(program: Command): void {
     .option("--agreement-sample <n>", "kept bugs re-checked with the full suite", int, 5)
     .option("--timeout <s>", "seconds per candidate test run", int, 300)
     .option("--cpus <n>", "CPUs of the validation sandbox", int, 1)
-    .option("--model-url <url>", "OpenAI-compatible server: issues written by the model (template fallback)")
+    .option("--model-url <url>", "OpenAI-compatible server: issues written by the model (template fallback); also the set-up agent when a spec is inferred")
     .option("--model <name>", "model name for --model-url")
     .option("--no-gold-check", "skip the gold/empty check of each task")
     .option("--check-concurrency <n>", "gold/empty checks at once (each a fresh sandbox of 1 CPU), beside validation", int, 1)
@@ -126,7 +128,12 @@ export function registerTaskCommands(program: Command): void {
         throw new Error(`--out ${o.out} already holds ${n} line(s): pass --resume to continue that run, or remove the file to start anew`);
       }
       // Without --spec: the stored inferred spec, else one inferred now (images/infer), else the plain default.
-      const inferred = o.spec ? undefined : await inferredSpecFile({ ...o, onProgress: (m) => process.stderr.write(`[infer] ${m}\n`) });
+      const say = (m: string) => process.stderr.write(`[infer] ${m}\n`);
+      // With --model-url the same model is the set-up agent when inference's heuristics give up.
+      const setupAgent = o.modelUrl
+        ? modelSetupAgent({ modelUrl: [o.modelUrl], ...(o.model ? { model: o.model } : {}), trajectoryDir: path.join(defaultStateDir(), "infer", "setup-agent"), onProgress: say })
+        : undefined;
+      const inferred = o.spec ? undefined : await inferredSpecFile({ ...o, ...(setupAgent ? { setupAgent } : {}), onProgress: say });
       if (!o.spec) process.stderr.write(inferred ? `spec: inferred ${inferred.file} (${inferred.reason})\n` : "spec: inference rejected the repository; plain pytest default\n");
       const spec = mutateSpec({ ...o, ...(inferred ? { spec: inferred.file } : {}) });
       const client = o.modelUrl ? new InferenceClient({ endpoints: [{ url: o.modelUrl, ...(o.model ? { model: o.model } : {}) }] }) : undefined;

@@ -310,7 +310,7 @@ export function firstError(log: string): string {
  * the stored one when present (accepted or not: its provenance says), else inferred now.
  * Returns undefined when inference rejected the repository (the caller keeps its default).
  */
-export async function inferredSpecFile(o: { repo: string; commit: string; name?: string; stateDir?: string; onProgress?: (m: string) => void }): Promise<{ file: string; accepted: boolean; reason: string } | undefined> {
+export async function inferredSpecFile(o: { repo: string; commit: string; name?: string; stateDir?: string; setupAgent?: SetupAgent; onProgress?: (m: string) => void }): Promise<{ file: string; accepted: boolean; reason: string } | undefined> {
   let gitDir = o.repo;
   if (/^(https?:|git@|ssh:)/.test(o.repo)) gitDir = path.join(o.stateDir ?? defaultStateDir(), "infer", "clones", nameFromRepo(o.repo).replace("/", "+"));
   const commit = fs.existsSync(gitDir) ? git(gitDir, ["rev-parse", `${o.commit}^{commit}`]) : o.commit;
@@ -320,7 +320,7 @@ export async function inferredSpecFile(o: { repo: string; commit: string; name?:
     const prov = JSON.parse(fs.readFileSync(`${file}.provenance.json`, "utf8")) as Provenance;
     if (prov.result?.accepted) return { file: pytestVariant(file), accepted: true, reason: `stored: ${prov.result.reason}` };
   }
-  const out = await inferImage({ repo: o.repo, commit, name, ...(o.stateDir ? { stateDir: o.stateDir } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
+  const out = await inferImage({ repo: o.repo, commit, name, ...(o.stateDir ? { stateDir: o.stateDir } : {}), ...(o.setupAgent ? { setupAgent: o.setupAgent } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
   return out.result.accepted ? { file: pytestVariant(out.files[0]!), accepted: true, reason: out.result.reason } : undefined;
 }
 
