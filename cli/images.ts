@@ -27,7 +27,7 @@ const day = (iso?: string) => (iso ? iso.slice(0, 16).replace("T", " ") : "-");
 
 export function registerImageCommands(program: Command): void {
   const images = program.command("images").description("executable repository images");
-  registerInferCommand(images, (o) => modelSetupAgent(o));
+  registerInferCommand(images, modelSetupAgent);
   images
     .command("base")
     .description("make forager's base image when it is missing (pull a configured image, else bootstrap Debian with mmdebstrap)")

@@ -18,7 +18,7 @@ import { QUEUE_PREFIX, QUEUES, RUNS_KEY, jobIds, runKeys, runPaths, sampleKey, R
 import type { RunCollector } from "./redis-storage";
 import { readShards, scanShards, writeFileAtomic, type IndexEntry } from "./storage";
 import { parseRedisRecord, SampleFailureSchema, type SampleFailure, type StageJobData } from "./records";
-import { bullHandshakesSettled, connectionOptions } from "./worker";
+import { bullHandshakesSettled, connectionOptions, within } from "./worker";
 
 /** The three stage queues for a Redis URL (close them with {@link closeQueues}). */
 export function openQueues(redisUrl: string) {
@@ -43,19 +43,6 @@ export async function closeQueues(q: StageQueues, maxWaitMs = 5000): Promise<voi
   if ((await within(closing, maxWaitMs)).settled) return void (await closing);
   await Promise.all(all.map(async (x) => abandonClient((await within(x.client, 1000)).value)));
   await within(closing, maxWaitMs);
-}
-
-/** Whether `p` settled within `ms` milliseconds, with its value if it resolved. */
-async function within<T>(p: Promise<T>, ms: number): Promise<{ settled: boolean; value?: T }> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<{ settled: boolean }>((r) => {
-    timer = setTimeout(() => r({ settled: false }), ms);
-  });
-  const done = p.then(
-    (value) => ({ settled: true, value }),
-    () => ({ settled: true }),
-  );
-  return Promise.race([done, late]).finally(() => clearTimeout(timer));
 }
 
 /**

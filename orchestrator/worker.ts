@@ -89,14 +89,20 @@ export function connectionOptions(url: string): RedisOptions {
  * then the close goes ahead as before.
  */
 export async function bullHandshakesSettled(objs: ReadonlyArray<{ waitUntilReady(): Promise<unknown> }>, maxWaitMs = 5000): Promise<void> {
+  await within(Promise.allSettled(objs.map((o) => o.waitUntilReady())), maxWaitMs);
+}
+
+/** Whether `p` settled within `ms` milliseconds, with its value if it resolved. */
+export async function within<T>(p: Promise<T>, ms: number): Promise<{ settled: boolean; value?: T }> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    Promise.allSettled(objs.map((o) => o.waitUntilReady())),
-    new Promise<void>((r) => {
-      timer = setTimeout(r, maxWaitMs);
-    }),
-  ]);
-  clearTimeout(timer);
+  const late = new Promise<{ settled: boolean }>((r) => {
+    timer = setTimeout(() => r({ settled: false }), ms);
+  });
+  const done = p.then(
+    (value) => ({ settled: true, value }),
+    () => ({ settled: true }),
+  );
+  return Promise.race([done, late]).finally(() => clearTimeout(timer));
 }
 
 /** An ioredis connection with {@link connectionOptions} (errors swallowed: it reconnects). */

@@ -15,6 +15,7 @@ import { HttpPolicy, type Policy } from "../../agent/policy";
 import { writeTrajectory } from "../../agent/trajectory";
 import { SETUP_FILE, parseSetupProposal, type SetupAgent, type SetupContext } from "../../images/infer/setup";
 import { InferenceClient } from "../../inference-client/client";
+import { diffBlocks } from "../../lib/diff";
 import { TaskSchema, type Task } from "../../tasks/schema";
 
 /** Options of {@link modelSetupAgent}. */
@@ -60,11 +61,15 @@ export function setupTask(ctx: SetupContext): Task {
 
 /** The added lines of `file` in a git diff (the new file's content), or undefined when the diff does not add it. */
 export function addedFileContent(patch: string, file: string): string | undefined {
-  const blocks = patch.split(/^diff --git /m);
-  const block = blocks.find((b) => b.startsWith(`a/${file} b/${file}`));
+  const block = diffBlocks(patch).find((b) => b.path === file);
   if (!block) return undefined;
-  const hunks = block.split("\n").filter((l) => l.startsWith("+") && !l.startsWith("+++"));
-  return hunks.map((l) => l.slice(1)).join("\n");
+  const lines = block.text.split("\n");
+  const hunk = lines.findIndex((l) => l.startsWith("@@"));
+  return lines
+    .slice(hunk < 0 ? lines.length : hunk)
+    .filter((l) => l.startsWith("+"))
+    .map((l) => l.slice(1))
+    .join("\n");
 }
 
 /**
