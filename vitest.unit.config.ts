@@ -3,7 +3,7 @@ import { defineConfig } from "vitest/config";
 /**
  * Unit tests: no Docker engine, no network beyond loopback, seconds (`npm run test:unit`).
  * Parsers, grading, similarity, the action parser, the prompt, the tokenizer, SWE-bench rows,
- * anti-forgery helpers, mutation operators, spec inference (its Docker case skips itself), the
+ * anti-forgery helpers, mutation operators, spec inference and its pip mode (their Docker cases skip themselves), the
  * compose file, the inference client against a scripted loopback server.
  */
 export default defineConfig({
@@ -15,6 +15,7 @@ export default defineConfig({
       "test/mutate-operators.test.ts",
       "test/image-infer.test.ts",
       "test/setup-agent.test.ts",
+      "test/pip-index.test.ts",
       "test/orchestrator-compose.test.ts",
       "test/orchestrator-records.test.ts",
       "test/grading.test.ts",

@@ -28,6 +28,7 @@ import { childLogger } from "../lib/log";
 import { ensureBaseImage } from "./base";
 import { inspectImage } from "./docker";
 import { dockerfileQuote, engineBuild, runStep, type DockerStep, type EngineBuildProgress } from "./engine-build";
+import { startCutoffIndex } from "./pip-cutoff";
 import { prepareRepository, resolveCommitCheaply } from "./repo";
 import { DEFAULT_BASE_IMAGE, ImageSpecSchema, type ImageSpec, type ImageSpecInput, type RepoSource } from "./spec";
 import { defaultStateDir, tagFileName, updateImageIndex, withFileLock } from "./state";
@@ -163,6 +164,8 @@ export function envHashInputs(spec: ImageSpec, baseImageId: string, pip: boolean
     baseImageId,
     systemPackages: [...new Set(spec.systemPackages)].sort(),
     pythonPackages: pip ? spec.pythonPackages : [],
+    // Only when it changes what pip installs (absent keys keep every earlier hash).
+    pipUploadedBefore: pip && spec.pipUploadedBefore ? spec.pipUploadedBefore : undefined,
     preInstall: spec.preInstall,
     env: spec.env,
     shims,
@@ -386,12 +389,15 @@ export async function buildEnvImage(specInput: ImageSpecInput, opts: BuildOption
       contextCopies["shims"] = dir;
     }
     progress("build", `building ${tag}`);
+    // "Only releases before <date>": pip reads the index through a date-filtering view on loopback
+    // (the env layer builds with the host's network, so the build reaches it).
+    const cutoff = pip.pip && spec.pipUploadedBefore ? await startCutoffIndex(pip.index!, new Date(spec.pipUploadedBefore)) : undefined;
     try {
       const id = await engineBuild({
         layer: "env",
         tag,
         network: "host",
-        steps: envSteps(spec, baseId, hash, pip, spec.baseImage),
+        steps: envSteps(spec, baseId, hash, cutoff ? { pip: true, index: cutoff.url } : pip, spec.baseImage),
         contextCopies,
         logFile,
         timeoutMs: opts.timeoutMs,
@@ -405,6 +411,11 @@ export async function buildEnvImage(specInput: ImageSpecInput, opts: BuildOption
       log.info({ tag, seconds: seconds() }, "env image built");
       return { tag, id, hash, cached: false, seconds: seconds(), logFile };
     } finally {
+      if (cutoff) {
+        await cutoff.close();
+        log.info({ ...cutoff.stats, before: spec.pipUploadedBefore }, "pip cutoff index closed");
+        if (cutoff.stats.unfiltered) log.warn({ pages: cutoff.stats.unfiltered }, "the index gave no upload times (no PEP 691/700): those projects were not limited by date");
+      }
       if (contextCopies["shims"]) fs.rmSync(contextCopies["shims"], { recursive: true, force: true });
     }
   });

@@ -38,6 +38,11 @@ export const ImageSpecSchema = z.object({
   systemPackages: z.array(z.string()).default([]),
   /** Python requirement strings installed with pip when an index is reachable (optional). */
   pythonPackages: z.array(z.string()).default([]),
+  /**
+   * Install only files uploaded to the index before this instant (ISO 8601, e.g. the commit's
+   * date): pythonPackages come through a date-filtering view of the index (images/pip-cutoff.ts).
+   */
+  pipUploadedBefore: z.iso.datetime({ offset: true }).optional(),
   /** Shell lines run in the environment layer after the packages (no repository yet). */
   preInstall: z.array(z.string()).default([]),
   /** Shell lines run in the instance layer inside the repository (e.g. an editable install). */

@@ -83,10 +83,12 @@ export function registerInferCommand(images: Command, makeSetupAgent?: SetupAgen
     .option("--max-attempts <n>", "builds + reference runs before giving up", Number, 6)
     .option("--test-timeout <s>", "seconds one reference run may take", Number, 900)
     .option("--state-dir <dir>", "image state dir")
+    .option("--pip-index <url>", "dependencies from this pip index (PEP 503 simple URL) instead of Debian packages (default FORAGER_PIP_INDEX)")
+    .option("--pip-cutoff <commit|date>", "with a pip index: only files uploaded before the commit's date (commit) or an ISO 8601 date (default FORAGER_PIP_CUTOFF)")
     .option("--model-url <url>", "when the heuristics give up: a set-up agent on this OpenAI-compatible endpoint (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option("--model <name>", "model name for --model-url")
     .option("--api-key <key>", "API key for --model-url")
-    .action(async (o: { repo?: string; repos?: string; commit?: string; latestRunnable?: boolean; maxTries: number; name?: string; out?: string; summary?: string; minPass: number; maxAttempts: number; testTimeout: number; stateDir?: string; modelUrl: string[]; model?: string; apiKey?: string }) => {
+    .action(async (o: { repo?: string; repos?: string; commit?: string; latestRunnable?: boolean; maxTries: number; name?: string; out?: string; summary?: string; minPass: number; maxAttempts: number; testTimeout: number; stateDir?: string; pipIndex?: string; pipCutoff?: string; modelUrl: string[]; model?: string; apiKey?: string }) => {
       if (!o.repo === !o.repos) throw new Error("give --repo or --repos");
       if (o.modelUrl.length && !makeSetupAgent) throw new Error("--model-url: no set-up agent in this build");
       const setupAgent = o.modelUrl.length
@@ -116,6 +118,8 @@ export function registerInferCommand(images: Command, makeSetupAgent?: SetupAgen
             ...(o.repo && o.out ? { out: o.out } : {}),
             ...(o.stateDir ? { stateDir: o.stateDir } : {}),
             ...(setupAgent ? { setupAgent } : {}),
+            ...(o.pipIndex ? { pipIndex: o.pipIndex } : {}),
+            ...(o.pipCutoff ? { pipCutoff: o.pipCutoff } : {}),
             onProgress: (m: string) => process.stderr.write(`  ${m}\n`),
           };
           if (o.latestRunnable) {

@@ -34,13 +34,15 @@ export interface LatestRunnable {
 
 /**
  * Why this machine cannot run a commit, without building: no suite's Python satisfies its
- * requires-python, or a runtime dependency (marker true for the suite's Python, not tooling) has no
- * Debian package in the suite. Undefined when it may run.
+ * requires-python, or (without a pip index, `pip`) a runtime dependency (marker true for the suite's
+ * Python, not tooling) has no Debian package in the suite. Undefined when it may run.
  */
-export async function staticProblem(gitDir: string, commit: string, opts: { stateDir?: string; suites?: BaseSuite[]; name?: string } = {}): Promise<string | undefined> {
+export async function staticProblem(gitDir: string, commit: string, opts: { stateDir?: string; suites?: BaseSuite[]; name?: string; pip?: boolean } = {}): Promise<string | undefined> {
   const facts = readRepository(new GitTree(gitDir, commit));
   const choice = chooseSuite(facts.requiresPython, SUITE_PYTHON, opts.suites ?? SUITE_ORDER);
   if ("reason" in choice) return choice.reason;
+  // With a pip index, whether the index has a dependency is learned by building.
+  if (opts.pip) return undefined;
   const mapper = await mapperForSuite(choice.suite, opts.stateDir);
   const self = (opts.name ?? "").split("/")[1]?.toLowerCase();
   const missing: string[] = [];
@@ -78,7 +80,7 @@ export async function latestRunnable(o: InferOptions & { from?: string; maxTries
     }
   };
   while (commit && tries.length < max) {
-    const problem = await staticProblem(gitDir, commit, { ...(o.stateDir ? { stateDir: o.stateDir } : {}), ...(o.suites ? { suites: o.suites } : {}), ...(o.name ? { name: o.name } : {}) });
+    const problem = await staticProblem(gitDir, commit, { ...(o.stateDir ? { stateDir: o.stateDir } : {}), ...(o.suites ? { suites: o.suites } : {}), ...(o.name ? { name: o.name } : {}), pip: Boolean(o.pipIndex ?? process.env.FORAGER_PIP_INDEX) });
     if (problem) {
       // Same dependency files back to the newest commit that changed one: same verdict; step over them.
       const changed = git(gitDir, ["log", "-1", "--first-parent", "--format=%H", commit, "--", ...DEPENDENCY_FILES]);

@@ -17,7 +17,7 @@ import type { BaseSuite } from "../base";
 import type { DebianMapper } from "./debian";
 import { GitTree, readRepository } from "./read";
 import { applySetupProposal, type SetupAgent } from "./setup";
-import { repairFromLog, specFromFacts, SUITE_PYTHON, type InferredSpec, type InferResult, type Provenance } from "./spec";
+import { repairFromLog, repairPipBuild, specFromFacts, SUITE_PYTHON, type InferredSpec, type InferResult, type PipPlan, type Provenance } from "./spec";
 import { chooseSuite, mapperForSuite, SUITE_ORDER, suiteIndex } from "./suites";
 
 export interface InferOptions {
@@ -49,7 +49,29 @@ export interface InferOptions {
    * applied and checked by up to 2 more builds + reference runs, like any repair. See images/infer/setup.ts.
    */
   setupAgent?: SetupAgent;
+  /**
+   * A pip index (PEP 503 simple URL; default `FORAGER_PIP_INDEX`): dependencies come from it as
+   * pythonPackages instead of Debian packages ({@link PipPlan}). Without one, Debian mapping.
+   */
+  pipIndex?: string;
+  /**
+   * With a pip index, only files uploaded before this: `"commit"` (the commit's committer date)
+   * or an ISO 8601 date/instant. Default `FORAGER_PIP_CUTOFF`; none when unset.
+   */
+  pipCutoff?: string;
   onProgress?: (message: string) => void;
+}
+
+/**
+ * The instant of `--pip-cutoff`: `commit` → the commit's committer date; else the date given.
+ * @returns ISO 8601 with offset (UTC `Z` for a date given), as ImageSpec.pipUploadedBefore wants.
+ * @throws Error naming the option when the value is neither `commit` nor a date.
+ */
+export function pipCutoffInstant(cutoff: string, gitDir: string, commit: string): string {
+  if (cutoff === "commit") return git(gitDir, ["show", "-s", "--format=%cI", commit]);
+  const t = Date.parse(cutoff);
+  if (Number.isNaN(t)) throw new Error(`--pip-cutoff: expected "commit" or an ISO 8601 date, got ${JSON.stringify(cutoff)}`);
+  return new Date(t).toISOString();
 }
 
 export interface InferOutcome {
@@ -167,7 +189,14 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
     attempts: 0,
     sourceInstall: false,
   };
-  const inferred = specFromFacts(facts, mapper, { repo, commit, source, scmVersion: scmVersion(gitDir, commit), suite, python });
+  const pipIndex = o.pipIndex ?? (process.env.FORAGER_PIP_INDEX || undefined);
+  const cutoff = o.pipCutoff ?? (process.env.FORAGER_PIP_CUTOFF || undefined);
+  const pip: PipPlan | undefined = pipIndex ? { index: pipIndex, ...(cutoff ? { uploadedBefore: pipCutoffInstant(cutoff, gitDir, commit) } : {}) } : undefined;
+  if (pip) say(`dependencies from the pip index ${pip.index}${pip.uploadedBefore ? `, files uploaded before ${pip.uploadedBefore}` : ""}`);
+  /** Distributions the pip index could not give (learned from failed builds). */
+  const pipUnavailable: string[] = [];
+  const pipRepair = pip ? { unavailable: pipUnavailable } : undefined;
+  const inferred = specFromFacts(facts, mapper, { repo, commit, source, scmVersion: scmVersion(gitDir, commit), suite, python, ...(pip ? { pip } : {}) });
   if (o.extraEnv) inferred.spec = { ...inferred.spec, env: { ...inferred.spec.env, ...o.extraEnv } };
   seconds.read = (performance.now() - tRead) / 1000;
   const prov: Provenance = inferred.provenance;
@@ -216,11 +245,11 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
   for (let attempt = 1; attempt <= limit; attempt++) {
     result.attempts = attempt;
     const spec = inferred.spec;
-    say(`attempt ${attempt}: build (${spec.systemPackages.length} packages)`);
+    say(`attempt ${attempt}: build (${spec.systemPackages.length} packages${spec.pythonPackages.length ? `, ${spec.pythonPackages.length} from pip` : ""})`);
     const t0 = performance.now();
     let log: string;
     try {
-      const b = await buildInstanceImage(spec, { stateDir, source });
+      const b = await buildInstanceImage(spec, { stateDir, source, ...(pip ? { pipIndex: pip.index, requirePythonPackages: true } : {}) });
       result.buildSeconds += (performance.now() - t0) / 1000;
       image = b.tag;
       const buildLog = b.logFile && fs.existsSync(b.logFile) ? fs.readFileSync(b.logFile, "utf8") : "";
@@ -264,13 +293,19 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
         }
       }
       lastLog = log;
-      const r = repairFromLog(spec, log, mapper, prov.deselected.map((d) => d.path));
+      const pr = pip && /pythonPackages/.test(err.step ?? "") ? repairPipBuild(spec, log, mapper) : undefined;
+      if (pr) {
+        pipUnavailable.push(...pr.unavailable);
+        applyRepair(inferred, pr, attempt);
+        continue;
+      }
+      const r = repairFromLog(spec, log, mapper, prov.deselected.map((d) => d.path), pipRepair);
       if (!r) return finish(`build failed at ${err.step ?? err.layer}: ${err.logTail.filter(Boolean).slice(-1)[0] ?? err.message}`);
       applyRepair(inferred, r, attempt);
       continue;
     }
     lastLog = log;
-    const r = repairFromLog(spec, log, mapper, prov.deselected.map((d) => d.path));
+    const r = repairFromLog(spec, log, mapper, prov.deselected.map((d) => d.path), pipRepair);
     if (r && attempt < limit) {
       applyRepair(inferred, r, attempt);
       continue;

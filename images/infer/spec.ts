@@ -6,7 +6,7 @@ import { z } from "zod";
 import { BASE_SUITES, baseImageTag, type BaseSuite } from "../base";
 import { ImageSpecSchema, type ImageSpec } from "../spec";
 import { backendPackages, type DebianMapper, notNeeded } from "./debian";
-import { evaluateMarker, linuxEnvironment, pythonSatisfies } from "./pep508";
+import { evaluateMarker, linuxEnvironment, normalizeName, parseRequirement, pythonSatisfies, type Requirement } from "./pep508";
 import type { RepoFacts } from "./read";
 
 /** The interpreter of each base suite (full version, for markers and requires-python). */
@@ -71,6 +71,10 @@ export const ProvenanceSchema = z.object({
   testCommands: z.array(z.string()),
   testPaths: z.array(z.string()),
   packages: z.array(PackageDecisionSchema),
+  /** The pip index dependencies came from (absent: Debian packages). */
+  pipIndex: z.string().optional(),
+  /** Only files uploaded before this instant (the commit's date with `--pip-cutoff commit`). */
+  pipUploadedBefore: z.string().optional(),
   deselected: z.array(z.object({ path: z.string(), reason: z.string() })),
   changes: z.array(RepairChangeSchema),
   result: InferResultSchema.optional(),
@@ -114,21 +118,43 @@ export function installLine(layout: "src" | "flat", workdir: string, versionFile
 }
 
 /**
+ * Where dependencies come from when a pip index is configured (FORAGER_PIP_INDEX or
+ * `--pip-index`): requirements go to `pythonPackages` as written (markers evaluated here), the
+ * build backend too; Debian gives only the interpreter, pip and pytest.
+ */
+export interface PipPlan {
+  /** Simple index URL (PEP 503), e.g. `https://pypi.org/simple/`. */
+  index: string;
+  /** ISO 8601 instant: only files uploaded before it (images/pip-cutoff.ts). */
+  uploadedBefore?: string;
+}
+
+/** A requirement as pip is given it: name, extras, specifier (the marker was evaluated already). */
+export function pipRequirement(r: Pick<Requirement, "name" | "extras" | "specifier">): string {
+  return `${r.name}${r.extras.length ? `[${r.extras.join(",")}]` : ""}${r.specifier}`;
+}
+
+/**
  * The first spec of a repository from its facts: base packages, the backend's package, every
  * runtime and test dependency with a Debian package (markers evaluated for the suite's Python),
- * an offline editable install with a source fallback, pytest over the test paths.
+ * an offline editable install with a source fallback, pytest over the test paths. With
+ * `opts.pip`, dependencies and the backend come from the pip index instead ({@link PipPlan});
+ * direct URL references are skipped (a build reaches only the index).
  */
 export function specFromFacts(
   facts: RepoFacts,
   mapper: DebianMapper,
-  opts: { repo: string; commit: string; source?: ImageSpec["source"]; scmVersion?: string; suite?: BaseSuite; python?: string },
+  opts: { repo: string; commit: string; source?: ImageSpec["source"]; scmVersion?: string; suite?: BaseSuite; python?: string; pip?: PipPlan },
 ): InferredSpec {
   const suite = opts.suite ?? "bookworm";
   const py = opts.python ?? SUITE_PYTHON[suite]!;
   const packages: z.infer<typeof PackageDecisionSchema>[] = [];
   const system = new Set(BASE_PACKAGES);
-  for (const p of backendPackages(facts.backend, suite)) system.add(p);
-  if (facts.usesScm) system.add("python3-setuptools-scm");
+  const pip: string[] = [];
+  if (!opts.pip) {
+    for (const p of backendPackages(facts.backend, suite)) system.add(p);
+    if (facts.usesScm) system.add("python3-setuptools-scm");
+  } else if (facts.usesScm && !facts.buildRequires.some((r) => /setuptools-scm|hatch-vcs/.test(r.normalized))) pip.push("setuptools-scm");
   const seen = new Set<string>();
   const self = opts.repo.split("/")[1]?.toLowerCase();
   for (const r of [...facts.buildRequires, ...facts.dependencies, ...facts.testDependencies]) {
@@ -148,6 +174,14 @@ export function specFromFacts(
       packages.push({ dist: r.name, from: r.from, skipped: "tooling or standard-library backport, not needed to run tests" });
       continue;
     }
+    if (opts.pip) {
+      if (r.url) packages.push({ dist: r.name, from: r.from, skipped: `direct reference ${r.url}: a build reaches only the pip index` });
+      else {
+        pip.push(pipRequirement(r));
+        packages.push({ dist: r.name, from: r.from, package: pipRequirement(r), via: "pip index" });
+      }
+      continue;
+    }
     const m = mapper.map(r.name);
     if (m) {
       system.add(m.package);
@@ -162,6 +196,8 @@ export function specFromFacts(
     ...(opts.source ? { source: opts.source } : {}),
     baseImage: baseImageTag(suite),
     systemPackages: [...system].sort(),
+    pythonPackages: pip,
+    ...(opts.pip?.uploadedBefore ? { pipUploadedBefore: opts.pip.uploadedBefore } : {}),
     install: [
       installLine(
         facts.layout,
@@ -190,6 +226,7 @@ export function specFromFacts(
     testCommands: facts.testCommands.slice(0, 10),
     testPaths: facts.testPaths,
     packages,
+    ...(opts.pip ? { pipIndex: opts.pip.index, ...(opts.pip.uploadedBefore ? { pipUploadedBefore: opts.pip.uploadedBefore } : {}) } : {}),
     deselected: [],
     changes: [],
   };
@@ -251,16 +288,29 @@ export interface Repair {
  * fixtures and async support (add the plugin), unrecognized command-line options (add the plugin,
  * else drop the repository's addopts). Returns undefined when no rule applies (nothing to repair).
  */
-export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper, alreadyDeselected: string[] = []): Repair | undefined {
+export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper, alreadyDeselected: string[] = [], pip?: { unavailable: string[] }): Repair | undefined {
   const changes: Repair["changes"] = [];
   const deselected: Repair["deselected"] = [];
   const system = new Set(spec.systemPackages);
+  const python = [...spec.pythonPackages];
   let testCommand = spec.testCommand;
   const add = (pkg: string, trigger: string, why: string) => {
     if (system.has(pkg)) return false;
     system.add(pkg);
     changes.push({ trigger, change: `add ${pkg} (${why})` });
     return true;
+  };
+  const unavailable = new Set((pip?.unavailable ?? []).map(normalizeName));
+  /** A distribution from the pip index (pip mode) or its Debian package; false when neither can be had. */
+  const addDist = (dist: string, trigger: string, why: string): boolean => {
+    if (pip && !unavailable.has(normalizeName(dist))) {
+      if (python.some((x) => normalizeName(parseRequirement(x)?.name ?? x) === normalizeName(dist))) return false;
+      python.push(dist);
+      changes.push({ trigger, change: `add ${dist} from the pip index (${why})` });
+      return true;
+    }
+    const mapping = mapper.map(dist);
+    return mapping ? add(mapping.package, trigger, `${why}, via ${mapping.via}`) : false;
   };
   // Collection errors per file: "____ ERROR collecting tests/test_x.py ____" … up to the next header.
   const blocks = [...log.matchAll(/_{3,} ERROR collecting (\S+) _{3,}\n([\s\S]*?)(?=\n_{3,} |\n={3,} )/g)].map((m) => ({ file: m[1]!, text: m[2]! }));
@@ -271,7 +321,8 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
     // The project's own package (a generated _version module missing): never install Debian's copy of it.
     if (mod.split(".")[0]!.toLowerCase() === (spec.repo.split("/")[1] ?? "").toLowerCase().replace(/-/g, "_")) continue;
     const { dist, mapping } = mapper.mapImport(mod);
-    if (mapping) add(mapping.package, m[0], `provides import ${mod.split(".")[0]} for ${dist}, via ${mapping.via}`);
+    if (pip && !unavailable.has(normalizeName(dist))) addDist(dist, m[0], `provides import ${mod.split(".")[0]}`);
+    else if (mapping) add(mapping.package, m[0], `provides import ${mod.split(".")[0]} for ${dist}, via ${mapping.via}`);
     else unobtainable.set(mod.split(".")[0]!, dist);
   }
   if (unobtainable.size) {
@@ -279,7 +330,7 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
       const mods = [...b.text.matchAll(moduleRe)].map((x) => x[1]!.split(".")[0]!);
       const missing = mods.find((x) => unobtainable.has(x));
       if (missing && !alreadyDeselected.includes(b.file) && !b.file.endsWith("conftest.py")) {
-        deselected.push({ path: b.file, reason: `imports ${missing} (distribution ${unobtainable.get(missing)}), which has no Debian package` });
+        deselected.push({ path: b.file, reason: `imports ${missing} (distribution ${unobtainable.get(missing)}), which has no Debian package${pip ? " and is not on the pip index" : ""}` });
         testCommand += ` --ignore=${b.file}`;
         changes.push({ trigger: `No module named '${missing}' while collecting ${b.file}`, change: `deselect ${b.file}` });
       }
@@ -287,12 +338,10 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
   }
   for (const m of log.matchAll(/fixture '(\w+)' not found/g)) {
     const dist = FIXTURE_PLUGINS[m[1]!];
-    const mapping = dist ? mapper.map(dist) : undefined;
-    if (mapping) add(mapping.package, m[0], `fixture ${m[1]} comes from ${dist}`);
+    if (dist) addDist(dist, m[0], `fixture ${m[1]} comes from ${dist}`);
   }
   if (/async def functions are not natively supported|PytestUnhandledCoroutineWarning/.test(log)) {
-    const mapping = mapper.map("pytest-asyncio");
-    if (mapping) add(mapping.package, "async def functions are not natively supported", "async tests need pytest-asyncio");
+    addDist("pytest-asyncio", "async def functions are not natively supported", "async tests need pytest-asyncio");
   }
   const unrec = /error: unrecognized arguments: ([^\n]+)/.exec(log);
   if (unrec) {
@@ -300,8 +349,7 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
     for (const arg of unrec[1]!.split(/\s+/)) {
       const opt = arg.split("=")[0]!;
       const dist = OPTION_PLUGINS[opt] ?? Object.entries(OPTION_PLUGINS).find(([k]) => opt.startsWith(k + "-"))?.[1];
-      const mapping = dist ? mapper.map(dist) : undefined;
-      if (mapping && add(mapping.package, unrec[0], `option ${opt} comes from ${dist}`)) any = true;
+      if (dist && addDist(dist, unrec[0], `option ${opt} comes from ${dist}`)) any = true;
     }
     if (!any && !/-o addopts=/.test(testCommand)) {
       testCommand += ` -o addopts=""`;
@@ -316,5 +364,40 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
     changes.push({ trigger: cfg[0], change: "ignore pytest config warnings (an ini option this pytest or plugin version does not know, made an error by filterwarnings)" });
   }
   if (!changes.length) return undefined;
-  return { spec: ImageSpecSchema.parse({ ...spec, systemPackages: [...system].sort(), testCommand }), changes, deselected };
+  return { spec: ImageSpecSchema.parse({ ...spec, systemPackages: [...system].sort(), pythonPackages: python, testCommand }), changes, deselected };
+}
+
+/**
+ * Repair a failed `pythonPackages` step (pip mode). A requirement the index cannot satisfy
+ * ("No matching distribution found for X", before the cutoff too) is removed and replaced by its
+ * Debian package when there is one; its name is returned in `unavailable`, so later repairs
+ * deselect what imports it instead of asking pip again. A dependency conflict
+ * (ResolutionImpossible) drops every version specifier once, letting pip choose.
+ * Returns undefined when the log shows neither.
+ */
+export function repairPipBuild(spec: ImageSpec, log: string, mapper: DebianMapper): (Repair & { unavailable: string[] }) | undefined {
+  const changes: Repair["changes"] = [];
+  const unavailable: string[] = [];
+  const system = new Set(spec.systemPackages);
+  let python = [...spec.pythonPackages];
+  for (const m of log.matchAll(/No matching distribution found for ([^\s;]+)/g)) {
+    const req = parseRequirement(m[1]!);
+    if (!req || unavailable.includes(req.normalized)) continue;
+    const before = python.length;
+    python = python.filter((x) => (parseRequirement(x)?.normalized ?? x) !== req.normalized);
+    if (python.length === before) continue;
+    unavailable.push(req.normalized);
+    const mapping = mapper.map(req.name);
+    if (mapping) system.add(mapping.package);
+    changes.push({ trigger: m[0], change: mapping ? `replace ${m[1]} by ${mapping.package} (via ${mapping.via}): the pip index has no release that fits` : `drop ${m[1]}: not on the pip index and no Debian package` });
+  }
+  if (!changes.length && /ResolutionImpossible|conflicting dependencies/.test(log) && python.some((x) => parseRequirement(x)?.specifier)) {
+    python = python.map((x) => {
+      const r = parseRequirement(x);
+      return r ? `${r.name}${r.extras.length ? `[${r.extras.join(",")}]` : ""}` : x;
+    });
+    changes.push({ trigger: "ResolutionImpossible", change: "drop the version specifiers of pythonPackages (the pins conflict; pip chooses)" });
+  }
+  if (!changes.length) return undefined;
+  return { spec: ImageSpecSchema.parse({ ...spec, systemPackages: [...system].sort(), pythonPackages: python }), changes, deselected: [], unavailable };
 }

@@ -1,0 +1,203 @@
+/**
+ * Image inference with a pip index (FORAGER_PIP_INDEX / --pip-index): requirements become
+ * pythonPackages, the build backend too; the repair rules in pip mode; the date-filtering index
+ * of `--pip-cutoff` (images/pip-cutoff.ts) in front of a loopback index of hand-made wheels.
+ * Then, in Docker, a created repository whose dependency's newer release (uploaded after the
+ * commit) breaks its tests: accepted with the older release, and a dependency the index does not
+ * have dropped by the repair loop.
+ */
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { request } from "undici";
+import { afterAll, describe, expect, it } from "vitest";
+import { DebianMapper } from "../images/infer/debian";
+import { GitTree, readRepository } from "../images/infer/read";
+import { inferImage, pipCutoffInstant } from "../images/infer/run";
+import { repairFromLog, repairPipBuild, specFromFacts } from "../images/infer/spec";
+import { filterProject, SIMPLE_JSON, SimpleProjectSchema, startCutoffIndex } from "../images/pip-cutoff";
+import { envHash } from "../images/build";
+import { ImageSpecSchema } from "../images/spec";
+import { makeRepo } from "./helpers/git-fixtures";
+import { startTestIndex, type TestRelease } from "./helpers/pip-index";
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "forager-pip-test-"));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const distFile = path.join(tmp, "cpython3_fallback");
+fs.writeFileSync(distFile, "PyYAML python3-yaml\nattrs python3-attr\n");
+const mapper = new DebianMapper({ distFile, packageNames: ["python3-yaml", "python3-attr", "python3-pytest-mock", "python3-hatchling"] });
+
+const FANCY: TestRelease[] = [
+  { name: "forager-fancylib", version: "1.0", uploaded: "2020-01-01T00:00:00Z", files: { "fancylib/__init__.py": 'def greet(n):\n    return "hello " + n\n' } },
+  // Uploaded after any test commit: its API change would break the created repository.
+  { name: "forager-fancylib", version: "2.0", uploaded: "2099-01-01T00:00:00Z", files: { "fancylib/__init__.py": 'def salute(n):\n    return "hi " + n\n' } },
+];
+
+let n = 0;
+function repo(files: Record<string, string>) {
+  const r = makeRepo(path.join(tmp, `r${n++}`), files);
+  return { dir: r.dir, commit: r.shas[0]!, tree: new GitTree(r.dir, r.shas[0]!) };
+}
+
+describe("pip mode: the spec and its repairs", () => {
+  const r = repo({
+    "pyproject.toml":
+      '[build-system]\nrequires = ["hatchling>=1.18"]\nbuild-backend = "hatchling.build"\n\n[project]\nname = "pkg"\nversion = "1"\n' +
+      'dependencies = ["attrs>=22", "requests[socks]>=2,<3", "tomli; python_version < \'3.11\'", "vendored @ https://example.invalid/v.tar.gz"]\n\n' +
+      '[project.optional-dependencies]\ntest = ["pytest-mock"]\n',
+    "pkg/__init__.py": "",
+    "tests/test_a.py": "def test_a():\n    pass\n",
+  });
+  const facts = readRepository(r.tree);
+  const inferred = specFromFacts(facts, mapper, { repo: "x/pkg", commit: r.commit, pip: { index: "http://127.0.0.1:1/simple/", uploadedBefore: "2024-01-01T00:00:00Z" } });
+
+  it("requirements and the backend go to pythonPackages as pip reads them; Debian gives only the base", () => {
+    expect(inferred.spec.pythonPackages).toEqual(["hatchling>=1.18", "attrs>=22", "requests[socks]>=2,<3", "pytest-mock"]);
+    expect(inferred.spec.systemPackages).not.toContain("python3-hatchling");
+    expect(inferred.spec.systemPackages).not.toContain("python3-attr");
+    expect(inferred.spec.pipUploadedBefore).toBe("2024-01-01T00:00:00Z");
+    const skipped = Object.fromEntries(inferred.provenance.packages.filter((p) => p.skipped).map((p) => [p.dist, p.skipped]));
+    expect(skipped.tomli).toMatch(/marker false/);
+    expect(skipped.vendored).toMatch(/direct reference.*only the pip index/);
+    expect(inferred.provenance.pipIndex).toBe("http://127.0.0.1:1/simple/");
+    // Without an index, the same facts map to Debian packages.
+    const debian = specFromFacts(facts, mapper, { repo: "x/pkg", commit: r.commit }).spec;
+    expect(debian.pythonPackages).toEqual([]);
+    expect(debian.systemPackages).toEqual(expect.arrayContaining(["python3-hatchling", "python3-attr", "python3-pytest-mock"]));
+  });
+
+  it("the cutoff is part of the env hash only when pip runs", () => {
+    const spec = inferred.spec;
+    const later = ImageSpecSchema.parse({ ...spec, pipUploadedBefore: "2025-01-01T00:00:00Z" });
+    expect(envHash(spec, "sha256:b", true)).not.toBe(envHash(later, "sha256:b", true));
+    expect(envHash(spec, "sha256:b", false)).toBe(envHash(later, "sha256:b", false));
+  });
+
+  it("a requirement the index lacks is replaced by its Debian package or dropped; a conflict drops the pins", () => {
+    const a = repairPipBuild(inferred.spec, "ERROR: Could not find a version that satisfies the requirement attrs>=22 (from versions: none)\nERROR: No matching distribution found for attrs>=22\n", mapper)!;
+    expect(a.spec.pythonPackages).not.toContain("attrs>=22");
+    expect(a.spec.systemPackages).toContain("python3-attr");
+    expect(a.unavailable).toEqual(["attrs"]);
+    const b = repairPipBuild(inferred.spec, "ERROR: No matching distribution found for hatchling>=1.18", new DebianMapper({ distFile, packageNames: [] }))!;
+    expect(b.changes[0]!.change).toMatch(/^drop hatchling>=1.18: not on the pip index and no Debian package/);
+    const c = repairPipBuild(inferred.spec, "ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/…", mapper)!;
+    expect(c.spec.pythonPackages).toEqual(["hatchling", "attrs", "requests[socks]", "pytest-mock"]);
+    expect(repairPipBuild(inferred.spec, "Successfully installed attrs-23.1.0", mapper)).toBeUndefined();
+  });
+
+  it("a missing module asks the index first; once the index lacks it, Debian, else the file is deselected", () => {
+    const log = [
+      "____________________ ERROR collecting tests/test_yaml.py ____________________",
+      "E   ModuleNotFoundError: No module named 'yaml'",
+      "____________________ ERROR collecting tests/test_exotic.py ____________________",
+      "E   ModuleNotFoundError: No module named 'exotic_lib'",
+      "=========================== short test summary info ============================",
+    ].join("\n");
+    const first = repairFromLog(inferred.spec, log, mapper, [], { unavailable: [] })!;
+    expect(first.spec.pythonPackages).toEqual(expect.arrayContaining(["PyYAML", "exotic-lib"]));
+    expect(first.deselected).toEqual([]);
+    const later = repairFromLog(inferred.spec, log, mapper, [], { unavailable: ["pyyaml", "exotic-lib"] })!;
+    expect(later.spec.systemPackages).toContain("python3-yaml");
+    expect(later.deselected).toEqual([{ path: "tests/test_exotic.py", reason: expect.stringMatching(/no Debian package and is not on the pip index/) }]);
+    const fixture = repairFromLog(inferred.spec, "E       fixture 'benchmark' not found", mapper, [], { unavailable: [] })!;
+    expect(fixture.changes[0]!.change).toMatch(/^add pytest-benchmark from the pip index/);
+  });
+
+  it("--pip-cutoff: the commit's committer date, or a date given; anything else names the option", () => {
+    expect(pipCutoffInstant("commit", r.dir, r.commit)).toBe(execFileSync("git", ["-C", r.dir, "show", "-s", "--format=%cI", r.commit], { encoding: "utf8" }).trim());
+    expect(pipCutoffInstant("2024-05-01", r.dir, r.commit)).toBe("2024-05-01T00:00:00.000Z");
+    expect(() => pipCutoffInstant("last tuesday", r.dir, r.commit)).toThrow(/--pip-cutoff/);
+  });
+});
+
+describe("the date-filtering index", () => {
+  it("keeps files uploaded before the cutoff and undated ones; URLs made absolute against the page", () => {
+    const page = SimpleProjectSchema.parse({
+      meta: { "api-version": "1.1" },
+      name: "p",
+      versions: ["1", "2"],
+      files: [
+        { filename: "p-1-py3-none-any.whl", url: "../../files/p-1.whl", hashes: {}, "upload-time": "2020-01-01T00:00:00.000000Z" },
+        { filename: "p-2-py3-none-any.whl", url: "https://files.example/p-2.whl", hashes: {}, "upload-time": "2024-06-01T00:00:00Z" },
+        { filename: "p-0.tar.gz", url: "p-0.tar.gz", hashes: {} },
+      ],
+    });
+    const f = filterProject(page, new Date("2024-01-01T00:00:00Z"), "http://idx.example/simple/p/");
+    expect(f.page.files.map((x) => x.url)).toEqual(["http://idx.example/files/p-1.whl", "http://idx.example/simple/p/p-0.tar.gz"]);
+    expect([f.dropped, f.undated]).toEqual([1, 1]);
+    expect(f.page.meta["api-version"]).toBe("1.0");
+    expect("versions" in f.page).toBe(false);
+  });
+
+  it("in front of a loopback index: JSON and HTML answers without the newer release; 404 passed on; HTML-only upstream unfiltered", async () => {
+    const up = await startTestIndex(FANCY);
+    const cut = await startCutoffIndex(up.url, new Date("2024-01-01T00:00:00Z"));
+    try {
+      const json = await request(`${cut.url}forager-fancylib/`, { headers: { accept: SIMPLE_JSON } });
+      expect(String(json.headers["content-type"])).toContain(SIMPLE_JSON);
+      const page = SimpleProjectSchema.parse(await json.body.json());
+      expect(page.files.map((f) => f.filename)).toEqual(["forager_fancylib-1.0-py3-none-any.whl"]);
+      expect(page.files[0]!.url).toBe(new URL("/files/forager_fancylib-1.0-py3-none-any.whl", up.url).toString());
+      const html = await (await request(`${cut.url}forager-fancylib/`, { headers: { accept: "text/html" } })).body.text();
+      expect(html).toContain("forager_fancylib-1.0-py3-none-any.whl");
+      expect(html).not.toContain("2.0");
+      expect(html).toMatch(/href="http:\/\/127\.0\.0\.1:\d+\/files\/forager_fancylib-1\.0-py3-none-any\.whl#sha256=[0-9a-f]{64}"/);
+      expect((await request(`${cut.url}no-such-dist/`)).statusCode).toBe(404);
+      expect(cut.stats).toMatchObject({ pages: 2, dropped: 2, unfiltered: 0 });
+    } finally {
+      await cut.close();
+      await up.close();
+    }
+    const htmlUp = await startTestIndex(FANCY, { htmlOnly: true });
+    const cut2 = await startCutoffIndex(htmlUp.url, new Date("2024-01-01T00:00:00Z"));
+    try {
+      const body = await (await request(`${cut2.url}forager-fancylib/`, { headers: { accept: SIMPLE_JSON } })).body.text();
+      expect(body).toContain("forager_fancylib-2.0");
+      expect(cut2.stats.unfiltered).toBe(1);
+    } finally {
+      await cut2.close();
+      await htmlUp.close();
+    }
+  });
+});
+
+const dockerUp = (() => {
+  try {
+    execFileSync("docker", ["info"], { stdio: "ignore", timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+describe.skipIf(!dockerUp)("inferImage with a pip index, in Docker", () => {
+  it(
+    "--pip-cutoff commit installs the release before the commit; a dependency the index lacks is dropped by the repair loop",
+    async () => {
+      const r = repo({
+        "setup.py": 'from setuptools import setup\nsetup(name="greeter", version="0.1", packages=["greeter"], install_requires=["forager-fancylib>=1.0", "forager-missing-dist"])\n',
+        "greeter/__init__.py": "from fancylib import greet\n\n\ndef hello():\n    return greet(\"x\")\n",
+        "tests/test_hello.py": 'from greeter import hello\n\n\ndef test_hello():\n    assert hello() == "hello x"\n',
+      });
+      const index = await startTestIndex(FANCY);
+      try {
+        const out = path.join(tmp, "greeter.json");
+        const o = await inferImage({ repo: r.dir, name: "example/greeter", out, stateDir: path.join(tmp, "state"), mapper, flakyRuns: 0, pipIndex: index.url, pipCutoff: "commit" });
+        expect(o.result.reason).toMatch(/1\/1 pass/);
+        expect(o.result.accepted).toBe(true);
+        const spec = ImageSpecSchema.parse(JSON.parse(fs.readFileSync(out, "utf8")));
+        expect(spec.pythonPackages).toEqual(["forager-fancylib>=1.0"]);
+        expect(spec.pipUploadedBefore).toBe(pipCutoffInstant("commit", r.dir, r.commit));
+        expect(o.inferred!.provenance.changes.map((c) => c.change)).toContain("drop forager-missing-dist: not on the pip index and no Debian package");
+        // pip downloaded the release uploaded before the commit, never the later one.
+        expect(index.requests).toContain("/files/forager_fancylib-1.0-py3-none-any.whl");
+        expect(index.requests.some((p) => p.includes("2.0"))).toBe(false);
+      } finally {
+        await index.close();
+      }
+    },
+    900_000,
+  );
+});
