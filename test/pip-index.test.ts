@@ -16,6 +16,7 @@ import { DebianMapper } from "../images/infer/debian";
 import { GitTree, readRepository } from "../images/infer/read";
 import { inferImage, pipCutoffInstant } from "../images/infer/run";
 import { repairFromLog, repairPipBuild, specFromFacts } from "../images/infer/spec";
+import { fileVersion, pipPreflight } from "../images/infer/pip";
 import { filterProject, SIMPLE_JSON, SimpleProjectSchema, startCutoffIndex } from "../images/pip-cutoff";
 import { envHash } from "../images/build";
 import { ImageSpecSchema } from "../images/spec";
@@ -163,6 +164,32 @@ describe("the date-filtering index", () => {
   });
 });
 
+describe("the pip index preflight", () => {
+  it("names what the index cannot give before any build: absent, too new for the cutoff, no fitting version", async () => {
+    expect([fileVersion("forager_fancylib-1.0-py3-none-any.whl"), fileVersion("attrs-23.1.0.tar.gz"), fileVersion("x.exe")]).toEqual(["1.0", "23.1.0", undefined]);
+    for (const htmlOnly of [false, true]) {
+      const up = await startTestIndex(FANCY, { htmlOnly });
+      try {
+        const reqs = ["forager-fancylib>=1.0", "forager-fancylib>=2", "nope-dist", "local @ https://example.invalid/x.whl"];
+        const m = await pipPreflight(reqs, up.url, { before: new Date("2024-01-01T00:00:00Z"), python: "3.11.2" });
+        if (htmlOnly) {
+          // No upload times in PEP 503 HTML: 2.0 counts, so only the absent dist is missing.
+          expect(m.map((x) => x.requirement)).toEqual(["nope-dist"]);
+          continue;
+        }
+        expect(m).toEqual([
+          { requirement: "forager-fancylib>=2", dist: "forager-fancylib", reason: "no release on the pip index satisfies >=2 (has 1.0)" },
+          { requirement: "nope-dist", dist: "nope-dist", reason: "not on the pip index" },
+        ]);
+        const early = await pipPreflight(["forager-fancylib"], up.url, { before: new Date("2019-01-01T00:00:00Z"), python: "3.11.2" });
+        expect(early[0]!.reason).toMatch(/no release on the pip index uploaded before 2019-01-01/);
+      } finally {
+        await up.close();
+      }
+    }
+  });
+});
+
 const dockerUp = (() => {
   try {
     execFileSync("docker", ["info"], { stdio: "ignore", timeout: 10_000 });
@@ -174,7 +201,7 @@ const dockerUp = (() => {
 
 describe.skipIf(!dockerUp)("inferImage with a pip index, in Docker", () => {
   it(
-    "--pip-cutoff commit installs the release before the commit; a dependency the index lacks is dropped by the repair loop",
+    "--pip-cutoff commit installs the release before the commit; a dependency the index lacks is dropped before the build",
     async () => {
       const r = repo({
         "setup.py": 'from setuptools import setup\nsetup(name="greeter", version="0.1", packages=["greeter"], install_requires=["forager-fancylib>=1.0", "forager-missing-dist"])\n',
@@ -184,13 +211,16 @@ describe.skipIf(!dockerUp)("inferImage with a pip index, in Docker", () => {
       const index = await startTestIndex(FANCY);
       try {
         const out = path.join(tmp, "greeter.json");
-        const o = await inferImage({ repo: r.dir, name: "example/greeter", out, stateDir: path.join(tmp, "state"), mapper, flakyRuns: 0, pipIndex: index.url, pipCutoff: "commit" });
+        // A nonce in the env: a fresh env layer each run, so pip really downloads (no cached image).
+        const o = await inferImage({ repo: r.dir, name: "example/greeter", out, stateDir: path.join(tmp, "state"), mapper, flakyRuns: 0, pipIndex: index.url, pipCutoff: "commit", extraEnv: { FORAGER_TEST_NONCE: String(Date.now()) } });
         expect(o.result.reason).toMatch(/1\/1 pass/);
         expect(o.result.accepted).toBe(true);
         const spec = ImageSpecSchema.parse(JSON.parse(fs.readFileSync(out, "utf8")));
         expect(spec.pythonPackages).toEqual(["forager-fancylib>=1.0"]);
         expect(spec.pipUploadedBefore).toBe(pipCutoffInstant("commit", r.dir, r.commit));
-        expect(o.inferred!.provenance.changes.map((c) => c.change)).toContain("drop forager-missing-dist: not on the pip index and no Debian package");
+        // The preflight found the missing dependency before any build: one build, no failed pip step.
+        expect(o.inferred!.provenance.changes).toContainEqual({ attempt: 0, trigger: "pip index preflight: not on the pip index", change: "drop forager-missing-dist: not on the pip index and no Debian package" });
+        expect(o.result.attempts).toBe(1);
         // pip downloaded the release uploaded before the commit, never the later one.
         expect(index.requests).toContain("/files/forager_fancylib-1.0-py3-none-any.whl");
         expect(index.requests.some((p) => p.includes("2.0"))).toBe(false);

@@ -15,9 +15,10 @@ import { ImageSpecSchema, type ImageSpec, type RepoSource } from "../spec";
 import { defaultStateDir } from "../state";
 import type { BaseSuite } from "../base";
 import type { DebianMapper } from "./debian";
+import { pipPreflight } from "./pip";
 import { GitTree, readRepository } from "./read";
 import { applySetupProposal, type SetupAgent } from "./setup";
-import { repairFromLog, repairPipBuild, specFromFacts, SUITE_PYTHON, type InferredSpec, type InferResult, type PipPlan, type Provenance } from "./spec";
+import { repairFromLog, repairPipBuild, replaceUnavailable, specFromFacts, SUITE_PYTHON, type InferredSpec, type InferResult, type PipPlan, type Provenance } from "./spec";
 import { chooseSuite, mapperForSuite, SUITE_ORDER, suiteIndex } from "./suites";
 
 export interface InferOptions {
@@ -198,8 +199,18 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
   const pipRepair = pip ? { unavailable: pipUnavailable } : undefined;
   const inferred = specFromFacts(facts, mapper, { repo, commit, source, scmVersion: scmVersion(gitDir, commit), suite, python, ...(pip ? { pip } : {}) });
   if (o.extraEnv) inferred.spec = { ...inferred.spec, env: { ...inferred.spec.env, ...o.extraEnv } };
-  seconds.read = (performance.now() - tRead) / 1000;
   const prov: Provenance = inferred.provenance;
+  if (pip) {
+    // What the index cannot give is known before building (pip would stop at the first one).
+    const missing = await pipPreflight(inferred.spec.pythonPackages, pip.index, { python, ...(pip.uploadedBefore ? { before: new Date(pip.uploadedBefore) } : {}) });
+    const pre = replaceUnavailable(inferred.spec, missing.map((m) => ({ requirement: m.requirement, trigger: `pip index preflight: ${m.reason}` })), mapper);
+    if (pre) {
+      pipUnavailable.push(...pre.unavailable);
+      applyRepair(inferred, pre, 0);
+      say(`pip index preflight: ${pre.changes.map((c) => c.change.split(":")[0]).join("; ")}`);
+    }
+  }
+  seconds.read = (performance.now() - tRead) / 1000;
   const files: string[] = [];
   const finish = (reason: string, accepted = false): InferOutcome => {
     result.reason = reason;

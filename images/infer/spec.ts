@@ -25,7 +25,7 @@ export const PackageDecisionSchema = z.object({
 
 /** One change made by the repair loop. */
 export const RepairChangeSchema = z.object({
-  /** 1-based attempt that saw the error. */
+  /** 1-based attempt that saw the error; 0 before the first build (the pip index preflight). */
   attempt: z.number().int(),
   /** The error line that triggered the change. */
   trigger: z.string(),
@@ -376,12 +376,34 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
  * Returns undefined when the log shows neither.
  */
 export function repairPipBuild(spec: ImageSpec, log: string, mapper: DebianMapper): (Repair & { unavailable: string[] }) | undefined {
+  const found = [...log.matchAll(/No matching distribution found for ([^\s;]+)/g)].map((m) => ({ requirement: m[1]!, trigger: m[0] }));
+  const replaced = replaceUnavailable(spec, found, mapper);
+  if (replaced) return replaced;
+  const changes: Repair["changes"] = [];
+  let python = [...spec.pythonPackages];
+  if (/ResolutionImpossible|conflicting dependencies/.test(log) && python.some((x) => parseRequirement(x)?.specifier)) {
+    python = python.map((x) => {
+      const r = parseRequirement(x);
+      return r ? `${r.name}${r.extras.length ? `[${r.extras.join(",")}]` : ""}` : x;
+    });
+    changes.push({ trigger: "ResolutionImpossible", change: "drop the version specifiers of pythonPackages (the pins conflict; pip chooses)" });
+  }
+  if (!changes.length) return undefined;
+  return { spec: ImageSpecSchema.parse({ ...spec, pythonPackages: python }), changes, deselected: [], unavailable: [] };
+}
+
+/**
+ * Take requirements the pip index cannot give out of pythonPackages, each replaced by its Debian
+ * package when the suite has one. `trigger` is what showed it (a pip error, or the preflight's
+ * reason). Returns undefined when none of them is in pythonPackages.
+ */
+export function replaceUnavailable(spec: ImageSpec, missing: { requirement: string; trigger: string }[], mapper: DebianMapper): (Repair & { unavailable: string[] }) | undefined {
   const changes: Repair["changes"] = [];
   const unavailable: string[] = [];
   const system = new Set(spec.systemPackages);
   let python = [...spec.pythonPackages];
-  for (const m of log.matchAll(/No matching distribution found for ([^\s;]+)/g)) {
-    const req = parseRequirement(m[1]!);
+  for (const m of missing) {
+    const req = parseRequirement(m.requirement);
     if (!req || unavailable.includes(req.normalized)) continue;
     const before = python.length;
     python = python.filter((x) => (parseRequirement(x)?.normalized ?? x) !== req.normalized);
@@ -389,14 +411,7 @@ export function repairPipBuild(spec: ImageSpec, log: string, mapper: DebianMappe
     unavailable.push(req.normalized);
     const mapping = mapper.map(req.name);
     if (mapping) system.add(mapping.package);
-    changes.push({ trigger: m[0], change: mapping ? `replace ${m[1]} by ${mapping.package} (via ${mapping.via}): the pip index has no release that fits` : `drop ${m[1]}: not on the pip index and no Debian package` });
-  }
-  if (!changes.length && /ResolutionImpossible|conflicting dependencies/.test(log) && python.some((x) => parseRequirement(x)?.specifier)) {
-    python = python.map((x) => {
-      const r = parseRequirement(x);
-      return r ? `${r.name}${r.extras.length ? `[${r.extras.join(",")}]` : ""}` : x;
-    });
-    changes.push({ trigger: "ResolutionImpossible", change: "drop the version specifiers of pythonPackages (the pins conflict; pip chooses)" });
+    changes.push({ trigger: m.trigger, change: mapping ? `replace ${m.requirement} by ${mapping.package} (via ${mapping.via}): the pip index has no release that fits` : `drop ${m.requirement}: not on the pip index and no Debian package` });
   }
   if (!changes.length) return undefined;
   return { spec: ImageSpecSchema.parse({ ...spec, systemPackages: [...system].sort(), pythonPackages: python }), changes, deselected: [], unavailable };
