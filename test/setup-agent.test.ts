@@ -3,18 +3,22 @@
  * images/infer/setup.ts): the proposal's schema and application without Docker; in Docker, a
  * created repository whose suite the heuristics cannot make run (its conftest needs an
  * environment variable), an episode driven by a scripted OpenAI-compatible server on loopback,
- * and inference checking the proposal like any other spec.
+ * and inference checking the proposal like any other spec; and a build that fails (a pip sdist
+ * from a loopback index needs a switch), where the agent works in a workbench image.
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { inferImage } from "../images/infer/run";
-import { applySetupProposal, parseSetupProposal, SETUP_FILE } from "../images/infer/setup";
+import { DebianMapper } from "../images/infer/debian";
+import { buildError, inferImage } from "../images/infer/run";
+import { repairPipBuild } from "../images/infer/spec";
+import { applySetupProposal, parseSetupProposal, SETUP_FILE, workbenchSpec } from "../images/infer/setup";
 import { ImageSpecSchema } from "../images/spec";
 import { addedFileContent, modelSetupAgent, setupTask } from "../taskgen/setup/agent";
 import { makeRepo } from "./helpers/git-fixtures";
+import { startTestIndex } from "./helpers/pip-index";
 import { startScriptedServer } from "./helpers/scripted-server";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "forager-setup-agent-"));
@@ -50,6 +54,27 @@ describe("set-up proposals", () => {
     expect(t.problemStatement).toContain("RuntimeError: set MODE");
     expect(t.problemStatement).toContain(SETUP_FILE);
     expect(t.failToPass).toEqual([]);
+    const b = setupTask({ repo: "x/pkg", commit: "abc1234", spec: { ...spec, pythonPackages: ["fastlib"] }, log: "fatal error: x.h: No such file", buildFailedAt: "pythonPackages (1)" });
+    expect(b.problemStatement).toMatch(/did not build[\s\S]*pythonPackages \(1\) \(pip installs: fastlib\)[\s\S]*x\.h/);
+  });
+
+  it("the workbench of a failed build drops what can fail: pip, preInstall, install; the env's extra packages only when the env failed", () => {
+    const s = { ...spec, systemPackages: ["python3-pytest", "libfoo-dev"], pythonPackages: ["fastlib"], preInstall: ["make deps"], install: ["pip install -e ."] };
+    expect(workbenchSpec(s, "env", ["python3-pytest"])).toMatchObject({ systemPackages: ["python3-pytest"], pythonPackages: [], preInstall: [], install: [] });
+    expect(workbenchSpec(s, "instance", ["python3-pytest"])).toMatchObject({ systemPackages: ["python3-pytest", "libfoo-dev"], pythonPackages: ["fastlib"], install: [] });
+  });
+});
+
+describe("build repairs in pip mode", () => {
+  it("a C extension gets the compiler and Python's headers; a known header its package; an unknown one nothing", () => {
+    const mapper = new DebianMapper({ packageNames: [] });
+    const s = { ...spec, pythonPackages: ["fastlib"] };
+    const gcc = repairPipBuild(s, "      error: command '/usr/bin/x86_64-linux-gnu-gcc' failed: No such file or directory", mapper)!;
+    expect(gcc.spec.systemPackages).toEqual(expect.arrayContaining(["build-essential", "python3-dev"]));
+    const z = repairPipBuild(s, "      fastlib/_z.c:1:10: fatal error: zlib.h: No such file or directory", mapper)!;
+    expect(z.changes[0]!.change).toMatch(/^add zlib1g-dev build-essential python3-dev \(zlib\.h comes from zlib1g-dev\)/);
+    expect(repairPipBuild(s, "fatal error: forager_private.h: No such file or directory", mapper)).toBeUndefined();
+    expect(buildError("  error: subprocess-exited-with-error\n      x.c:1:10: fatal error: forager_private.h: No such file or directory\n  error: metadata-generation-failed")).toBe("x.c:1:10: fatal error: forager_private.h: No such file or directory");
   });
 });
 
@@ -105,6 +130,64 @@ describe.skipIf(!dockerUp)("the set-up agent in Docker", () => {
         expect(traj[0]!.turns).toHaveLength(4);
       } finally {
         await server.close();
+      }
+    },
+    900_000,
+  );
+
+  it(
+    "a build the heuristics cannot repair (an sdist's private header): the agent works in a workbench image and its proposal makes the build pass",
+    async () => {
+      const r = makeRepo(path.join(tmp, "needsbuild"), {
+        "setup.py": 'from setuptools import setup\nsetup(name="fastpkg", version="0.1", packages=["fastpkg"], install_requires=["forager-speedups"])\n',
+        "fastpkg/__init__.py": "from speedups import fast\n",
+        "tests/test_fast.py": "from fastpkg import fast\n\ndef test_fast():\n    assert fast(1) == 2\n",
+      });
+      // An sdist with an optional C extension and a pure-Python switch, as msgpack or yarl have.
+      const index = await startTestIndex([
+        {
+          name: "forager-speedups",
+          version: "1.0",
+          uploaded: "2020-01-01T00:00:00Z",
+          files: { "speedups/__init__.py": "def fast(x):\n    return x + 1\n" },
+          setupPy:
+            'import os, sys\nfrom setuptools import setup\nif os.environ.get("SPEEDUPS_PURE_PYTHON") != "1":\n    sys.exit("speedups/_ext.c:1:10: fatal error: forager_private.h: No such file or directory")\nsetup(name="forager-speedups", version="1.0", packages=["speedups"])\n',
+        },
+      ]);
+      const proposal = JSON.stringify({ env: { SPEEDUPS_PURE_PYTHON: "1" }, note: "forager-speedups builds without its C extension" });
+      let calls = 0;
+      const server = await startScriptedServer({
+        handler: () => {
+          calls++;
+          if (calls === 1)
+            return { text: `Write the proposal.\n</think>\n<tool: bash>\ncd /testbed && printf '%s' '${proposal}' > ${SETUP_FILE} && git add -N ${SETUP_FILE} && git diff -- ${SETUP_FILE} > /tmp/setup.patch && python -c 'import fastpkg' ; ls\n</tool>` };
+          if (calls === 2) return { text: "Submit it.\n</think>\n<tool: submit>\n/tmp/setup.patch\n</tool>" };
+          return { text: "Done.\n</think>\nSPEEDUPS_PURE_PYTHON=1." };
+        },
+      });
+      try {
+        const o = await inferImage({
+          repo: r.dir,
+          name: "example/fastpkg",
+          out: path.join(tmp, "fastpkg.json"),
+          stateDir: path.join(tmp, "state"),
+          flakyRuns: 0,
+          maxAttempts: 1,
+          pipIndex: index.url,
+          extraEnv: { FORAGER_TEST_NONCE: String(Date.now()) },
+          setupAgent: modelSetupAgent({ modelUrl: [server.url], trajectoryDir: path.join(tmp, "traj-build") }),
+        });
+        expect(o.result.reason).toMatch(/1\/1 pass/);
+        expect(o.result.accepted).toBe(true);
+        expect(o.result.attempts).toBe(2);
+        const byAgent = o.inferred!.provenance.changes.filter((c) => c.trigger.startsWith("set-up agent"));
+        expect(byAgent.map((c) => c.change)).toEqual(["env SPEEDUPS_PURE_PYTHON=1"]);
+        const traj = JSON.parse(fs.readFileSync(path.join(tmp, "traj-build", "setup.jsonl"), "utf8").trim().split("\n")[0]!) as { prompt: { user: string } };
+        expect(traj.prompt.user).toMatch(/did not build[\s\S]*pythonPackages/);
+        expect(traj.prompt.user).toContain("forager_private.h");
+      } finally {
+        await server.close();
+        await index.close();
       }
     },
     900_000,

@@ -17,8 +17,8 @@ import type { BaseSuite } from "../base";
 import type { DebianMapper } from "./debian";
 import { pipPreflight } from "./pip";
 import { GitTree, readRepository } from "./read";
-import { applySetupProposal, type SetupAgent } from "./setup";
-import { repairFromLog, repairPipBuild, replaceUnavailable, specFromFacts, SUITE_PYTHON, type InferredSpec, type InferResult, type PipPlan, type Provenance } from "./spec";
+import { applySetupProposal, workbenchSpec, type SetupAgent } from "./setup";
+import { BASE_PACKAGES, repairFromLog, repairPipBuild, replaceUnavailable, specFromFacts, SUITE_PYTHON, type InferredSpec, type InferResult, type PipPlan, type Provenance } from "./spec";
 import { chooseSuite, mapperForSuite, SUITE_ORDER, suiteIndex } from "./suites";
 
 export interface InferOptions {
@@ -232,11 +232,23 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
   let limit = maxAttempts;
   let agentAsked = false;
   /** The set-up agent's turn (once): true when its proposal changed the spec, which then gets 2 more attempts. */
-  const askAgent = async (attempt: number): Promise<boolean> => {
+  const askAgent = async (attempt: number, failedBuild?: ImageBuildError): Promise<boolean> => {
     if (!o.setupAgent || agentAsked) return false;
     agentAsked = true;
-    say(`set-up agent: the heuristics gave up after attempt ${attempt}`);
-    const a = await o.setupAgent({ repo, commit, spec: inferred.spec, ...(image ? { image } : {}), log: lastLog.slice(-6000) });
+    say(`set-up agent: the heuristics gave up after attempt ${attempt}${failedBuild ? ` (build failed at ${failedBuild.step ?? failedBuild.layer})` : ""}`);
+    let workImage = image;
+    if (failedBuild) {
+      // A failed build leaves no image of this spec: the agent works in a workbench (the repository
+      // without the failing packages and install steps) and proposes what the build lacks.
+      try {
+        const bench = await buildInstanceImage(workbenchSpec(inferred.spec, failedBuild.layer, BASE_PACKAGES), { stateDir, source });
+        workImage = bench.tag;
+      } catch (err) {
+        prov.changes.push({ attempt, trigger: "set-up agent", change: `no proposal: the workbench image did not build either (${(err as Error).message.split("\n")[0]})` });
+        return false;
+      }
+    }
+    const a = await o.setupAgent({ repo, commit, spec: inferred.spec, ...(workImage ? { image: workImage } : {}), log: lastLog.slice(-6000), ...(failedBuild ? { buildFailedAt: failedBuild.step ?? failedBuild.layer } : {}) });
     const who = `set-up agent${a.trajectoryId ? ` (trajectory ${a.trajectoryId})` : ""}`;
     if (!a.proposal) {
       prov.changes.push({ attempt, trigger: who, change: `no proposal: ${a.reason}` });
@@ -311,7 +323,8 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
         continue;
       }
       const r = repairFromLog(spec, log, mapper, prov.deselected.map((d) => d.path), pipRepair);
-      if (!r) return finish(`build failed at ${err.step ?? err.layer}: ${err.logTail.filter(Boolean).slice(-1)[0] ?? err.message}`);
+      if (!r && (await askAgent(attempt, err))) continue;
+      if (!r) return finish(`build failed at ${err.step ?? err.layer}: ${buildError(log) ?? err.logTail.filter(Boolean).slice(-1)[0] ?? err.message}`);
       applyRepair(inferred, r, attempt);
       continue;
     }
@@ -337,6 +350,13 @@ function applyRepair(inferred: InferredSpec, r: NonNullable<ReturnType<typeof re
   inferred.spec = r.spec;
   for (const ch of r.changes) inferred.provenance.changes.push({ attempt, ...ch });
   inferred.provenance.deselected.push(...r.deselected);
+}
+
+/** The most telling line of a failed build's log (a compiler's or pip's error), when there is one. */
+export function buildError(log: string): string | undefined {
+  const lines = log.split("\n").map((l) => l.trim());
+  const pick = lines.find((l) => /fatal error:|No matching distribution found|ResolutionImpossible|E: Unable to|E: Package/.test(l)) ?? lines.find((l) => /^error: (?!subprocess-exited-with-error|metadata-generation-failed)/.test(l));
+  return pick?.slice(0, 200);
 }
 
 /** The first error line of a log, for a rejection reason. */

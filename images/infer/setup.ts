@@ -36,10 +36,28 @@ export interface SetupContext {
   repo: string;
   commit: string;
   spec: ImageSpec;
-  /** The instance image of the failed attempt (absent when no build succeeded). */
+  /** The instance image of the failed attempt, or the workbench image after a failed build (absent when neither could be built). */
   image?: string;
   /** The tail of the failed reference run or build log. */
   log: string;
+  /**
+   * Set when the build failed (the step's name): `image` is then a workbench, the repository
+   * in an image built without the failing step's packages and without the install steps.
+   */
+  buildFailedAt?: string;
+}
+
+/**
+ * The spec of the workbench the set-up agent gets after a failed build: the same spec without
+ * what can fail to build (pythonPackages, preInstall, the install lines) and, when the env layer
+ * failed, with only `basePackages` of its Debian packages. It builds wherever the base does.
+ */
+export function workbenchSpec(spec: ImageSpec, failedLayer: "base" | "env" | "instance", basePackages: string[]): ImageSpec {
+  return {
+    ...spec,
+    ...(failedLayer === "instance" ? {} : { systemPackages: spec.systemPackages.filter((p) => basePackages.includes(p)), pythonPackages: [], preInstall: [] }),
+    install: [],
+  };
 }
 
 /**

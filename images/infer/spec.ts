@@ -89,7 +89,8 @@ export interface InferredSpec {
   testPaths: string[];
 }
 
-const BASE_PACKAGES = ["python3-pip", "python3-setuptools", "python3-wheel", "python-is-python3", "python3-pytest"];
+/** Debian packages every inferred spec starts from (interpreter, pip, setuptools, wheel, pytest). */
+export const BASE_PACKAGES = ["python3-pip", "python3-setuptools", "python3-wheel", "python-is-python3", "python3-pytest"];
 
 /** The install line: an editable install offline, else a `.pth` to the source root (the backend in the suite is too old, or a C build fails). */
 export function installLine(layout: "src" | "flat", workdir: string, versionFile?: { path: string; version: string }, dist?: { name: string; version: string; entryPoints?: Record<string, Record<string, string>> }): string {
@@ -367,12 +368,29 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
   return { spec: ImageSpecSchema.parse({ ...spec, systemPackages: [...system].sort(), pythonPackages: python, testCommand }), changes, deselected };
 }
 
+/** C headers sdists commonly need, and the Debian package that ships each (bookworm and trixie). */
+export const HEADER_PACKAGES: Record<string, string> = {
+  "zlib.h": "zlib1g-dev",
+  "ffi.h": "libffi-dev",
+  "yaml.h": "libyaml-dev",
+  "openssl/ssl.h": "libssl-dev",
+  "libxml/xmlversion.h": "libxml2-dev",
+  "libxslt/xslt.h": "libxslt1-dev",
+  "libpq-fe.h": "libpq-dev",
+  "sqlite3.h": "libsqlite3-dev",
+  "bzlib.h": "libbz2-dev",
+  "lzma.h": "liblzma-dev",
+  "jpeglib.h": "libjpeg-dev",
+  "png.h": "libpng-dev",
+};
+
 /**
  * Repair a failed `pythonPackages` step (pip mode). A requirement the index cannot satisfy
  * ("No matching distribution found for X", before the cutoff too) is removed and replaced by its
  * Debian package when there is one; its name is returned in `unavailable`, so later repairs
- * deselect what imports it instead of asking pip again. A dependency conflict
- * (ResolutionImpossible) drops every version specifier once, letting pip choose.
+ * deselect what imports it instead of asking pip again. An sdist that compiles a C extension gets
+ * the compiler and Python's headers, and the package of a header it names ({@link HEADER_PACKAGES}).
+ * A dependency conflict (ResolutionImpossible) drops every version specifier once, letting pip choose.
  * Returns undefined when the log shows neither.
  */
 export function repairPipBuild(spec: ImageSpec, log: string, mapper: DebianMapper): (Repair & { unavailable: string[] }) | undefined {
@@ -381,6 +399,23 @@ export function repairPipBuild(spec: ImageSpec, log: string, mapper: DebianMappe
   if (replaced) return replaced;
   const changes: Repair["changes"] = [];
   let python = [...spec.pythonPackages];
+  // An sdist with a C extension: the compiler, Python's headers, the library headers it names.
+  const system = new Set(spec.systemPackages);
+  const need = (pkgs: string[], trigger: string, why: string) => {
+    const add = pkgs.filter((p) => !system.has(p));
+    if (!add.length) return;
+    for (const p of add) system.add(p);
+    changes.push({ trigger, change: `add ${add.join(" ")} (${why})` });
+  };
+  const cc = /error: command '[^']*gcc' failed|(?:x86_64-linux-gnu-)?gcc: (?:not found|No such file or directory)|unable to execute '[^']*gcc'|error: Microsoft Visual C\+\+/.exec(log);
+  if (cc) need(["build-essential", "python3-dev"], cc[0], "an sdist compiles a C extension");
+  const pyh = /fatal error: Python\.h: No such file or directory/.exec(log);
+  if (pyh) need(["python3-dev"], pyh[0], "an sdist compiles against Python's headers");
+  for (const m of log.matchAll(/fatal error: ([\w/.+-]+\.h): No such file or directory/g)) {
+    const pkg = HEADER_PACKAGES[m[1]!];
+    if (pkg) need([pkg, "build-essential", "python3-dev"], m[0], `${m[1]} comes from ${pkg}`);
+  }
+  if (changes.length) return { spec: ImageSpecSchema.parse({ ...spec, systemPackages: [...system].sort() }), changes, deselected: [], unavailable: [] };
   if (/ResolutionImpossible|conflicting dependencies/.test(log) && python.some((x) => parseRequirement(x)?.specifier)) {
     python = python.map((x) => {
       const r = parseRequirement(x);

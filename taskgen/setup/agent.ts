@@ -1,6 +1,7 @@
 /**
  * The set-up agent of `forager images infer --model-url` (issue 10): when the heuristics' repair
- * loop gives up, a model works in a sandbox of the last image built, with the same episode
+ * loop gives up, a model works in a sandbox of the last image built (after a failed build: a
+ * workbench image of the repository without the failing step, images/infer/setup.ts), with the same episode
  * machinery, CWM tools and trajectory record as every other episode (agent/episode.ts runEpisode).
  * It is asked to make the test suite run and to write what it found into {@link SETUP_FILE} at the
  * repository root, then submit the diff that adds that file. The proposal is read from the
@@ -35,9 +36,19 @@ export interface SetupAgentOptions {
 
 /** The task the set-up agent gets: the repository at the commit, with the failure to fix. */
 export function setupTask(ctx: SetupContext): Task {
+  const tail = ctx.log.trim().split("\n").slice(-60).join("\n");
+  const failure = ctx.buildFailedAt
+    ? [
+        `The image of ${ctx.repo} did not build. The repository is at ${ctx.spec.workdir}, in an image built without the failing step and without installing the repository.`,
+        `The build failed at step ${ctx.buildFailedAt}${ctx.spec.pythonPackages.length ? ` (pip installs: ${ctx.spec.pythonPackages.join(" ")})` : ""}; its log ended with:\n\n${tail}`,
+        `The build reaches the package indexes; this sandbox does not. Find what the build lacks (Debian packages, environment variables, install steps).`,
+      ]
+    : [
+        `The test suite of ${ctx.repo} does not run in this environment yet. The repository is at ${ctx.spec.workdir}.`,
+        `The test command tried was:\n\n    ${ctx.spec.testCommand}\n\nand its output ended with:\n\n${tail}`,
+      ];
   const statement = [
-    `The test suite of ${ctx.repo} does not run in this environment yet. The repository is at ${ctx.spec.workdir}.`,
-    `The test command tried was:\n\n    ${ctx.spec.testCommand}\n\nand its output ended with:\n\n${ctx.log.trim().split("\n").slice(-60).join("\n")}`,
+    ...failure,
     `Find what makes the suite run and pass here (there is no network access). Do not change the repository's source or its tests.`,
     `Then create the file ${SETUP_FILE} at the repository root: a JSON object with any of the keys`,
     `"testCommand" (the whole command that runs the suite), "env" (environment variables, an object of strings),`,

@@ -6,7 +6,9 @@
 import { createHash } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { gzipSync } from "node:zlib";
 import { zipSync, strToU8 } from "fflate";
+import tar from "tar-stream";
 
 /** One release of a test distribution: its import package's files and when it was "uploaded". */
 export interface TestRelease {
@@ -18,6 +20,8 @@ export interface TestRelease {
   files: Record<string, string>;
   /** Requires-Dist lines. */
   requires?: string[];
+  /** Serve an sdist (`name-version.tar.gz`) with this setup.py instead of a wheel. */
+  setupPy?: string;
 }
 
 const b64url = (b: Buffer) => b.toString("base64").replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -38,6 +42,20 @@ export function makeWheel(r: TestRelease): { filename: string; bytes: Buffer } {
   return { filename: `${dist}-${r.version}-py3-none-any.whl`, bytes: Buffer.from(zip) };
 }
 
+/** The sdist file name and bytes of a release: `name-version/` with setup.py, PKG-INFO and the files. */
+export async function makeSdist(r: TestRelease): Promise<{ filename: string; bytes: Buffer }> {
+  const dir = `${r.name.replace(/[-.]+/g, "_")}-${r.version}`;
+  const pack = tar.pack();
+  const chunks: Buffer[] = [];
+  pack.on("data", (c: unknown) => void chunks.push(c as Buffer));
+  const done = new Promise<void>((resolve) => pack.on("end", () => resolve()));
+  const entries = { ...r.files, "setup.py": r.setupPy!, "PKG-INFO": `Metadata-Version: 2.1\nName: ${r.name}\nVersion: ${r.version}\n` };
+  for (const [p, c] of Object.entries(entries)) pack.entry({ name: `${dir}/${p}` }, c);
+  pack.finalize();
+  await done;
+  return { filename: `${dir}.tar.gz`, bytes: gzipSync(Buffer.concat(chunks)) };
+}
+
 export interface TestIndex {
   /** `http://127.0.0.1:PORT/simple/` */
   url: string;
@@ -49,7 +67,7 @@ export interface TestIndex {
 /** Serve `releases` on 127.0.0.1 (a free port). Unknown projects answer 404, as PyPI does. */
 export async function startTestIndex(releases: TestRelease[], opts: { htmlOnly?: boolean } = {}): Promise<TestIndex> {
   const norm = (n: string) => n.toLowerCase().replace(/[-_.]+/g, "-");
-  const wheels = releases.map((r) => ({ r, ...makeWheel(r) }));
+  const wheels = await Promise.all(releases.map(async (r) => ({ r, ...(r.setupPy ? await makeSdist(r) : makeWheel(r)) })));
   const requests: string[] = [];
   const server = http.createServer((req, res) => {
     const p = req.url ?? "/";
