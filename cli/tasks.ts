@@ -272,7 +272,7 @@ export function registerCommitsCommand(tasks: Command): void {
     .option("--max-candidates <n>", "candidates tried at most (default 10 × max)", int)
     .option("--max-seconds <s>", "start no new candidate after this many seconds (the run ends cleanly, --resume continues it)", int)
     .option("--spec <file>", "image spec JSON for every dependency set (default: inferred per dependency set, images/infer)")
-    .option("--model-url <url>", "OpenAI-compatible server: statements back-translated by the model (template fallback)")
+    .option("--model-url <url>", "OpenAI-compatible server: statements back-translated by the model (template fallback); also the set-up agent when a dependency set's spec is inferred")
     .option("--model <name>", "model name for --model-url")
     .option("--reruns <n>", "extra runs of both sides for flakiness", int, 2)
     .option("--timeout <s>", "seconds per test run", int, 300)
@@ -315,6 +315,10 @@ export function registerCommitsCommand(tasks: Command): void {
           stateDir,
           skip: decided,
           ...(client ? { client } : {}),
+          // With --model-url the same model is the set-up agent when inference's heuristics give up.
+          ...(o.modelUrl
+            ? { setupAgent: modelSetupAgent({ modelUrl: [o.modelUrl], ...(o.model ? { model: o.model } : {}), trajectoryDir: path.join(stateDir, "infer", "setup-agent"), onProgress: (m) => process.stderr.write(`[commits] ${m}\n`) }) }
+            : {}),
           onProgress: (p) => process.stderr.write(`[commits] tried ${p.tried}/${p.candidates} · kept ${p.kept} · ${rej(p.rejected)} · ${p.message}\n`),
           onTask: (t) => {
             fs.writeSync(out, JSON.stringify(t) + "\n");

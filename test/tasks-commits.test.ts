@@ -167,6 +167,44 @@ describe("tasks commits on a created repository", () => {
     900_000,
   );
 
+  it(
+    "with no spec, a dependency set the heuristics cannot run goes to the set-up agent (tasks commits --model-url); its spec mines the fix",
+    async () => {
+      const env = makeRepo(
+        path.join(tmp, "envcalc"),
+        {
+          "pyproject.toml": PYPROJECT("").replace(/calc/g, "envcalc"),
+          "envcalc/__init__.py": "def half(x):\n    return x * 2\n",
+          "tests/conftest.py": 'import os\n\nif os.environ.get("ENVCALC_MODE") != "test":\n    raise RuntimeError("set ENVCALC_MODE=test to run the suite")\n',
+          "tests/test_base.py": "def test_base():\n    assert True\n",
+        },
+        { message: "Fix half doubling", files: { "envcalc/__init__.py": "def half(x):\n    return x / 2\n", "tests/test_half.py": "from envcalc import half\n\n\ndef test_half():\n    assert half(4) == 2\n" } },
+      );
+      const asked: string[] = [];
+      const r = await mineCommitTasks({
+        gitDir: path.join(env.dir, ".git"),
+        repo: "example/envcalc",
+        source: { type: "path", path: env.dir },
+        max: 1,
+        reruns: 1,
+        timeoutSeconds: 60,
+        stateDir: path.join(tmp, "state-agent"),
+        // A stand-in for modelSetupAgent: the callback inference calls when its heuristics give up.
+        setupAgent: async (ctx) => {
+          asked.push(ctx.log);
+          return { proposal: { env: { ENVCALC_MODE: "test" }, systemPackages: [], install: [], note: "conftest needs ENVCALC_MODE=test" }, reason: "proposal" };
+        },
+      });
+      for (const g of r.stats.groups) if (g.image) extraImages.push(g.image);
+      expect(asked).toHaveLength(1);
+      expect(asked[0]).toContain("set ENVCALC_MODE=test");
+      expect(r.stats.groups[0]).toMatchObject({ specSource: "inferred" });
+      expect(r.tasks.map((t) => t.metadata.sourceCommit)).toEqual([env.shas[1]]);
+      expect(r.tasks[0]!.image.env.ENVCALC_MODE).toBe("test");
+    },
+    900_000,
+  );
+
   it("writes issue-fix tasks with the parent as start and the right FAIL_TO_PASS / PASS_TO_PASS", () => {
     const t = tasks.find((x) => x.metadata.sourceCommit === shas[1])!;
     expect(t.kind).toBe("issue-fix");

@@ -25,6 +25,7 @@ import { diffBlocks } from "../../lib/diff";
 import { buildInstanceImage, repoSlug, type BuildOptions } from "../../images/build";
 import { inspectImage } from "../../images/docker";
 import { inferredSpecFile } from "../../images/infer/run";
+import type { SetupAgent } from "../../images/infer/setup";
 import { ImageSpecSchema, type ImageSpec, type ImageSpecInput, type RepoSource } from "../../images/spec";
 import type { InferenceClient } from "../../inference-client/client";
 import { PINNED_GIT, startTreeLines } from "../../tasks/start";
@@ -76,6 +77,8 @@ export interface MineOptions {
   timeoutSeconds?: number;
   /** Back-translated statements (template fallback). */
   client?: InferenceClient;
+  /** Asked by image inference when its heuristics give up at a dependency set (`--model-url`). */
+  setupAgent?: SetupAgent;
   /** Gold/empty check of every task through the evaluator (default true). */
   goldCheck?: boolean;
   /** Commits decided before (a resumed run): skipped. */
@@ -375,7 +378,7 @@ export async function mineCommitTasks(opts: MineOptions): Promise<{ tasks: Task[
       const prepare = async (input: ImageSpecInput | undefined) => {
         if (!input) {
           progress(`inferring the image spec at ${newest.slice(0, 12)} (dependency set ${key})`);
-          const f = await inferredSpecFile({ repo: opts.gitDir, commit: newest, name: opts.repo, ...(opts.stateDir ? { stateDir: opts.stateDir } : {}), onProgress: (m) => progress(`[infer] ${m}`) });
+          const f = await inferredSpecFile({ repo: opts.gitDir, commit: newest, name: opts.repo, ...(opts.stateDir ? { stateDir: opts.stateDir } : {}), ...(opts.setupAgent ? { setupAgent: opts.setupAgent } : {}), onProgress: (m) => progress(`[infer] ${m}`) });
           if (!f) throw new Error("image inference rejected the repository at this commit");
           input = JSON.parse(fs.readFileSync(f.file, "utf8")) as ImageSpecInput;
         }
