@@ -96,14 +96,33 @@ describe("pip mode: the spec and its repairs", () => {
       "E   ModuleNotFoundError: No module named 'exotic_lib'",
       "=========================== short test summary info ============================",
     ].join("\n");
-    const first = repairFromLog(inferred.spec, log, mapper, [], { unavailable: [] })!;
+    const first = repairFromLog(inferred.spec, log, mapper, [], { pip: { unavailable: [] } })!;
     expect(first.spec.pythonPackages).toEqual(expect.arrayContaining(["PyYAML", "exotic-lib"]));
     expect(first.deselected).toEqual([]);
-    const later = repairFromLog(inferred.spec, log, mapper, [], { unavailable: ["pyyaml", "exotic-lib"] })!;
+    const later = repairFromLog(inferred.spec, log, mapper, [], { pip: { unavailable: ["pyyaml", "exotic-lib"] } })!;
     expect(later.spec.systemPackages).toContain("python3-yaml");
     expect(later.deselected).toEqual([{ path: "tests/test_exotic.py", reason: expect.stringMatching(/no Debian package and is not on the pip index/) }]);
-    const fixture = repairFromLog(inferred.spec, "E       fixture 'benchmark' not found", mapper, [], { unavailable: [] })!;
+    const fixture = repairFromLog(inferred.spec, "E       fixture 'benchmark' not found", mapper, [], { pip: { unavailable: [] } })!;
     expect(fixture.changes[0]!.change).toMatch(/^add pytest-benchmark from the pip index/);
+  });
+
+  it("a missing module that is one of the project's extras adds every extra at once, from the index or Debian", () => {
+    const ex = repo({
+      "pyproject.toml": '[project]\nname = "ser"\nversion = "1"\n\n[project.optional-dependencies]\nyaml = ["PyYAML>=6"]\nattrs = ["attrs>=22"]\nfast = ["orjson; implementation_name == \'pypy\'"]\ntest = ["pytest-mock"]\n',
+      "tests/test_a.py": "def test_a():\n    pass\n",
+    });
+    const f = readRepository(ex.tree);
+    expect(f.extraDependencies.map((r) => r.name)).toEqual(["PyYAML", "attrs", "orjson"]);
+    expect(f.testDependencies.map((r) => r.name)).toEqual(["pytest-mock"]);
+    const log = "E   ModuleNotFoundError: No module named 'yaml'";
+    const deb = specFromFacts(f, mapper, { repo: "x/ser", commit: ex.commit });
+    expect(deb.extras).toEqual(["PyYAML>=6", "attrs>=22"]);
+    const d = repairFromLog(deb.spec, log, mapper, [], { extras: deb.extras })!;
+    expect(d.spec.systemPackages).toEqual(expect.arrayContaining(["python3-yaml", "python3-attr"]));
+    const pipSpec = specFromFacts(f, mapper, { repo: "x/ser", commit: ex.commit, pip: { index: "http://127.0.0.1:1/simple/" } });
+    const p = repairFromLog(pipSpec.spec, log, mapper, [], { pip: { unavailable: [] }, extras: pipSpec.extras })!;
+    expect(p.spec.pythonPackages).toEqual(["pytest-mock", "PyYAML>=6", "attrs>=22"]);
+    expect(p.changes[0]!.change).toMatch(/^add PyYAML>=6 from the pip index \(an extra of the project/);
   });
 
   it("--pip-cutoff: the commit's committer date, or a date given; anything else names the option", () => {

@@ -30,6 +30,11 @@ export interface RepoFacts {
   dependencies: SourcedRequirement[];
   /** Test (and dev) dependencies from every place that lists them. */
   testDependencies: SourcedRequirement[];
+  /**
+   * Dependencies of the other extras (`[project.optional-dependencies]`, setup.cfg / setup.py
+   * extras_require): not installed at first; a suite that imports one usually tests them all.
+   */
+  extraDependencies: SourcedRequirement[];
   requiresPython?: string;
   /** Version from git tags or a VCS plugin (setuptools-scm, hatch-vcs, pdm scm). */
   usesScm: boolean;
@@ -215,6 +220,7 @@ export function readRepository(tree: GitTree): RepoFacts {
     buildRequires: [],
     dependencies: [],
     testDependencies: [],
+    extraDependencies: [],
     usesScm: false,
     layout: tree.files.some((f) => f.startsWith("src/") && f.endsWith("/__init__.py")) ? "src" : "flat",
     testPaths: [],
@@ -245,7 +251,7 @@ export function readRepository(tree: GitTree): RepoFacts {
       if (typeof project["requires-python"] === "string") facts.requiresPython = project["requires-python"];
       facts.dependencies.push(...reqs(strings(project.dependencies), "pyproject.toml [project.dependencies]"));
       for (const [k, v] of Object.entries(obj(project["optional-dependencies"]))) {
-        if (TEST_GROUPS.test(k)) facts.testDependencies.push(...reqs(strings(v), `pyproject.toml [project.optional-dependencies.${k}]`));
+        (TEST_GROUPS.test(k) ? facts.testDependencies : facts.extraDependencies).push(...reqs(strings(v), `pyproject.toml [project.optional-dependencies.${k}]`));
       }
       // PEP 735 groups: strings or {include-group = "..."}.
       const groups = obj(py["dependency-groups"]);
@@ -304,7 +310,7 @@ export function readRepository(tree: GitTree): RepoFacts {
         if (!facts.requiresPython && typeof opts.python_requires === "string") facts.requiresPython = opts.python_requires;
         // `ini` nests dotted section names (options.extras_require → options.extras_require as a child): keys read from the text.
         for (const k of iniKeys(text, "options.extras_require")) {
-          if (TEST_GROUPS.test(k)) facts.testDependencies.push(...reqs(multilineIni(text, "options.extras_require", k), `setup.cfg [options.extras_require] ${k}`));
+          (TEST_GROUPS.test(k) ? facts.testDependencies : facts.extraDependencies).push(...reqs(multilineIni(text, "options.extras_require", k), `setup.cfg [options.extras_require] ${k}`));
         }
         if (obj(cfg.options).use_scm_version !== undefined) facts.usesScm = true;
         void multi;
@@ -340,7 +346,7 @@ export function readRepository(tree: GitTree): RepoFacts {
     const s = setupPyLists(setupPy);
     facts.dependencies.push(...reqs(s.installRequires, "setup.py install_requires"));
     facts.testDependencies.push(...reqs(s.testsRequire, "setup.py tests_require"));
-    for (const [k, v] of Object.entries(s.extras)) if (TEST_GROUPS.test(k)) facts.testDependencies.push(...reqs(v, `setup.py extras_require ${k}`));
+    for (const [k, v] of Object.entries(s.extras)) (TEST_GROUPS.test(k) ? facts.testDependencies : facts.extraDependencies).push(...reqs(v, `setup.py extras_require ${k}`));
     if (/use_scm_version/.test(setupPy)) facts.usesScm = true;
     if (facts.backend === "unknown" && !buildBackend) buildBackend = "setuptools";
   }

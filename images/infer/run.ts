@@ -18,7 +18,7 @@ import type { DebianMapper } from "./debian";
 import { pipPreflight } from "./pip";
 import { GitTree, readRepository } from "./read";
 import { applySetupProposal, workbenchSpec, type SetupAgent } from "./setup";
-import { BASE_PACKAGES, repairFromLog, repairPipBuild, replaceUnavailable, specFromFacts, SUITE_PYTHON, type InferredSpec, type InferResult, type PipPlan, type Provenance } from "./spec";
+import { BASE_PACKAGES, repairFromLog, repairPipBuild, replaceUnavailable, specFromFacts, SUITE_PYTHON, type InferredSpec, type InferResult, type PipPlan, type Provenance, type RepairContext } from "./spec";
 import { chooseSuite, mapperForSuite, SUITE_ORDER, suiteIndex } from "./suites";
 
 export interface InferOptions {
@@ -196,20 +196,29 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
   if (pip) say(`dependencies from the pip index ${pip.index}${pip.uploadedBefore ? `, files uploaded before ${pip.uploadedBefore}` : ""}`);
   /** Distributions the pip index could not give (learned from failed builds). */
   const pipUnavailable: string[] = [];
-  const pipRepair = pip ? { unavailable: pipUnavailable } : undefined;
+  const repairCtx = (): RepairContext => ({ ...(pip ? { pip: { unavailable: pipUnavailable } } : {}), extras: inferred.extras });
   const inferred = specFromFacts(facts, mapper, { repo, commit, source, scmVersion: scmVersion(gitDir, commit), suite, python, ...(pip ? { pip } : {}) });
   if (o.extraEnv) inferred.spec = { ...inferred.spec, env: { ...inferred.spec.env, ...o.extraEnv } };
   const prov: Provenance = inferred.provenance;
-  if (pip) {
-    // What the index cannot give is known before building (pip would stop at the first one).
-    const missing = await pipPreflight(inferred.spec.pythonPackages, pip.index, { python, ...(pip.uploadedBefore ? { before: new Date(pip.uploadedBefore) } : {}) });
+  /**
+   * Before each build, ask the index about the pythonPackages not asked about yet (pip stops at
+   * the first requirement it cannot find: without this, each would cost a failed build).
+   */
+  const preflighted = new Set<string>();
+  const preflight = async (attempt: number) => {
+    if (!pip) return;
+    const ask = inferred.spec.pythonPackages.filter((x) => !preflighted.has(x));
+    if (!ask.length) return;
+    for (const x of ask) preflighted.add(x);
+    const missing = await pipPreflight(ask, pip.index, { python, ...(pip.uploadedBefore ? { before: new Date(pip.uploadedBefore) } : {}) });
     const pre = replaceUnavailable(inferred.spec, missing.map((m) => ({ requirement: m.requirement, trigger: `pip index preflight: ${m.reason}` })), mapper);
     if (pre) {
       pipUnavailable.push(...pre.unavailable);
-      applyRepair(inferred, pre, 0);
+      applyRepair(inferred, pre, attempt);
       say(`pip index preflight: ${pre.changes.map((c) => c.change.split(":")[0]).join("; ")}`);
     }
-  }
+  };
+  await preflight(0);
   seconds.read = (performance.now() - tRead) / 1000;
   const files: string[] = [];
   const finish = (reason: string, accepted = false): InferOutcome => {
@@ -267,6 +276,7 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
   };
   for (let attempt = 1; attempt <= limit; attempt++) {
     result.attempts = attempt;
+    if (attempt > 1) await preflight(attempt - 1);
     const spec = inferred.spec;
     say(`attempt ${attempt}: build (${spec.systemPackages.length} packages${spec.pythonPackages.length ? `, ${spec.pythonPackages.length} from pip` : ""})`);
     const t0 = performance.now();
@@ -322,14 +332,14 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
         applyRepair(inferred, pr, attempt);
         continue;
       }
-      const r = repairFromLog(spec, log, mapper, prov.deselected.map((d) => d.path), pipRepair);
+      const r = repairFromLog(spec, log, mapper, prov.deselected.map((d) => d.path), repairCtx());
       if (!r && (await askAgent(attempt, err))) continue;
       if (!r) return finish(`build failed at ${err.step ?? err.layer}: ${buildError(log) ?? err.logTail.filter(Boolean).slice(-1)[0] ?? err.message}`);
       applyRepair(inferred, r, attempt);
       continue;
     }
     lastLog = log;
-    const r = repairFromLog(spec, log, mapper, prov.deselected.map((d) => d.path), pipRepair);
+    const r = repairFromLog(spec, log, mapper, prov.deselected.map((d) => d.path), repairCtx());
     if (r && attempt < limit) {
       applyRepair(inferred, r, attempt);
       continue;

@@ -87,6 +87,8 @@ export interface InferredSpec {
   provenance: Provenance;
   /** Test paths given to the runner (the reference run's arguments). */
   testPaths: string[];
+  /** The other extras' requirements (markers true for the suite's Python), for {@link repairFromLog}. */
+  extras: string[];
 }
 
 /** Debian packages every inferred spec starts from (interpreter, pip, setuptools, wheel, pytest). */
@@ -231,7 +233,17 @@ export function specFromFacts(
     deselected: [],
     changes: [],
   };
-  return { spec, provenance, testPaths: facts.testPaths };
+  const extras = facts.extraDependencies
+    .filter((r) => !r.url && r.normalized !== self && !seen.has(r.normalized) && !notNeeded(r.name))
+    .filter((r) => {
+      try {
+        return evaluateMarker(r.marker, linuxEnvironment(py));
+      } catch {
+        return true;
+      }
+    })
+    .map(pipRequirement);
+  return { spec, provenance, testPaths: facts.testPaths, extras: [...new Set(extras)] };
 }
 
 /** `python -m unittest discover -v` from the top level, starting in the first test path (when there is one). */
@@ -283,13 +295,25 @@ export interface Repair {
   deselected: { path: string; reason: string }[];
 }
 
+/** What the repair rules know besides the spec and the log. */
+export interface RepairContext {
+  /** Pip mode: dependencies come from the index; `unavailable` are the (normalized) names it lacks. */
+  pip?: { unavailable: string[] };
+  /**
+   * The other extras' requirements ({@link InferredSpec.extras}): when a missing module is one of
+   * them, all are added at once (a suite that imports one extra usually imports each in turn).
+   */
+  extras?: string[];
+}
+
 /**
  * Read a build or test log and change the spec. Rules, in order: missing modules (add the mapped
  * package; when none exists, deselect the test files whose collection needed it), missing pytest
  * fixtures and async support (add the plugin), unrecognized command-line options (add the plugin,
  * else drop the repository's addopts). Returns undefined when no rule applies (nothing to repair).
  */
-export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper, alreadyDeselected: string[] = [], pip?: { unavailable: string[] }): Repair | undefined {
+export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper, alreadyDeselected: string[] = [], ctx: RepairContext = {}): Repair | undefined {
+  const pip = ctx.pip;
   const changes: Repair["changes"] = [];
   const deselected: Repair["deselected"] = [];
   const system = new Set(spec.systemPackages);
@@ -303,16 +327,18 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
   };
   const unavailable = new Set((pip?.unavailable ?? []).map(normalizeName));
   /** A distribution from the pip index (pip mode) or its Debian package; false when neither can be had. */
-  const addDist = (dist: string, trigger: string, why: string): boolean => {
+  const addDist = (dist: string, trigger: string, why: string, requirement = dist): boolean => {
     if (pip && !unavailable.has(normalizeName(dist))) {
       if (python.some((x) => normalizeName(parseRequirement(x)?.name ?? x) === normalizeName(dist))) return false;
-      python.push(dist);
-      changes.push({ trigger, change: `add ${dist} from the pip index (${why})` });
+      python.push(requirement);
+      changes.push({ trigger, change: `add ${requirement} from the pip index (${why})` });
       return true;
     }
     const mapping = mapper.map(dist);
     return mapping ? add(mapping.package, trigger, `${why}, via ${mapping.via}`) : false;
   };
+  const extras = (ctx.extras ?? []).map((x) => ({ x, r: parseRequirement(x) })).filter((e) => e.r);
+  let extrasAdded = false;
   // Collection errors per file: "____ ERROR collecting tests/test_x.py ____" … up to the next header.
   const blocks = [...log.matchAll(/_{3,} ERROR collecting (\S+) _{3,}\n([\s\S]*?)(?=\n_{3,} |\n={3,} )/g)].map((m) => ({ file: m[1]!, text: m[2]! }));
   const moduleRe = /(?:ModuleNotFoundError|ImportError): No module named '([\w.]+)'/g;
@@ -322,6 +348,13 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
     // The project's own package (a generated _version module missing): never install Debian's copy of it.
     if (mod.split(".")[0]!.toLowerCase() === (spec.repo.split("/")[1] ?? "").toLowerCase().replace(/-/g, "_")) continue;
     const { dist, mapping } = mapper.mapImport(mod);
+    if (!extrasAdded && extras.some((e) => e.r!.normalized === normalizeName(dist))) {
+      // One extra missing: add every extra (each would otherwise cost an attempt of its own).
+      extrasAdded = true;
+      let any = false;
+      for (const e of extras) if (addDist(e.r!.name, m[0], `an extra of the project; the suite imports ${mod.split(".")[0]} from ${dist}`, e.x)) any = true;
+      if (any) continue;
+    }
     if (pip && !unavailable.has(normalizeName(dist))) addDist(dist, m[0], `provides import ${mod.split(".")[0]}`);
     else if (mapping) add(mapping.package, m[0], `provides import ${mod.split(".")[0]} for ${dist}, via ${mapping.via}`);
     else unobtainable.set(mod.split(".")[0]!, dist);

@@ -65,7 +65,7 @@ export interface TestIndex {
 }
 
 /** Serve `releases` on 127.0.0.1 (a free port). Unknown projects answer 404, as PyPI does. */
-export async function startTestIndex(releases: TestRelease[], opts: { htmlOnly?: boolean } = {}): Promise<TestIndex> {
+export async function startTestIndex(releases: TestRelease[], opts: { htmlOnly?: boolean; port?: number } = {}): Promise<TestIndex> {
   const norm = (n: string) => n.toLowerCase().replace(/[-_.]+/g, "-");
   const wheels = await Promise.all(releases.map(async (r) => ({ r, ...(r.setupPy ? await makeSdist(r) : makeWheel(r)) })));
   const requests: string[] = [];
@@ -95,7 +95,7 @@ export async function startTestIndex(releases: TestRelease[], opts: { htmlOnly?:
     res.writeHead(200, { "content-type": "text/html" });
     res.end(`<html><body>${files.map((f) => `<a href="${f.url}#sha256=${f.hashes.sha256}">${f.filename}</a>`).join("\n")}</body></html>`);
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  await new Promise<void>((resolve) => server.listen(opts.port ?? 0, "127.0.0.1", () => resolve()));
   const port = (server.address() as AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}/simple/`,
