@@ -4,7 +4,7 @@
  * tag's source files (no build backend runs), "uploaded" at the tag's committer date (PEP 700).
  * Serves PEP 691 JSON and PEP 503 HTML (test/helpers/pip-index.ts) until killed.
  *
- *   npx tsx scripts/local-index.ts --repo DIR --name DIST --packages src/attr,src/attrs \
+ *   npx tsx test/helpers/local-index.ts --repo DIR --name DIST --packages src/attr,src/attrs \
  *     [--tags REGEX] [--port 8765]
  *
  * The wheels carry only Name and Version (no Requires-Dist, no Requires-Python): right for a
@@ -12,7 +12,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { Command } from "commander";
-import { startTestIndex, type TestRelease } from "../test/helpers/pip-index";
+import { startTestIndex, type TestRelease } from "./pip-index";
 
 const git = (dir: string, args: string[]) => execFileSync("git", ["-C", dir, ...args], { encoding: "utf8", maxBuffer: 1 << 28 });
 
