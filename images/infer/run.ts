@@ -250,7 +250,7 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
       // A failed build leaves no image of this spec: the agent works in a workbench (the repository
       // without the failing packages and install steps) and proposes what the build lacks.
       try {
-        const bench = await buildInstanceImage(workbenchSpec(inferred.spec, failedBuild.layer, BASE_PACKAGES), { stateDir, source });
+        const bench = await buildInstanceImage(workbenchSpec(inferred.spec, failedBuild.layer, BASE_PACKAGES), { stateDir, source, ...(pip ? { pipIndex: pip.index } : {}) });
         workImage = bench.tag;
       } catch (err) {
         prov.changes.push({ attempt, trigger: "set-up agent", change: `no proposal: the workbench image did not build either (${(err as Error).message.split("\n")[0]})` });
