@@ -82,7 +82,7 @@ describe("pip mode: the spec and its repairs", () => {
     expect(a.spec.systemPackages).toContain("python3-attr");
     expect(a.unavailable).toEqual(["attrs"]);
     const b = repairPipBuild(inferred.spec, "ERROR: No matching distribution found for hatchling>=1.18", new DebianMapper({ distFile, packageNames: [] }))!;
-    expect(b.changes[0]!.change).toMatch(/^drop hatchling>=1.18: not on the pip index and no Debian package/);
+    expect(b.changes[0]!.change).toMatch(/^drop hatchling>=1.18: the pip index cannot give it and Debian has no package/);
     const c = repairPipBuild(inferred.spec, "ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/…", mapper)!;
     expect(c.spec.pythonPackages).toEqual(["hatchling", "attrs", "requests[socks]", "pytest-mock"]);
     expect(repairPipBuild(inferred.spec, "Successfully installed attrs-23.1.0", mapper)).toBeUndefined();
@@ -238,7 +238,7 @@ describe.skipIf(!dockerUp)("inferImage with a pip index, in Docker", () => {
         expect(spec.pythonPackages).toEqual(["forager-fancylib>=1.0"]);
         expect(spec.pipUploadedBefore).toBe(pipCutoffInstant("commit", r.dir, r.commit));
         // The preflight found the missing dependency before any build: one build, no failed pip step.
-        expect(o.inferred!.provenance.changes).toContainEqual({ attempt: 0, trigger: "pip index preflight: not on the pip index", change: "drop forager-missing-dist: not on the pip index and no Debian package" });
+        expect(o.inferred!.provenance.changes).toContainEqual({ attempt: 0, trigger: "pip index preflight: not on the pip index", change: "drop forager-missing-dist: the pip index cannot give it and Debian has no package" });
         expect(o.result.attempts).toBe(1);
         // pip downloaded the release uploaded before the commit, never the later one.
         expect(index.requests).toContain("/files/forager_fancylib-1.0-py3-none-any.whl");

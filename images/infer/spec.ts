@@ -352,7 +352,7 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
       // One extra missing: add every extra (each would otherwise cost an attempt of its own).
       extrasAdded = true;
       let any = false;
-      for (const e of extras) if (addDist(e.r!.name, m[0], `an extra of the project; the suite imports ${mod.split(".")[0]} from ${dist}`, e.x)) any = true;
+      for (const e of extras) if (addDist(e.r!.name, m[0], `an extra of the project; the suite needs the extra ${dist} for import ${mod.split(".")[0]}`, e.x)) any = true;
       if (any) continue;
     }
     if (pip && !unavailable.has(normalizeName(dist))) addDist(dist, m[0], `provides import ${mod.split(".")[0]}`);
@@ -479,7 +479,7 @@ export function replaceUnavailable(spec: ImageSpec, missing: { requirement: stri
     unavailable.push(req.normalized);
     const mapping = mapper.map(req.name);
     if (mapping) system.add(mapping.package);
-    changes.push({ trigger: m.trigger, change: mapping ? `replace ${m.requirement} by ${mapping.package} (via ${mapping.via}): the pip index has no release that fits` : `drop ${m.requirement}: not on the pip index and no Debian package` });
+    changes.push({ trigger: m.trigger, change: mapping ? `replace ${m.requirement} by ${mapping.package} (via ${mapping.via}): the pip index cannot give it` : `drop ${m.requirement}: the pip index cannot give it and Debian has no package` });
   }
   if (!changes.length) return undefined;
   return { spec: ImageSpecSchema.parse({ ...spec, systemPackages: [...system].sort(), pythonPackages: python }), changes, deselected: [], unavailable };
