@@ -7,7 +7,6 @@
  * Also the base suites, noxfile.py, the unittest parser and --latest-runnable (no Docker: the
  * walk is given a scripted inference).
  */
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -23,6 +22,7 @@ import { latestRunnable } from "../images/infer/latest";
 import type { InferOutcome, InferOptions } from "../images/infer/run";
 import { baseImageTag, suiteOfTag } from "../images/base";
 import { DEFAULT_BASE_IMAGE } from "../images/spec";
+import { dockerUp } from "./helpers/docker-probe";
 import { makeRepo } from "./helpers/git-fixtures";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "forager-infer-test-"));
@@ -382,17 +382,9 @@ describe("repair rules", () => {
 });
 
 // ---- Docker: one created repository end to end (two builds: the first run shows the repairs). ----
-const dockerUp = (() => {
-  try {
-    execFileSync("docker", ["info"], { stdio: "ignore", timeout: 10_000 });
-    execFileSync("apt-cache", ["show", "python3-pytest-mock"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const docker = dockerUp(["apt-cache", "show", "python3-pytest-mock"]);
 
-describe.skipIf(!dockerUp)("inferImage in Docker", () => {
+describe.skipIf(!docker)("inferImage in Docker", () => {
   it(
     "repairs a missing plugin, deselects a file needing an unobtainable module, accepts, stores statuses",
     async () => {

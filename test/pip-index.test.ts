@@ -20,6 +20,7 @@ import { fileVersion, pipPreflight } from "../images/infer/pip";
 import { filterProject, SIMPLE_JSON, SimpleProjectSchema, startCutoffIndex } from "../images/pip-cutoff";
 import { envHash } from "../images/build";
 import { ImageSpecSchema } from "../images/spec";
+import { dockerUp } from "./helpers/docker-probe";
 import { makeRepo } from "./helpers/git-fixtures";
 import { startTestIndex, type TestRelease } from "./helpers/pip-index";
 
@@ -209,16 +210,9 @@ describe("the pip index preflight", () => {
   });
 });
 
-const dockerUp = (() => {
-  try {
-    execFileSync("docker", ["info"], { stdio: "ignore", timeout: 10_000 });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const docker = dockerUp();
 
-describe.skipIf(!dockerUp)("inferImage with a pip index, in Docker", () => {
+describe.skipIf(!docker)("inferImage with a pip index, in Docker", () => {
   it(
     "--pip-cutoff commit installs the release before the commit; a dependency the index lacks is dropped before the build",
     async () => {

@@ -6,7 +6,6 @@
  * and inference checking the proposal like any other spec; and a build that fails (a pip sdist
  * from a loopback index needs a switch), where the agent works in a workbench image.
  */
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -17,6 +16,7 @@ import { repairPipBuild } from "../images/infer/spec";
 import { applySetupProposal, parseSetupProposal, SETUP_FILE, workbenchSpec } from "../images/infer/setup";
 import { ImageSpecSchema } from "../images/spec";
 import { addedFileContent, modelSetupAgent, setupTask } from "../taskgen/setup/agent";
+import { dockerUp } from "./helpers/docker-probe";
 import { makeRepo } from "./helpers/git-fixtures";
 import { startTestIndex } from "./helpers/pip-index";
 import { startScriptedServer } from "./helpers/scripted-server";
@@ -78,16 +78,9 @@ describe("build repairs in pip mode", () => {
   });
 });
 
-const dockerUp = (() => {
-  try {
-    execFileSync("docker", ["info"], { stdio: "ignore", timeout: 10_000 });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const docker = dockerUp();
 
-describe.skipIf(!dockerUp)("the set-up agent in Docker", () => {
+describe.skipIf(!docker)("the set-up agent in Docker", () => {
   it(
     "heuristics give up on a conftest that needs a variable; the scripted agent's proposal is built, run and accepted",
     async () => {
