@@ -166,6 +166,9 @@ export function envHashInputs(spec: ImageSpec, baseImageId: string, pip: boolean
     pythonPackages: pip ? spec.pythonPackages : [],
     // Only when it changes what pip installs (absent keys keep every earlier hash).
     pipUploadedBefore: pip && spec.pipUploadedBefore ? spec.pipUploadedBefore : undefined,
+    // pip runs with --upgrade (named requirements to the newest release the index allows, even when a
+    // Debian package already satisfies them); images built before that flag hash differently.
+    pipUpgrade: pip ? true : undefined,
     preInstall: spec.preInstall,
     env: spec.env,
     shims,
@@ -236,7 +239,10 @@ function envSteps(spec: ImageSpec, baseImageId: string, hash: string, pip: { pip
     steps.push(
       runStep(
         `pythonPackages (${spec.pythonPackages.length})`,
-        `python3 -m pip install --no-cache-dir --break-system-packages --index-url ${shellQuote(pip.index!)} ` +
+        // --upgrade: what a fresh environment would get (the newest release the index, and the
+        // cutoff, allow), not whatever older Debian copy the system packages pulled in; Debian's
+        // pip leaves /usr/lib/python3/dist-packages alone and installs into /usr/local.
+        `python3 -m pip install --no-cache-dir --break-system-packages --upgrade --index-url ${shellQuote(pip.index!)} ` +
           spec.pythonPackages.map(shellQuote).join(" "),
       ),
     );

@@ -18,7 +18,7 @@ import { inferImage, pipCutoffInstant } from "../images/infer/run";
 import { repairFromLog, repairPipBuild, specFromFacts } from "../images/infer/spec";
 import { fileVersion, pipPreflight } from "../images/infer/pip";
 import { filterProject, SIMPLE_JSON, SimpleProjectSchema, startCutoffIndex } from "../images/pip-cutoff";
-import { envHash } from "../images/build";
+import { envHash, envHashInputs } from "../images/build";
 import { ImageSpecSchema } from "../images/spec";
 import { dockerUp } from "./helpers/docker-probe";
 import { makeRepo } from "./helpers/git-fixtures";
@@ -75,6 +75,9 @@ describe("pip mode: the spec and its repairs", () => {
     const later = ImageSpecSchema.parse({ ...spec, pipUploadedBefore: "2025-01-01T00:00:00Z" });
     expect(envHash(spec, "sha256:b", true)).not.toBe(envHash(later, "sha256:b", true));
     expect(envHash(spec, "sha256:b", false)).toBe(envHash(later, "sha256:b", false));
+    // pip runs with --upgrade (a Debian copy that satisfies a requirement does not hold it back): in the hash when pip runs.
+    expect(envHashInputs(spec, "sha256:b", true)).toMatchObject({ pipUpgrade: true, pipUploadedBefore: "2024-01-01T00:00:00Z" });
+    expect(envHashInputs(spec, "sha256:b", false)).toMatchObject({ pipUpgrade: undefined, pythonPackages: [] });
   });
 
   it("a requirement the index lacks is replaced by its Debian package or dropped; a conflict drops the pins", () => {
