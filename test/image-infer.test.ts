@@ -11,7 +11,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { DebianMapper } from "../images/infer/debian";
+import { DebianMapper, parseVersionTable, upstreamVersion } from "../images/infer/debian";
 import { evaluateMarker, linuxEnvironment, parseRequirement } from "../images/infer/pep508";
 import { GitTree, multilineIni, noxfileFacts, readRepository, setupPyLists } from "../images/infer/read";
 import { parseUnittestLog } from "../images/log-parsers";
@@ -341,6 +341,19 @@ describe("--latest-runnable", () => {
     const bounded = await latestRunnable({ repo: r.dir, infer, maxTries: 2, stateDir: path.join(tmp, "walkstate") });
     expect(bounded.commit).toBeUndefined();
     expect(bounded.tries).toHaveLength(2);
+  });
+});
+
+describe("Debian versions", () => {
+  it("upstream versions of Debian versions; a mapped package outside the requirement's specifier is a warning in the provenance", () => {
+    expect(["22.2.0-1", "1:2.3+dfsg-1", "2.0~rc1-2", "8.10.0-2", "1.26.12+dfsg-1"].map(upstreamVersion)).toEqual(["22.2.0", "2.3", "2.0rc1", "8.10.0", "1.26.12"]);
+    const table = parseVersionTable("Package: python3-attr\nVersion: 22.2.0-1\nPackage: python3-yaml\nVersion: 6.0-3+b2\n");
+    expect(Object.fromEntries(table)).toEqual({ "python3-attr": "22.2.0-1", "python3-yaml": "6.0-3+b2" });
+    const m = new DebianMapper({ distFile, packageNames: ["python3-attr", "python3-yaml"], versions: table });
+    const r = repo({ "pyproject.toml": '[project]\nname = "v"\nversion = "1"\ndependencies = ["attrs>=23.1.0", "PyYAML>=5"]\n', "tests/test_a.py": TEST_PY });
+    const inf = specFromFacts(readRepository(r.tree), m, { repo: "x/v", commit: r.commit });
+    expect(inf.provenance.packages.find((p) => p.dist === "attrs")).toMatchObject({ package: "python3-attr", version: "22.2.0" });
+    expect(inf.provenance.warnings).toEqual([expect.stringMatching(/^python3-attr 22\.2\.0 does not satisfy attrs>=23\.1\.0 .*--pip-index/)]);
   });
 });
 

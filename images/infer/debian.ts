@@ -67,8 +67,14 @@ export class DebianMapper {
   readonly sources: string[] = [];
   /** The Debian suite the tables describe (default bookworm, the host's). */
   readonly suite: string;
-  constructor(opts: { distFile?: string; packageNames?: Iterable<string>; suite?: string } = {}) {
+  /** Candidate versions by package (Debian version strings), when known; else the host's apt-cache is asked. */
+  private readonly versions?: Map<string, string>;
+  private readonly askApt: boolean;
+  private readonly asked = new Map<string, string | undefined>();
+  constructor(opts: { distFile?: string; packageNames?: Iterable<string>; suite?: string; versions?: Map<string, string> } = {}) {
     this.suite = opts.suite ?? "bookworm";
+    if (opts.versions) this.versions = opts.versions;
+    this.askApt = !opts.packageNames && !opts.versions;
     const distFile = opts.distFile ?? process.env.FORAGER_DH_PYTHON_DIST ?? DH_PYTHON_DIST;
     if (fs.existsSync(distFile)) {
       for (const line of fs.readFileSync(distFile, "utf8").split("\n")) {
@@ -105,6 +111,29 @@ export class DebianMapper {
     return undefined;
   }
 
+  /**
+   * The upstream version of a package in the suite ({@link upstreamVersion} of its candidate
+   * version), or undefined when unknown (no version table, or apt-cache does not answer).
+   */
+  version(pkg: string): string | undefined {
+    if (this.versions) {
+      const v = this.versions.get(pkg);
+      return v ? upstreamVersion(v) : undefined;
+    }
+    if (!this.askApt) return undefined;
+    if (!this.asked.has(pkg)) {
+      let v: string | undefined;
+      try {
+        v = /^Version: (\S+)$/m.exec(execFileSync("apt-cache", ["show", "--no-all-versions", pkg], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }))?.[1];
+      } catch {
+        v = undefined;
+      }
+      this.asked.set(pkg, v);
+    }
+    const v = this.asked.get(pkg);
+    return v ? upstreamVersion(v) : undefined;
+  }
+
   /** The package providing an import name (ModuleNotFoundError), or undefined. */
   mapImport(module: string): { dist: string; mapping?: DebianMapping } {
     const top = module.split(".")[0]!;
@@ -133,4 +162,30 @@ export const BACKEND_PACKAGES: Record<string, string[]> = {
 export function backendPackages(backend: string, suite = "bookworm"): string[] {
   if (suite !== "bookworm" && backend === "pdm") return ["python3-pdm-backend"];
   return BACKEND_PACKAGES[backend] ?? [];
+}
+
+/**
+ * The upstream part of a Debian version (Debian Policy 5.6.12: `[epoch:]upstream[-revision]`),
+ * with repack suffixes (`+dfsg`, `+ds`, `+repack`, `+really…`) cut and `~` removed, so that it
+ * compares as PEP 440: `1:2.3+dfsg-1` → `2.3`, `2.0~rc1-2` → `2.0rc1`.
+ */
+export function upstreamVersion(debian: string): string {
+  return debian
+    .replace(/^\d+:/, "")
+    .replace(/-[^-]*$/, "")
+    .replace(/[+](dfsg|ds|repack|really|git|debian).*$/i, "")
+    .replace(/~/g, "");
+}
+
+/** `Package:` / `Version:` lines of `apt-cache show` → candidate version by package (the first one seen). */
+export function parseVersionTable(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  let pkg: string | undefined;
+  for (const line of text.split("\n")) {
+    const p = /^Package: (\S+)/.exec(line);
+    if (p) pkg = p[1];
+    const v = /^Version: (\S+)/.exec(line);
+    if (v && pkg && !out.has(pkg)) out.set(pkg, v[1]!);
+  }
+  return out;
 }

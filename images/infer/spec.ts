@@ -19,6 +19,8 @@ export const PackageDecisionSchema = z.object({
   /** Debian package installed, when one was found. */
   package: z.string().optional(),
   via: z.string().optional(),
+  /** The Debian package's upstream version, when known and the requirement has a specifier. */
+  version: z.string().optional(),
   /** Why nothing was installed: "marker false", "tooling", "no Debian package". */
   skipped: z.string().optional(),
 });
@@ -159,6 +161,7 @@ export function specFromFacts(
     if (facts.usesScm) system.add("python3-setuptools-scm");
   } else if (facts.usesScm && !facts.buildRequires.some((r) => /setuptools-scm|hatch-vcs/.test(r.normalized))) pip.push("setuptools-scm");
   const seen = new Set<string>();
+  const versionWarnings: string[] = [];
   const self = opts.repo.split("/")[1]?.toLowerCase();
   for (const r of [...facts.buildRequires, ...facts.dependencies, ...facts.testDependencies]) {
     if (seen.has(r.normalized) || r.normalized === self) continue;
@@ -188,7 +191,12 @@ export function specFromFacts(
     const m = mapper.map(r.name);
     if (m) {
       system.add(m.package);
-      packages.push({ dist: r.name, from: r.from, package: m.package, via: m.via });
+      // Debian gives one version per suite: say when it is outside what the repository asks for.
+      const version = r.specifier ? mapper.version(m.package) : undefined;
+      packages.push({ dist: r.name, from: r.from, package: m.package, via: m.via, ...(version ? { version } : {}) });
+      if (version && !pythonSatisfies(version, r.specifier)) {
+        versionWarnings.push(`${m.package} ${version} does not satisfy ${r.name}${r.specifier} (${r.from}); tests that need it may fail (a pip index, --pip-index, would give a fitting release)`);
+      }
     } else packages.push({ dist: r.name, from: r.from, skipped: `no Debian package in ${suite}` });
   }
   const env: Record<string, string> = { PIP_DISABLE_PIP_VERSION_CHECK: "1" };
@@ -224,7 +232,7 @@ export function specFromFacts(
     ...(facts.requiresPython ? { requiresPython: facts.requiresPython } : {}),
     suite,
     filesRead: facts.filesRead,
-    warnings: facts.warnings,
+    warnings: [...facts.warnings, ...versionWarnings],
     workflowPythons: facts.workflowPythons,
     testCommands: facts.testCommands.slice(0, 10),
     testPaths: facts.testPaths,

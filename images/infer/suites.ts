@@ -15,7 +15,7 @@ import path from "node:path";
 import { BASE_SUITE, BASE_SUITES, baseImageTag, type BaseSuite, ensureBaseImage } from "../base";
 import { runInImage } from "../docker";
 import { defaultStateDir } from "../state";
-import { DebianMapper } from "./debian";
+import { DebianMapper, parseVersionTable } from "./debian";
 import { pythonSatisfies } from "./pep508";
 
 /** Suites in order of preference (bookworm first: the default image every earlier spec uses). */
@@ -46,6 +46,8 @@ export interface SuiteIndex {
   distFile?: string;
   /** `python3-*` package names of the suite; undefined means "ask the host's apt-cache". */
   packageNames?: string[];
+  /** Candidate Debian version of each `python3-*` package, when read. */
+  versions?: Map<string, string>;
 }
 
 const SCRIPT = [
@@ -57,6 +59,8 @@ const SCRIPT = [
   "apt-cache pkgnames python3- | sort",
   "echo @@dist",
   "cd /tmp && apt-get download -q dh-python >/dev/null 2>&1 && dpkg-deb --fsys-tarfile dh-python_*.deb | tar -xO ./usr/share/dh-python/dist/cpython3_fallback",
+  "echo @@versions",
+  "apt-cache show --no-all-versions $(apt-cache pkgnames python3-) 2>/dev/null | grep -E '^(Package|Version): ' || true",
   "echo @@end",
 ].join("\n");
 
@@ -70,6 +74,7 @@ export async function suiteIndex(suite: BaseSuite, stateDir = defaultStateDir(),
   const names = path.join(dir, "pkgnames.txt");
   const dist = path.join(dir, "cpython3_fallback");
   const ver = path.join(dir, "python-version.txt");
+  const versions = path.join(dir, "versions.txt");
   if (!(fs.existsSync(names) && fs.existsSync(dist) && fs.existsSync(ver))) {
     const tag = baseImageTag(suite);
     onProgress?.(`reading ${suite}'s package index from ${tag}`);
@@ -79,11 +84,13 @@ export async function suiteIndex(suite: BaseSuite, stateDir = defaultStateDir(),
     const py = /^@@python (\S+)$/m.exec(out)?.[1];
     const a = out.indexOf("@@pkgnames\n");
     const b = out.indexOf("@@dist\n");
+    const v = out.indexOf("@@versions\n");
     const c = out.indexOf("@@end");
-    if (!py || a < 0 || b < 0 || c < 0) throw new Error(`reading ${suite}'s package index from ${tag} failed (exit ${r.exitCode}): ${(r.stderr || out).slice(-400)}`);
+    if (!py || a < 0 || b < 0 || v < 0 || c < 0) throw new Error(`reading ${suite}'s package index from ${tag} failed (exit ${r.exitCode}): ${(r.stderr || out).slice(-400)}`);
     fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(names, out.slice(a + 11, b));
-    fs.writeFileSync(dist, out.slice(b + 7, c));
+    fs.writeFileSync(dist, out.slice(b + 7, v));
+    fs.writeFileSync(versions, out.slice(v + 11, c));
     fs.writeFileSync(ver, py + "\n");
   }
   return {
@@ -91,6 +98,8 @@ export async function suiteIndex(suite: BaseSuite, stateDir = defaultStateDir(),
     python: fs.readFileSync(ver, "utf8").trim(),
     distFile: dist,
     packageNames: fs.readFileSync(names, "utf8").split("\n").filter(Boolean),
+    // Caches written before versions were read have none: versions are then unknown.
+    ...(fs.existsSync(versions) ? { versions: parseVersionTable(fs.readFileSync(versions, "utf8")) } : {}),
   };
 }
 
@@ -105,7 +114,7 @@ export async function mapperForSuite(suite: BaseSuite, stateDir = defaultStateDi
   const m =
     suite === BASE_SUITE
       ? new DebianMapper({ suite })
-      : new DebianMapper({ suite, ...(idx.distFile ? { distFile: idx.distFile } : {}), ...(idx.packageNames ? { packageNames: idx.packageNames } : {}) });
+      : new DebianMapper({ suite, ...(idx.distFile ? { distFile: idx.distFile } : {}), ...(idx.packageNames ? { packageNames: idx.packageNames } : {}), ...(idx.versions ? { versions: idx.versions } : {}) });
   mappers.set(key, m);
   return m;
 }
