@@ -460,7 +460,7 @@ export function repairPipBuild(spec: ImageSpec, log: string, mapper: DebianMappe
   if (/ResolutionImpossible|conflicting dependencies/.test(log) && python.some((x) => parseRequirement(x)?.specifier)) {
     python = python.map((x) => {
       const r = parseRequirement(x);
-      return r ? `${r.name}${r.extras.length ? `[${r.extras.join(",")}]` : ""}` : x;
+      return r ? pipRequirement({ ...r, specifier: "" }) : x;
     });
     changes.push({ trigger: "ResolutionImpossible", change: "drop the version specifiers of pythonPackages (the pins conflict; pip chooses)" });
   }
