@@ -87,7 +87,9 @@ describe("session", () => {
   it("a restart ends every process the session started, setsid daemons included", async () => {
     const sb = await newSandbox({ commandTimeoutSeconds: 2 });
     await sb.run("setsid sleep 1001 > /dev/null 2>&1 < /dev/null & (setsid sleep 1002 &) ; nohup sleep 1003 > /dev/null 2>&1 &");
-    const before = await sb.run("for p in /proc/[0-9]*; do tr '\\0' ' ' 2>/dev/null < $p/cmdline; echo; done 2>/dev/null | grep -c '^sleep 100[123]' || true");
+    // The three are started in the background: wait (up to 5 s) until each has exec'd sleep.
+    const count = "for p in /proc/[0-9]*; do tr '\\0' ' ' 2>/dev/null < $p/cmdline; echo; done 2>/dev/null | grep -c '^sleep 100[123]'";
+    const before = await sb.run(`for i in $(seq 50); do n=$(${count}); [ "$n" = 3 ] && break; sleep 0.1; done; echo $n`);
     expect(before.output.trim()).toBe("3");
     expect((await sb.run("sleep 30")).status).toBe("timeout");
     const after = await sb.run("for p in /proc/[0-9]*; do tr '\\0' ' ' 2>/dev/null < $p/cmdline; echo; done 2>/dev/null | grep -c '^sleep 100[123]' || true");
