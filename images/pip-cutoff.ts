@@ -44,6 +44,11 @@ export const SimpleProjectSchema = z
   .passthrough();
 export type SimpleProject = z.infer<typeof SimpleProjectSchema>;
 
+/** Whether a file counts as uploaded before `before`: its PEP 700 upload time is earlier, or it has none (optional in PEP 700). */
+export function uploadedBefore(uploadTime: string | null | undefined, before: Date): boolean {
+  return !uploadTime || Date.parse(uploadTime) < before.getTime();
+}
+
 /**
  * Files of a project page uploaded strictly before `before`; file URLs resolved against `pageUrl`.
  * Files without an upload time are kept (PEP 700 makes it optional). The PEP 700 `versions` list
@@ -54,12 +59,8 @@ export function filterProject(page: SimpleProject, before: Date, pageUrl: string
   let undated = 0;
   const files = page.files
     .filter((f) => {
-      const t = f["upload-time"];
-      if (!t) {
-        undated++;
-        return true;
-      }
-      const keep = Date.parse(t) < before.getTime();
+      if (!f["upload-time"]) undated++;
+      const keep = uploadedBefore(f["upload-time"], before);
       if (!keep) dropped++;
       return keep;
     })

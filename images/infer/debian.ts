@@ -67,13 +67,12 @@ export class DebianMapper {
   readonly sources: string[] = [];
   /** The Debian suite the tables describe (default bookworm, the host's). */
   readonly suite: string;
-  /** Candidate versions by package (Debian version strings), when known; else the host's apt-cache is asked. */
-  private readonly versions?: Map<string, string>;
+  /** Candidate versions by package (Debian version strings): given, or filled from the host's apt-cache as asked. */
+  private readonly versions: Map<string, string | undefined>;
   private readonly askApt: boolean;
-  private readonly asked = new Map<string, string | undefined>();
   constructor(opts: { distFile?: string; packageNames?: Iterable<string>; suite?: string; versions?: Map<string, string> } = {}) {
     this.suite = opts.suite ?? "bookworm";
-    if (opts.versions) this.versions = opts.versions;
+    this.versions = new Map(opts.versions);
     this.askApt = !opts.packageNames && !opts.versions;
     const distFile = opts.distFile ?? process.env.FORAGER_DH_PYTHON_DIST ?? DH_PYTHON_DIST;
     if (fs.existsSync(distFile)) {
@@ -116,21 +115,16 @@ export class DebianMapper {
    * version), or undefined when unknown (no version table, or apt-cache does not answer).
    */
   version(pkg: string): string | undefined {
-    if (this.versions) {
-      const v = this.versions.get(pkg);
-      return v ? upstreamVersion(v) : undefined;
-    }
-    if (!this.askApt) return undefined;
-    if (!this.asked.has(pkg)) {
+    if (this.askApt && !this.versions.has(pkg)) {
       let v: string | undefined;
       try {
         v = /^Version: (\S+)$/m.exec(execFileSync("apt-cache", ["show", "--no-all-versions", pkg], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }))?.[1];
       } catch {
         v = undefined;
       }
-      this.asked.set(pkg, v);
+      this.versions.set(pkg, v);
     }
-    const v = this.asked.get(pkg);
+    const v = this.versions.get(pkg);
     return v ? upstreamVersion(v) : undefined;
   }
 

@@ -8,7 +8,7 @@
  */
 import type { BaseSuite } from "../base";
 import { notNeeded } from "./debian";
-import { evaluateMarker, linuxEnvironment } from "./pep508";
+import { markerActive } from "./pep508";
 import { GitTree, readRepository } from "./read";
 import { git, inferImage, type InferOptions, type InferOutcome } from "./run";
 import { SUITE_PYTHON } from "./spec";
@@ -48,13 +48,7 @@ export async function staticProblem(gitDir: string, commit: string, opts: { stat
   const missing: string[] = [];
   for (const r of facts.dependencies) {
     if (r.normalized === self || notNeeded(r.name)) continue;
-    let active = true;
-    try {
-      active = evaluateMarker(r.marker, linuxEnvironment(choice.python));
-    } catch {
-      active = true;
-    }
-    if (active && !mapper.map(r.name)) missing.push(r.name);
+    if (markerActive(r.marker, choice.python) && !mapper.map(r.name)) missing.push(r.name);
   }
   if (missing.length) return `runtime dependenc${missing.length > 1 ? "ies" : "y"} with no Debian package in ${choice.suite}: ${missing.join(", ")}`;
   return undefined;

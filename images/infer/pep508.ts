@@ -157,6 +157,18 @@ function compare(lhs: string, op: string, rhs: string, versions: boolean): boole
 }
 
 /**
+ * Whether a requirement's marker holds for CPython `python` on Linux; a marker that cannot be
+ * parsed counts as true (the requirement is kept rather than lost).
+ */
+export function markerActive(marker: string, python: string): boolean {
+  try {
+    return evaluateMarker(marker, linuxEnvironment(python));
+  } catch {
+    return true;
+  }
+}
+
+/**
  * Evaluate a PEP 508 marker in `env`. Version variables compare as PEP 440 versions; `extra`
  * compares normalized names.
  * @throws Error naming the marker when it cannot be parsed.

@@ -9,7 +9,7 @@
  * The index stays the judge: anything this cannot decide is left to pip.
  */
 import { request } from "undici";
-import { SIMPLE_JSON, SimpleProjectSchema } from "../pip-cutoff";
+import { SIMPLE_JSON, SimpleProjectSchema, uploadedBefore } from "../pip-cutoff";
 import { parseRequirement, pythonSatisfies } from "./pep508";
 
 /** One requirement the index cannot give, and why. */
@@ -75,7 +75,7 @@ export async function pipPreflight(requirements: string[], index: string, opts: 
         return;
       }
       const usable = files.filter((f) => !f.yanked && pythonSatisfies(opts.python, f.requiresPython) && fileVersion(f.filename));
-      const dated = opts.before ? usable.filter((f) => !f.uploaded || Date.parse(f.uploaded) < opts.before!.getTime()) : usable;
+      const dated = opts.before ? usable.filter((f) => uploadedBefore(f.uploaded, opts.before!)) : usable;
       const versions = [...new Set(dated.map((f) => fileVersion(f.filename)!))];
       const fits = versions.filter((v) => pythonSatisfies(v, req.specifier));
       if (fits.length) return;

@@ -196,8 +196,8 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
   if (pip) say(`dependencies from the pip index ${pip.index}${pip.uploadedBefore ? `, files uploaded before ${pip.uploadedBefore}` : ""}`);
   /** Distributions the pip index could not give (learned from failed builds). */
   const pipUnavailable: string[] = [];
-  const repairCtx = (): RepairContext => ({ ...(pip ? { pip: { unavailable: pipUnavailable } } : {}), extras: inferred.extras });
   const inferred = specFromFacts(facts, mapper, { repo, commit, source, scmVersion: scmVersion(gitDir, commit), suite, python, ...(pip ? { pip } : {}) });
+  const repairCtx = (): RepairContext => ({ ...(pip ? { pip: { unavailable: pipUnavailable } } : {}), extras: inferred.extras });
   if (o.extraEnv) inferred.spec = { ...inferred.spec, env: { ...inferred.spec.env, ...o.extraEnv } };
   const prov: Provenance = inferred.provenance;
   /**

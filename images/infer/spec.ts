@@ -6,7 +6,7 @@ import { z } from "zod";
 import { BASE_SUITES, baseImageTag, type BaseSuite } from "../base";
 import { ImageSpecSchema, type ImageSpec } from "../spec";
 import { backendPackages, type DebianMapper, notNeeded } from "./debian";
-import { evaluateMarker, linuxEnvironment, normalizeName, parseRequirement, pythonSatisfies, type Requirement } from "./pep508";
+import { markerActive, normalizeName, parseRequirement, pythonSatisfies, type Requirement } from "./pep508";
 import type { RepoFacts } from "./read";
 
 /** The interpreter of each base suite (full version, for markers and requires-python). */
@@ -75,8 +75,6 @@ export const ProvenanceSchema = z.object({
   packages: z.array(PackageDecisionSchema),
   /** The pip index dependencies came from (absent: Debian packages). */
   pipIndex: z.string().optional(),
-  /** Only files uploaded before this instant (the commit's date with `--pip-cutoff commit`). */
-  pipUploadedBefore: z.string().optional(),
   deselected: z.array(z.object({ path: z.string(), reason: z.string() })),
   changes: z.array(RepairChangeSchema),
   result: InferResultSchema.optional(),
@@ -165,13 +163,7 @@ export function specFromFacts(
   const self = opts.repo.split("/")[1]?.toLowerCase();
   for (const r of [...facts.buildRequires, ...facts.dependencies, ...facts.testDependencies]) {
     if (seen.has(r.normalized) || r.normalized === self) continue;
-    let active = true;
-    try {
-      active = evaluateMarker(r.marker, linuxEnvironment(py));
-    } catch {
-      active = true;
-    }
-    if (!active) {
+    if (!markerActive(r.marker, py)) {
       packages.push({ dist: r.name, from: r.from, skipped: `marker false on Python ${py}: ${r.marker}` });
       continue;
     }
@@ -237,19 +229,12 @@ export function specFromFacts(
     testCommands: facts.testCommands.slice(0, 10),
     testPaths: facts.testPaths,
     packages,
-    ...(opts.pip ? { pipIndex: opts.pip.index, ...(opts.pip.uploadedBefore ? { pipUploadedBefore: opts.pip.uploadedBefore } : {}) } : {}),
+    ...(opts.pip ? { pipIndex: opts.pip.index } : {}),
     deselected: [],
     changes: [],
   };
   const extras = facts.extraDependencies
-    .filter((r) => !r.url && r.normalized !== self && !seen.has(r.normalized) && !notNeeded(r.name))
-    .filter((r) => {
-      try {
-        return evaluateMarker(r.marker, linuxEnvironment(py));
-      } catch {
-        return true;
-      }
-    })
+    .filter((r) => !r.url && r.normalized !== self && !seen.has(r.normalized) && !notNeeded(r.name) && markerActive(r.marker, py))
     .map(pipRequirement);
   return { spec, provenance, testPaths: facts.testPaths, extras: [...new Set(extras)] };
 }
