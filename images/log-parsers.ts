@@ -152,7 +152,7 @@ const STATUS_AFTER =
   /^(\S+::\S*)(?:\s+\S+)*?\s+(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)(?:\s+\(.*\))?(?:\s+\[\s*\d+%\])?$/;
 
 /** parse_log_pytest_options: `[/abs/path/file]` → `[/file]` (not `//…`, not globs). */
-function shortenPathOption(id: string): string {
+export function shortenPathOption(id: string): string {
   const m = /^(.*?)\[(.*)\]/.exec(id);
   if (!m) return id;
   const main = m[1] ?? "";

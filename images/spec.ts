@@ -59,6 +59,12 @@ export const ImageSpecSchema = z.object({
   logParser: LogParserNameSchema,
   /** Seconds the whole evaluation's test run may take (CWM: 600). */
   testTimeoutSeconds: z.number().positive().default(600),
+  /**
+   * Who runs the test command at evaluation: an unprivileged user that owns the tree (the
+   * default; forager's files, .git and the trusted test files are out of its reach), or root for
+   * a repository whose tests need it (rewards/evaluate.ts). Not part of any image hash.
+   */
+  evalUser: z.enum(["unprivileged", "root"]).optional(),
   /** Keep tags that point at ancestors of `commit` (setuptools-scm versions); newer ones are always removed. */
   keepAncestorTags: z.boolean().default(false),
 });

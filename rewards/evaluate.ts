@@ -1,31 +1,36 @@
 /**
  * Hidden-test evaluation of one patch for one task, with SWE-bench harness semantics and
- * forager's anti-forgery measures (rewards/forgery.ts).
+ * forager's anti-forgery measures (rewards/forgery.ts, rewards/records.ts, docs/swe-bench.md
+ * "Round 3").
  *
  * Always a fresh sandbox from the task's instance image (never an agent's container), network
- * "none". Steps, as the harness: empty patch → not resolved, nothing run; write the patch into
- * the container and apply it (`git apply --verbose`, then `git apply --verbose --reject`, then
- * `patch --batch --forward --fuzz=5 -p1 -i` (the harness without --forward); the tree is reset between attempts; the method that applied is
- * recorded); reset the files the test patch touches — and every test-like file the model patch
- * touched — to the base commit (files absent there are removed); apply the hidden test patch;
- * run the spec's evalPreamble and test command with the test directives under a timeout,
- * between nonce markers forager writes itself; parse and cross-check; grade (gradeInstance);
- * reset the test files again.
+ * "none". Steps, as the harness: empty patch → not resolved, nothing run; apply the patch
+ * (`git apply --verbose`, then `git apply --verbose --reject`, then `patch --batch --forward
+ * --fuzz=5 -p1 -i`; the tree is reset between attempts; the method that applied is recorded);
+ * reset the files the test patch touches — and every protected path the model patch touched —
+ * to the base commit; apply the hidden test patch; run the spec's evalPreamble and test command
+ * with the test directives under a timeout; parse and cross-check; grade (gradeInstance).
  *
- * Three engine calls after the sandbox starts: a prepare step and a collect step run by a small
- * `python3 -I -S` driver (stdlib only; it cannot be shadowed by files of the repository), and
- * the test run itself.
+ * Two engine calls after the sandbox starts: the prepare step (a `python3 -I -S` driver as root,
+ * rewards/driver/eval_driver.py: apply, resets, canaries, bytecode, .git moved out, the test
+ * user, the guard) and the test run. The test command runs as an unprivileged user (the tree is
+ * its; forager's files, .git and the trusted test files are not), with forager's guard in every
+ * Python process and, for pytest, forager's plugin; results come back through a FIFO only root
+ * reads, and are read afterwards through the engine: nothing of the container runs once the
+ * submission's code has run. The run's writable layer is bounded (`diskLimitBytes`).
  *
- * Logs (harness layout): `<logDir>/<model>/<instance_id>/{patch.diff, test_output.txt,
- * report.json, eval.json}`; report.json is written for graded outcomes (pass, fail,
+ * Logs (harness layout): `<logDir>/<model>/<instance_id>/{patch.diff, eval.sh, test_output.txt,
+ * report.json, eval.json, records.txt}` (records.txt: the result channel as read); report.json is written for graded outcomes (pass, fail, forged,
  * patch_apply_failed) and not for timeout or env_error (the harness counts those as errors).
  */
+import { createHmac, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { buildInstanceImage, type BuildOptions } from "../images/build";
 import type { ImageSpec } from "../images/spec";
+import { defaultStateDir } from "../images/state";
 import { EnvironmentError } from "../lib/errors";
 import { silentLogger, type Logger } from "../lib/log";
 import { Sandbox } from "../sandbox/sandbox";
@@ -37,6 +42,7 @@ import {
   canaryEvidence,
   crossCheckTestLog,
   diffHeaderPaths,
+  isCanaryId,
   machineryFlags,
   PROTECTED_PATH,
   runnerFiles,
@@ -58,6 +64,7 @@ import {
 } from "./grading";
 import { TEST_STATUSES } from "../images/log-parsers";
 import { EvalOutcomeSchema, type EvalOutcome } from "./outcome";
+import { evidenceOf, parseChannel } from "./records";
 
 // ---------------------------------------------------------------------------------------------
 // Result record
@@ -80,6 +87,8 @@ export const APPLY_COMMANDS: Record<ApplyMethod, string> = {
   patch_fuzz: "patch --batch --forward --fuzz=5 -p1 -i",
 };
 
+const CanarySchema = z.object({ id: z.string(), kind: z.enum(["match", "fail"]), form: z.string(), source: z.string() });
+
 export const EvalResultSchema = z.object({
   instanceId: z.string(),
   model: z.string(),
@@ -93,14 +102,14 @@ export const EvalResultSchema = z.object({
   patchExists: z.boolean(),
   /** Which command applied the model patch; null when none did (or nothing to apply). */
   applyMethod: ApplyMethodSchema.nullable(),
-  /** Files of the model patch reset to the base commit before the hidden tests (test-like). */
+  /** Files of the model patch reset to the base commit before the hidden tests (protected paths). */
   resetFiles: z.array(z.string()),
   /** The test process's exit status (null: not run, killed by the timeout, unknown). */
   testExitCode: z.number().int().nullable(),
   /** Parsed, cross-checked statuses (empty when the log was not gradable). */
   statuses: z.record(z.string(), z.enum(TEST_STATUSES)),
-  /** Status sources used (pytest: the summary section and the JUnit report). */
-  sources: z.object({ summary: z.boolean(), junit: z.boolean(), fullLog: z.boolean() }),
+  /** Status sources used: pytest's summary, the result records of forager's plugin or recorders, the whole log. */
+  sources: z.object({ summary: z.boolean(), records: z.boolean(), fullLog: z.boolean() }),
   /** Test ids seen with conflicting statuses (the worst won). */
   conflicts: z.array(z.string()),
   testsStatus: TestsStatusSchema.nullable(),
@@ -111,14 +120,20 @@ export const EvalResultSchema = z.object({
   testSeconds: z.number().nonnegative(),
   /** Where the logs are (when a logDir was given). */
   logDir: z.string().optional(),
-  /** Outcome `forged`: the evidence (canaries), and the canaries written for this run. */
+  /** Who ran the tests: the unprivileged test user's uid, or "root" (the spec asked for it, or no way to drop privileges). */
+  runUser: z.union([z.number().int(), z.literal("root")]).optional(),
+  /** Outcome `forged`: the evidence; and what this run wrote and recorded to find it. */
   forgery: z
     .object({
       evidence: z.array(z.string()),
-      canaries: z.object({ mustFail: z.array(z.string()), mustPass: z.array(z.string()), extraFile: z.string().nullable() }).optional(),
+      canaries: z
+        .object({ canaries: z.array(CanarySchema), extraFile: z.string().nullable(), skipped: z.array(z.string()) })
+        .optional(),
+      /** Tamper records of the guard and the plugin (each one is evidence). */
+      tamper: z.array(z.string()).default([]),
     })
     .optional(),
-  /** Non-test changes of the patch that touch test machinery (evidence, not a verdict; rewards/forgery.ts machineryFlags). */
+  /** Changes of the patch, and reaches of the run, that touch test machinery (evidence, not a verdict). */
   flags: z.array(z.object({ file: z.string(), line: z.number().int(), kind: z.string(), text: z.string() })).default([]),
   /** Bytes of test output dropped between the kept head and tail (0: nothing cut). */
   outputDroppedBytes: z.number().int().nonnegative().default(0),
@@ -127,9 +142,18 @@ export type EvalResult = z.output<typeof EvalResultSchema>;
 
 /** Default cap of a submitted patch, bytes (16 MiB): larger is the submission's fault (`fail`). */
 export const DEFAULT_MAX_PATCH_BYTES = 16 * 1024 * 1024;
+/**
+ * Default cap of the files a patch names (2000): more is the submission's fault (`fail`) before
+ * anything runs. SWE-bench Lite/Verified gold patches name at most 21 files.
+ */
+export const DEFAULT_MAX_PATCH_FILES = 2000;
 /** Test output kept: the first and the last bytes (the summary is at the end), bounded memory. */
 export const TEST_OUTPUT_HEAD_BYTES = 1024 * 1024;
 export const TEST_OUTPUT_TAIL_BYTES = 8 * 1024 * 1024;
+/** Largest result-record stream read back, bytes (64 MiB); a run that writes more is not gradable. */
+export const RECORDS_MAX_BYTES = 64 * 1024 * 1024;
+/** The uid the test user gets when free in the image (the next free one otherwise). */
+export const TEST_UID = 54321;
 
 export interface EvaluateOptions {
   /** Instance image tag; default: built (or found in the cache) from `task.image`. */
@@ -146,6 +170,8 @@ export interface EvaluateOptions {
   /** CPU cores and memory of the sandbox (default: the sandbox defaults). */
   cpus?: number;
   memoryBytes?: number;
+  /** Bound of the evaluation container's writable layer, bytes (default: the sandbox default, 8 GiB); past it → `fail`, "disk limit". */
+  diskLimitBytes?: number;
   /** Extra container labels (run id). */
   labels?: Record<string, string>;
   /**
@@ -156,8 +182,22 @@ export interface EvaluateOptions {
   runTestsOnEmptyPatch?: boolean;
   /** Largest patch evaluated, bytes (default {@link DEFAULT_MAX_PATCH_BYTES}); larger → `fail`. */
   maxPatchBytes?: number;
+  /** Most files a patch may name (default {@link DEFAULT_MAX_PATCH_FILES}); more → `fail`. */
+  maxPatchFiles?: number;
   /** Write canary tests (default true; rewards/forgery.ts canaryEvidence). */
   canaries?: boolean;
+  /**
+   * Run the test command as an unprivileged user (default true, unless the spec's `evalUser` is
+   * "root"): the tree is its, .git, forager's files and the trusted test files are not.
+   */
+  unprivileged?: boolean;
+  /**
+   * The secret that seeds an evaluation's random choices (canaries) together with the task and
+   * the patch: the same task and patch give the same canaries and grade; a policy that does not
+   * know the secret cannot compute them. Default: `FORAGER_EVAL_SECRET`, else a random secret
+   * kept in the state directory (`eval-secret`, made on first use).
+   */
+  secret?: string;
 }
 
 /** The harness's folder name for a model (`/` → `__`). */
@@ -165,11 +205,40 @@ export function modelFolderName(model: string): string {
   return model.replaceAll("/", "__");
 }
 
+let cachedSecret: string | undefined;
+/** The evaluation secret (see {@link EvaluateOptions.secret}). */
+export function evalSecret(): string {
+  if (process.env.FORAGER_EVAL_SECRET) return process.env.FORAGER_EVAL_SECRET;
+  if (cachedSecret) return cachedSecret;
+  const file = path.join(defaultStateDir(), "eval-secret");
+  try {
+    cachedSecret = fs.readFileSync(file, "utf8").trim();
+  } catch {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const s = randomBytes(32).toString("hex");
+    try {
+      fs.writeFileSync(file, s + "\n", { mode: 0o600, flag: "wx" });
+      cachedSecret = s;
+    } catch {
+      cachedSecret = fs.readFileSync(file, "utf8").trim(); // another process made it first
+    }
+  }
+  return cachedSecret!;
+}
+
+/** The seed of one evaluation: HMAC-SHA256(secret, task id ‖ test patch ‖ patch), hex. */
+export function evaluationSeed(secret: string, task: Pick<Task, "id" | "testPatch">, patch: string): string {
+  return createHmac("sha256", secret).update(task.id).update("\0").update(task.testPatch).update("\0").update(patch).digest("hex");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The in-container driver (stdlib Python, run with -I -S; rewards/driver/eval_driver.py)
 
-/** The driver's source (rewards/driver/eval_driver.py), sent to the container on each call. */
-const DRIVER = fs.readFileSync(fileURLToPath(new URL("./driver/eval_driver.py", import.meta.url)), "utf8");
+const driverFile = (name: string) => fs.readFileSync(fileURLToPath(new URL(`./driver/${name}`, import.meta.url)), "utf8");
+/** The driver's source, sent to the container on each call; the guard and plugin it installs. */
+const DRIVER = driverFile("eval_driver.py");
+const GUARD = driverFile("guard.py");
+const PLUGIN = driverFile("pytest_plugin.py");
 
 interface PrepareOut {
   error?: string;
@@ -179,6 +248,7 @@ interface PrepareOut {
   method?: ApplyMethod | "none" | null;
   touched?: string[];
   reset?: string[];
+  /** Paths the patch touched that could not be reset: the patch's failure. */
   resetProblems?: string[];
   testApply?: { exitCode: number; output: string };
   /** Why the patch was refused after applying (it wrote outside the tree or into .git). */
@@ -188,16 +258,26 @@ interface PrepareOut {
   plugins?: [string, string][] | null;
   configFile?: string | null;
   configText?: string;
+  /** The readable copy of the base configuration (for `-c`). */
+  configDir?: string;
   canaries?: CanaryPlan;
-  /** The probe's answer (pytest version, entry-point plugins, configuration file names), cached per image. */
+  /** The probe's answer (pytest version, entry-point plugins, configuration file names, site-packages), cached per image. */
   probe?: PytestProbe;
+  /** Where the guard's .pth went (null: no site-packages directory found: no guard). */
+  guardPth?: string | null;
+  runnerInTree?: boolean;
+  gitHidden?: boolean;
+  user?: { uid: number; gid: number; name: string; home: string; chowned: number; protected: number };
+  bytecodeRemoved?: number;
 }
 
-/** What the driver's probe learns of an image's pytest (rewards/driver/eval_driver.py PLUGIN_PROBE). */
+/** What the driver's probe learns of an image's Python and pytest (rewards/driver/eval_driver.py PLUGIN_PROBE). */
 interface PytestProbe {
   version: string | null;
   plugins: [string, string][] | null;
   configNames: string[] | null;
+  site?: string[];
+  pytestFile?: string | null;
 }
 
 /**
@@ -205,11 +285,6 @@ interface PytestProbe {
  * the probe is a Python process importing pytest, about a second, paid once per image per process.
  */
 const probeCache = new Map<string, PytestProbe>();
-
-interface CollectOut {
-  junit: string | null;
-  resetProblems: string[];
-}
 
 async function driver<T>(sandbox: Sandbox, cfg: Record<string, unknown>, workdir: string): Promise<T> {
   const r = await sandbox.exec(["python3", "-I", "-S", "-c", DRIVER], {
@@ -227,7 +302,7 @@ async function driver<T>(sandbox: Sandbox, cfg: Record<string, unknown>, workdir
   return JSON.parse(last) as T;
 }
 
-/** Is the test command a pytest run (so a JUnit report can be requested)? */
+/** Is the test command a pytest run (so forager's plugin and canaries apply)? */
 export function isPytestCommand(spec: Pick<ImageSpec, "testCommand" | "logParser">): boolean {
   return spec.logParser === "pytest" && /(^|[\s/])(py\.test|pytest)(\s|$)|-m\s+pytest\b/.test(spec.testCommand);
 }
@@ -248,44 +323,71 @@ export function directivesFromTestIds(task: Pick<Task, "failToPass" | "passToPas
   return [...files].sort();
 }
 
-/** How the test run is pinned (all optional; see {@link testScript}). */
+/** How the test run is pinned and contained (all optional; see {@link testScript}). */
 export interface TestRunPins {
   /** pytest: the base commit's configuration file, kept outside the tree (`-c`). */
   configFile?: string;
   /** pytest: plugins installed at the base state; autoload is disabled and these are loaded with `-p`. */
   plugins?: string[];
-  /** pytest: the JUnit report path. */
-  junitPath?: string;
+  /** pytest: forager's own plugin module (`-p`), loaded first. */
+  foragerPlugin?: string;
   /** RLIMIT_FSIZE of the test processes, bytes (the sandbox's disk bound). */
   fileSizeLimitBytes?: number;
+  /** The result channel (a FIFO) and the root-only file its reader writes. */
+  channel?: { fifo: string; out: string };
+  /** Drop to this unprivileged user for the test command. */
+  user?: { uid: number; name: string; home: string };
 }
 
 /**
- * The test run script: forager's environment (never the tree's: PYTEST_ADDOPTS and PYTEST_PLUGINS
- * unset, PYTHONNOUSERSITE), the preamble, then the test command with its pins and the directives.
- * For pytest: `-c <base config> --rootdir <workdir> --confcutdir <workdir>` (a patch's pytest
- * sections in pyproject.toml / setup.cfg / tox.ini are not read), PYTEST_DISABLE_PLUGIN_AUTOLOAD
- * with the base state's plugins loaded by `-p` (a `[pytest11]` entry point the patch adds does not
- * load), and the JUnit report.
+ * The test run script (bash, started as root): forager's environment (never the tree's:
+ * PYTEST_ADDOPTS and PYTEST_PLUGINS unset, PYTHONNOUSERSITE), the preamble (as root), then the
+ * test command with its pins and the directives, as the unprivileged test user when one is given
+ * (setpriv, runuser as a fallback). With a channel: a root `cat` copies the FIFO into a file only
+ * root reads, and after the test command every process of the test user is killed so the copy
+ * ends. For pytest: `-c <base config> --rootdir <workdir> --confcutdir <workdir>` (a patch's
+ * pytest sections in pyproject.toml / setup.cfg / tox.ini are not read),
+ * PYTEST_DISABLE_PLUGIN_AUTOLOAD with forager's plugin and the base state's plugins loaded by `-p`
+ * (a `[pytest11]` entry point the patch adds does not load). Written beside the logs as eval.sh.
  */
 export function testScript(spec: ImageSpec, directives: readonly string[], pins: TestRunPins = {}): string {
   const args: string[] = [];
-  const env = ["unset PYTEST_ADDOPTS PYTEST_PLUGINS PYTHONSTARTUP", "export PYTHONNOUSERSITE=1"];
+  const env = ["exec 2>&1", "unset PYTEST_ADDOPTS PYTEST_PLUGINS PYTHONSTARTUP", "export PYTHONNOUSERSITE=1"];
   if (pins.fileSizeLimitBytes) env.push(`ulimit -f ${Math.max(1, Math.floor(pins.fileSizeLimitBytes / 1024))} 2>/dev/null`);
   if (pins.configFile) {
     args.push("-c", shellQuote(pins.configFile), `--rootdir=${shellQuote(spec.workdir)}`, `--confcutdir=${shellQuote(spec.workdir)}`);
   }
-  if (pins.plugins) {
-    env.push("export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1");
-    for (const p of pins.plugins) args.push("-p", shellQuote(p));
-  }
-  if (pins.junitPath) args.push(`--junitxml=${shellQuote(pins.junitPath)}`, "-o", "junit_family=xunit1");
+  if (pins.plugins || pins.foragerPlugin) env.push("export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1");
+  if (pins.foragerPlugin) args.push("-p", shellQuote(pins.foragerPlugin));
+  for (const p of pins.plugins ?? []) args.push("-p", shellQuote(p));
+  const command = [spec.testCommand, ...args, ...directives.map(shellQuote)].join(" ");
+  const lines = [...env, ...spec.evalPreamble];
+  const u = pins.user;
+  const drop = u
+    ? [
+        `__forager_as_user() { if command -v setpriv >/dev/null 2>&1; then setpriv --reuid=${u.uid} --regid=${u.uid} --clear-groups -- "$@"; ` +
+          `elif command -v runuser >/dev/null 2>&1; then runuser -u ${shellQuote(u.name)} -- "$@"; ` +
+          `else echo ">>>>> forager: cannot drop privileges: the tests run as root" >&2; "$@"; fi; }`,
+        `export HOME=${shellQuote(u.home)} USER=${shellQuote(u.name)} LOGNAME=${shellQuote(u.name)}`,
+      ]
+    : [];
+  const run = u ? `__forager_as_user bash -c ${shellQuote(command)}` : command;
+  if (!pins.channel) return [...lines, ...drop, run].join("\n");
+  const { fifo, out } = pins.channel;
   return [
-    "exec 2>&1",
-    `cd ${shellQuote(spec.workdir)}`,
-    ...env,
-    ...spec.evalPreamble,
-    [spec.testCommand, ...args, ...directives.map(shellQuote)].join(" "),
+    ...lines,
+    ...drop,
+    // The reader starts after the preamble, so nothing the preamble left running holds the FIFO.
+    `cat ${shellQuote(fifo)} > ${shellQuote(out)} &`,
+    "__forager_reader=$!",
+    `exec 4<>${shellQuote(fifo)}`,
+    `${run} 4>&-`,
+    "__forager_rc=$?",
+    "exec 4>&-",
+    ...(u ? [`__forager_as_user bash -c 'kill -KILL -1' >/dev/null 2>&1`] : []),
+    'for __i in $(seq 1 100); do kill -0 "$__forager_reader" 2>/dev/null || break; sleep 0.05; done',
+    'kill "$__forager_reader" 2>/dev/null',
+    'exit "$__forager_rc"',
   ].join("\n");
 }
 
@@ -300,15 +402,18 @@ export function pluginArgs(plugins: readonly [string, string][], pytestVersion: 
   return [...new Set(plugins.map(([name, mod]) => (byName ? name : mod)))];
 }
 
-/** Files holding canaries (for resetting them afterwards). */
-function canaryFilesOf(plan: CanaryPlan): string[] {
-  return [...new Set([...plan.mustFail, ...plan.mustPass].map((id) => id.split("::")[0] as string))];
-}
-
 /** The harness report of a forged run: not resolved, whatever the forged statuses said. */
 function forgedReport(report: EvalResult["report"], id: string): EvalResult["report"] {
   const entry = report[id];
   return entry ? { ...report, [id]: { ...entry, resolved: false } } : report;
+}
+
+/** Runtime flags of the guard and plugin as machinery flags (`file:line` split when it is one). */
+function runtimeFlags(flags: { why: string; where: string }[]): MachineryFlag[] {
+  return flags.slice(0, 50).map(({ why, where }) => {
+    const m = /^(.*):(\d+)$/.exec(where);
+    return { file: m ? (m[1] as string) : where, line: m ? Number(m[2]) : 0, kind: `run: ${why}`.slice(0, 200), text: "" };
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,7 +421,8 @@ function forgedReport(report: EvalResult["report"], id: string): EvalResult["rep
 
 /**
  * Evaluate `patch` against `task`'s hidden tests in a fresh sandbox. Never throws for the
- * patch's or the environment's faults: those are outcomes (`env_error` keeps the reason).
+ * patch's or the environment's faults: those are outcomes (`env_error` keeps the reason, and is
+ * only forager's or the engine's failure: whatever happens once the patch applied is graded).
  */
 export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOptions = {}): Promise<EvalResult> {
   const started = performance.now();
@@ -326,6 +432,8 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
   const instanceLogDir = opts.logDir ? path.join(opts.logDir, modelFolderName(model), task.id) : undefined;
   const logLines: string[] = [];
   const addLog = (s: string) => logLines.push(s);
+  let evalScript: string | undefined;
+  let recordsText: string | undefined;
 
   const base = {
     instanceId: task.id,
@@ -333,12 +441,13 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
     resetFiles: [] as string[],
     testExitCode: null as number | null,
     statuses: {} as Record<string, (typeof TEST_STATUSES)[number]>,
-    sources: { summary: false, junit: false, fullLog: false },
+    sources: { summary: false, records: false, fullLog: false },
     conflicts: [] as string[],
     testSeconds: 0,
     image: opts.image,
     flags: [] as MachineryFlag[],
     outputDroppedBytes: 0,
+    runUser: undefined as number | "root" | undefined,
   };
 
   const finish = (r: Omit<z.input<typeof EvalResultSchema>, "seconds" | "logDir">, writeReport: boolean): EvalResult => {
@@ -351,6 +460,8 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       fs.mkdirSync(instanceLogDir, { recursive: true });
       fs.writeFileSync(path.join(instanceLogDir, "patch.diff"), patch);
       fs.writeFileSync(path.join(instanceLogDir, "test_output.txt"), logLines.join("\n") + "\n");
+      if (recordsText !== undefined) fs.writeFileSync(path.join(instanceLogDir, "records.txt"), recordsText);
+      if (evalScript) fs.writeFileSync(path.join(instanceLogDir, "eval.sh"), `#!/bin/bash\n# The test run of ${task.id} as forager ran it (as root, in the prepared container).\n${evalScript}\n`);
       if (writeReport) fs.writeFileSync(path.join(instanceLogDir, "report.json"), JSON.stringify(result.report, null, 4));
       fs.writeFileSync(path.join(instanceLogDir, "eval.json"), JSON.stringify(result, null, 2));
     }
@@ -401,6 +512,12 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
     addLog(`>>>>> forager: the patch is ${Buffer.byteLength(patch)} bytes, over the limit of ${maxPatch}: not evaluated`);
     return notGraded("fail", `patch too large: ${Buffer.byteLength(patch)} bytes > ${maxPatch}`);
   }
+  const patchPaths = diffHeaderPaths(patch);
+  const maxFiles = opts.maxPatchFiles ?? DEFAULT_MAX_PATCH_FILES;
+  if (patchPaths.length > maxFiles) {
+    addLog(`>>>>> forager: the patch names ${patchPaths.length} files, over the limit of ${maxFiles}: not evaluated`);
+    return notGraded("fail", `patch names too many files: ${patchPaths.length} > ${maxFiles}`);
+  }
   base.flags = machineryFlags(patch);
   const unsafe = unsafePatchPath(patch);
   if (unsafe) {
@@ -428,23 +545,30 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
         labels: { ...(opts.labels ?? {}), "forager.eval": task.id },
         ...(opts.cpus ? { cpus: opts.cpus } : {}),
         ...(opts.memoryBytes ? { memoryBytes: opts.memoryBytes } : {}),
+        ...(opts.diskLimitBytes !== undefined ? { diskLimitBytes: opts.diskLimitBytes } : {}),
       },
       { logger: log },
     );
     // Mutate-fix: the buggy starting state (the same squashed commit the agent started from).
     if (needsStartState(task)) await prepareTaskSandbox(sandbox, task);
     const nonce = makeNonce();
-    const dir = `/tmp/forager-eval-${makeNonce(6)}`;
+    const secretDir = `/var/tmp/forager-${makeNonce(8)}`;
+    const seed = evaluationSeed(opts.secret ?? evalSecret(), task, patch);
+    const tag = seed.slice(0, 12);
     const pytest = isPytestCommand(spec);
-    const junitDir = pytest ? `/tmp/forager-junit-${nonce}` : undefined;
-    const junitPath = junitDir ? `${junitDir}/report-${makeNonce(8)}.xml` : undefined;
     const testFiles = [...new Set([...diffTargetPaths(task.testPatch), ...diffHeaderPaths(task.testPatch)])];
-    const imageId = pytest ? (((await sandbox.container.inspect().catch(() => undefined)) as { Image?: string } | undefined)?.Image ?? "") : "";
+    const imageId = ((await sandbox.container.inspect().catch(() => undefined)) as { Image?: string } | undefined)?.Image ?? "";
     const directives = task.testPatch.trim() !== "" ? testDirectives(task.testPatch, task.repo) : directivesFromTestIds(task, spec);
     const runners = runnerFiles(spec.testCommand);
+    if (spec.logParser === "sympy") runners.push("sympy/utilities/runtests.py", "sympy/testing/runtests.py", "bin/test");
     const protectedPattern = runners.length
       ? new RegExp(`${PROTECTED_PATH.source}|^(${runners.map((r) => r.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})$`)
       : PROTECTED_PATH;
+    const hiddenFiles = [...new Set([...testFiles, ...directives])].filter((f) => f.endsWith(".py"));
+    const unprivileged = opts.unprivileged ?? spec.evalUser !== "root";
+    const channelDir = `/var/tmp/forager-ch-${makeNonce(8)}`;
+    const channel = { fifo: `${channelDir}/c`, out: `${secretDir}/records` };
+    const sourcesFirst = task.failToPass.filter((id) => id.includes("::")).map((id) => id.replace(/\[.*$/, ""));
     addLog(`>>>>> forager evaluation of ${task.id} (model ${model}) in ${image}`);
 
     const prep = await driver<PrepareOut>(
@@ -452,23 +576,35 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       {
         mode: "prepare",
         workdir: spec.workdir,
-        dir,
+        dir: secretDir,
         model: patch,
         emptyRun,
         test: task.testPatch,
         applyCommands: (Object.keys(APPLY_COMMANDS) as ApplyMethod[]).map((m) => [m, APPLY_COMMANDS[m].split(" ")]),
-        modelPaths: diffHeaderPaths(patch),
+        modelPaths: patchPaths,
         testFiles: task.testPatch.trim() ? testFiles : directives,
         testLike: TEST_LIKE_PATH.source,
-        protected: protectedPattern.source,
+        protected: `${protectedPattern.source}|\\.py[co]$|(^|/)__pycache__/`,
         shadow: SHADOW_PATH.source,
-        junitDir,
         pytest,
         preamble: spec.evalPreamble,
         ...(probeCache.has(imageId) ? { probe: probeCache.get(imageId) } : {}),
         canaries: pytest && opts.canaries !== false,
         canaryFiles: directives.filter((f) => f.endsWith(".py")),
         mustFail: !/(?:^|\s)(?:-x\b|--exitfirst\b|--maxfail\b)/.test(spec.testCommand),
+        seed,
+        sourcesFirst,
+        hiddenFiles,
+        runnerFiles: runners,
+        hideGit: true,
+        ...(unprivileged ? { user: { want: TEST_UID, home: "/home/forager-test" } } : {}),
+        guard: {
+          dir: `/opt/forager-guard-${tag}`,
+          tag,
+          guardSource: GUARD,
+          pluginSource: PLUGIN,
+          config: { channel: channel.fifo, workdir: spec.workdir, testLike: TEST_LIKE_PATH.source, hiddenFiles, runnerFiles: runners },
+        },
       },
       spec.workdir,
     );
@@ -490,18 +626,23 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
     if (applyMethod) addLog(`${LOG_MARKERS.applyPatchPass} (${APPLY_COMMANDS[applyMethod]})`);
     else addLog(`>>>>> Empty patch: tests run on the starting state (validation)`);
     base.resetFiles = prep.reset ?? [];
-    if (base.resetFiles.length) addLog(`>>>>> Reset test files the patch touched: ${base.resetFiles.join(" ")}`);
+    if (base.resetFiles.length) addLog(`>>>>> Reset protected files the patch touched: ${base.resetFiles.join(" ")}`);
     if (prep.resetProblems?.length) {
-      addLog(`${LOG_MARKERS.resetFailed}: ${prep.resetProblems.join("; ")}`);
-      return notGraded("env_error", `reset failed: ${prep.resetProblems.join("; ")}`, {
-        applyMethod,
-        applied: true,
-        infra: "reset failed",
-      });
+      // Only the patch can make a path it touched impossible to reset (the same reset works on
+      // the base tree): its failure, never forager's.
+      addLog(`${LOG_MARKERS.applyPatchFail}: forager could not reset what the patch changed: ${prep.resetProblems.slice(0, 5).join("; ")}`);
+      return notGraded("patch_apply_failed", `the patch's paths cannot be reset: ${prep.resetProblems.slice(0, 3).join("; ")}`, { applyMethod });
     }
     if (prep.testApply && prep.testApply.exitCode !== 0) {
       addLog(escapeMarkers(prep.testApply.output));
       addLog(`${LOG_MARKERS.testsError}: the test patch did not apply`);
+      // The test patch's own files were reset to the base commit first, so only a path the
+      // model patch put in its way (a file where it needs a directory) can stop it.
+      const testDirs = new Set(testFiles.flatMap((f) => f.split("/").slice(0, -1).map((_, i, a) => a.slice(0, i + 1).join("/"))));
+      const inTheWay = (prep.touched ?? []).filter((p) => testDirs.has(p) || testFiles.includes(p));
+      if (inTheWay.length) {
+        return notGraded("fail", `the hidden test patch did not apply over the patch (it changed ${inTheWay.slice(0, 3).join(", ")})`, { applyMethod, applied: true });
+      }
       return notGraded("env_error", `the test patch did not apply: ${prep.testApply.output.slice(-500)}`, {
         applyMethod,
         applied: true,
@@ -509,23 +650,27 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       });
     }
 
-    // Run the tests (output bounded: head and tail kept, the rest counted).
-    const canaries = prep.canaries;
-    if (canaries && (canaries.mustFail.length || canaries.mustPass.length)) {
-      addLog(`>>>>> forager: ${canaries.mustFail.length + canaries.mustPass.length} canary tests written`);
-    }
-    const runDirectives = canaries?.extraFile && directives.length ? [...directives, canaries.extraFile] : directives;
+    // Run the tests: as the test user, the guard in every Python process, results by the FIFO.
+    const plan = prep.canaries;
+    if (plan?.canaries.length) addLog(`>>>>> forager: ${plan.canaries.length} canary tests written`);
+    const runDirectives = plan?.extraFile && directives.length ? [...directives, plan.extraFile] : directives;
+    const guarded = prep.guardPth !== undefined && prep.guardPth !== null;
+    base.runUser = prep.user ? prep.user.uid : "root";
     const pins: TestRunPins = {
-      ...(pytest ? { configFile: `${dir}/cfg/${prep.configFile ?? "pytest.ini"}` } : {}),
+      ...(pytest && prep.configDir ? { configFile: `${prep.configDir}/${prep.configFile ?? "pytest.ini"}` } : {}),
       ...(pytest && prep.plugins ? { plugins: pluginArgs(prep.plugins, prep.pytestVersion) } : {}),
-      ...(junitPath ? { junitPath } : {}),
+      ...(pytest && guarded ? { foragerPlugin: `_forager_pytest_${tag}` } : {}),
       fileSizeLimitBytes: sandbox.config.diskLimitBytes,
+      ...(guarded ? { channel } : {}),
+      ...(prep.user ? { user: { uid: prep.user.uid, name: prep.user.name, home: prep.user.home } } : {}),
     };
     const script = testScript(spec, runDirectives, pins);
+    evalScript = script;
     const run = await sandbox.exec(["bash", "-c", script], {
       timeoutSeconds,
       workdir: spec.workdir,
       capture: { headBytes: TEST_OUTPUT_HEAD_BYTES, tailBytes: TEST_OUTPUT_TAIL_BYTES },
+      ...(sandbox.config.diskLimitBytes ? { diskLimitBytes: sandbox.config.diskLimitBytes } : {}),
     });
     base.testSeconds = run.durationMs / 1000;
     base.outputDroppedBytes = run.droppedBytes ?? 0;
@@ -537,6 +682,10 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
     const escaped = escapeMarkers(output.replace(/\n$/, ""));
     addLog(escaped);
     addLog(markers.end);
+    if (run.diskLimitExceeded) {
+      addLog(`>>>>> forager: the tests wrote past the disk limit of ${sandbox.config.diskLimitBytes} bytes: stopped`);
+      return notGraded("fail", `disk limit: the test run wrote more than ${sandbox.config.diskLimitBytes} bytes`, { applyMethod, applied: true, testSeconds: base.testSeconds });
+    }
     const timedOut = run.timedOut || run.exitCode === null;
     if (timedOut) {
       addLog(`${LOG_MARKERS.testsTimeout} after ${timeoutSeconds} s`);
@@ -549,32 +698,35 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
     base.testExitCode = run.exitCode;
     addLog(`${LOG_MARKERS.testExitCode}: ${run.exitCode}`);
 
-    const collected = await driver<CollectOut>(
-      sandbox,
-      {
-        mode: "collect",
-        workdir: spec.workdir,
-        dir,
-        junitPath,
-        testFiles: [...testFiles, ...(canaries?.extraFile ? [canaries.extraFile] : []), ...(task.testPatch.trim() ? [] : (canaries ? canaryFilesOf(canaries) : []))],
-        base: prep.base,
-      },
-      spec.workdir,
-    );
+    // The records, read through the engine (nothing runs in the container any more).
+    let records: ReturnType<typeof parseChannel>["records"] | undefined;
+    if (guarded) {
+      const file = await sandbox.readFileFromEngine(channel.out, RECORDS_MAX_BYTES + 1);
+      if (file && file.size > RECORDS_MAX_BYTES) {
+        addLog(`>>>>> forager: the result records are ${file.size} bytes, over ${RECORDS_MAX_BYTES}: not gradable`);
+        return notGraded("fail", `result records too large (${file.size} bytes): the run flooded forager's channel`, { applyMethod, applied: true, testSeconds: base.testSeconds });
+      }
+      recordsText = file ? file.bytes.toString("utf8") : "";
+      records = parseChannel(recordsText).records;
+    }
+    const evidenceRecords = records ? evidenceOf(records) : { tamper: [], flags: [] };
+    base.flags = [...base.flags, ...runtimeFlags(evidenceRecords.flags)];
+    const knownFiles = [...testFiles, ...directives, ...(plan?.extraFile ? [plan.extraFile] : [])];
     const check = crossCheckTestLog({
       parser: spec.logParser,
       output: escaped,
       exitCode: run.exitCode,
-      ...(pytest ? { junitXml: collected.junit } : {}),
-      knownFiles: [...testFiles, ...directives, ...(canaries?.extraFile ? [canaries.extraFile] : [])],
+      ...(records ? { records } : {}),
+      knownFiles,
       repo: task.repo,
       exactIds: task.testIds === "exact",
     });
     // Canaries: evidence of a forged run, then out of the statuses.
-    let evidence: string[] = [];
-    if (canaries && check.statuses) {
-      evidence = canaryEvidence(canaries, check.statuses);
-      for (const id of [...canaries.mustFail, ...canaries.mustPass]) check.statuses.delete(id);
+    let evidence: string[] = [...evidenceRecords.tamper.map((t) => `tamper: ${t}`), ...check.contradictions.map((c) => `contradiction: ${c}`)];
+    if (plan && check.statuses) {
+      const collectFailed = new Set((records ?? []).filter((r) => r.k === "collect-fail" && typeof r.id === "string").map((r) => String(r.id).split("::")[0] as string));
+      evidence = [...evidence, ...canaryEvidence(plan, check.statuses, collectFailed)];
+      for (const id of [...check.statuses.keys()]) if (plan.canaries.some((c) => isCanaryId(c, id))) check.statuses.delete(id);
     }
     base.sources = check.sources;
     base.conflicts = check.conflicts;
@@ -608,9 +760,7 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
         applyMethod,
         testsStatus: g.testsStatus,
         report: forged ? forgedReport(g.report, task.id) : g.report,
-        ...(canaries
-          ? { forgery: { evidence, canaries: { mustFail: canaries.mustFail, mustPass: canaries.mustPass, extraFile: canaries.extraFile } } }
-          : {}),
+        ...(plan || evidenceRecords.tamper.length ? { forgery: { evidence, ...(plan ? { canaries: plan } : {}), tamper: evidenceRecords.tamper } } : {}),
       },
       true,
     );

@@ -23,7 +23,8 @@ import { diffBlocks, diffHeaderPaths, headerName, stripAB } from "../lib/diff";
 import { LOG_MARKERS, readEvalLog } from "./grading";
 
 export { diffHeaderPaths, unquoteCPath } from "../lib/diff";
-import { parsePytestJunitXml, parseTestLog, type ParseOptions, type StatusMap, type TestStatus } from "../images/log-parsers";
+import { parseTestLog, type ParseOptions, type StatusMap, type TestStatus } from "../images/log-parsers";
+import { pytestStatusesFromRecords, sympyStatusesFromRecords, unittestStatusesFromRecords, type ChannelRecord } from "./records";
 
 /**
  * Test-like repository paths: a directory named `test`, `tests` or `testing`; `test_*.py`,
@@ -176,16 +177,13 @@ export interface CrossCheckInput {
   /** The test process's exit status as the engine reported it (null: unknown). */
   exitCode: number | null;
   /**
-   * pytest's JUnit XML report: undefined when none was requested (non-pytest commands), null
-   * when requested but not written.
+   * The records of the run's result channel (rewards/records.ts); undefined when the run had no
+   * channel (the plain harness reading then applies).
    */
-  junitXml?: string | null;
-  /** Repository-relative test files (the test patch's), for JUnit classname splitting. */
+  records?: readonly ChannelRecord[];
+  /** Repository-relative test files (hidden test files, directives, the canary file): an id of one of these is never taken from the log alone. */
   knownFiles?: readonly string[];
-  /**
-   * Grade with exact pytest node ids (tasks forager generates: Task `testIds: "exact"`): JUnit ids
-   * keep their parameters whole; the summary's cut ids are mapped onto them.
-   */
+  /** Grade with exact pytest node ids (tasks forager generates: Task `testIds: "exact"`). */
   exactIds?: boolean;
   repo?: string;
 }
@@ -195,39 +193,44 @@ export interface CrossCheckResult {
   statuses: StatusMap | null;
   /** Why the log was not trusted (prefix "inconsistent test log" when the sources disagree). */
   reason?: string;
-  /** Which sources were used. */
-  sources: { summary: boolean; junit: boolean; fullLog: boolean };
+  /** Which sources were used (`records`: forager's plugin or recorders; `summary`: pytest's short summary; `fullLog`: the rest of the log). */
+  sources: { summary: boolean; records: boolean; fullLog: boolean };
   /** Ids seen with conflicting statuses (the worst won), for the record. */
   conflicts: string[];
+  /** Evidence of a forged run from the records themselves (a call reported passed whose body raised or never ran). */
+  contradictions: string[];
 }
 
 /**
- * The statuses of a test run, cross-checked (see the module comment).
+ * The statuses of a test run, cross-checked.
  *
- * pytest with a JUnit report requested:
- * - no report → the process did not finish normally → not gradable;
- * - statuses = the summary section (worst wins within it) merged with the JUnit report: an id
- *   both mention counts as its status only when they agree, otherwise the worst; ids the summary
- *   reports as XPASS are dropped (absent = failing, as the harness);
- * - ids neither mentions are taken from the whole log (the harness's reading; needed for the
- *   pytest repository's own ids printed by inner runs) only when their file did not run at all;
- * - exit 0 with a failure in the summary or the report, or a non-zero exit with no failure in
- *   any source → "inconsistent test log", not gradable.
+ * pytest with a result channel:
+ * - no `sess` record, or a session that never ended → the test process did not run or finish
+ *   normally → not gradable;
+ * - statuses = the records (rewards/records.ts `pytestStatusesFromRecords`: every report,
+ *   written as it happened, and the body of every test) merged with pytest's short summary
+ *   section (the last one), the worst winning; ids the records report as XPASS are dropped;
+ * - ids the records do not have are taken from the summary or the whole log only when their
+ *   file is not a known test file and has no record at all (the pytest repository's inner-run
+ *   ids); a hidden test file that did not run has failing tests, whatever the log says;
+ * - exit 0 with a failure, or a non-zero exit with no failure in any source → "inconsistent
+ *   test log", not gradable.
  * Other parsers: the harness's reading (readEvalLog, including its exit-code rule) with the
- * worst status winning.
+ * worst status winning, merged (worst wins) with the unittest or sympy recorder's records.
  */
 export function crossCheckTestLog(input: CrossCheckInput): CrossCheckResult {
   const opts: ParseOptions = input.repo ? { repo: input.repo } : {};
-  const sources = { summary: false, junit: false, fullLog: false };
+  const sources = { summary: false, records: false, fullLog: false };
   const conflicts: string[] = [];
+  const contradictions: string[] = [];
   // The harness's reading of the section (markers rebuilt without the nonce; the output is escaped).
   const synthetic =
     `${LOG_MARKERS.startTestOutput}\n${input.output}\n${LOG_MARKERS.endTestOutput}\n` +
     (input.exitCode === null ? "" : `${LOG_MARKERS.testExitCode}: ${input.exitCode}\n`);
   const harness = readEvalLog(input.parser, synthetic, opts);
 
-  if (input.parser !== "pytest" || input.junitXml === undefined) {
-    if (!harness.ok) return { statuses: null, reason: `${harness.reason}: ${harness.detail}`, sources, conflicts };
+  if (input.parser !== "pytest" || input.records === undefined) {
+    if (!harness.ok) return { statuses: null, reason: `${harness.reason}: ${harness.detail}`, sources, conflicts, contradictions };
     sources.fullLog = true;
     const worst = parseWorstWins(input.parser, input.output, opts, conflicts);
     const statuses: StatusMap = new Map(harness.statuses);
@@ -235,79 +238,89 @@ export function crossCheckTestLog(input: CrossCheckInput): CrossCheckResult {
       const w = worst.get(id);
       if (w !== undefined) statuses.set(id, worse(s, w));
     }
-    return { statuses, sources, conflicts };
+    const rec =
+      input.records === undefined
+        ? undefined
+        : input.parser === "sympy"
+          ? sympyStatusesFromRecords(input.records)
+          : input.parser === "unittest" || input.parser === "django"
+            ? unittestStatusesFromRecords(input.records, input.parser)
+            : undefined;
+    if (rec?.started) {
+      sources.records = true;
+      for (const [id, s] of rec.statuses) {
+        const cur = statuses.get(id);
+        if (cur !== undefined && cur !== s && !conflicts.includes(id)) conflicts.push(id);
+        statuses.set(id, cur === undefined ? s : worse(cur, s));
+      }
+    }
+    return { statuses, sources, conflicts, contradictions };
   }
 
-  if (input.junitXml === null || !/<testsuite\b/.test(input.junitXml)) {
-    return {
-      statuses: null,
-      reason: "inconsistent test log: no JUnit report (the test process did not finish normally)",
-      sources,
-      conflicts,
-    };
+  const pathOptions = input.repo !== undefined && ["psf/requests", "pylint-dev/pylint", "pydicom/pydicom"].includes(input.repo);
+  const rec = pytestStatusesFromRecords(input.records, {
+    exactIds: input.exactIds === true,
+    pathOptions,
+    mouseButtons: input.repo === "matplotlib/matplotlib",
+  });
+  if (rec.sessions === 0) {
+    return { statuses: null, reason: "inconsistent test log: no result records (pytest did not start under forager's plugin, or the test process died first)", sources, conflicts, contradictions };
   }
-  sources.junit = true;
-  const junit = parsePytestJunitXml(input.junitXml, { knownFiles: input.knownFiles, repo: input.repo, truncateAtWhitespace: !input.exactIds });
+  if (rec.ended < rec.sessions) {
+    return { statuses: null, reason: "inconsistent test log: the pytest session did not finish (the test process did not finish normally)", sources, conflicts, contradictions };
+  }
+  sources.records = true;
+  contradictions.push(...rec.contradictions);
   const summaryText = pytestSummarySection(input.output);
   const summary = summaryText === undefined ? new Map<string, TestStatus>() : parseWorstWins("pytest", summaryText, opts, conflicts);
   if (input.exactIds) {
-    // The summary's ids are cut at the first whitespace: map each to the one exact JUnit id it
-    // stands for; a cut id standing for several (parameters differing after a space) is left to
-    // the JUnit report alone.
+    // The summary's ids are cut at the first whitespace: map each to the one exact id it stands
+    // for; a cut id standing for several is left to the records alone.
     const byCut = new Map<string, string[]>();
-    for (const id of junit.keys()) {
+    for (const id of rec.statuses.keys()) {
       const cut = id.split(/\s/)[0] as string;
       if (cut !== id) byCut.set(cut, [...(byCut.get(cut) ?? []), id]);
     }
     for (const [cut, exact] of byCut) {
       const s = summary.get(cut);
-      if (s === undefined || junit.has(cut)) continue;
+      if (s === undefined || rec.statuses.has(cut)) continue;
       summary.delete(cut);
       if (exact.length === 1) summary.set(exact[0] as string, s);
     }
   }
   sources.summary = summaryText !== undefined;
-  const xpass = new Set<string>();
+  const xpass = new Set(rec.xpass);
   for (const m of (summaryText ?? "").matchAll(/^XPASS (\S+)/gm)) xpass.add(m[1] as string);
-
-  const merged: StatusMap = new Map();
-  for (const id of new Set([...summary.keys(), ...junit.keys()])) {
-    if (xpass.has(id)) continue;
-    const a = summary.get(id);
-    const b = junit.get(id);
-    if (a !== undefined && b !== undefined && a !== b && !conflicts.includes(id)) conflicts.push(id);
-    merged.set(id, a === undefined ? b! : b === undefined ? a : worse(a, b));
-  }
-  const runnerFailure = [...merged.values()].some(isFailure);
   const fileOf = (id: string) => id.split("::")[0] as string;
-  const ranFiles = new Set([...merged.keys(), ...xpass].map(fileOf));
+  const known = new Set(input.knownFiles ?? []);
+  const recordedFiles = new Set([...rec.statuses.keys(), ...rec.xpass].map(fileOf));
+  const outside = (id: string) => !known.has(fileOf(id)) && !recordedFiles.has(fileOf(id));
+  const merged: StatusMap = new Map();
+  for (const [id, s] of rec.statuses) {
+    if (xpass.has(id)) continue;
+    const t = summary.get(id);
+    if (t !== undefined && t !== s && !conflicts.includes(id)) conflicts.push(id);
+    merged.set(id, t === undefined ? s : worse(s, t));
+  }
+  for (const [id, s] of summary) if (!merged.has(id) && !xpass.has(id) && outside(id)) merged.set(id, s);
   if (harness.ok || harness.reason === "exit_code_mismatch") {
     const full = parseTestLog("pytest", input.output, opts);
     for (const [id, s] of full) {
-      if (!merged.has(id) && !xpass.has(id) && !ranFiles.has(fileOf(id))) {
+      if (!merged.has(id) && !xpass.has(id) && outside(id)) {
         merged.set(id, s);
         sources.fullLog = true;
       }
     }
   }
+  const runnerFailure = [...rec.statuses.values(), ...summary.values()].some(isFailure);
   if (input.exitCode === 0 && runnerFailure) {
-    return {
-      statuses: null,
-      reason: "inconsistent test log: exit code 0 but the runner's summary or JUnit report has failures",
-      sources,
-      conflicts,
-    };
+    return { statuses: null, reason: "inconsistent test log: exit code 0 but the records or the summary have failures", sources, conflicts, contradictions };
   }
-  if (input.exitCode !== 0 && ![...merged.values()].some(isFailure)) {
-    return {
-      statuses: null,
-      reason: `inconsistent test log: exit code ${input.exitCode ?? "unknown"} but no source reports a failure`,
-      sources,
-      conflicts,
-    };
+  if (input.exitCode !== 0 && ![...merged.values()].some(isFailure) && contradictions.length === 0) {
+    return { statuses: null, reason: `inconsistent test log: exit code ${input.exitCode ?? "unknown"} but no source reports a failure`, sources, conflicts, contradictions };
   }
-  if (merged.size === 0) return { statuses: null, reason: "no test results", sources, conflicts };
-  return { statuses: merged, sources, conflicts };
+  if (merged.size === 0) return { statuses: null, reason: "no test results", sources, conflicts, contradictions };
+  return { statuses: merged, sources, conflicts, contradictions };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -407,35 +420,72 @@ export function machineryFlags(patch: string, max = 50): MachineryFlag[] {
   return flags;
 }
 
+/** One canary test: a clone of a real test of a hidden test file (rewards/driver/eval_driver.py). */
+export interface Canary {
+  /** Function-level pytest node id (parameters, when any, follow in the reported ids). */
+  id: string;
+  /**
+   * `match`: an unchanged clone, whose outcome must equal its source's; `fail`: a clone whose
+   * body fails in every honest run (`form`: `eq-object`, `negated` or `identity`).
+   */
+  kind: "match" | "fail";
+  form: string;
+  /** The node id of the test it copies. */
+  source: string;
+}
+
 /** The canaries written for one evaluation (driver output). */
 export interface CanaryPlan {
-  mustFail: string[];
-  mustPass: string[];
+  canaries: Canary[];
+  /** The extra test file (clones of one hidden file's tests beside it), or null. */
   extraFile: string | null;
+  /** Files or tests no canary could be made for, with the reason. */
   skipped: string[];
 }
 
+/** Is `id` (a reported id) one of canary `c`'s ids: the id itself or a parametrization of it? */
+export function isCanaryId(c: Pick<Canary, "id">, id: string): boolean {
+  return id === c.id || (id.startsWith(c.id) && id[c.id.length] === "[");
+}
+
 /**
- * Evidence of a forged run from the canaries (CanaryPlan) and the statuses of the run: a canary
- * that must fail reported as passing (PASSED or XFAIL), or a canary missing while another test of
- * its file is reported. Empty when the run looks honest. A canary that must pass and failed is
- * not evidence (a broken fixture or import fails it honestly).
+ * Evidence of a forged run from the canaries and the run's statuses (before the canaries are
+ * taken out): a must-fail canary reported PASSED or XFAIL; an unchanged clone whose outcome
+ * differs from its source's (one PASSED, the other FAILED or ERROR); a canary missing while its
+ * file is reported (for the extra file: while other files are, unless its collection failed).
+ * A forger that tells canaries from real tests by name, place, shape or file, and forges only
+ * the real ones, is caught by the clones; one that forges everything, by the must-fail ones.
  */
-export function canaryEvidence(plan: CanaryPlan, statuses: ReadonlyMap<string, TestStatus>): string[] {
+export function canaryEvidence(plan: CanaryPlan, statuses: ReadonlyMap<string, TestStatus>, collectFailed: ReadonlySet<string> = new Set()): string[] {
   const evidence: string[] = [];
   const fileOf = (id: string) => id.split("::")[0] as string;
-  const reported = new Map<string, number>();
-  for (const id of statuses.keys()) reported.set(fileOf(id), (reported.get(fileOf(id)) ?? 0) + 1);
-  for (const id of plan.mustFail) {
-    const s = statuses.get(id);
-    if (s === "PASSED" || s === "XFAIL") evidence.push(`canary ${id} must fail but was reported ${s}`);
-  }
-  const otherFiles = [...reported.keys()].some((f) => f !== plan.extraFile);
-  for (const id of [...plan.mustFail, ...plan.mustPass]) {
-    if (statuses.has(id)) continue;
-    const file = fileOf(id);
-    if (reported.has(file)) evidence.push(`canary ${id} is missing from the results while its file is reported`);
-    else if (file === plan.extraFile && otherFiles) evidence.push(`canary file ${file} is missing from the results while the other test files are reported`);
+  const reported = new Set<string>();
+  for (const id of statuses.keys()) reported.add(fileOf(id));
+  const otherFiles = [...reported].some((f) => f !== plan.extraFile);
+  for (const c of plan.canaries) {
+    const ids = [...statuses.keys()].filter((id) => isCanaryId(c, id));
+    if (ids.length === 0) {
+      const file = fileOf(c.id);
+      if (file === plan.extraFile) {
+        if (!reported.has(file) && otherFiles && !collectFailed.has(file)) evidence.push(`canary file ${file} is missing from the results while the other test files are reported`);
+        else if (reported.has(file)) evidence.push(`canary ${c.id} is missing from the results while its file is reported`);
+      } else if (reported.has(file)) evidence.push(`canary ${c.id} is missing from the results while its file is reported`);
+      continue;
+    }
+    for (const id of ids) {
+      const s = statuses.get(id)!;
+      if (c.kind === "fail") {
+        if (s === "PASSED" || s === "XFAIL") evidence.push(`canary ${id} must fail but was reported ${s}`);
+        continue;
+      }
+      const src = c.source + id.slice(c.id.length);
+      const t = statuses.get(src);
+      if (t === undefined) continue;
+      const bad = (x: TestStatus) => x === "FAILED" || x === "ERROR";
+      if ((t === "PASSED" && bad(s)) || (s === "PASSED" && bad(t))) {
+        evidence.push(`canary ${id} (a copy of ${src}) was reported ${s} while ${src} was ${t}`);
+      }
+    }
   }
   return evidence;
 }

@@ -30,6 +30,11 @@ export interface ExecResult {
   durationMs: number;
   /** With `capture`: bytes dropped between the kept head and tail (stdout and stderr together). */
   droppedBytes?: number;
+  /**
+   * With `diskLimitBytes`: the container's writable layer grew past the bound while the command
+   * ran, and the container was destroyed to stop it (the result holds what was read until then).
+   */
+  diskLimitExceeded?: boolean;
 }
 
 /** Options of {@link Runtime.exec}. */
@@ -42,6 +47,12 @@ export interface ExecOptions {
   stdin?: string | Buffer;
   /** Keep only the first `headBytes` and the last `tailBytes` of each stream (bounded memory). */
   capture?: { headBytes: number; tailBytes: number };
+  /**
+   * Bound of the container's writable layer while this command runs, bytes: read every
+   * `diskCheckSeconds` of the sandbox; past it the whole container is destroyed (a one-off
+   * command has no session to restart) and the result says `diskLimitExceeded`.
+   */
+  diskLimitBytes?: number;
 }
 
 /** Options of {@link Runtime.run}. */
@@ -99,6 +110,11 @@ export interface Container {
   copyIn(hostDir: string, containerDir: string): Promise<void>;
   /** Copy `containerPath` (file or directory) into the host directory `hostDir`. */
   copyOut(containerPath: string, hostDir: string): Promise<void>;
+  /**
+   * A regular file's bytes read through the engine (no process runs in the container), at most
+   * `maxBytes`: `{bytes, size}` with the file's full size, or undefined when it is not there.
+   */
+  readFileFromEngine(containerPath: string, maxBytes: number): Promise<{ bytes: Buffer; size: number } | undefined>;
   /** Stop and remove it. Never throws; safe to call twice. */
   destroy(): Promise<void>;
 }

@@ -17,6 +17,7 @@ import { PassThrough, type Duplex } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type Docker from "dockerode";
 import tar from "tar-fs";
+import tarStream from "tar-stream";
 import { EnvironmentError } from "../lib/errors";
 import { silentLogger, type Logger } from "../lib/log";
 import { selfIdentity } from "../lib/process";
@@ -394,6 +395,27 @@ export class Sandbox implements Runtime, Container {
     const err = new HeadTailBuffer(cap.headBytes, cap.tailBytes);
     const demux = new FrameDemuxer((payload, type) => (type === 2 ? err : out).push(payload));
     let hardTimeout: NodeJS.Timeout | undefined;
+    let diskExceeded = false;
+    let diskTimer: NodeJS.Timeout | undefined;
+    if (opts.diskLimitBytes) {
+      const limit = opts.diskLimitBytes;
+      let busy = false;
+      diskTimer = setInterval(() => {
+        if (busy || diskExceeded) return;
+        busy = true;
+        void this.writableBytes()
+          .then(async (n) => {
+            if (n !== undefined && n > limit && !diskExceeded) {
+              diskExceeded = true;
+              this.log.warn({ bytes: n, limit }, "disk limit exceeded by a one-off command: destroying the container");
+              stream.destroy();
+              await this.destroy();
+            }
+          })
+          .finally(() => (busy = false));
+      }, this.config.diskCheckSeconds * 1000);
+      diskTimer.unref();
+    }
     await new Promise<void>((resolve) => {
       stream.on("data", (c: Buffer) => demux.push(c));
       stream.on("end", resolve);
@@ -406,7 +428,8 @@ export class Sandbox implements Runtime, Container {
       if (opts.stdin !== undefined) stream.end(opts.stdin);
     });
     clearTimeout(hardTimeout);
-    const info = await exec.inspect().catch(() => undefined);
+    if (diskTimer) clearInterval(diskTimer);
+    const info = diskExceeded ? undefined : await exec.inspect().catch(() => undefined);
     const exitCode = info?.ExitCode ?? null;
     const durationMs = performance.now() - started;
     return {
@@ -416,7 +439,44 @@ export class Sandbox implements Runtime, Container {
       timedOut: exitCode === 137 && durationMs >= timeoutSeconds * 1000,
       durationMs,
       ...(opts.capture ? { droppedBytes: out.dropped + err.dropped } : {}),
+      ...(diskExceeded ? { diskLimitExceeded: true } : {}),
     };
+  }
+
+  /**
+   * A regular file's bytes read through the engine's archive API (nothing runs in the
+   * container), at most `maxBytes` of it; undefined when the path is missing or not a file.
+   */
+  async readFileFromEngine(containerPath: string, maxBytes: number): Promise<{ bytes: Buffer; size: number } | undefined> {
+    this.assertUsable();
+    let archive: NodeJS.ReadableStream;
+    try {
+      archive = (await this.container.getArchive({ path: containerPath })) as NodeJS.ReadableStream;
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return undefined;
+      throw new EnvironmentError(`reading ${containerPath} through the engine: ${(err as Error).message}`, { cause: err });
+    }
+    const extract = tarStream.extract();
+    let result: { bytes: Buffer; size: number } | undefined;
+    extract.on("entry", (header, body, next) => {
+      const chunks: Buffer[] = [];
+      let kept = 0;
+      body.on("data", (data: unknown) => {
+        const c = data as Buffer;
+        if (result === undefined && header.type === "file" && kept < maxBytes) {
+          const take = c.subarray(0, maxBytes - kept);
+          chunks.push(take);
+          kept += take.length;
+        }
+      });
+      body.on("end", () => {
+        if (result === undefined && header.type === "file") result = { bytes: Buffer.concat(chunks), size: header.size ?? kept };
+        next();
+      });
+      body.resume();
+    });
+    await pipeline(archive, extract);
+    return result;
   }
 
   /** Copy a host directory's contents into `containerDir` (created when missing). */

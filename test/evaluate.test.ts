@@ -71,9 +71,10 @@ describe("evaluatePatch: harness semantics", () => {
     // The canary that must fail makes the run's exit status 1.
     expect(r.testExitCode).toBe(1);
     expect(r.forgery?.evidence).toEqual([]);
-    expect(r.forgery?.canaries?.mustFail.length).toBeGreaterThanOrEqual(2);
+    expect(r.forgery?.canaries?.canaries.filter((c) => c.kind === "fail").length).toBeGreaterThanOrEqual(2);
     expect(r.forgery?.canaries?.extraFile).toMatch(/^tests\/test_\w+\.py$/);
-    expect(r.sources).toMatchObject({ summary: true, junit: true });
+    expect(r.sources).toMatchObject({ summary: true, records: true });
+    expect(r.runUser).toBe(54321);
     expect(r.statuses).toMatchObject({ "tests/test_calc.py::test_add": "PASSED", "tests/test_calc.py::test_mul": "PASSED" });
     const dir = path.join(logDir, "m__gold", task.id);
     expect(r.logDir).toBe(dir);
@@ -182,7 +183,7 @@ describe("evaluatePatch: adversarial patches are not resolved", () => {
       const r = await evaluate(name);
       expect(r.resolved, `${name}: ${r.reason}`).toBe(false);
       expect(r.outcome, r.reason).toBe("forged");
-      expect(r.forgery?.evidence.join(" ")).toMatch(/canary .* must fail but was reported PASSED/);
+      expect(r.forgery?.evidence.join(" ")).toMatch(/^tamper: |^contradiction: |canary .* must fail but was reported PASSED/);
       expect(r.report[task.id]!.resolved).toBe(false);
       expect(r.flags.length, "machinery flags").toBeGreaterThan(0);
       expect(fs.existsSync(path.join(r.logDir!, "report.json"))).toBe(true);
@@ -204,8 +205,8 @@ describe("evaluatePatch: adversarial patches are not resolved", () => {
     expect(results.get("fakePassed")!.statuses["tests/test_calc.py::test_add"]).toBe("FAILED");
     expect(results.get("fakePassed")!.conflicts).toContain("tests/test_calc.py::test_add");
     expect(results.get("fakeJunit")!.reason).toMatch(/inconsistent test log/);
-    expect(results.get("exitEarly")!.reason).toMatch(/no JUnit report/);
-    expect(results.get("killSelf")!.reason).toMatch(/no JUnit report/);
+    expect(results.get("exitEarly")!.reason).toMatch(/did not finish/);
+    expect(results.get("killSelf")!.reason).toMatch(/did not finish/);
     const fm = fs.readFileSync(path.join(results.get("fakeMarkers")!.logDir!, "test_output.txt"), "utf8");
     expect(fm).toContain(`${ESCAPE_PREFIX}>>>>> End Test Output`);
     expect(fm.match(/^>>>>> End Test Output/gm)).toHaveLength(1);
@@ -232,12 +233,12 @@ describe("evaluatePatch: adversarial patches are not resolved", () => {
 });
 
 describe("evaluatePatch: what the submission causes is the model's outcome, never env_error", () => {
-  it("300 MB printed at exit: bounded memory, graded from the JUnit report, not an environment error", async () => {
+  it("300 MB printed at exit: bounded memory, graded from the result records, not an environment error", async () => {
     const before = process.memoryUsage().rss;
     const r = await evaluate("floodAtExit", { timeoutSeconds: 300 });
     expect(r.outcome, r.reason).not.toBe("env_error");
     expect(r.outputDroppedBytes).toBeGreaterThan(200 * 1024 * 1024);
-    expect(r.sources.junit).toBe(true);
+    expect(r.sources.records).toBe(true);
     expect(r.statuses["tests/test_calc.py::test_add"]).toBe("PASSED");
     expect(process.memoryUsage().rss - before).toBeLessThan(150 * 1024 * 1024);
   });
@@ -267,22 +268,35 @@ describe("forgery helpers", () => {
   });
 
   it("cross-check: sources must agree; exit code must match", () => {
-    const xml = (body: string) => `<testsuites><testsuite name="pytest">${body}</testsuite></testsuites>`;
-    const pass = '<testcase classname="t" name="test_a" file="t.py"/>';
-    const fail = '<testcase classname="t" name="test_a" file="t.py"><failure message="x"/></testcase>';
+    const rec = (o: string, body: string | null = o === "passed" ? null : "AssertionError") => [
+      { k: "sess" },
+      { k: "rep", id: "t.py::test_a", when: "setup", outcome: "passed" },
+      { k: "body", id: "t.py::test_a", raised: body },
+      { k: "rep", id: "t.py::test_a", when: "call", outcome: o },
+      { k: "rep", id: "t.py::test_a", when: "teardown", outcome: "passed" },
+      { k: "end", exit: o === "passed" ? 0 : 1 },
+    ];
     const summary = (s: string) => `== short test summary info ==\n${s} t.py::test_a\n`;
-    const ok = crossCheckTestLog({ parser: "pytest", output: summary("PASSED"), exitCode: 0, junitXml: xml(pass) });
+    const ok = crossCheckTestLog({ parser: "pytest", output: summary("PASSED"), exitCode: 0, records: rec("passed") });
     expect(ok.statuses?.get("t.py::test_a")).toBe("PASSED");
-    const disagree = crossCheckTestLog({ parser: "pytest", output: summary("PASSED"), exitCode: 1, junitXml: xml(fail) });
+    const disagree = crossCheckTestLog({ parser: "pytest", output: summary("PASSED"), exitCode: 1, records: rec("failed") });
     expect(disagree.statuses?.get("t.py::test_a")).toBe("FAILED");
     expect(disagree.conflicts).toEqual(["t.py::test_a"]);
-    expect(crossCheckTestLog({ parser: "pytest", output: summary("PASSED"), exitCode: 1, junitXml: xml(pass) }).reason).toMatch(
+    expect(crossCheckTestLog({ parser: "pytest", output: summary("PASSED"), exitCode: 1, records: rec("passed") }).reason).toMatch(
       /inconsistent test log/,
     );
-    expect(crossCheckTestLog({ parser: "pytest", output: summary("FAILED"), exitCode: 0, junitXml: xml(fail) }).reason).toMatch(
+    expect(crossCheckTestLog({ parser: "pytest", output: summary("FAILED"), exitCode: 0, records: rec("failed") }).reason).toMatch(
       /inconsistent test log/,
     );
-    expect(crossCheckTestLog({ parser: "pytest", output: summary("PASSED"), exitCode: 0, junitXml: null }).statuses).toBeNull();
+    // No session end: the process did not finish; no records at all: not gradable either.
+    expect(crossCheckTestLog({ parser: "pytest", output: summary("PASSED"), exitCode: 0, records: rec("passed").slice(0, -1) }).statuses).toBeNull();
+    expect(crossCheckTestLog({ parser: "pytest", output: summary("PASSED"), exitCode: 0, records: [] }).statuses).toBeNull();
+    // A call reported passed whose body raised: failed, and a contradiction (evidence).
+    const forged = crossCheckTestLog({ parser: "pytest", output: summary("PASSED"), exitCode: 0, records: rec("passed", "AssertionError") });
+    expect(forged.statuses).toBeNull(); // exit 0 with a failure: not gradable either way
+    expect(forged.contradictions[0]).toMatch(/reported passed, but its body raised AssertionError/);
+    const forged1 = crossCheckTestLog({ parser: "pytest", output: summary("PASSED"), exitCode: 1, records: rec("passed", "AssertionError") });
+    expect(forged1.statuses?.get("t.py::test_a")).toBe("FAILED");
     // sympy: worst wins over a later fake "ok".
     const s = crossCheckTestLog({ parser: "sympy", output: "test_a F\ntest_b F\ntest_a ok\n", exitCode: 1 });
     expect(s.statuses?.get("test_a")).toBe("FAILED");

@@ -47,19 +47,45 @@ describe("patch paths as git and patch read them (adversarial set)", () => {
       ["pkg/m.py", 3, "gc object walk"],
     ]);
   });
-  it("canary evidence: a must-fail canary passing, or a canary missing beside its file", () => {
-    const plan = { mustFail: ["t/test_a.py::test_x_y"], mustPass: ["t/test_a.py::test_y_z", "t/test_b.py::test_q"], extraFile: "t/test_b.py", skipped: [] };
-    const honest = new Map<string, "PASSED" | "FAILED">([["t/test_a.py::test_real", "PASSED"], ["t/test_a.py::test_x_y", "FAILED"], ["t/test_a.py::test_y_z", "PASSED"], ["t/test_b.py::test_q", "PASSED"]]);
+  it("canary evidence: a must-fail clone passing, a clone whose outcome differs from its source's, a canary missing beside its file", () => {
+    const plan = {
+      canaries: [
+        { id: "t/test_a.py::test_x_y", kind: "fail" as const, form: "eq-object", source: "t/test_a.py::test_real" },
+        { id: "t/test_a.py::test_y_z", kind: "match" as const, form: "clone", source: "t/test_a.py::test_real" },
+        { id: "t/test_b.py::test_q", kind: "match" as const, form: "clone", source: "t/test_a.py::test_other" },
+      ],
+      extraFile: "t/test_b.py",
+      skipped: [],
+    };
+    type S = "PASSED" | "FAILED";
+    const honest = new Map<string, S>([
+      ["t/test_a.py::test_real", "PASSED"],
+      ["t/test_a.py::test_other", "FAILED"],
+      ["t/test_a.py::test_x_y", "FAILED"],
+      ["t/test_a.py::test_y_z", "PASSED"],
+      ["t/test_b.py::test_q", "FAILED"],
+    ]);
     expect(canaryEvidence(plan, honest)).toEqual([]);
     const allPassed = new Map(honest);
     allPassed.set("t/test_a.py::test_x_y", "PASSED");
     expect(canaryEvidence(plan, allPassed)[0]).toMatch(/must fail but was reported PASSED/);
+    // A forger that forges only the tests it knows (test_other) and spares the clone (test_q).
+    const spared = new Map(honest);
+    spared.set("t/test_a.py::test_other", "PASSED");
+    expect(canaryEvidence(plan, spared)[0]).toMatch(/canary t\/test_b.py::test_q \(a copy of t\/test_a.py::test_other\) was reported FAILED while t\/test_a.py::test_other was PASSED/);
     const dropped = new Map(honest);
     dropped.delete("t/test_b.py::test_q");
     expect(canaryEvidence(plan, dropped)[0]).toMatch(/canary file t\/test_b.py is missing/);
+    expect(canaryEvidence(plan, dropped, new Set(["t/test_b.py"]))).toEqual([]);
     const oneGone = new Map(honest);
     oneGone.delete("t/test_a.py::test_x_y");
     expect(canaryEvidence(plan, oneGone)[0]).toMatch(/missing from the results while its file is reported/);
+    // Parametrized clones compare parameter by parameter.
+    const param = { canaries: [{ id: "t/test_a.py::test_c", kind: "match" as const, form: "clone", source: "t/test_a.py::test_p" }], extraFile: null, skipped: [] };
+    const ps = new Map<string, S>([["t/test_a.py::test_p[1]", "PASSED"], ["t/test_a.py::test_p[2]", "FAILED"], ["t/test_a.py::test_c[1]", "PASSED"], ["t/test_a.py::test_c[2]", "FAILED"]]);
+    expect(canaryEvidence(param, ps)).toEqual([]);
+    ps.set("t/test_a.py::test_p[2]", "PASSED");
+    expect(canaryEvidence(param, ps)).toHaveLength(1);
   });
 });
 
