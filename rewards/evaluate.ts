@@ -653,7 +653,9 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
     // Run the tests: as the test user, the guard in every Python process, results by the FIFO.
     const plan = prep.canaries;
     if (plan?.canaries.length) addLog(`>>>>> forager: ${plan.canaries.length} canary tests written`);
-    const runDirectives = plan?.extraFile && directives.length ? [...directives, plan.extraFile] : directives;
+    // The extra canary file goes at a seeded place among the directives, not last.
+    const at = Number.parseInt(seed.slice(12, 20), 16) % (directives.length + 1);
+    const runDirectives = plan?.extraFile && directives.length ? [...directives.slice(0, at), plan.extraFile, ...directives.slice(at)] : directives;
     const guarded = prep.guardPth !== undefined && prep.guardPth !== null;
     base.runUser = prep.user ? prep.user.uid : "root";
     const pins: TestRunPins = {

@@ -942,7 +942,8 @@ if user:
     protected_n = protect(trusted_files(hidden, cfg.get("runnerFiles", [])), cfg.get("runnerFiles", []))
     out["user"] = {"uid": uid, "gid": uid, "name": name, "home": user["home"], "chowned": n, "protected": protected_n}
 if cfg.get("pytest"):
-    cdir = os.path.join(os.path.dirname(d), os.path.basename(d) + "-cfg")
+    # The base configuration, readable by the test user (pytest reads it with -c): beside the guard.
+    cdir = g["dir"] if g else os.path.join(os.path.dirname(d), os.path.basename(d) + "-cfg")
     os.makedirs(cdir, mode=0o755, exist_ok=True)
     for f in os.listdir(os.path.join(d, "cfg")):
         shutil.copy(os.path.join(d, "cfg", f), os.path.join(cdir, f))

@@ -13,7 +13,7 @@ export const EVAL_REPO = "example/evalpkg";
 export const EVAL_VERSION = "0.1";
 export const EVAL_INSTANCE = "example__evalpkg-1";
 
-const CALC_BASE = `"""A tiny calculator."""
+export const CALC_BASE = `"""A tiny calculator."""
 
 # helpers below
 
@@ -58,8 +58,8 @@ export interface EvalFixture {
   patches: Record<string, string>;
 }
 
-/** `git diff` of the working tree after writing `files` (null deletes), then restore. */
-function diffOf(dir: string, files: Record<string, string | null>): string {
+/** `git diff` of the working tree after writing `files` (null deletes; a Buffer is written as is, binary diffs kept), then restore. */
+export function diffOf(dir: string, files: Record<string, string | Buffer | null>): string {
   for (const [rel, content] of Object.entries(files)) {
     const p = path.join(dir, rel);
     if (content === null) fs.rmSync(p, { force: true });
@@ -68,17 +68,17 @@ function diffOf(dir: string, files: Record<string, string | null>): string {
       fs.writeFileSync(p, content);
     }
   }
-  git(dir, ["add", "-A"]);
-  const d = git(dir, ["diff", "--cached", "--no-color"]) + "\n";
+  git(dir, ["add", "-A", "--force"]);
+  const d = git(dir, ["diff", "--cached", "--no-color", "--binary"]) + "\n";
   git(dir, ["reset", "-q", "--hard", "HEAD"]);
   git(dir, ["clean", "-fdq"]);
   return d;
 }
 
-const withCalc = (body: string) => CALC_BASE.replace("def add(a, b):\n    return a - b\n", body);
+export const withCalc = (body: string) => CALC_BASE.replace("def add(a, b):\n    return a - b\n", body);
 
 /** Buggy add plus `extra` code at module level (imported by the tests). */
-const calcWith = (extra: string) => CALC_BASE + "\n\n" + extra.trim() + "\n";
+export const calcWith = (extra: string) => CALC_BASE + "\n\n" + extra.trim() + "\n";
 
 const FAKE_JUNIT = `<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" errors="0" failures="0" skipped="0" tests="2"><testcase classname="tests.test_calc" name="test_mul" file="tests/test_calc.py"/><testcase classname="tests.test_calc" name="test_add" file="tests/test_calc.py"/></testsuite></testsuites>`;
 
@@ -86,7 +86,7 @@ const FAKE_JUNIT = `<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite
  * Python that writes to the test process's real stdout even while pytest captures fd 1: the
  * first descriptor that is a pipe (pytest keeps a dup of the original stdout).
  */
-const RAW_WRITE = `
+export const RAW_WRITE = `
 def _raw_write(data):
     import os
     for fd in range(3, 256):
