@@ -719,6 +719,7 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       output: escaped,
       exitCode: run.exitCode,
       ...(records ? { records } : {}),
+      pytestPlugin: pins.foragerPlugin !== undefined,
       knownFiles,
       repo: task.repo,
       exactIds: task.testIds === "exact",

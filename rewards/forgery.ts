@@ -181,6 +181,11 @@ export interface CrossCheckInput {
    * channel (the plain harness reading then applies).
    */
   records?: readonly ChannelRecord[];
+  /**
+   * forager's pytest plugin ran in the test process (default true when records are given): a
+   * pytest command forager does not recognise (a wrapper script) is read the harness's way.
+   */
+  pytestPlugin?: boolean;
   /** Repository-relative test files (hidden test files, directives, the canary file): an id of one of these is never taken from the log alone. */
   knownFiles?: readonly string[];
   /** Grade with exact pytest node ids (tasks forager generates: Task `testIds: "exact"`). */
@@ -229,7 +234,7 @@ export function crossCheckTestLog(input: CrossCheckInput): CrossCheckResult {
     (input.exitCode === null ? "" : `${LOG_MARKERS.testExitCode}: ${input.exitCode}\n`);
   const harness = readEvalLog(input.parser, synthetic, opts);
 
-  if (input.parser !== "pytest" || input.records === undefined) {
+  if (input.parser !== "pytest" || input.records === undefined || input.pytestPlugin === false) {
     if (!harness.ok) return { statuses: null, reason: `${harness.reason}: ${harness.detail}`, sources, conflicts, contradictions };
     sources.fullLog = true;
     const worst = parseWorstWins(input.parser, input.output, opts, conflicts);

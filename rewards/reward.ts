@@ -20,8 +20,9 @@ import { z } from "zod";
  *   similarity reaches the threshold; `threshold` required), `"pass_only"` (2·pass − 1; scale unused).
  * - `scale`: positive, default 1 (CWM `similarities` = 1, `similarities_2` = 2).
  * - `threshold`: in [0, 1], a mean patch similarity.
- * - `forgedReward`: the reward of a forged run (default −1, the failure reward); no similarity
- *   credit is given to a forged run.
+ * - `forgedReward`: the reward of a forged run (default {@link DEFAULT_FORGED_REWARD} = −1.5,
+ *   strictly below the failure reward −1, so a policy gains nothing by trying to forge; at most
+ *   −1); no similarity credit is given to a forged run.
  */
 export const RewardConfigSchema = z
   .object({
@@ -29,10 +30,12 @@ export const RewardConfigSchema = z
     scale: z.number().positive().finite().default(1),
     threshold: z.number().min(0).max(1).optional(),
     /**
-     * Reward of a forged run (rewards/outcome.ts `forged`: the results were rewritten from inside
-     * the test process). Default: the failure reward (−1). A lower value penalises reward hacking.
+     * Reward of a forged run (rewards/outcome.ts `forged`: the run's results were tampered with
+     * from inside the test process). Default {@link DEFAULT_FORGED_REWARD} (−1.5), below the
+     * failure reward; a value above the failure reward (−1) would pay a policy for forging and
+     * is refused.
      */
-    forgedReward: z.number().finite().optional(),
+    forgedReward: z.number().finite().max(-1, "forgedReward above the failure reward (-1) would reward forging").optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -47,6 +50,9 @@ export const RewardConfigSchema = z
       });
     }
   });
+
+/** The default reward of a forged run: half a point below the failure reward (−1). */
+export const DEFAULT_FORGED_REWARD = -1.5;
 
 /** A validated reward configuration (output of {@link RewardConfigSchema}). */
 export type RewardConfig = z.output<typeof RewardConfigSchema>;
@@ -68,7 +74,7 @@ export interface RewardInput {
 
 /** The reward and how it was reached. */
 export interface RewardResult {
-  /** In [−1, −1 + scale] for execution modes, {−1, 1} for "pass_only". */
+  /** In [−1, −1 + scale] for execution modes, {−1, 1} for "pass_only"; `forgedReward` (≤ −1, default −1.5) for a forged run. */
   reward: number;
   parts: {
     mode: RewardConfig["mode"];
@@ -108,7 +114,7 @@ export function computeReward(input: RewardInput, config: RewardConfigInput | Re
   let branch: RewardResult["parts"]["branch"];
   if (input.forged) {
     return {
-      reward: c.forgedReward ?? -1,
+      reward: c.forgedReward ?? DEFAULT_FORGED_REWARD,
       parts: { mode: c.mode, passed: false, similarity: input.similarity, scale: c.scale, threshold, branch: "forged" },
     };
   }

@@ -91,9 +91,12 @@ describe("patch paths as git and patch read them (adversarial set)", () => {
 
 
 describe("the reward of a forged run", () => {
-  it("is the failure reward by default, a setting otherwise, and never similarity credit", () => {
-    expect(computeReward({ passed: false, forged: true }, { mode: "execution" })).toMatchObject({ reward: -1, parts: { branch: "forged", passed: false } });
-    expect(computeReward({ passed: false, forged: true, similarity: 0.9 }, { mode: "similarity_threshold", threshold: 0.5 }).reward).toBe(-1);
+  it("is below the failure reward by default, a setting otherwise (never above the failure reward), and never similarity credit", () => {
+    expect(computeReward({ passed: false, forged: true }, { mode: "execution" })).toMatchObject({ reward: -1.5, parts: { branch: "forged", passed: false } });
+    expect(computeReward({ passed: false }, { mode: "execution" }).reward).toBe(-1);
+    expect(computeReward({ passed: false, forged: true, similarity: 0.9 }, { mode: "similarity_threshold", threshold: 0.5 }).reward).toBe(-1.5);
+    expect(computeReward({ passed: false, forged: true }, { mode: "execution", forgedReward: -1 }).reward).toBe(-1);
+    expect(() => computeReward({ passed: false, forged: true }, { mode: "execution", forgedReward: 0 })).toThrow(/would reward forging/);
     expect(computeReward({ passed: false, forged: true }, { mode: "pass_only", forgedReward: -2 }).reward).toBe(-2);
     expect(computeReward({ passed: true }, { mode: "execution", forgedReward: -2 }).reward).toBe(0);
   });
