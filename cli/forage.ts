@@ -14,6 +14,7 @@ import { forage, formatProgress, formatSummary, resume, type ForageResult } from
 import type { CollectResult } from "../orchestrator/redis-storage";
 import { openCollector } from "../orchestrator/sink";
 import { readRunFiles, runStatus, writeManifest, type RunStatus } from "../orchestrator/run";
+import { formatFailureCounts } from "../orchestrator/records";
 import type { RunSpec, StorageMode } from "../orchestrator/spec";
 import { containerSlots, redisConnection, startWorker, type ForagerWorker } from "../orchestrator/worker";
 import { destroyAllSandboxes } from "../sandbox/sandbox";
@@ -235,6 +236,7 @@ export function registerForageCommands(program: Command): void {
       }
       console.log(`run ${spec.runId} (${spec.policy.kind}, K=${spec.samples}) in ${spec.runDir}`);
       console.log(`  trajectories ${manifest.trajectories}/${manifest.expected} (resolved ${manifest.resolved}); failed ${manifest.failures.length}; shards ${manifest.shards.length}; duplicates dropped ${manifest.duplicatesDropped}`);
+      if (manifest.failures.length) console.log(`  ${formatFailureCounts(manifest.failureCounts)} (not in rewards or pass@k)`);
       console.log(`  ${Object.entries(manifest.metrics).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`).join(" · ")}`);
       for (const f of manifest.failures.slice(0, 10)) console.log(`  failed ${f.taskId}#${f.sample} (${f.stage}, ${f.attempts} attempts): ${f.reason}`);
       if (live) console.log(`  live: ${formatProgress(live, { turnsPerSecond: 0, elapsedSeconds: 0 })}`);

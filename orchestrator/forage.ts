@@ -17,6 +17,7 @@ import { startRedisServer, type RedisServerHandle } from "./redis-server";
 import { closeQueues, openQueues, readRunFiles, runStatus, submitRun, waitForRun, writeManifest, writeRunFiles, type Manifest, type RunStatus } from "./run";
 import type { RunCollector } from "./redis-storage";
 import { openCollector } from "./sink";
+import { formatFailureCounts, type FailureCounts } from "./records";
 import { RunSpecSchema, runPaths, type RunSpec, type RunSpecInput } from "./spec";
 import { writeFileAtomic } from "./storage";
 import { usePrebuiltImage, type PrebuiltProgress, type PrebuiltSettings } from "../images/swebench-prebuilt";
@@ -36,6 +37,8 @@ export interface RunSummary {
   /** resolved / trajectories */
   resolvedRate: number;
   failed: number;
+  /** The failed samples by stage and kind (`evaluation/env_error`…) and by policy: counted apart from rewards and pass@k. */
+  failures: FailureCounts;
   skipped: number;
   duplicatesDropped: number;
   nearDuplicateClusters: number;
@@ -233,6 +236,7 @@ async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "re
       resolved: manifest.resolved,
       resolvedRate: manifest.trajectories ? manifest.resolved / manifest.trajectories : 0,
       failed: manifest.failures.length,
+      failures: manifest.failureCounts,
       skipped: status.skipped,
       duplicatesDropped: manifest.duplicatesDropped,
       nearDuplicateClusters: manifest.nearDuplicates?.clusters ?? 0,
@@ -270,6 +274,7 @@ export function formatSummary(s: RunSummary): string {
   const lines = [
     `run ${s.runId} → ${s.runDir}`,
     `  tasks ${s.tasks} × ${s.samples} samples = ${s.expected}; trajectories ${s.trajectories} (resolved ${s.resolved}, ${pct(s.resolvedRate)}); failed ${s.failed}; skipped ${s.skipped}`,
+    ...(s.failed ? [`  ${formatFailureCounts(s.failures)} — not trajectories: kept out of rewards and pass@k (RUN/failures/)`] : []),
     `  pass@1 ${pct(s.metrics["pass@1"])}${s.samples > 1 ? ` · pass@${s.samples} ${pct(s.metrics[`pass@${s.samples}`])}` : ""}`,
     `  ${s.turns} turns in ${s.wallSeconds.toFixed(1)} s (${s.turnsPerSecond.toFixed(1)} turns/s); duplicates dropped ${s.duplicatesDropped}; near-duplicate clusters ${s.nearDuplicateClusters}${s.taskErrors ? `; bad task lines ${s.taskErrors}` : ""}`,
   ];

@@ -16,13 +16,14 @@ import os from "node:os";
 import { UnrecoverableError, WaitingError, type Job, type Processor, type Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { TrajectorySchema, type Trajectory } from "../agent/trajectory";
+import { EnvironmentError } from "../lib/errors";
 import type { Logger } from "../lib/log";
 import { formatZodIssues } from "../lib/zod-util";
 import { TaskSchema, type Task } from "../tasks/schema";
 import { parseRedisRecord, SampleSummarySchema, StageJobDataSchema, type SampleFailure, type SampleSummary, type StageJobData } from "./records";
 import { openSink, type TrajectorySink } from "./sink";
 import { jobIds, runKeys, RunSpecSchema, sampleKey, trajectoryId, type RunSpec } from "./spec";
-import type { EvaluateFn, ImageFn, RolloutFn } from "./stages";
+import { InferenceUnavailableError, type EvaluateFn, type ImageFn, type RolloutFn } from "./stages";
 
 /** The reason given to episodes and evaluations aborted by a worker's shutdown (worker.ts close). */
 export class WorkerShutdownError extends Error {
@@ -130,9 +131,13 @@ export class Pipeline {
     return { runId, taskId, sample, ctx: await this.runCtx(runId), keys: runKeys(runId), key: sampleKey(runId, taskId, sample) };
   }
 
-  /** Record a sample's failure for good (final attempt, or unrecoverable): the `failed` hash, then the sink. */
-  async recordFailure(ctx: RunCtx, f: Omit<SampleFailure, "at">): Promise<void> {
-    const rec: SampleFailure = { ...f, at: new Date().toISOString() };
+  /**
+   * Record a sample's failure for good (final attempt, or unrecoverable): the `failed` hash, then
+   * the sink; with its kind (from `err`) and the run's policy, so it is counted apart, never
+   * silently dropped.
+   */
+  async recordFailure(ctx: RunCtx, f: Omit<SampleFailure, "at" | "kind" | "policy">, err?: unknown): Promise<void> {
+    const rec: SampleFailure = { ...f, at: new Date().toISOString(), kind: failureKind(err), policy: policyLabel(ctx.spec) };
     const key = sampleKey(ctx.spec.runId, f.taskId, f.sample);
     await this.d.redis.hset(runKeys(ctx.spec.runId).failed, key, JSON.stringify(rec));
     await ctx.sink.recordFailure(key, rec);
@@ -157,6 +162,23 @@ export class Pipeline {
     const ctxs = await Promise.allSettled([...this.runs.values()]);
     await Promise.all(ctxs.map((c) => (c.status === "fulfilled" ? c.value.sink.close() : undefined)));
   }
+}
+
+/** The kind of a failure, from the error that ended its last attempt. */
+export function failureKind(err: unknown): NonNullable<SampleFailure["kind"]> {
+  if (err instanceof EnvironmentError) return "env_error";
+  if (err instanceof InferenceUnavailableError) return "policy_error";
+  if (err instanceof UnrecoverableError) return "invalid";
+  if (err instanceof Error && /exceeded \d+(\.\d+)? s|timed? ?out/i.test(err.message)) return "timeout";
+  return "error";
+}
+
+/** A run's policy as failure counts name it: `oracle`, or `http:<model of the first endpoint>`. */
+export function policyLabel(spec: RunSpec): string {
+  const p = spec.policy;
+  if (p.kind !== "http") return p.kind;
+  const e = p.endpoints[0] as { model?: string; url?: string } | undefined;
+  return `http:${e?.model ?? e?.url ?? "?"}`;
 }
 
 /** Job data of a stage job, schema-checked. @throws UnrecoverableError naming the bad field (retrying cannot fix it). */
@@ -205,7 +227,7 @@ export function imageStage(p: Pipeline): Processor {
     } catch (err) {
       if (isFinalAttempt(job, err)) {
         for (let i = 0; i < ctx.spec.samples; i++) {
-          await p.recordFailure(ctx, { taskId, sample: i, stage: "image", reason: (err as Error).message, attempts: job.attemptsMade + 1 });
+          await p.recordFailure(ctx, { taskId, sample: i, stage: "image", reason: (err as Error).message, attempts: job.attemptsMade + 1 }, err);
         }
       }
       throw err;
@@ -269,7 +291,7 @@ export function rolloutStage(p: Pipeline): Processor {
         await redis.hincrby(keys.stats, "attemptErrors", 1);
         log.warn({ run: runId, task: taskId, sample, attempt: job.attemptsMade, err: (err as Error).message }, "rollout attempt failed");
         if (isFinalAttempt(job, err)) {
-          await p.recordFailure(ctx, { taskId, sample, stage: "rollout", reason: (err as Error).message, attempts: job.attemptsMade + 1 });
+          await p.recordFailure(ctx, { taskId, sample, stage: "rollout", reason: (err as Error).message, attempts: job.attemptsMade + 1 }, err);
         }
         throw err;
       }
@@ -298,7 +320,7 @@ export function evaluationStage(p: Pipeline): Processor {
       const d = await p.doneRecord(runId, key);
       if (d) return d;
       const err = new UnrecoverableError(`no staged trajectory for ${key} (${ctx.sink.stagedWhere} missing)`);
-      await p.recordFailure(ctx, { taskId, sample, stage: "evaluation", reason: err.message, attempts: job.attemptsMade + 1 });
+      await p.recordFailure(ctx, { taskId, sample, stage: "evaluation", reason: err.message, attempts: job.attemptsMade + 1 }, err);
       throw err;
     }
     const task = await p.taskOf(ctx, taskId);
@@ -312,7 +334,7 @@ export function evaluationStage(p: Pipeline): Processor {
       if (p.shutdownAbort(ac)) return await handBack(p, job, token);
       await redis.hincrby(keys.stats, "attemptErrors", 1);
       if (isFinalAttempt(job, err)) {
-        await p.recordFailure(ctx, { taskId, sample, stage: "evaluation", reason: (err as Error).message, attempts: job.attemptsMade + 1 });
+        await p.recordFailure(ctx, { taskId, sample, stage: "evaluation", reason: (err as Error).message, attempts: job.attemptsMade + 1 }, err);
       }
       throw err;
     } finally {

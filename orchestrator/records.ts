@@ -49,8 +49,46 @@ export const SampleFailureSchema = z.object({
   attempts: z.number().int().nonnegative(),
   /** ISO 8601 time of the record. */
   at: z.string(),
+  /**
+   * What kind of failure: `env_error` (forager's or the engine's: Docker, an image, an evaluation
+   * sandbox), `policy_error` (the model server), `timeout` (the episode's wall-clock limit),
+   * `invalid` (a record retrying cannot fix), `error` (anything else). Kept apart from rewards
+   * and pass@k: a failed sample has no trajectory in the shards. Absent in older records.
+   */
+  kind: z.enum(["env_error", "policy_error", "timeout", "invalid", "error"]).optional(),
+  /** The run's policy (`oracle`, `http:<model>`), for counts per policy. */
+  policy: z.string().optional(),
 });
 export type SampleFailure = z.infer<typeof SampleFailureSchema>;
+
+/** Failures of a run counted by stage, by kind (`stage/kind`) and by policy. */
+export interface FailureCounts {
+  total: number;
+  byStage: Record<string, number>;
+  byKind: Record<string, number>;
+  byPolicy: Record<string, number>;
+}
+
+/** Count failure records (those without a kind count as `error`, without a policy as `unknown`). */
+export function countFailures(fs: readonly Pick<SampleFailure, "stage" | "kind" | "policy">[]): FailureCounts {
+  const c: FailureCounts = { total: fs.length, byStage: {}, byKind: {}, byPolicy: {} };
+  for (const f of fs) {
+    c.byStage[f.stage] = (c.byStage[f.stage] ?? 0) + 1;
+    const k = `${f.stage}/${f.kind ?? "error"}`;
+    c.byKind[k] = (c.byKind[k] ?? 0) + 1;
+    const p = f.policy ?? "unknown";
+    c.byPolicy[p] = (c.byPolicy[p] ?? 0) + 1;
+  }
+  return c;
+}
+
+/** One line for people: `2 failed: evaluation/env_error 2 (oracle 2)`. */
+export function formatFailureCounts(c: FailureCounts): string {
+  if (!c.total) return "0 failed";
+  const kinds = Object.entries(c.byKind).map(([k, n]) => `${k} ${n}`).join(", ");
+  const pols = Object.entries(c.byPolicy).map(([k, n]) => `${k} ${n}`).join(", ");
+  return `${c.total} failed: ${kinds} (${pols})`;
+}
 
 /** One committed trajectory, as its shard index line records it (orchestrator/storage.ts). */
 export const IndexEntrySchema = z.object({

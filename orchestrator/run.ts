@@ -17,7 +17,7 @@ import { countByTask, passAtKs } from "./metrics";
 import { QUEUE_PREFIX, QUEUES, RUNS_KEY, jobIds, runKeys, runPaths, sampleKey, RunSpecSchema, type RunSpec } from "./spec";
 import type { RunCollector } from "./redis-storage";
 import { readShards, scanShards, writeFileAtomic, type IndexEntry } from "./storage";
-import { parseRedisRecord, SampleFailureSchema, type SampleFailure, type StageJobData } from "./records";
+import { countFailures, parseRedisRecord, SampleFailureSchema, type FailureCounts, type SampleFailure, type StageJobData } from "./records";
 import { bullHandshakesSettled, connectionOptions, within } from "./worker";
 
 /** The three stage queues for a Redis URL (close them with {@link closeQueues}). */
@@ -275,6 +275,8 @@ export interface Manifest {
   tornLines: number;
   shards: Array<{ file: string; index: string; records: number; bytes: number; tasks: Record<string, number[]> }>;
   failures: Array<SampleFailure & { key: string }>;
+  /** The failures counted by stage, kind and policy (kept apart from rewards and pass@k). */
+  failureCounts: FailureCounts;
   /** Samples with neither a trajectory nor a failure (skipped: M successes reached, or the run is unfinished). */
   missing: number;
   metrics: Record<string, number>;
@@ -330,6 +332,7 @@ export async function writeManifest(runDir: string, opts: { dedup?: boolean; wri
       return { ...s, tasks: byTask };
     }),
     failures,
+    failureCounts: countFailures(failures),
     missing: tasks.length * spec.samples - scan.entries.length - failures.length,
     metrics: passAtKs(counts, ks),
   };

@@ -24,6 +24,7 @@ import { startRedisServer, type RedisServerHandle } from "../orchestrator/redis-
 import type { RunCollector } from "../orchestrator/redis-storage";
 import { openCollector } from "../orchestrator/sink";
 import { closeQueues, openQueues, readFailures, runStatus, submitRun, writeManifest, writeRunFiles, type RunStatus, type StageQueues } from "../orchestrator/run";
+import { countFailures, type SampleFailure } from "../orchestrator/records";
 import { RunSpecSchema, runPaths, type RunSpec, type RunSpecInput } from "../orchestrator/spec";
 import { episodeRollout, type EvaluateFn, type ImageFn, type RolloutFn } from "../orchestrator/stages";
 import { readEntry, scanShards } from "../orchestrator/storage";
@@ -188,8 +189,15 @@ export class RolloutService {
     const byTask = new Map<string, GroupItem[]>(g.tasks.map((t) => [t.id, []]));
     if (show) for (const it of g.items) byTask.get(it.taskId)?.push(it);
     for (const l of byTask.values()) l.sort((a, b) => a.sample - b.sample);
-    const failures = g.status === "running" ? [] : readFailures(g.spec.runDir).map((f) => ({ taskId: f.taskId, sample: f.sample, stage: f.stage, reason: f.reason, attempts: f.attempts }));
-    return { id, status: g.status, progress: g.progress, groups: show ? [...byTask].map(([taskId, trajectories]) => ({ taskId, trajectories })) : [], failures };
+    const failures = g.status === "running" ? [] : readFailures(g.spec.runDir).map((f) => ({ taskId: f.taskId, sample: f.sample, stage: f.stage, ...(f.kind ? { kind: f.kind } : {}), ...(f.policy ? { policy: f.policy } : {}), reason: f.reason, attempts: f.attempts }));
+    return {
+      id,
+      status: g.status,
+      progress: g.progress,
+      groups: show ? [...byTask].map(([taskId, trajectories]) => ({ taskId, trajectories })) : [],
+      failures,
+      failureCounts: countFailures(failures.map((f) => ({ stage: f.stage as "image" | "rollout" | "evaluation", kind: f.kind as SampleFailure["kind"] }))).byKind,
+    };
   }
 
   /** The published trajectories of a group. */

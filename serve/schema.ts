@@ -80,7 +80,16 @@ export const GroupItemSchema = z
   .meta({ id: "GroupItem" });
 export type GroupItem = z.infer<typeof GroupItemSchema>;
 
-export const FailureSchema = z.object({ taskId: z.string(), sample: z.number().int(), stage: z.string(), reason: z.string(), attempts: z.number().int() });
+/** A sample that failed for good (no trajectory: kept out of rewards), with its kind (`env_error`, `policy_error`, …) and the run's policy. */
+export const FailureSchema = z.object({
+  taskId: z.string(),
+  sample: z.number().int(),
+  stage: z.string(),
+  kind: z.string().optional(),
+  policy: z.string().optional(),
+  reason: z.string(),
+  attempts: z.number().int(),
+});
 
 export const RolloutGroupSchema = z
   .object({
@@ -90,6 +99,8 @@ export const RolloutGroupSchema = z
     /** Per task, every trajectory (present once done; `?partial=1` shows the ones so far). */
     groups: z.array(z.object({ taskId: z.string(), trajectories: z.array(GroupItemSchema) })),
     failures: z.array(FailureSchema),
+    /** The failures counted by `stage/kind` (orchestrator/records.ts countFailures). */
+    failureCounts: z.record(z.string(), z.number().int()).optional(),
   })
   .meta({ id: "RolloutGroup" });
 export type RolloutGroup = z.infer<typeof RolloutGroupSchema>;

@@ -123,6 +123,20 @@ function shortLabel(l) {
   return l.length > 26 ? `…${l.slice(-24)}` : l;
 }
 
+/** `2 failed: evaluation/env_error 2 (oracle 2)` (orchestrator/records.ts formatFailureCounts). */
+function failureCounts(fs) {
+  const kinds = new Map();
+  const pols = new Map();
+  for (const f of fs) {
+    const k = `${f.stage}/${f.kind || "error"}`;
+    kinds.set(k, (kinds.get(k) || 0) + 1);
+    const p = f.policy || "unknown";
+    pols.set(p, (pols.get(p) || 0) + 1);
+  }
+  const list = (m) => [...m.entries()].map(([k, n]) => `${k} ${n}`).join(", ");
+  return `${fs.length} failed: ${list(kinds)} (${list(pols)})`;
+}
+
 function reasonOf(f) {
   const first = String(f.reason || "failed").split("\n")[0];
   return `failed (${f.stage}): ${first.length > 60 ? first.slice(0, 57) + "…" : first}`;
@@ -233,7 +247,9 @@ function renderRun(o) {
   );
   const progress = o.expected ? el("progress", { max: o.expected, value: o.trajectories + o.failures.length }) : undefined;
   const failures = o.failures.length
-    ? el("table", { class: "t" }, el("thead", {}, el("tr", {}, ["task", "sample", "stage", "attempts", "reason"].map((h) => el("th", {}, h)))), el("tbody", {}, o.failures.map((f) => el("tr", {}, el("td", {}, f.taskId), el("td", {}, f.sample), el("td", {}, f.stage), el("td", {}, f.attempts), el("td", {}, el("pre", {}, f.reason))))))
+    ? el("div", {},
+        el("p", { class: "failure-counts" }, failureCounts(o.failures) + " — kept out of rewards and pass@k"),
+        el("table", { class: "t" }, el("thead", {}, el("tr", {}, ["task", "sample", "stage", "kind", "policy", "attempts", "reason"].map((h) => el("th", {}, h)))), el("tbody", {}, o.failures.map((f) => el("tr", {}, el("td", {}, f.taskId), el("td", {}, f.sample), el("td", {}, f.stage), el("td", {}, f.kind || "error"), el("td", {}, f.policy || ""), el("td", {}, f.attempts), el("td", {}, el("pre", {}, f.reason)))))))
     : el("p", { class: "muted" }, "no failed sample");
   const spec = o.spec
     ? kv([
