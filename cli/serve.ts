@@ -19,6 +19,7 @@ interface ServeCliOptions {
   redis?: string;
   worker?: boolean;
   tasks?: string[];
+  allowTaskRecords?: boolean;
   image?: string[];
   dir: string;
   concurrency?: number;
@@ -41,6 +42,7 @@ export function registerServeCommand(program: Command): void {
     .option("--redis <url>", "remote workers: enqueue into this Redis (`forager worker --redis URL` elsewhere)")
     .option("--worker", "with --redis: run workers in this process too")
     .option("--tasks <file>", "task files whose ids requests may name; repeatable", collect)
+    .option("--allow-task-records", "also accept whole Task records in requests (never with an image source: a host path or URL); their build steps run on this host")
     .option("--image <task=tag>", "pre-built image tag for a task; repeatable", collect)
     .option("--dir <dir>", "service directory (group runs, private Redis data)", path.join(".forager", "serve"))
     .option("--concurrency <n>", "embedded workers: episodes at once (default: container slots)", int)
@@ -66,6 +68,7 @@ export function registerServeCommand(program: Command): void {
         redisUrl: o.redis,
         embeddedWorker: o.redis ? o.worker === true : undefined,
         taskFiles: o.tasks,
+        allowTaskRecords: o.allowTaskRecords === true,
         images,
         worker: { concurrency: o.concurrency, evalConcurrency: o.evalConcurrency, logger: logger() },
         warmPool: o.warmPool,

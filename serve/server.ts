@@ -51,6 +51,13 @@ export interface ServeOptions {
   embeddedWorker?: boolean;
   /** Task files whose ids requests may name. */
   taskFiles?: string[];
+  /**
+   * Accept whole Task records in requests (default false: task ids only). Even then a record
+   * may not name an image source (a host path, a bundle, a git URL) nor a base image other than
+   * forager's: the service never builds from what a request points at on the host. A record's
+   * build steps run on the host's engine: only for callers you trust.
+   */
+  allowTaskRecords?: boolean;
   /** Tasks whose ids requests may name (besides taskFiles). */
   tasks?: Task[];
   /** Image tag per task id. */
@@ -93,6 +100,30 @@ const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 /** Is `host` a loopback interface (no token needed)? */
 export function isLoopback(host: string): boolean {
   return LOOPBACK.has(host) || host.startsWith("127.");
+}
+
+/** Is a Host header's name a loopback one (127.0.0.0/8 as an address, ::1, localhost)? */
+export function isLoopbackName(name: string): boolean {
+  const h = name.toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/** Most characters of a request an error message repeats. */
+export const ERROR_ECHO_CHARS = 300;
+
+function clip(s: string, n: number): string {
+  return s.length > n ? `${s.slice(0, n)}… (${s.length - n} more characters)` : s;
+}
+
+/**
+ * Why a Task record from a request is refused, or undefined: an image source (a host path, a
+ * bundle file, a git URL: the service would build from what the request points at on the host)
+ * or a base image that is not forager's.
+ */
+export function taskRecordProblem(t: Task): string | undefined {
+  if (t.image.source) return `task ${clip(JSON.stringify(t.id), 200)}: an image source from a request (${t.image.source.type}) is refused; give the image with --image or load the task with --tasks`;
+  if (!t.image.baseImage.startsWith("forager/base:")) return `task ${clip(JSON.stringify(t.id), 200)}: base image ${clip(t.image.baseImage, 100)} is not forager's`;
+  return undefined;
 }
 
 /**
@@ -147,7 +178,10 @@ export async function startService(opts: ServeOptions): Promise<Service> {
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024 * 1024 });
   const fail = (reply: FastifyReply, status: number, error: string, issues?: string[]) => {
     counters.failure(`http_${status}`);
-    return reply.code(status).send(issues ? { error, issues } : { error });
+    // Bounded: an error never echoes more than a few hundred bytes of what the request sent.
+    const e = clip(error, ERROR_ECHO_CHARS);
+    const is = issues?.slice(0, 20).map((i) => clip(i, ERROR_ECHO_CHARS));
+    return reply.code(status).send(is ? { error: e, issues: is } : { error: e });
   };
   const parse = <S extends z.ZodType>(schema: S, body: unknown, reply: FastifyReply): z.infer<S> | undefined => {
     const r = schema.safeParse(body ?? {});
@@ -157,10 +191,19 @@ export async function startService(opts: ServeOptions): Promise<Service> {
     return undefined;
   };
   const taskOf = (ref: string | Task): Task | string => {
-    if (typeof ref !== "string") return ref;
-    return tasks.get(ref) ?? `unknown task ${JSON.stringify(ref)} (load it with --tasks, or send the Task record)`;
+    if (typeof ref === "string") return tasks.get(ref) ?? `unknown task ${clip(JSON.stringify(ref), 200)} (load it with --tasks)`;
+    if (!opts.allowTaskRecords) return "whole Task records are not accepted: name a task loaded with --tasks (or start the service with --allow-task-records)";
+    return taskRecordProblem(ref) ?? ref;
   };
 
+  if (!opts.token) {
+    // Loopback without a token: a page of another site must not reach the service by DNS
+    // rebinding, so the Host header must name a loopback host (as forager view does).
+    app.addHook("onRequest", async (req, reply) => {
+      const name = (req.headers.host ?? "").replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
+      if (!isLoopbackName(name)) return fail(reply, 403, "Host must be a loopback name (127.0.0.1, localhost, ::1)");
+    });
+  }
   if (opts.token) {
     const expected = `Bearer ${opts.token}`;
     app.addHook("onRequest", async (req, reply) => {

@@ -6,6 +6,7 @@
  * token export, the weights switch (gate and through the service) and the staleness setting.
  */
 import fs from "node:fs";
+import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -369,6 +370,82 @@ describe("staleness drop", () => {
     } finally {
       await s2.close();
       await slow.close();
+    }
+  });
+});
+
+describe("forager serve as an attack surface (round 3)", () => {
+  let local: Service;
+  beforeAll(async () => {
+    local = await startService({ dir: path.join(tmp, "local-svc"), port: 0, tasks: [task], images: { [task.id]: "serve:stub" }, sandboxFactory: async () => stub, pollMs: 50 });
+  });
+  afterAll(async () => local?.close());
+  const port = () => new URL(local.url).port;
+  /** A raw request with a chosen Host header (fetch would not let a page set it; a browser after DNS rebinding sends its own name). */
+  const raw = (method: string, p: string, host: string, body?: unknown) =>
+    new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const data = body === undefined ? undefined : JSON.stringify(body);
+      const req = http.request(
+        { host: "127.0.0.1", port: Number(port()), method, path: p, headers: { host, ...(data ? { "content-type": "application/json", "content-length": Buffer.byteLength(data) } : {}) } },
+        (res) => {
+          let text = "";
+          res.on("data", (c) => (text += c));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+        },
+      );
+      req.on("error", reject);
+      if (data) req.write(data);
+      req.end();
+    });
+
+  it("on loopback without a token, the Host header must name a loopback host (DNS rebinding)", async () => {
+    for (const host of ["evil.example", "127.0.0.1.evil.example", `attacker.test:${port()}`, "10.0.0.1"]) {
+      const r = await raw("GET", "/openapi.json", host);
+      expect(r.status, host).toBe(403);
+      expect(r.text).toMatch(/Host must be a loopback name/);
+    }
+    for (const host of [`127.0.0.1:${port()}`, `localhost:${port()}`, `[::1]:${port()}`]) expect((await raw("GET", "/healthz", host)).status, host).toBe(200);
+  });
+
+  it("whole Task records are refused by default; with --allow-task-records, never one naming a host path, bundle or URL", async () => {
+    const host = `127.0.0.1:${port()}`;
+    const withSource = (source: unknown) => ({ ...task, id: "private", image: { ...task.image, source } });
+    for (const record of [withSource({ type: "path", path: "/root/private-repo" }), withSource({ type: "git", url: "file:///srv/secret.git" }), task]) {
+      const r = await raw("POST", "/v1/envs", host, { task: record });
+      expect(r.status).toBe(400);
+      expect(JSON.parse(r.text).error).toMatch(/whole Task records are not accepted/);
+    }
+    const open = await startService({ dir: path.join(tmp, "records-svc"), port: 0, allowTaskRecords: true, images: {}, sandboxFactory: async () => stub, pollMs: 50 });
+    try {
+      const post = async (body: unknown) => {
+        const r = await fetch(`${open.url}/v1/rollouts`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+        return { status: r.status, json: (await r.json()) as { error: string } };
+      };
+      const oracle = { kind: "oracle" };
+      for (const source of [{ type: "path", path: "/root/private-repo" }, { type: "bundle", path: "/srv/secret.bundle" }, { type: "git", url: "https://internal.example/secret.git" }]) {
+        const r = await post({ tasks: [withSource(source)], samples: 1, policy: oracle });
+        expect(r.status).toBe(400);
+        expect(r.json.error).toMatch(/an image source from a request \((path|bundle|git)\) is refused/);
+      }
+      const other = await post({ tasks: [{ ...task, image: { ...task.image, baseImage: "private/secrets:latest" } }], samples: 1, policy: oracle });
+      expect(other.json.error).toMatch(/is not forager's/);
+    } finally {
+      await open.close();
+    }
+  });
+
+  it("errors echo at most a few hundred characters of the request", async () => {
+    const host = `127.0.0.1:${port()}`;
+    const huge = "x".repeat(8 * 1024 * 1024);
+    const cases: [string, unknown][] = [
+      ["/v1/rollouts", { tasks: [huge], samples: 1, policy: { kind: "oracle" } }],
+      ["/v1/envs", { task: huge }],
+      ["/v1/rollouts", { tasks: [task.id], samples: 1, policy: { kind: huge } }],
+    ];
+    for (const [p, body] of cases) {
+      const r = await raw("POST", p, host, body);
+      expect(r.status).toBe(400);
+      expect(r.text.length).toBeLessThan(8000);
     }
   });
 });
