@@ -422,7 +422,17 @@ def name_prefix(names):
     return "test_" if all(n.startswith("test_") for n in names) else "test"
 
 
-def must_fail_text(lines, fn, indent_of_body):
+def imported_modules(tree):
+    """Names bound at module level by `import x` / `import x as y` (modules: never None)."""
+    out = []
+    for n in tree.body:
+        if isinstance(n, ast.Import):
+            for a in n.names:
+                out.append(a.asname or a.name.split(".")[0])
+    return [x for x in out if x.isidentifier()]
+
+
+def must_fail_text(lines, fn, indent_of_body, modules=()):
     """The clone's body made to fail in every honest run, or None. Forms: the last top-level
     `assert X == Y` compared with a fresh object() (no honest value equals one); or, when the body
     ends with a pure assertion, that assertion negated right after it; or an always-false
@@ -454,6 +464,8 @@ def must_fail_text(lines, fn, indent_of_body):
     if args:
         a = args[0]
         stmt = "assert %s is None" % a if a == "self" else "assert %s is not %s" % (a, a)
+    elif modules:
+        stmt = "assert %s is None" % modules[0]
     else:
         return None
     return "".join(text_lines).rstrip("\n") + "\n" + indent_of_body + stmt + "\n", "identity"
@@ -532,7 +544,9 @@ def write_canaries(files, fail_ok, rng, sources_first, stdlib):
         for kind in kinds:
             weights = [len(ts) for _, ts in scopes]
             cls, tests = rng.choices(scopes, weights=weights)[0] if hasattr(rng, "choices") else scopes[0]
-            cands = [t for t in tests if not SELF_REFERENCE.search(node_text(lines, t))
+            # A must-fail clone fails whatever its body does; an unchanged clone must behave as its
+            # source, so tests that depend on their own name or place are not cloned unchanged.
+            cands = [t for t in tests if (kind == "fail" or not SELF_REFERENCE.search(node_text(lines, t)))
                      and not any(ORDERING.search(ast.get_source_segment(src, d) or "") for d in t.decorator_list)
                      and t.end_lineno - first_line(t) < 200]
             if kind == "match":
@@ -544,7 +558,7 @@ def write_canaries(files, fail_ok, rng, sources_first, stdlib):
             t = rng.choice(cands)
             body_indent = re.match(r"[ \t]*", lines[t.body[0].lineno - 1]).group(0)
             if kind == "fail":
-                made = must_fail_text(lines, t, body_indent)
+                made = must_fail_text(lines, t, body_indent, imported_modules(tree))
                 if made is None:
                     plan["skipped"].append("%s::%s: no must-fail form" % (rel, t.name))
                     continue
@@ -599,15 +613,15 @@ def write_canaries(files, fail_ok, rng, sources_first, stdlib):
             taken = set(repo_names) | {n.name for n in ast.walk(tree) if isinstance(n, FUNCS + (ast.ClassDef,))}
             kinds = ["match", "match"] + (["fail"] if fail_ok else [])
             rng.shuffle(kinds)
-            cands = [t for t in tests if not SELF_REFERENCE.search(node_text(lines, t))
-                     and not any(ORDERING.search(ast.get_source_segment(src, d) or "") for d in t.decorator_list)]
+            plain = [t for t in tests if not any(ORDERING.search(ast.get_source_segment(src, d) or "") for d in t.decorator_list)]
             added = 0
             for kind in kinds:
+                cands = [t for t in plain if kind == "fail" or not SELF_REFERENCE.search(node_text(lines, t))]
                 if not cands:
-                    break
+                    continue
                 t = rng.choice(cands)
                 if kind == "fail":
-                    made = must_fail_text(lines, t, re.match(r"[ \t]*", lines[t.body[0].lineno - 1]).group(0))
+                    made = must_fail_text(lines, t, re.match(r"[ \t]*", lines[t.body[0].lineno - 1]).group(0), imported_modules(tree))
                     if made is None:
                         continue
                     ctext, form = made

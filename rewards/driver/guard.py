@@ -340,9 +340,11 @@ def _on_compile(event, args):
         _record("tamper", "code of the tree compiles code under the file name %s" % fn, where, event)
 
 
-def _on_flag(why):
+def _on_flag(why, walk=True):
+    # walk=False: only a direct call from code of the tree counts (the import system unmarshals
+    # the standard library's bytecode caches on behalf of any import statement).
     def handler(event, args):
-        c, where = _origin(3)
+        c, where = _origin(3, walk=walk)
         if c == "tree":
             _record("flag", why, where, event)
     return handler
@@ -374,8 +376,8 @@ _HANDLERS = {
     "sys.addaudithook": _on_addaudithook,
     "sys.settrace": _on_flag("tracing hook (sys.settrace)"),
     "sys.setprofile": _on_flag("profiling hook (sys.setprofile)"),
-    "marshal.loads": _on_flag("marshal.loads"),
-    "marshal.load": _on_flag("marshal.load"),
+    "marshal.loads": _on_flag("marshal.loads", walk=False),
+    "marshal.load": _on_flag("marshal.load", walk=False),
     "subprocess.Popen": _on_flag("runs a program"),
     "os.system": _on_flag("runs a program"),
     "os.exec": _on_flag("runs a program"),
