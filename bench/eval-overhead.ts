@@ -71,7 +71,7 @@ export async function main(args: string[]): Promise<Record<string, number>> {
       const t0 = performance.now();
       const r = await evaluatePatch(task, task.referencePatch, { image });
       if (r.outcome !== "pass") throw new Error(`gold evaluation of ${task.id}: ${r.outcome} ${r.reason ?? ""}`);
-      return { s: (performance.now() - t0) / 1000, test: r.testSeconds };
+      return { s: (performance.now() - t0) / 1000, test: r.testSeconds, prep: r.prepareSeconds ?? {} };
     };
     const bareRun = async () => {
       const r = await runInImage(image, bareScript, { timeoutMs: task.image.testTimeoutSeconds * 1000 });
@@ -83,6 +83,7 @@ export async function main(args: string[]): Promise<Record<string, number>> {
     const evals: number[] = [];
     const bares: number[] = [];
     const tests: number[] = [];
+    const preps: Record<string, number[]> = {};
     for (let i = 0; i < runs; i++) {
       const order = i % 2 === 0 ? ["eval", "bare"] : ["bare", "eval"];
       for (const which of order) {
@@ -90,11 +91,13 @@ export async function main(args: string[]): Promise<Record<string, number>> {
           const e = await evalRun();
           evals.push(e.s);
           tests.push(e.test);
+          for (const [k, v] of Object.entries(e.prep)) (preps[k] ??= []).push(v);
         } else bares.push(await bareRun());
       }
       console.log(`run ${i + 1}: eval ${evals.at(-1)!.toFixed(2)} s (test command ${tests.at(-1)!.toFixed(2)} s), bare ${bares.at(-1)!.toFixed(2)} s`);
     }
     const sort = (xs: number[]) => [...xs].sort((a, b) => a - b);
+    console.log(`prepare step, p50 seconds: ${Object.entries(preps).map(([k, v]) => `${k} ${percentile(sort(v), 50).toFixed(3)}`).join(", ")}`);
     const evalP50 = percentile(sort(evals), 50);
     const bareP50 = percentile(sort(bares), 50);
     const overhead = evalP50 - bareP50;
@@ -102,7 +105,7 @@ export async function main(args: string[]): Promise<Record<string, number>> {
     console.log(
       `eval p50 ${evalP50.toFixed(2)} s, bare p50 ${bareP50.toFixed(2)} s, overhead ${overhead.toFixed(2)} s ` +
         `(${((overhead / bareP50) * 100).toFixed(0)} %), budget max(20 %, 1.5 s) = ${budget.toFixed(2)} s: ${overhead <= budget ? "within" : "OVER"}` +
-        (isPytestCommand(task.image) ? " (pytest: JUnit report on)" : ""),
+        (isPytestCommand(task.image) ? " (pytest: forager's plugin, canaries and guard on)" : " (guard on)"),
     );
     return {
       runs,

@@ -40,7 +40,16 @@ export type { ForagerImage, ImageListing, PruneOptions, PruneResult } from "./in
 
 /** Bumped when the generated Dockerfiles change in a way that changes the images. */
 export const ENV_RECIPE_VERSION = "forager-env-1";
-export const INSTANCE_RECIPE_VERSION = "forager-instance-1";
+export const INSTANCE_RECIPE_VERSION = "forager-instance-2";
+
+/**
+ * Owner (uid and gid) of the repository files in instance images: the unprivileged user the
+ * hidden tests run as at evaluation (rewards/evaluate.ts). Set when the tree is copied in, so an
+ * evaluation need not change the owner of every file (on overlayfs that copies each file up:
+ * seconds for a large tree). Files the install steps add stay root's (an evaluation gives them
+ * to the test user). Numeric: the image needs no passwd entry for it.
+ */
+export const TREE_OWNER_UID = 54321;
 
 /** Directory of the shim files (`images/shims`), copied to `/opt/forager/shims` when referenced. */
 export const SHIMS_DIR = fileURLToPath(new URL("./shims/", import.meta.url));
@@ -279,7 +288,7 @@ function instanceSteps(spec: ImageSpec, env: LayerResult, hash: string, commit: 
   ].join("\n");
   return [
     { name: `env ${env.tag}`, instruction: `FROM ${env.id}` },
-    { name: "repository", instruction: `COPY repo/ ${wd}/` },
+    { name: "repository", instruction: `COPY --chown=${TREE_OWNER_UID}:${TREE_OWNER_UID} repo/ ${wd}/` },
     { name: "workdir", instruction: `WORKDIR ${wd}` },
     runStep("git config", "git config --system --add safe.directory '*'"),
     ...spec.install.map((line, i) => runStep(`install[${i}]: ${short(line)}`, `cd ${shellQuote(wd)}\n${line}`)),

@@ -28,7 +28,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
-import { buildInstanceImage, type BuildOptions } from "../images/build";
+import { buildInstanceImage, TREE_OWNER_UID, type BuildOptions } from "../images/build";
 import type { ImageSpec } from "../images/spec";
 import { defaultStateDir } from "../images/state";
 import { EnvironmentError } from "../lib/errors";
@@ -137,6 +137,8 @@ export const EvalResultSchema = z.object({
   flags: z.array(z.object({ file: z.string(), line: z.number().int(), kind: z.string(), text: z.string() })).default([]),
   /** Bytes of test output dropped between the kept head and tail (0: nothing cut). */
   outputDroppedBytes: z.number().int().nonnegative().default(0),
+  /** Seconds of the prepare step's parts (apply, resets, canaries, bytecode, guard, user), for the overhead bench. */
+  prepareSeconds: z.record(z.string(), z.number()).optional(),
 });
 export type EvalResult = z.output<typeof EvalResultSchema>;
 
@@ -152,8 +154,8 @@ export const TEST_OUTPUT_HEAD_BYTES = 1024 * 1024;
 export const TEST_OUTPUT_TAIL_BYTES = 8 * 1024 * 1024;
 /** Largest result-record stream read back, bytes (64 MiB); a run that writes more is not gradable. */
 export const RECORDS_MAX_BYTES = 64 * 1024 * 1024;
-/** The uid the test user gets when free in the image (the next free one otherwise). */
-export const TEST_UID = 54321;
+/** The uid the test user gets when free in the image (the next free one otherwise): the owner of the tree in forager's instance images. */
+export const TEST_UID = TREE_OWNER_UID;
 
 export interface EvaluateOptions {
   /** Instance image tag; default: built (or found in the cache) from `task.image`. */
@@ -269,6 +271,8 @@ interface PrepareOut {
   gitHidden?: boolean;
   user?: { uid: number; gid: number; name: string; home: string; chowned: number; protected: number };
   bytecodeRemoved?: number;
+  /** Seconds per step of the driver (probe, apply, reset, test patch, canaries, bytecode, guard, user). */
+  timings?: Record<string, number>;
 }
 
 /** What the driver's probe learns of an image's Python and pytest (rewards/driver/eval_driver.py PLUGIN_PROBE). */
@@ -434,6 +438,7 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
   const addLog = (s: string) => logLines.push(s);
   let evalScript: string | undefined;
   let recordsText: string | undefined;
+  let prepTimings: Record<string, number> | undefined;
 
   const base = {
     instanceId: task.id,
@@ -453,6 +458,7 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
   const finish = (r: Omit<z.input<typeof EvalResultSchema>, "seconds" | "logDir">, writeReport: boolean): EvalResult => {
     const result = EvalResultSchema.parse({
       ...r,
+      ...(prepTimings ? { prepareSeconds: prepTimings } : {}),
       seconds: (performance.now() - started) / 1000,
       ...(instanceLogDir ? { logDir: instanceLogDir } : {}),
     });
@@ -547,7 +553,7 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
         ...(opts.memoryBytes ? { memoryBytes: opts.memoryBytes } : {}),
         ...(opts.diskLimitBytes !== undefined ? { diskLimitBytes: opts.diskLimitBytes } : {}),
       },
-      { logger: log },
+      { logger: log, lazySessions: true },
     );
     // Mutate-fix: the buggy starting state (the same squashed commit the agent started from).
     if (needsStartState(task)) await prepareTaskSandbox(sandbox, task);
@@ -609,7 +615,9 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       spec.workdir,
     );
     if (prep.error || !prep.base) throw new EnvironmentError(prep.error ?? "no base commit");
-    if (imageId && prep.probe && prep.probe.version !== null && prep.probe.plugins !== null) probeCache.set(imageId, prep.probe);
+    if (prep.timings) log.debug({ timings: prep.timings }, "evaluation prepared");
+    prepTimings = prep.timings;
+    if (imageId && prep.probe && !("error" in prep.probe)) probeCache.set(imageId, prep.probe);
     if (prep.refused) {
       addLog(`${LOG_MARKERS.applyPatchFail}: ${prep.refused}`);
       return notGraded("patch_apply_failed", `patch refused: ${prep.refused}`);

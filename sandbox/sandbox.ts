@@ -117,7 +117,7 @@ export class Sandbox implements Runtime, Container {
    * Create and start a container from `config.image` and open its bash session.
    * @throws EnvironmentError when the engine refuses (missing image, bad limits) or bash fails.
    */
-  static async create(input: SandboxConfigInput, opts: { docker?: Docker; logger?: Logger } = {}): Promise<Sandbox> {
+  static async create(input: SandboxConfigInput, opts: { docker?: Docker; logger?: Logger; lazySessions?: boolean } = {}): Promise<Sandbox> {
     const config = SandboxConfigSchema.parse(input);
     const docker = opts.docker ?? dockerClient();
     const log = opts.logger ?? silentLogger;
@@ -168,7 +168,8 @@ export class Sandbox implements Runtime, Container {
     const sandbox = new Sandbox(container, container.id, name, config, workdir, log.child({ sandbox: name }));
     live.add(sandbox);
     try {
-      [sandbox.agent, sandbox.control] = await Promise.all([sandbox.openSession(true), sandbox.openSession()]);
+      // lazySessions: a sandbox used only through exec (an evaluation) opens no session up front.
+      if (!opts.lazySessions) [sandbox.agent, sandbox.control] = await Promise.all([sandbox.openSession(true), sandbox.openSession()]);
     } catch (err) {
       await sandbox.destroy();
       throw new EnvironmentError(`sandbox ${name}: bash session failed to start: ${(err as Error).message}`, { cause: err });

@@ -697,12 +697,16 @@ def setup_user(uid, home):
         pass
     os.makedirs(home, mode=0o755, exist_ok=True)
     os.chown(home, uid, uid)
+    # Only what the test user does not own yet: changing an owner copies the file up on overlayfs,
+    # and forager's instance images already give the tree to this uid.
     n = 0
     for root, dirs, files in os.walk(wd):
         for x in dirs + files:
+            p = os.path.join(root, x)
             try:
-                os.lchown(os.path.join(root, x), uid, uid)
-                n += 1
+                if os.lstat(p).st_uid != uid:
+                    os.lchown(p, uid, uid)
+                    n += 1
             except OSError:
                 pass
     os.lchown(wd, uid, uid)
@@ -812,6 +816,19 @@ if cfg["mode"] != "prepare":
     print(json.dumps({"error": "unknown mode " + str(cfg["mode"])}))
     sys.exit(0)
 
+import time
+_t0 = time.perf_counter()
+_timings = {}
+out["timings"] = _timings
+
+
+def lap(name):
+    global _t0
+    now = time.perf_counter()
+    _timings[name] = round(now - _t0, 4)
+    _t0 = now
+
+
 os.makedirs(d, mode=0o700, exist_ok=True)
 os.chmod(d, 0o700)
 code, base, err = git("rev-parse", "HEAD")
@@ -831,6 +848,7 @@ if cfg.get("pytest"):
     name, text = base_pytest_config(probe.get("version"), probe.get("configNames"))
     out["configFile"] = name
     out["configText"] = text[:20000]
+lap("probe")
 # Symlinks already in the tree that a patch path would go through (the patch could write outside).
 for rel in cfg["modelPaths"]:
     cur = wd
@@ -855,6 +873,7 @@ for name, argv in ([] if method else cfg["applyCommands"]):
     git("reset", "-q", "--hard", base)
     git("clean", "-fdq")
 os.unlink(mp)
+lap("apply")
 out["attempts"] = attempts
 out["method"] = method
 if method is None:
@@ -912,6 +931,7 @@ out["resetProblems"] = problems
 # the base tree): its failure too.
 problems += reset_paths(base, [p for p in test_files if p not in reset])
 out["resetProblems"] = problems
+lap("reset")
 if problems:
     print(json.dumps(out))
     sys.exit(0)
@@ -923,11 +943,14 @@ os.unlink(tp)
 if problems or out.get("testApply", {"exitCode": 0})["exitCode"] != 0:
     print(json.dumps(out))
     sys.exit(0)
+lap("test patch")
 if cfg.get("canaries"):
     rng = random.Random(cfg["seed"])
     stdlib = list(getattr(sys, "stdlib_module_names", []))
     out["canaries"] = write_canaries(cfg["canaryFiles"], cfg.get("mustFail", True), rng, set(cfg.get("sourcesFirst", [])), stdlib)
+lap("canaries")
 out["bytecodeRemoved"] = purge_bytecode(base)
+lap("bytecode")
 user = cfg.get("user")
 uid = pick_user(int(user["want"])) if user else None
 g = cfg.get("guard")
@@ -942,6 +965,7 @@ if g:
     site = [p for p in ((probe or {}).get("site") or []) if isinstance(p, str)]
     out["guardPth"] = install_guard(g, site)
     out["runnerInTree"] = runner_in_tree
+lap("guard")
 if cfg.get("hideGit"):
     gd = os.path.join(wd, ".git")
     if os.path.lexists(gd):
@@ -955,6 +979,7 @@ if user:
         hidden.append(extra)
     protected_n = protect(trusted_files(hidden, cfg.get("runnerFiles", [])), cfg.get("runnerFiles", []))
     out["user"] = {"uid": uid, "gid": uid, "name": name, "home": user["home"], "chowned": n, "protected": protected_n}
+lap("user")
 if cfg.get("pytest"):
     # The base configuration, readable by the test user (pytest reads it with -c): beside the guard.
     cdir = g["dir"] if g else os.path.join(os.path.dirname(d), os.path.basename(d) + "-cfg")
