@@ -38,13 +38,14 @@ export interface PrepareResult {
 
 /**
  * git with its configuration and attribute sources pinned: no system or global config, no hooks,
- * no fsmonitor, no attributes file, no CRLF conversion. The repository's own .git/config is the
+ * no fsmonitor, no attributes file, no CRLF conversion; any owner of the tree is accepted (instance
+ * images give it to the test user). The repository's own .git/config is the
  * image's (made by forager, not by the task or the agent).
  */
 export const PINNED_GIT =
   "GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_ATTR_NOSYSTEM=1 GIT_TERMINAL_PROMPT=0 HOME=/nonexistent " +
   "git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c core.attributesFile=/dev/null -c core.autocrlf=false " +
-  "-c core.safecrlf=false -c gc.auto=0";
+  "-c core.safecrlf=false -c gc.auto=0 -c 'safe.directory=*'";
 
 /**
  * The history-rewrite script (bash, run in the repository). The start patch, when any, comes on
