@@ -3,6 +3,7 @@
  * adversarial set of issue 12), machinery flags, canary evidence.
  */
 import { describe, expect, it } from "vitest";
+import { evidenceOf, parseChannel, pytestStatusesFromRecords, sympyStatusesFromRecords, unittestStatusesFromRecords } from "../rewards/records";
 import { canaryEvidence, diffHeaderPaths, machineryFlags, unquoteCPath, unsafePatchPath } from "../rewards/forgery";
 import { computeReward } from "../rewards/reward";
 
@@ -99,5 +100,74 @@ describe("the reward of a forged run", () => {
     expect(() => computeReward({ passed: false, forged: true }, { mode: "execution", forgedReward: 0 })).toThrow(/would reward forging/);
     expect(computeReward({ passed: false, forged: true }, { mode: "pass_only", forgedReward: -2 }).reward).toBe(-2);
     expect(computeReward({ passed: true }, { mode: "execution", forgedReward: -2 }).reward).toBe(0);
+  });
+});
+
+describe("result records (rewards/records.ts)", () => {
+  it("reads records past garbage on their line; counts what it cannot read", () => {
+    const text = `junk@@forager-rec@@{"k":"sess"}\nplain output\n@@forager-rec@@{not json\n\n@@forager-rec@@{"k":"end","exit":0}\n`;
+    const { records, malformed } = parseChannel(text);
+    expect(records.map((r) => r.k)).toEqual(["sess", "end"]);
+    expect(malformed).toBe(1);
+  });
+
+  it("pytest statuses as the terminal summary derives them, worst report wins, a passed call needs a clean body", () => {
+    const rep = (id: string, when: string, outcome: string, xfail = false) => ({ k: "rep", id, when, outcome, xfail });
+    const body = (id: string, raised: string | null) => ({ k: "body", id, raised });
+    const r = pytestStatusesFromRecords([
+      { k: "sess" },
+      rep("a.py::ok", "setup", "passed"), body("a.py::ok", null), rep("a.py::ok", "call", "passed"), rep("a.py::ok", "teardown", "passed"),
+      rep("a.py::skip", "setup", "skipped"),
+      rep("a.py::xf", "setup", "passed"), body("a.py::xf", "AssertionError"), rep("a.py::xf", "call", "skipped", true),
+      rep("a.py::xp", "setup", "passed"), body("a.py::xp", null), rep("a.py::xp", "call", "passed", true),
+      rep("a.py::td", "setup", "passed"), body("a.py::td", null), rep("a.py::td", "call", "passed"), rep("a.py::td", "teardown", "failed"),
+      rep("a.py::se", "setup", "failed"),
+      // reruns: the rerun outcome is ignored; an injected later "passed" cannot beat the failure
+      rep("a.py::rr", "setup", "passed"), body("a.py::rr", "ValueError"), rep("a.py::rr", "call", "rerun"), rep("a.py::rr", "call", "failed"), rep("a.py::rr", "call", "passed"),
+      // reported passed, body raised: a contradiction
+      rep("a.py::forged", "setup", "passed"), body("a.py::forged", "AssertionError"), rep("a.py::forged", "call", "passed"),
+      // reported passed, no body record at all
+      rep("a.py::nobody", "setup", "passed"), rep("a.py::nobody", "call", "passed"),
+      rep("a.py::p[x y]", "setup", "passed"), body("a.py::p[x y]", null), rep("a.py::p[x y]", "call", "passed"),
+      { k: "end", exit: 1 },
+    ]);
+    expect(Object.fromEntries(r.statuses)).toEqual({
+      "a.py::ok": "PASSED",
+      "a.py::skip": "SKIPPED",
+      "a.py::xf": "XFAIL",
+      "a.py::td": "ERROR",
+      "a.py::se": "ERROR",
+      "a.py::rr": "FAILED",
+      "a.py::forged": "FAILED",
+      "a.py::nobody": "FAILED",
+      "a.py::p[x": "PASSED",
+    });
+    expect([...r.xpass]).toEqual(["a.py::xp"]);
+    expect(r.contradictions).toHaveLength(2);
+    expect(r).toMatchObject({ sessions: 1, ended: 1, exitStatuses: [1] });
+    expect(pytestStatusesFromRecords([{ k: "sess" }, rep("a.py::p[x y]", "call", "failed")], { exactIds: true }).statuses.has("a.py::p[x y]")).toBe(true);
+  });
+
+  it("unittest (unittest and Django id forms) and sympy records, worst wins", () => {
+    const ut = [
+      { k: "ut-start" },
+      { k: "ut", id: "pkg.tests.T.test_a", str: "test_a (pkg.tests.T.test_a)", doc: null, st: "PASSED" },
+      { k: "ut", id: "pkg.tests.T.test_b", str: "test_b (pkg.tests.T)", doc: "Does b.", st: "FAILED" },
+      { k: "ut", id: "pkg.tests.T.test_a", str: "test_a (pkg.tests.T.test_a)", doc: null, st: "ERROR" },
+    ];
+    expect(Object.fromEntries(unittestStatusesFromRecords(ut, "unittest").statuses)).toEqual({ "pkg.tests.T.test_a": "ERROR", "pkg.tests.T.test_b": "FAILED" });
+    expect(Object.fromEntries(unittestStatusesFromRecords(ut, "django").statuses)).toEqual({ "test_a (pkg.tests.T)": "ERROR", "Does b.": "FAILED" });
+    const sy = sympyStatusesFromRecords([{ k: "sy-start" }, { k: "sy", name: "test_x", st: "PASSED" }, { k: "sy", name: "test_x", st: "FAILED" }]);
+    expect(sy.started).toBe(true);
+    expect(sy.statuses.get("test_x")).toBe("FAILED");
+  });
+
+  it("evidence records: tamper and flags, each once", () => {
+    const e = evidenceOf([
+      { k: "tamper", why: "x replaced", where: "a.py:1" },
+      { k: "tamper", why: "x replaced", where: "a.py:1" },
+      { k: "flag", why: "gc walk", where: "b.py:2" },
+    ]);
+    expect(e).toEqual({ tamper: ["x replaced (at a.py:1)"], flags: [{ why: "gc walk", where: "b.py:2" }] });
   });
 });
