@@ -643,7 +643,7 @@ async function* sseEvents(body: AsyncIterable<Uint8Array>): AsyncGenerator<unkno
 }
 const DONE = Symbol("done");
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Json = Record<string, any>;
 
 /** Does a streamed chunk carry a generated token (text, token ids, reasoning or a tool call)? */
 function carriesToken(chunk: unknown): boolean {
@@ -795,7 +795,7 @@ export class InferenceClient {
       this.router = new AffinityRouter(
         this.endpoints.map((e) => e.url),
         this.endpoints.map((e) => e.config.maxConcurrency),
-        { loadFactor: routing.loadFactor, sessionIdleMs: routing.sessionIdleSeconds * 1000, now: this.now },
+        { loadFactor: routing.loadFactor, sessionFloor: routing.sessionFloor, sessionIdleMs: routing.sessionIdleSeconds * 1000, now: this.now },
       );
     }
   }

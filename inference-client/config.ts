@@ -42,8 +42,10 @@ export const EndpointSchema = z.object({
  *   a task) are placed together when the load allows, with bounded loads; requests without an
  *   affinity, and every request under "least-outstanding", go to the free endpoint with the fewest
  *   requests in flight relative to its limit.
- * - `loadFactor`: c > 1 of the bound `ceil(c · M · w_i / W)` on the live sessions of endpoint i (M
- *   live sessions, weights w = maxConcurrency); default 1.25.
+ * - `loadFactor`: c > 1 of the bound `max(ceil(c · M · w_i / W), sessionFloor)` on the live sessions
+ *   of endpoint i (M live sessions, weights w = maxConcurrency); default 1.25.
+ * - `sessionFloor`: sessions an endpoint may always hold whatever the average, so a group of K ≤ floor
+ *   samples lands together while the load is low (default 8).
  * - `sessionIdleSeconds`: a session without a request for this long no longer counts (default 600 s).
  * - `failingSeconds`: after a connection error or a 5xx, the endpoint counts as failing this long:
  *   its sessions move, new ones go elsewhere (default 10 s; a success ends it earlier).
@@ -53,6 +55,7 @@ export const EndpointSchema = z.object({
 export const RoutingSchema = z.object({
   policy: z.enum(["affinity", "least-outstanding"]).default("affinity"),
   loadFactor: z.number().gt(1).default(1.25),
+  sessionFloor: z.number().int().min(1).default(8),
   sessionIdleSeconds: z.number().positive().default(600),
   failingSeconds: z.number().nonnegative().default(10),
   saturatedSeconds: z.number().nonnegative().default(1),
@@ -78,7 +81,7 @@ export const InferenceConfigSchema = z.object({
   backoffMaxSeconds: z.number().nonnegative().default(30),
   requestDeadlineSeconds: z.number().positive().default(600),
   connectTimeoutSeconds: z.number().positive().default(10),
-  routing: RoutingSchema.default({ policy: "affinity", loadFactor: 1.25, sessionIdleSeconds: 600, failingSeconds: 10, saturatedSeconds: 1 }),
+  routing: RoutingSchema.default({ policy: "affinity", loadFactor: 1.25, sessionFloor: 8, sessionIdleSeconds: 600, failingSeconds: 10, saturatedSeconds: 1 }),
 });
 
 /** An endpoint after parsing (defaults applied). */

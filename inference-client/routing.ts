@@ -16,11 +16,13 @@
  *   order without talking to the others, and adding or removing an endpoint moves only the keys that
  *   preferred it.
  * - **Load bound.** Consistent hashing with bounded loads (Mirrokni, Thorup & Zadimoghaddam, SODA
- *   2018): with M live sessions, endpoint i may hold at most `ceil(c · M · w_i / W)` of them, where
- *   `c = loadFactor > 1` and W sums the weights of the available endpoints. A session is placed on the
- *   first endpoint of its order that is available and below its bound. Since `c > 1`, the bounds sum
- *   to more than M, so some available endpoint always has room: placement never waits for a
- *   session to end, and no endpoint is left idle while another holds more than c times its share.
+ *   2018): with M live sessions, endpoint i may hold at most `max(ceil(c · M · w_i / W), floor)` of
+ *   them, where `c = loadFactor > 1`, W sums the weights of the available endpoints and `floor`
+ *   (`sessionFloor`, default 8) keeps a group of K ≤ floor samples together while the total is low
+ *   (the bound only matters under load). A session is placed on the first endpoint of its order that
+ *   is available and below its bound. Since `c > 1`, the bounds sum to more than M, so some available
+ *   endpoint always has room: placement never waits for a session to end, and no endpoint holds more
+ *   than c times its share while another has room.
  * - **Moves.** A session stays on its home until the home is failing (a connection error or 5xx in
  *   the last `unhealthy` window), saturated (it answered 429/503, or the client's concurrency limit
  *   for it is full), or above its bound (sessions ended elsewhere and the average fell). Then it is
@@ -70,8 +72,10 @@ export interface Placement {
 
 /** Options of {@link AffinityRouter}. */
 export interface AffinityRouterOptions {
-  /** c > 1 of the load bound `ceil(c · M · w_i / W)` (default 1.25). */
+  /** c > 1 of the load bound `max(ceil(c · M · w_i / W), sessionFloor)` (default 1.25). */
   loadFactor?: number;
+  /** Sessions an endpoint may always hold, whatever the average (default 8). */
+  sessionFloor?: number;
   /** A session unused for this long is forgotten (ms; default 600 000). */
   sessionIdleMs?: number;
   /** Most sessions remembered; the least recently used beyond are forgotten (default 100 000). */
@@ -120,6 +124,7 @@ export function boundedCapacity(total: number, share: number, loadFactor: number
  */
 export class AffinityRouter {
   readonly loadFactor: number;
+  readonly sessionFloor: number;
   private readonly idleMs: number;
   private readonly maxSessions: number;
   private readonly now: () => number;
@@ -144,6 +149,7 @@ export class AffinityRouter {
     if (ids.length === 0 || weights.length !== ids.length) throw new Error("AffinityRouter: one positive weight per endpoint");
     this.loadFactor = opts.loadFactor ?? 1.25;
     if (!(this.loadFactor > 1)) throw new Error(`AffinityRouter: loadFactor must be > 1, got ${this.loadFactor}`);
+    this.sessionFloor = opts.sessionFloor ?? 8;
     this.idleMs = opts.sessionIdleMs ?? 600_000;
     this.maxSessions = opts.maxSessions ?? 100_000;
     this.now = opts.now ?? (() => performance.now());
@@ -174,14 +180,14 @@ export class AffinityRouter {
 
   /**
    * The bound of endpoint `i` (sessions) with `total` live sessions, over the endpoints counted as
-   * available by `conditions` (all when none is).
+   * available by `conditions` (all when none is): `max(boundedCapacity(total, w_i / W, c), sessionFloor)`.
    */
   capacity(i: number, total: number, conditions?: readonly EndpointCondition[]): number {
     const avail = (j: number) => !conditions || conditions[j]?.unhealthy === undefined;
     let w = 0;
     for (let j = 0; j < this.ids.length; j++) if (avail(j)) w += this.weights[j]!;
     if (w === 0 || !avail(i)) w = this.weights.reduce((a, b) => a + b, 0);
-    return boundedCapacity(total, this.weights[i]! / w, this.loadFactor);
+    return Math.max(boundedCapacity(total, this.weights[i]! / w, this.loadFactor), this.sessionFloor);
   }
 
   /**
