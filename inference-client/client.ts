@@ -332,10 +332,11 @@ export interface InferenceClientOptions {
   random?: () => number;
   /**
    * A slot outside this process to hold while an attempt runs on an endpoint (the orchestrator's
-   * global Redis semaphore per endpoint): called once the endpoint is chosen, it may wait; the function
+   * global Redis semaphore per endpoint): called with the endpoint's normalized base URL and its index
+   * in the configuration once the endpoint is chosen, it may wait; the function
    * it resolves to is called when the attempt ends. Rejecting (e.g. with the signal's reason) fails the call.
    */
-  endpointSlot?: (endpointUrl: string, signal: AbortSignal) => Promise<() => void | Promise<void>>;
+  endpointSlot?: (endpoint: { url: string; index: number }, signal: AbortSignal) => Promise<() => void | Promise<void>>;
   /** Clock in ms for routing windows and session idleness (default performance.now; tests inject one). */
   now?: () => number;
 }
@@ -1205,7 +1206,7 @@ export class InferenceClient {
         let releaseSlot: (() => void | Promise<void>) | undefined;
         const timing: AttemptTiming = { sentAt: performance.now() };
         try {
-          if (op.limited && this.endpointSlot) releaseSlot = await this.endpointSlot(ep.url, signal);
+          if (op.limited && this.endpointSlot) releaseSlot = await this.endpointSlot({ url: ep.url, index: ep.index }, signal);
           const value = await op.exec(ep, signal, timing);
           const latencyMs = performance.now() - started;
           ep.completed++;

@@ -52,6 +52,26 @@ export const SampleFailureSchema = z.object({
 });
 export type SampleFailure = z.infer<typeof SampleFailureSchema>;
 
+/**
+ * What the model servers did for one or more trajectories, summed over their turns (tokens, seconds):
+ * `promptTokens` of every turn (server usage, else the local estimate); `cacheReportedPromptTokens`, the
+ * prompt tokens of the turns whose server reported prefix-cache hits (vLLM `--enable-prompt-tokens-details`,
+ * SGLang `--enable-cache-report`), of which `cachedPromptTokens` were served from the cache;
+ * `completionTokens` (decode); `modelSeconds` (wall time in model calls, `times.modelSeconds`);
+ * `moves`, the turns whose request moved the episode to another endpoint. Derived figures:
+ * orchestrator/metrics.ts {@link modelFigures}.
+ */
+export const ModelUsageSchema = z.object({
+  turns: z.number().int().nonnegative(),
+  promptTokens: z.number().nonnegative(),
+  cacheReportedPromptTokens: z.number().nonnegative(),
+  cachedPromptTokens: z.number().nonnegative(),
+  completionTokens: z.number().nonnegative(),
+  modelSeconds: z.number().nonnegative(),
+  moves: z.number().int().nonnegative(),
+});
+export type ModelUsage = z.infer<typeof ModelUsageSchema>;
+
 /** One committed trajectory, as its shard index line records it (orchestrator/storage.ts). */
 export const IndexEntrySchema = z.object({
   /** Trajectory id (`<run>/<task>/<sample>`). */
@@ -73,6 +93,8 @@ export const IndexEntrySchema = z.object({
   patch: z.boolean(),
   /** When committed, ms since epoch. */
   committedAt: z.number(),
+  /** The model's work for this trajectory (absent in index lines written before it was recorded). */
+  model: ModelUsageSchema.optional(),
 });
 export type IndexEntry = z.infer<typeof IndexEntrySchema>;
 

@@ -4,7 +4,13 @@
  * model. No timing assertions: the stand-ins' time is simulated and only ordering matters.
  */
 import { afterEach, describe, expect, it } from "vitest";
+import { runEpisode } from "../agent/episode";
+import { HttpPolicy } from "../agent/policy";
+import { TrajectorySchema } from "../agent/trajectory";
 import { InferenceClient, type CompletionResult } from "../inference-client/client";
+import { fakeTask } from "../orchestrator/fake";
+import { formatModelUsage, modelFigures, modelUsageOf } from "../orchestrator/metrics";
+import type { Sandbox } from "../sandbox/sandbox";
 import type { InferenceConfigInput } from "../inference-client/config";
 import { AffinityRouter, boundedCapacity, rendezvousOrder, type EndpointCondition } from "../inference-client/routing";
 import { PrefixCache, startScriptedServer, type ScriptedServer, type ScriptedServerOptions } from "./helpers/scripted-server";
@@ -278,5 +284,61 @@ describe("streaming and usage details", () => {
     const [bare] = await servers(1, { script: ["x"] });
     const c2 = client({ endpoints: [{ url: bare!.url, model: "m" }] });
     expect((await c2.complete({ prompt: "p" })).usage.cachedPromptTokens).toBeUndefined();
+  });
+});
+
+/** A sandbox that is never used: the scripted model never calls a tool (each turn is a format error). */
+const stubSandbox = { name: "routing-stub", destroy: async () => undefined } as unknown as Sandbox;
+const NO_TOOL = "Let me think about where the bug could be.\n</think>\nI need to look at the code first.";
+
+describe("an episode records what the model server reported, turn by turn", () => {
+  it("cached prompt tokens, TTFT, the endpoint, and the move when its endpoint fails; the run figures sum them", async () => {
+    let failAfter = 3;
+    const ss: ScriptedServer[] = [];
+    const handler = (i: number) => () => {
+      if (ss[i]!.model.requests + 1 >= failAfter) ss[i]!.failing = true; // this server's 3rd answer is its last
+      return { text: NO_TOOL };
+    };
+    for (let i = 0; i < 3; i++) {
+      const s = await startScriptedServer({ prefixCache: { capacityTokens: 1_000_000 }, costModel: { prefillSecondsPerToken: 0, decodeSecondsPerToken: 0.0001, maxBatch: 8 }, handler: handler(i) });
+      cleanups.push(() => s.close());
+      ss.push(s);
+    }
+    const c = client({ endpoints: ss.map((s) => ({ url: s.url, model: "m" })), routing: { failingSeconds: 600 } });
+    const task = fakeTask("routing-episode");
+    const t = await runEpisode({ task, policy: new HttpPolicy(c, { stream: true }), config: { maxTurns: 6, maxEnvRetries: 0 }, image: "stub", sandboxFactory: async () => stubSandbox });
+    failAfter = Infinity;
+    expect(TrajectorySchema.parse(t).turns).toHaveLength(6);
+    const home = t.turns[0]!.endpoint!;
+    const moveAt = t.turns.findIndex((x) => x.endpointMove);
+    expect(moveAt).toBe(3); // the home answered turns 0 to 2, then failed turn 3's first attempt
+    expect(t.turns[3]!.endpointMove).toEqual({ from: home, reason: "failing" });
+    const next = t.turns[3]!.endpoint!;
+    expect(next).not.toBe(home);
+    expect(t.turns.slice(0, 3).every((x) => x.endpoint === home)).toBe(true);
+    expect(t.turns.slice(3).every((x) => x.endpoint === next)).toBe(true);
+    // per turn, exactly what the answering server put in usage.prompt_tokens_details.cached_tokens
+    // (each server numbers its own requests: the home's answers come first, then the new endpoint's)
+    const bySeq = [home, next].flatMap((url) => ss.find((s) => s.url === url)!.requests.filter((q) => q.usage).map((q) => ({ url, q })));
+    expect(bySeq).toHaveLength(6);
+    expect(ss.reduce((a, s) => a + s.requests.filter((q) => q.usage).length, 0)).toBe(6);
+    t.turns.forEach((turn, i) => {
+      expect(turn.endpoint).toBe(bySeq[i]!.url);
+      expect(turn.cachedPromptTokens).toBe(bySeq[i]!.q.usage!.cachedTokens);
+      expect(turn.promptTokens).toBe(bySeq[i]!.q.usage!.promptTokens);
+      expect(turn.ttftMs).toBeGreaterThanOrEqual(0);
+    });
+    expect(t.turns[0]!.cachedPromptTokens).toBe(0);
+    expect(t.turns[1]!.cachedPromptTokens).toBeGreaterThan(0); // the prefix of turn 0, on the same server
+    expect(t.turns[3]!.cachedPromptTokens).toBe(0); // a new server: nothing cached there
+    expect(t.turns[4]!.cachedPromptTokens).toBeGreaterThan(0);
+    const u = modelFigures(modelUsageOf(t));
+    expect(u.turns).toBe(6);
+    expect(u.moves).toBe(1);
+    expect(u.cachedPromptTokens).toBe(t.turns.reduce((a, x) => a + (x.cachedPromptTokens ?? 0), 0));
+    expect(u.prefixCacheHitRate).toBeCloseTo(u.cachedPromptTokens / u.promptTokens, 10);
+    expect(formatModelUsage(u)).toMatch(/prefix-cache hit rate \d+\.\d% · prefill \d+ tokens · decode \d+ tokens · model [\d.]+ s · 1 endpoint move$/);
+    expect(c.sessionEndpoint("x")).toBeUndefined();
+    expect(c.stats().sessions).toBe(1); // ended by the orchestrator's rollout (policy.end), not by runEpisode
   });
 });

@@ -138,6 +138,8 @@ export interface ScriptedRequest {
   headers: IncomingMessage["headers"];
   /** Parsed JSON body (undefined for GET or an empty body; the raw text if it is not JSON). */
   body: any;
+  /** The usage the answer reported (generation requests answered 200), tokens. */
+  usage?: { promptTokens: number; completionTokens: number; cachedTokens?: number };
 }
 
 /** Options of {@link startScriptedServer}. */
@@ -260,6 +262,13 @@ function streamChunks(isCompletion: boolean, body: any): { first: unknown[]; res
   }
   if (calls.length) rest.tool_calls = calls;
   return { first: [chunk(first)], rest: [chunk(rest), chunk({}, c.finish_reason)] };
+}
+
+/** The usage of an answer body, as {@link ScriptedRequest.usage}. */
+function reportedUsage(body: any): ScriptedRequest["usage"] {
+  const u = body.usage;
+  const cached = u.prompt_tokens_details?.cached_tokens;
+  return { promptTokens: u.prompt_tokens, completionTokens: u.completion_tokens, ...(cached !== undefined ? { cachedTokens: cached } : {}) };
 }
 
 /** A rough, deterministic token count for usage (about 4 characters per token). */
@@ -610,8 +619,10 @@ export async function startScriptedServer(options: ScriptedServerOptions = {}): 
         }
         if (cache && tokens) cache.insert(tokens);
         finish();
-        if (stream) sendStream(res, isCompletion, body(), b.stream_options?.include_usage === true, true);
-        else send(res, 200, body());
+        const answer = body();
+        rec.usage = reportedUsage(answer);
+        if (stream) sendStream(res, isCompletion, answer, b.stream_options?.include_usage === true, true);
+        else send(res, 200, answer);
         return;
       }
 
@@ -649,6 +660,7 @@ export async function startScriptedServer(options: ScriptedServerOptions = {}): 
         }
         finish();
         const done = body();
+        rec.usage = reportedUsage(done);
         if (stream) sendStream(res, isCompletion, done, b.stream_options?.include_usage === true, true, true);
         else send(res, 200, done);
       } finally {
