@@ -182,7 +182,7 @@ export interface EndpointMove {
   from: string;
   /** Base URL of the endpoint that answered. */
   to: string;
-  /** "failing" (connection errors, 5xx), "saturated" (429/503, or its concurrency limit full) or "bound" (above the load bound). */
+  /** "failing" (a connection error or 5xx) or "saturated" (429, 503 with Retry-After, or the client's concurrency limit for it full). */
   reason: MoveReason;
 }
 
@@ -322,6 +322,8 @@ export interface ClientStats {
   sessions: number;
   /** Sessions moved to another endpoint so far, by reason. */
   moves: Record<MoveReason, number>;
+  /** The largest (sessions on an endpoint / its load bound) right after a placement; ≤ 1 unless a placement had to fall back. */
+  peakPlacementRatio: number;
 }
 
 /** Options of the {@link InferenceClient} constructor. */
@@ -822,7 +824,7 @@ export class InferenceClient {
   async complete(req: CompletionRequest): Promise<CompletionResult> {
     const logprobs = req.returnTokenIds ? Math.max(0, req.logprobs ?? 0) : req.logprobs;
     const base: Record<string, unknown> = {
-      prompt: typeof req.prompt === "string" ? req.prompt : [...req.prompt],
+      prompt: req.prompt, // sent as it is (JSON.stringify copies nothing; a 131k-token prompt is not duplicated)
       n: 1,
       ...streamFields(req.stream),
       max_tokens: req.maxTokens,
@@ -971,7 +973,8 @@ export class InferenceClient {
         ...(this.unhealthy(ep) ? { unhealthy: this.unhealthy(ep) } : {}),
       })),
       sessions,
-      moves: { ...(this.router?.moves ?? { failing: 0, saturated: 0, bound: 0 }) },
+      moves: { ...(this.router?.moves ?? { failing: 0, saturated: 0 }) },
+      peakPlacementRatio: this.router?.peakPlacementRatio ?? 0,
     };
   }
 

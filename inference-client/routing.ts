@@ -24,9 +24,13 @@
  *   endpoint always has room: placement never waits for a session to end, and no endpoint holds more
  *   than c times its share while another has room.
  * - **Moves.** A session stays on its home until the home is failing (a connection error or 5xx in
- *   the last `unhealthy` window), saturated (it answered 429/503, or the client's concurrency limit
- *   for it is full), or above its bound (sessions ended elsewhere and the average fell). Then it is
- *   placed again, excluding the old home, and the move is returned so the caller records it.
+ *   the last `failingSeconds`) or saturated (it answered 429, or 503 with Retry-After, or the client's
+ *   concurrency limit for it is full). Then it is placed again, excluding the old home, and the move
+ *   is returned so the caller records it. A session is never moved for balance alone: the bound is
+ *   enforced when sessions are placed, and an endpoint's load only grows by placements, so it never
+ *   exceeds the bound of its last placement; when sessions end elsewhere the average falls and new
+ *   sessions, placed below the bound, restore the balance. Moving for balance would cost the whole
+ *   prefix (up to 131k tokens of prefill) to fix a spread that costs nothing until an endpoint saturates.
  *
  * Load is counted in live sessions, not in requests in flight: a session holds its prefix in the
  * server's cache for its whole life (including the tool calls between its turns), and counting
@@ -38,7 +42,7 @@
 import { createHash } from "node:crypto";
 
 /** Why a session left its endpoint. */
-export type MoveReason = "failing" | "saturated" | "bound";
+export type MoveReason = "failing" | "saturated";
 
 /** A routing hint of one request. */
 export interface Affinity {
@@ -134,7 +138,12 @@ export class AffinityRouter {
   /** Live sessions per endpoint. */
   readonly load: number[];
   /** Moves so far, by reason. */
-  readonly moves: Record<MoveReason, number> = { failing: 0, saturated: 0, bound: 0 };
+  readonly moves: Record<MoveReason, number> = { failing: 0, saturated: 0 };
+  /**
+   * The largest (load after placement / bound) over every placement so far: at most 1 unless a
+   * placement had to fall back (every healthy free endpoint at its bound, or none healthy).
+   */
+  peakPlacementRatio = 0;
 
   /**
    * @param ids stable endpoint identities (normalized base URLs), configuration order.
@@ -195,7 +204,7 @@ export class AffinityRouter {
    * home is updated (placed, kept or moved). Undefined when no endpoint is free: the request waits
    * (nothing changes) and asks again when a slot frees.
    *
-   * Preference: the home when it is free, healthy and within its bound; else the first endpoint of
+   * Preference: the home when it is free and healthy; else the first endpoint of
    * the group's order that is free, healthy and below its bound; else the free healthy endpoint with
    * the lowest load relative to its weight; else (every free endpoint unhealthy) the home if free,
    * else the first free endpoint of the order.
@@ -205,12 +214,9 @@ export class AffinityRouter {
     const group = affinity.group ?? affinity.key;
     const s = this.sessions.get(affinity.key);
     const healthyFree = (i: number) => conditions[i]!.free && conditions[i]!.unhealthy === undefined;
-    if (s) {
-      const total = this.sessions.size;
-      if (healthyFree(s.endpoint) && this.load[s.endpoint]! <= this.capacity(s.endpoint, total, conditions)) {
-        this.touch(affinity.key, s);
-        return { endpoint: s.endpoint };
-      }
+    if (s && healthyFree(s.endpoint)) {
+      this.touch(affinity.key, s);
+      return { endpoint: s.endpoint };
     }
     // (Re)placement: the session counts once in the total, not on its old home.
     const total = s ? this.sessions.size : this.sessions.size + 1;
@@ -249,7 +255,7 @@ export class AffinityRouter {
     let moved: Placement["moved"];
     if (s) {
       const c = conditions[s.endpoint]!;
-      const reason: MoveReason = c.unhealthy ?? (c.free ? "bound" : "saturated");
+      const reason: MoveReason = c.unhealthy ?? "saturated";
       this.moves[reason]++;
       moved = { from: s.endpoint, reason };
       this.load[s.endpoint]!--;
@@ -262,6 +268,7 @@ export class AffinityRouter {
       this.load[choice]!++;
       if (this.sessions.size > this.maxSessions) this.evictOldest();
     }
+    this.peakPlacementRatio = Math.max(this.peakPlacementRatio, this.load[choice]! / this.capacity(choice, total, conditions));
     return moved ? { endpoint: choice, moved } : { endpoint: choice };
   }
 

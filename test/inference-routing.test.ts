@@ -60,7 +60,7 @@ describe("AffinityRouter (pure)", () => {
     for (let turn = 0; turn < 20; turn++) {
       for (let k = 0; k < 4; k++) expect(r.place({ key: `t1/${k}`, group: "t1" }, ok(4))).toEqual({ endpoint: homes[0] });
     }
-    expect(r.moves).toEqual({ failing: 0, saturated: 0, bound: 0 });
+    expect(r.moves).toEqual({ failing: 0, saturated: 0 });
   });
 
   it("never lets an endpoint exceed max(ceil(c·M/n), floor) sessions, even when every session prefers it", () => {
@@ -71,9 +71,16 @@ describe("AffinityRouter (pure)", () => {
       expect(Math.max(...r.load)).toBeLessThanOrEqual(cap);
       expect(r.load.reduce((a, b) => a + b, 0)).toBe(m);
     }
+    expect(r.peakPlacementRatio).toBeLessThanOrEqual(1);
+    // with one endpoint failing, the bound is over the three others (W = their weights)
+    const failing: EndpointCondition[] = [{ free: true, unhealthy: "failing" }, { free: true }, { free: true }, { free: true }];
+    const f = new AffinityRouter(IDS, undefined, { loadFactor: 1.25, sessionFloor: 1 });
+    for (let m = 1; m <= 90; m++) f.place({ key: `s${m}`, group: "g" }, failing);
+    expect(f.load[0]).toBe(0);
+    expect(Math.max(...f.load)).toBeLessThanOrEqual(boundedCapacity(90, 1 / 3, 1.25));
   });
 
-  it("moves a session when its endpoint is failing, saturated, or above the bound, and records why", () => {
+  it("moves a session when its endpoint is failing or saturated, records why, and never for balance alone", () => {
     const t = 0;
     const r = new AffinityRouter(IDS, undefined, { sessionFloor: 1, now: () => t });
     const home = r.place({ key: "e1" }, ok(4))!.endpoint;
@@ -90,16 +97,22 @@ describe("AffinityRouter (pure)", () => {
     const again = r.place({ key: "e1" }, full)!;
     expect(again.moved).toEqual({ from: moved.endpoint, reason: "saturated" });
 
-    // above the bound once sessions elsewhere end: 8 sessions of one group, floor 1 → bound ceil(1.25·M/4)
+    // not moved for balance alone: when sessions end elsewhere the group stays where its prefix is,
+    // and new sessions are placed below the (now lower) bound
     const g = new AffinityRouter(IDS, undefined, { sessionFloor: 1, now: () => t });
     for (let i = 0; i < 100; i++) g.place({ key: `other${i}`, group: `o${i}` }, ok(4));
-    for (let i = 0; i < 8; i++) g.place({ key: `k${i}`, group: "g" }, ok(4)); // under load: all 8 together
+    for (let i = 0; i < 8; i++) g.place({ key: `k${i}`, group: "g" }, ok(4));
     const homesG = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => g.home(`k${i}`));
-    expect(Math.max(...[0, 1, 2, 3].map((e) => homesG.filter((h) => h === e).length))).toBeGreaterThan(3);
-    for (let i = 0; i < 100; i++) g.end(`other${i}`); // M drops to 8: bound ceil(1.25·8/4) = 3
-    const touched = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => g.place({ key: `k${i}`, group: "g" }, ok(4))!);
-    expect(touched.some((p) => p.moved?.reason === "bound")).toBe(true);
-    expect(Math.max(...g.load)).toBeLessThanOrEqual(3);
+    const crowded = [0, 1, 2, 3].find((e) => homesG.filter((h) => h === e).length > 3)!;
+    expect(crowded).toBeDefined();
+    for (let i = 0; i < 100; i++) g.end(`other${i}`); // M drops to 8: bound ceil(1.25·8/4) = 3 < the crowded endpoint's load
+    for (let i = 0; i < 8; i++) expect(g.place({ key: `k${i}`, group: "g" }, ok(4))!.moved).toBeUndefined();
+    expect(g.home("k0")).toBe(homesG[0]);
+    const fresh = g.place({ key: "new", group: "g" }, ok(4))!;
+    expect(fresh.endpoint).not.toBe(crowded);
+    expect(g.load[fresh.endpoint]!).toBeLessThanOrEqual(Math.max(boundedCapacity(9, 1 / 4, 1.25), 1));
+    expect(g.moves).toEqual({ failing: 0, saturated: 0 });
+    expect(g.peakPlacementRatio).toBeLessThanOrEqual(1);
     expect(t).toBe(0);
   });
 

@@ -167,8 +167,9 @@ export interface ScriptedServerOptions {
   /** A cost model: answers take the simulated model time instead of `delayMs`. */
   costModel?: CostModelOptions;
   /**
-   * Serve `GET /_scripted/stats` (the {@link ModelStats}) and `POST /_scripted/failing` (`{"failing": bool}`),
-   * for a stand-in running in another process (bench/scripted-model.ts). Default false.
+   * Serve `GET /_scripted/stats` (the {@link ModelStats}), `POST /_scripted/failing` (`{"failing": bool}`) and
+   * `POST /_scripted/reset` (`{"costModel"?, "prefixCache"?}`: empty cache, zero figures), for a stand-in
+   * running in another process (bench/scripted-model.ts). Default false.
    */
   control?: boolean;
 }
@@ -331,23 +332,35 @@ export class PrefixCache {
     return out;
   }
 
-  /** Cached prompt tokens of `tokens`: leading blocks present, at most `tokens.length − 1` (touches them). */
-  lookup(tokens: readonly number[]): number {
-    const limit = Math.floor(Math.max(0, tokens.length - 1) / this.blockTokens);
-    const hs = this.hashes(tokens.slice(0, limit * this.blockTokens));
+  /**
+   * Cached prompt tokens of a prompt of `length` tokens whose block hashes are `hs` (of the prompt, or of
+   * a longer sequence it starts): leading blocks present, at most `length − 1` tokens (touches them).
+   */
+  lookupHashes(hs: readonly number[], length: number): number {
+    const limit = Math.min(hs.length, Math.floor(Math.max(0, length - 1) / this.blockTokens));
     let n = 0;
-    for (const h of hs) {
+    for (; n < limit; n++) {
+      const h = hs[n]!;
       if (!this.blocks.has(h)) break;
       this.blocks.delete(h);
       this.blocks.set(h, true);
-      n++;
     }
     return n * this.blockTokens;
   }
 
+  /** Cached prompt tokens of `tokens`: leading blocks present, at most `tokens.length − 1` (touches them). */
+  lookup(tokens: readonly number[]): number {
+    return this.lookupHashes(this.hashes(tokens), tokens.length);
+  }
+
   /** Stores (or refreshes) every full block of `tokens`, evicting least recently used blocks beyond capacity. */
   insert(tokens: readonly number[]): void {
-    for (const h of this.hashes(tokens)) {
+    this.insertHashes(this.hashes(tokens));
+  }
+
+  /** Stores (or refreshes) blocks by hash, evicting least recently used blocks beyond capacity. */
+  insertHashes(hs: readonly number[]): void {
+    for (const h of hs) {
       this.blocks.delete(h);
       this.blocks.set(h, true);
     }
@@ -372,9 +385,9 @@ export async function startScriptedServer(options: ScriptedServerOptions = {}): 
   let maxInFlight = 0;
   let seq = 0;
   let closing = false;
-  const cache = options.prefixCache ? new PrefixCache(options.prefixCache) : undefined;
-  const cost = options.costModel;
-  const scale = cost?.timeScale ?? 1;
+  let cache = options.prefixCache ? new PrefixCache(options.prefixCache) : undefined;
+  let cost = options.costModel;
+  let scale = cost?.timeScale ?? 1;
   const stats: ModelStats = {
     requests: 0,
     promptTokens: 0,
@@ -550,6 +563,16 @@ export async function startScriptedServer(options: ScriptedServerOptions = {}): 
       else if (rec.method === "POST" && path === "/_scripted/failing") {
         state.failing = body?.failing === true;
         send(res, 200, { failing: state.failing });
+      } else if (rec.method === "POST" && path === "/_scripted/reset") {
+        // an empty cache, zero figures, not failing; optionally another cost model or cache size (an idle server only)
+        const prefix: PrefixCacheOptions | undefined = body?.prefixCache ?? options.prefixCache;
+        cache = prefix ? new PrefixCache(prefix) : undefined;
+        cost = body?.costModel ?? options.costModel;
+        scale = cost?.timeScale ?? 1;
+        prefillFreeAt = 0;
+        state.failing = false;
+        for (const k of Object.keys(stats) as Array<keyof ModelStats>) stats[k] = 0;
+        send(res, 200, { reset: true });
       } else send(res, 404, { error: { message: `no route ${rec.method} ${path}` } });
       return;
     }
@@ -596,9 +619,13 @@ export async function startScriptedServer(options: ScriptedServerOptions = {}): 
       const genIds = gen.tokenIds ?? (isCompletion ? [...(gen.text ?? "")].map((c) => c.codePointAt(0)!) : undefined);
       const completionTokens = gen.usage?.completionTokens ?? genIds?.length ?? roughTokens(gen.text ?? "");
       const computed: Computed = tokens ? { promptTokens: tokens.length } : {};
+      // One pass of block hashes over prompt + generated tokens (token prompts: the next turn's prompt
+      // starts with both); the prompt's full blocks are its first floor(length / block) hashes.
+      const hs = cache && tokens ? cache.hashes(Array.isArray(b.prompt) && genIds ? tokens.concat(genIds) : tokens) : undefined;
+      const promptBlocks = cache && tokens ? Math.floor(tokens.length / cache.blockTokens) : 0;
       const body = () => (isCompletion ? completionBody(rec, gen, n, computed) : chatBody(rec, gen, n, computed));
       const finish = () => {
-        if (cache && tokens && genIds && Array.isArray(b.prompt)) cache.insert([...tokens, ...genIds]);
+        if (cache && hs) cache.insertHashes(hs);
         stats.requests++;
         stats.promptTokens += tokens?.length ?? 0;
         stats.cachedTokens += computed.cachedTokens ?? 0;
@@ -612,12 +639,12 @@ export async function startScriptedServer(options: ScriptedServerOptions = {}): 
       };
 
       if (!cost) {
-        if (cache && tokens) computed.cachedTokens = cache.lookup(tokens);
+        if (cache && hs) computed.cachedTokens = cache.lookupHashes(hs, tokens!.length);
         if (!(await wait(gen.delayMs ?? options.delayMs ?? 0, res))) {
           counts.aborted++;
           return;
         }
-        if (cache && tokens) cache.insert(tokens);
+        if (cache && hs) cache.insertHashes(hs.slice(0, promptBlocks));
         finish();
         const answer = body();
         rec.usage = reportedUsage(answer);
@@ -643,7 +670,7 @@ export async function startScriptedServer(options: ScriptedServerOptions = {}): 
           counts.aborted++;
           return;
         }
-        computed.cachedTokens = cache ? cache.lookup(tokens!) : 0;
+        computed.cachedTokens = cache && hs ? cache.lookupHashes(hs, tokens!.length) : 0;
         const prefillMs = (tokens!.length - computed.cachedTokens) * cost.prefillSecondsPerToken * scale * 1000;
         const now = performance.now();
         prefillFreeAt = Math.max(now, prefillFreeAt) + prefillMs;
@@ -651,9 +678,8 @@ export async function startScriptedServer(options: ScriptedServerOptions = {}): 
           counts.aborted++;
           return;
         }
-        cache?.insert(tokens!);
-        const full = body();
-        if (stream) sendStream(res, isCompletion, full, false, false);
+        if (cache && hs) cache.insertHashes(hs.slice(0, promptBlocks));
+        if (stream) sendStream(res, isCompletion, body(), false, false);
         if (!(await wait(completionTokens * cost.decodeSecondsPerToken * scale * 1000, res))) {
           counts.aborted++;
           return;
