@@ -2,7 +2,7 @@
  * Model routing: what the model servers pay with least-outstanding routing versus episode-affine
  * routing with bounded loads (inference-client/routing.ts), in one run, side by side.
  *
- * `npm run bench -- model-routing [--servers 4] [--episodes 64] [--samples 4] [--turns 40] [--time-scale 0.03]`
+ * `npm run bench -- model-routing [--servers 4] [--episodes 64] [--samples 4] [--turns 40] [--time-scale 0.05]`
  *
  * Stand-in model servers (bench/scripted-model.ts, in a child process: test/helpers/scripted-server.ts
  * with a prefix cache and a cost model) serve `--episodes` concurrent synthetic episodes, `--samples`
@@ -12,9 +12,12 @@
  * turns the tool runs 2 s. Cost model per server (simulated seconds): prefill 2e-5 s per uncached
  * token (50k tokens/s) on one prefill lane, decode 0.02 s per token, batch 32, prefix cache 1.5M tokens
  * (LRU over 16-token blocks). SIMULATED TIME: the servers wait `--time-scale` wall seconds per
- * simulated second, and the client's own waits (tools, backoffs, routing windows) are scaled alike.
- * Prefill seconds are exact (tokens × rate); rollouts per minute come from the wall makespan
- * divided by the scale, so they carry the machine's noise.
+ * simulated second, and the client's own waits (tools, backoffs, routing windows) are scaled alike,
+ * so 40 turns of 64 episodes take about 4 minutes of wall time for the six runs. Hit rates and prefill
+ * seconds are exact (tokens × rate, whatever the machine's load); rollouts per minute come from the
+ * wall makespan divided by the scale, so they carry the machine's noise: the client's and the
+ * stand-ins' CPU shares are printed (near a core, their own work stretches the simulated clock).
+ * Each stand-in runs in its own process.
  *
  * Three conditions, each with both routings (fresh caches every time):
  * - `normal`: four healthy servers;
@@ -259,7 +262,7 @@ export const main: BenchMain = async (args) => {
   const episodes = intFlag(args, "episodes", 64);
   const samples = intFlag(args, "samples", 4);
   const turns = intFlag(args, "turns", 40);
-  const scale = Number(stringFlag(args, "time-scale") ?? 0.03);
+  const scale = Number(stringFlag(args, "time-scale") ?? 0.05);
   if (!(scale > 0)) throw new Error("--time-scale wants a positive number (wall seconds per simulated second)");
   const standIns = await startStandIns({
     servers,
