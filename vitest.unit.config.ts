@@ -20,6 +20,7 @@ export default defineConfig({
       "test/orchestrator-records.test.ts",
       "test/grading.test.ts",
       "test/inference-client.test.ts",
+      "test/inference-routing.test.ts",
       "test/log-parsers.test.ts",
       "test/parse.test.ts",
       "test/similarity.test.ts",

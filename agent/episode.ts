@@ -368,6 +368,10 @@ async function rollout(opts: RunEpisodeOptions, config: AgentConfig, image: stri
         ...(step.promptDeltaTokenIds ? { promptDeltaTokenIds: step.promptDeltaTokenIds } : {}),
         ...(step.tokenIdsUnavailable ? { tokenIdsUnavailable: step.tokenIdsUnavailable } : {}),
         ...(step.weightsVersion !== undefined ? { weightsVersion: step.weightsVersion } : {}),
+        ...(step.usage?.cachedPromptTokens !== undefined ? { cachedPromptTokens: step.usage.cachedPromptTokens } : {}),
+        ...(step.ttftMs !== undefined ? { ttftMs: step.ttftMs } : {}),
+        ...(step.endpoint !== undefined ? { endpoint: step.endpoint } : {}),
+        ...(step.endpointMove ? { endpointMove: step.endpointMove } : {}),
       };
       const split = splitReasoning(text, { think: config.think });
       if (config.think && split.thinkEndCount > 0) turn.reasoning = split.reasoning;

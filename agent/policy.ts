@@ -8,6 +8,7 @@
  * - {@link ReplayPolicy}: the raw texts of a recorded trajectory, in order.
  * - OraclePolicy (agent/oracle.ts) and HumanPolicy (agent/human.ts).
  */
+import { randomUUID } from "node:crypto";
 import type { Task } from "../tasks/schema";
 import type { Tool } from "../tools/types";
 import { TOOLS } from "../tools/registry";
@@ -53,10 +54,16 @@ export interface PolicyStep {
   text: string;
   tokenIds?: number[];
   logprobs?: number[];
-  /** Server token counts, tokens. */
-  usage?: { promptTokens: number; completionTokens: number };
+  /** Server token counts, tokens; `cachedPromptTokens` when the server reported prefix-cache hits. */
+  usage?: { promptTokens: number; completionTokens: number; cachedPromptTokens?: number };
   /** Wall time of the call, ms. */
   latencyMs: number;
+  /** Time to first token, ms (streamed calls). */
+  ttftMs?: number;
+  /** Base URL of the endpoint that answered. */
+  endpoint?: string;
+  /** The call moved the episode to another endpoint: the one it left, and why. */
+  endpointMove?: { from: string; reason: string };
   finishReason?: string;
   /** Chat mode: the id of the (first) tool call. */
   toolCallId?: string;
@@ -86,6 +93,8 @@ export interface Policy {
   readonly kind: string;
   identity?(): Promise<PolicyIdentity>;
   start?(task: Task, config: AgentConfig): void | Promise<void>;
+  /** Called once the episode is over, whatever its end: frees per-episode state (the inference client's affinity session). */
+  end?(): void;
   /** @throws anything: the episode ends with "policy_error". */
   next(ctx: PolicyContext): Promise<PolicyStep>;
 }
@@ -113,11 +122,19 @@ export interface HttpPolicyOptions {
    * text the server would re-tokenize. Default true; needs `returnTokenIds`.
    */
   tokenPrompt?: boolean;
+  /** Stream the model's answers (SSE) so each turn records its time to first token. Default false. */
+  stream?: boolean;
 }
 
-/** A model behind an OpenAI-compatible server through {@link InferenceClient}. */
+/**
+ * A model behind an OpenAI-compatible server through {@link InferenceClient}. Every request of an
+ * episode carries the episode's affinity (a session key made at `start`, the task id as its group), so
+ * the client keeps the episode, and the K samples of its task, on the endpoint holding its prefix.
+ */
 export class HttpPolicy implements Policy {
   readonly kind = "http";
+  private session = randomUUID();
+  private group: string | undefined;
   /** Chat mode: the assistant wire message of each turn, to send back with the history. */
   private chatTurns = new Map<number, { content: string; reasoning?: string; toolCalls: ChatToolCall[] }>();
   private readonly ledger = new TokenLedger();
@@ -132,9 +149,30 @@ export class HttpPolicy implements Policy {
     return { model: id.model, weightsVersion: id.weightsVersion, weightsPath: id.weightsPath, endpoint: id.endpoint };
   }
 
-  start(): void {
+  start(task?: Task): void {
     this.chatTurns.clear();
     this.ledger.reset();
+    this.client.endSession(this.session);
+    this.session = randomUUID();
+    this.group = task?.id;
+  }
+
+  end(): void {
+    this.client.endSession(this.session);
+  }
+
+  /** The routing hint of this episode's requests. */
+  private affinity(): { key: string; group?: string } {
+    return this.group === undefined ? { key: this.session } : { key: this.session, group: this.group };
+  }
+
+  /** What every turn records about the call besides the text. */
+  private static callFields(r: { ttftMs?: number; endpoint: string; move?: { from: string; reason: string } }): Pick<PolicyStep, "ttftMs" | "endpoint" | "endpointMove"> {
+    return {
+      endpoint: r.endpoint,
+      ...(r.ttftMs !== undefined ? { ttftMs: r.ttftMs } : {}),
+      ...(r.move ? { endpointMove: { from: r.move.from, reason: r.move.reason } } : {}),
+    };
   }
 
   next(ctx: PolicyContext): Promise<PolicyStep> {
@@ -166,6 +204,8 @@ export class HttpPolicy implements Policy {
       deadlineSeconds: ctx.config.modelDeadlineSeconds,
       signal: ctx.signal,
       extraBody: this.opts.extraBody,
+      affinity: this.affinity(),
+      stream: this.opts.stream,
     });
     if (tokenPrompt) this.ledger.completed(r.text, r.tokenIds);
     const missing = !wantIds
@@ -182,6 +222,7 @@ export class HttpPolicy implements Policy {
       usage: r.usage,
       latencyMs: r.latencyMs,
       finishReason: r.finishReason,
+      ...HttpPolicy.callFields(r),
       ...(delta ? { promptDeltaTokenIds: delta } : {}),
       ...(missing ? { tokenIdsUnavailable: missing } : {}),
     };
@@ -222,6 +263,8 @@ export class HttpPolicy implements Policy {
       deadlineSeconds: ctx.config.modelDeadlineSeconds,
       signal: ctx.signal,
       extraBody: this.opts.extraBody,
+      affinity: this.affinity(),
+      stream: this.opts.stream,
     });
     const m = r.message;
     this.chatTurns.set(ctx.turn, { content: m.content, reasoning: m.reasoningContent, toolCalls: m.toolCalls });
@@ -231,6 +274,7 @@ export class HttpPolicy implements Policy {
       usage: r.usage,
       latencyMs: r.latencyMs,
       finishReason: r.finishReason,
+      ...HttpPolicy.callFields(r),
       toolCallId: m.toolCalls[0]?.id,
       formatError,
       tokenIdsUnavailable: "chat mode: the server returns text and tool calls, not token ids",

@@ -62,6 +62,18 @@ export const TurnSchema = z.object({
   finishReason: z.string().optional(),
   /** Model call wall time, ms. */
   modelLatencyMs: z.number().nonnegative(),
+  /**
+   * Prompt tokens the server served from its prefix cache, as it reported them (OpenAI
+   * `usage.prompt_tokens_details.cached_tokens`: vLLM with `--enable-prompt-tokens-details`, SGLang with
+   * `--enable-cache-report`); absent when the server did not report them.
+   */
+  cachedPromptTokens: z.number().int().nonnegative().optional(),
+  /** Time to first token of this turn's model call, ms (streamed calls only). */
+  ttftMs: z.number().nonnegative().optional(),
+  /** Base URL of the model endpoint that answered this turn. */
+  endpoint: z.string().optional(),
+  /** This turn's request moved the episode to another endpoint: the one it left, and why (inference-client/routing.ts). */
+  endpointMove: z.object({ from: z.string(), reason: z.string() }).optional(),
   /** Tool that ran (also set when it failed). */
   toolName: z.string().optional(),
   /** Tool ran without error (tool success flag). */

@@ -5,6 +5,7 @@
  * A benchmark is a module `bench/NAME.ts` exporting {@link BenchMain}; `bench/run.ts` runs it.
  */
 import { spawn } from "node:child_process";
+import type { CostModelOptions, PrefixCacheOptions } from "../test/helpers/scripted-server";
 
 /**
  * A benchmark's entry point. Prints human-readable lines while it runs and returns its figures,
@@ -188,4 +189,16 @@ export async function startScriptedModel(latencyMs: number): Promise<{ url: stri
         child.kill("SIGTERM");
       }),
   };
+}
+
+/** Environment variable giving bench/scripted-model.ts a {@link StandInConfig} (JSON): stand-in servers instead of one scripted server. */
+export const STANDIN_ENV = "FORAGER_BENCH_STANDIN";
+
+/** Stand-in model servers for bench/model-routing.ts (test/helpers/scripted-server.ts options). */
+export interface StandInConfig {
+  servers: number;
+  /** Tokens generated per request (fresh ids, so no two episodes share them). */
+  completionTokens: number;
+  prefixCache: PrefixCacheOptions;
+  costModel: CostModelOptions;
 }

@@ -11,6 +11,7 @@ import { Option } from "commander";
 import { logger } from "../lib/log";
 import { exportRun, exportRunToFile, type ExportFormat } from "../orchestrator/export";
 import { forage, formatProgress, formatSummary, resume, type ForageResult } from "../orchestrator/forage";
+import { formatModelUsage } from "../orchestrator/metrics";
 import type { CollectResult } from "../orchestrator/redis-storage";
 import { openCollector } from "../orchestrator/sink";
 import { readRunFiles, runStatus, writeManifest, type RunStatus } from "../orchestrator/run";
@@ -238,6 +239,7 @@ export function registerForageCommands(program: Command): void {
       console.log(`  trajectories ${manifest.trajectories}/${manifest.expected} (resolved ${manifest.resolved}); failed ${manifest.failures.length}; shards ${manifest.shards.length}; duplicates dropped ${manifest.duplicatesDropped}`);
       if (manifest.failures.length) console.log(`  ${formatFailureCounts(manifest.failureCounts)} (not in rewards or pass@k)`);
       console.log(`  ${Object.entries(manifest.metrics).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`).join(" · ")}`);
+      if (manifest.model) console.log(`  model: ${formatModelUsage(manifest.model)}`);
       for (const f of manifest.failures.slice(0, 10)) console.log(`  failed ${f.taskId}#${f.sample} (${f.stage}, ${f.attempts} attempts): ${f.reason}`);
       if (live) console.log(`  live: ${formatProgress(live, { turnsPerSecond: 0, elapsedSeconds: 0 })}`);
       if (collected) console.log(`  ${collectLine(collected)}`);

@@ -3,18 +3,27 @@
  *
  * - One undici `Pool` per endpoint (keep-alive connections, at most `maxConcurrency` of them).
  * - A client-wide FIFO queue: a call waits until some endpoint has a free slot (per-endpoint
- *   `maxConcurrency`), then goes to the free endpoint with the fewest outstanding requests
- *   (relative to its limit; ties rotate round-robin; an endpoint that just failed is avoided).
+ *   `maxConcurrency`). A call with an `affinity` (an episode's session; routing policy "affinity",
+ *   the default) goes to its session's endpoint while that endpoint is healthy, free and within the
+ *   load bound, else it moves (inference-client/routing.ts; the move is returned and logged). Other
+ *   calls go to the free endpoint with the fewest outstanding requests (relative to its limit; ties
+ *   rotate round-robin; an endpoint that just failed is avoided).
  * - Retries with exponential backoff and full jitter on connection errors, HTTP 429 and 5xx (a
  *   `Retry-After` header replaces the computed delay); never on other 4xx or malformed responses.
  *   Each retry picks an endpoint again, so a dead server is routed around when there are several.
  * - One deadline per call (AbortSignal) covering queueing, every attempt and every backoff.
+ * - What the server reports is returned: prompt, cached prompt (`usage.prompt_tokens_details.cached_tokens`:
+ *   vLLM with `--enable-prompt-tokens-details`, SGLang with `--enable-cache-report`) and completion tokens;
+ *   with `stream: true`, the time to first token (SSE, `stream_options.include_usage`).
  * - Failures are thrown as {@link InferenceError}.
  */
 import pino, { type Logger } from "pino";
 import { Pool } from "undici";
 import { z } from "zod";
 import { InferenceConfigSchema, type Endpoint, type InferenceConfig, type InferenceConfigInput } from "./config";
+import { AffinityRouter, type Affinity, type EndpointCondition, type MoveReason } from "./routing";
+
+export type { Affinity, MoveReason } from "./routing";
 
 /** Token ids on which CWM (Llama-3 family tokenizer) generation stops: end_of_text, eom, eot. */
 export const CWM_STOP_TOKEN_IDS: readonly number[] = Object.freeze([128001, 128008, 128009]);
@@ -109,6 +118,17 @@ export interface CallOptions {
   deadlineSeconds?: number;
   /** Cancels the call; the promise then rejects with an InferenceError of kind `aborted`. */
   signal?: AbortSignal;
+  /**
+   * The session this request belongs to (an episode, a serve env) and its group (the K samples of a
+   * task): routed to the session's endpoint while it has room (routing policy "affinity"; ignored under
+   * "least-outstanding"). See inference-client/routing.ts.
+   */
+  affinity?: Affinity;
+  /**
+   * Ask the server to stream (SSE, with `stream_options: {include_usage: true}`) so the time to first
+   * token is measured ({@link ResultMeta.ttftMs}); the result is otherwise the same as without.
+   */
+  stream?: boolean;
 }
 
 /** Sampling parameters shared by completions and chat (omitted fields use the server's defaults). */
@@ -148,6 +168,22 @@ export interface CompletionRequest extends SamplingParams, CallOptions {
 export interface Usage {
   promptTokens: number;
   completionTokens: number;
+  /**
+   * Prompt tokens the server served from its prefix cache (not prefilled again), when it reports them:
+   * OpenAI's `usage.prompt_tokens_details.cached_tokens`, filled by vLLM with
+   * `--enable-prompt-tokens-details` and by SGLang with `--enable-cache-report`. Absent otherwise.
+   */
+  cachedPromptTokens?: number;
+}
+
+/** The session of a call left its endpoint (routing policy "affinity"). */
+export interface EndpointMove {
+  /** Base URL of the session's endpoint before this call. */
+  from: string;
+  /** Base URL of the endpoint that answered. */
+  to: string;
+  /** "failing" (a connection error or 5xx) or "saturated" (429, 503 with Retry-After, or the client's concurrency limit for it full). */
+  reason: MoveReason;
 }
 
 /** Why generation stopped, as reported by the server (`"unknown"` when it reported none). */
@@ -167,6 +203,10 @@ export interface ResultMeta {
   model: string;
   /** Number of HTTP attempts (1 when the first attempt succeeded). */
   attempts: number;
+  /** Streaming calls: ms from sending the successful attempt to its first generated token (TTFT). */
+  ttftMs?: number;
+  /** Set when this call moved its session (`affinity`) to another endpoint. */
+  move?: EndpointMove;
 }
 
 /** Output of {@link InferenceClient.complete}. */
@@ -263,6 +303,14 @@ export interface EndpointStats {
   promptTokens: number;
   /** Sum of the server-reported completion tokens of the calls completed here. */
   completionTokens: number;
+  /** Sum of the server-reported cached prompt tokens (prefix-cache hits) of the calls completed here. */
+  cachedPromptTokens: number;
+  /** Sum of the prompt tokens of the calls completed here whose server reported cached tokens. */
+  cacheReportedPromptTokens: number;
+  /** Live affinity sessions homed here (routing policy "affinity"). */
+  sessions: number;
+  /** Failing (connection error, 5xx) or saturated (429) now, for routing. */
+  unhealthy?: "failing" | "saturated";
 }
 
 /** Snapshot returned by {@link InferenceClient.stats}. */
@@ -270,6 +318,12 @@ export interface ClientStats {
   /** Calls waiting for a free slot on any endpoint. */
   queued: number;
   endpoints: EndpointStats[];
+  /** Live affinity sessions over all endpoints. */
+  sessions: number;
+  /** Sessions moved to another endpoint so far, by reason. */
+  moves: Record<MoveReason, number>;
+  /** The largest (sessions on an endpoint / its load bound) right after a placement; ≤ 1 unless a placement had to fall back. */
+  peakPlacementRatio: number;
 }
 
 /** Options of the {@link InferenceClient} constructor. */
@@ -278,6 +332,15 @@ export interface InferenceClientOptions {
   logger?: Logger;
   /** Source of randomness for the backoff jitter, in [0, 1) (tests make it deterministic). */
   random?: () => number;
+  /**
+   * A slot outside this process to hold while an attempt runs on an endpoint (the orchestrator's
+   * global Redis semaphore per endpoint): called with the endpoint's normalized base URL and its index
+   * in the configuration once the endpoint is chosen, it may wait; the function
+   * it resolves to is called when the attempt ends. Rejecting (e.g. with the signal's reason) fails the call.
+   */
+  endpointSlot?: (endpoint: { url: string; index: number }, signal: AbortSignal) => Promise<() => void | Promise<void>>;
+  /** Clock in ms for routing windows and session idleness (default performance.now; tests inject one). */
+  now?: () => number;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -285,7 +348,11 @@ export interface InferenceClientOptions {
 // ---------------------------------------------------------------------------------------------------
 
 const UsageWire = z
-  .looseObject({ prompt_tokens: z.number().nullish(), completion_tokens: z.number().nullish() })
+  .looseObject({
+    prompt_tokens: z.number().nullish(),
+    completion_tokens: z.number().nullish(),
+    prompt_tokens_details: z.looseObject({ cached_tokens: z.number().nullish() }).nullish(),
+  })
   .nullish();
 const StopReasonWire = z.union([z.string(), z.number()]).nullish();
 
@@ -371,8 +438,13 @@ interface EndpointState {
   totalLatencyMs: number;
   promptTokens: number;
   completionTokens: number;
+  cachedPromptTokens: number;
+  cacheReportedPromptTokens: number;
   /** Until this time (performance.now() ms) the endpoint is avoided when others are free. */
   coolUntil: number;
+  /** Until this time (the client's clock, ms) the endpoint counts as {@link unhealthyKind} for routing. */
+  unhealthyUntil: number;
+  unhealthyKind?: "failing" | "saturated";
   /** GET /v1/models in progress or done (cleared on failure). */
   modelInfo?: Promise<ModelInfo>;
   identity?: Promise<ModelIdentity>;
@@ -381,8 +453,15 @@ interface EndpointState {
 interface Waiter {
   pinned?: EndpointState;
   avoid?: EndpointState;
-  resolve: (ep: EndpointState) => void;
+  affinity?: Affinity;
+  resolve: (got: Acquired) => void;
   reject: (err: unknown) => void;
+}
+
+/** A slot taken on an endpoint, and the session move it made (affinity routing). */
+interface Acquired {
+  ep: EndpointState;
+  moved?: { from: EndpointState; reason: MoveReason };
 }
 
 interface Operation<T> {
@@ -392,10 +471,12 @@ interface Operation<T> {
   pinned?: EndpointState;
   /** Take a concurrency slot (false for cheap metadata calls). */
   limited: boolean;
+  /** The call's session (affinity routing). */
+  affinity?: Affinity;
   /** Overrides config.retries. */
   retries?: number;
   /** One attempt on one endpoint. Throws AttemptFailure (or anything, treated as a connection error). */
-  exec: (ep: EndpointState, signal: AbortSignal) => Promise<T>;
+  exec: (ep: EndpointState, signal: AbortSignal, timing: AttemptTiming) => Promise<T>;
   /** Token usage of a result, for stats. */
   usage?: (value: T) => Usage;
 }
@@ -405,6 +486,14 @@ interface RunResult<T> {
   ep: EndpointState;
   attempts: number;
   latencyMs: number;
+  ttftMs?: number;
+  move?: EndpointMove;
+}
+
+/** Filled by a streaming attempt: when its request was sent and its first token came (performance.now ms). */
+interface AttemptTiming {
+  sentAt: number;
+  firstTokenAt?: number;
 }
 
 class DeadlineReason extends Error {}
@@ -487,10 +576,17 @@ function raceSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
 }
 
 function toUsage(u: z.infer<typeof UsageWire>, fallbackCompletion?: number): Usage {
+  const cached = u?.prompt_tokens_details?.cached_tokens;
   return {
     promptTokens: u?.prompt_tokens ?? 0,
     completionTokens: u?.completion_tokens ?? fallbackCompletion ?? 0,
+    ...(typeof cached === "number" ? { cachedPromptTokens: cached } : {}),
   };
+}
+
+/** Request fields for streaming or not (usage in the last streamed chunk: OpenAI `stream_options`). */
+function streamFields(stream: boolean | undefined): Record<string, unknown> {
+  return stream ? { stream: true, stream_options: { include_usage: true } } : { stream: false };
 }
 
 function parseWire<S extends z.ZodType>(schema: S, json: unknown, what: string): z.infer<S> {
@@ -504,6 +600,132 @@ function parseWire<S extends z.ZodType>(schema: S, json: unknown, what: string):
 }
 
 const TOKEN_ID_RE = /^token_id:(-?\d+)$/;
+
+// ---------------------------------------------------------------------------------------------------
+// Streaming (server-sent events, OpenAI's stream format as vLLM and SGLang send it)
+// ---------------------------------------------------------------------------------------------------
+
+/** The JSON payload of each `data:` event of an SSE body, until `data: [DONE]` or the end. */
+async function* sseEvents(body: AsyncIterable<Uint8Array>): AsyncGenerator<unknown> {
+  const decoder = new TextDecoder();
+  let buf = "";
+  const parse = function* (block: string): Generator<unknown | typeof DONE> {
+    const data = block
+      .split(/\r?\n/)
+      .filter((l) => l.startsWith("data:"))
+      .map((l) => l.slice(5).replace(/^ /, ""))
+      .join("\n");
+    if (data === "") return;
+    if (data.trim() === "[DONE]") {
+      yield DONE;
+      return;
+    }
+    try {
+      yield JSON.parse(data) as unknown;
+    } catch (e) {
+      throw new AttemptFailure("protocol", "a streamed event is not JSON", false, undefined, truncateBody(data), undefined, e);
+    }
+  };
+  for await (const chunk of body) {
+    buf += decoder.decode(chunk, { stream: true });
+    let m: RegExpExecArray | null;
+    while ((m = /\r?\n\r?\n/.exec(buf))) {
+      const block = buf.slice(0, m.index);
+      buf = buf.slice(m.index + m[0].length);
+      for (const ev of parse(block)) {
+        if (ev === DONE) return;
+        yield ev;
+      }
+    }
+  }
+  buf += decoder.decode();
+  for (const ev of parse(buf)) {
+    if (ev === DONE) return;
+    yield ev;
+  }
+}
+const DONE = Symbol("done");
+
+type Json = Record<string, any>;
+
+/** Does a streamed chunk carry a generated token (text, token ids, reasoning or a tool call)? */
+function carriesToken(chunk: unknown): boolean {
+  const choices = (chunk as Json | null)?.choices;
+  if (!Array.isArray(choices)) return false;
+  return choices.some((c: Json) => {
+    const d = (c?.delta ?? {}) as Json;
+    return (
+      (typeof c?.text === "string" && c.text !== "") ||
+      (Array.isArray(c?.token_ids) && c.token_ids.length > 0) ||
+      (typeof d.content === "string" && d.content !== "") ||
+      (typeof d.reasoning_content === "string" && d.reasoning_content !== "") ||
+      (typeof d.reasoning === "string" && d.reasoning !== "") ||
+      (Array.isArray(d.tool_calls) && d.tool_calls.length > 0)
+    );
+  });
+}
+
+/** The streamed chunks of a completion put together in the non-streamed response shape (first choice). */
+function assembleCompletion(chunks: readonly unknown[]): Json {
+  let model: string | undefined;
+  let usage: unknown;
+  const choice: Json = { text: "" };
+  const tokens: string[] = [];
+  const lps: Array<number | null> = [];
+  let ids: number[] | undefined;
+  for (const raw of chunks) {
+    const c = raw as Json;
+    if (typeof c?.model === "string") model = c.model;
+    if (c?.usage) usage = c.usage;
+    for (const ch of (Array.isArray(c?.choices) ? c.choices : []) as Json[]) {
+      if ((ch.index ?? 0) !== 0) continue;
+      if (typeof ch.text === "string") choice.text += ch.text;
+      if (Array.isArray(ch.token_ids)) ids = [...(ids ?? []), ...(ch.token_ids as number[])];
+      if (Array.isArray(ch.prompt_token_ids)) choice.prompt_token_ids = ch.prompt_token_ids;
+      if (ch.finish_reason != null) choice.finish_reason = ch.finish_reason;
+      if (ch.stop_reason != null) choice.stop_reason = ch.stop_reason;
+      const lp = ch.logprobs as Json | null | undefined;
+      if (lp && Array.isArray(lp.tokens)) {
+        tokens.push(...(lp.tokens as string[]));
+        lps.push(...((lp.token_logprobs ?? []) as Array<number | null>));
+      }
+    }
+  }
+  if (ids) choice.token_ids = ids;
+  if (tokens.length) choice.logprobs = { tokens, token_logprobs: lps };
+  return { model, choices: [choice], usage };
+}
+
+/** The streamed chunks of a chat completion put together in the non-streamed response shape (first choice). */
+function assembleChat(chunks: readonly unknown[]): Json {
+  let model: string | undefined;
+  let usage: unknown;
+  const message: Json = { content: null };
+  const choice: Json = { message };
+  const calls: Json[] = [];
+  for (const raw of chunks) {
+    const c = raw as Json;
+    if (typeof c?.model === "string") model = c.model;
+    if (c?.usage) usage = c.usage;
+    for (const ch of (Array.isArray(c?.choices) ? c.choices : []) as Json[]) {
+      if ((ch.index ?? 0) !== 0) continue;
+      const d = (ch.delta ?? {}) as Json;
+      if (typeof d.content === "string") message.content = (message.content ?? "") + d.content;
+      for (const k of ["reasoning_content", "reasoning"]) if (typeof d[k] === "string") message[k] = (message[k] ?? "") + d[k];
+      for (const tc of (Array.isArray(d.tool_calls) ? d.tool_calls : []) as Json[]) {
+        const i = typeof tc.index === "number" ? tc.index : calls.length;
+        const call = (calls[i] ??= { function: { name: "", arguments: "" } });
+        if (typeof tc.id === "string") call.id = tc.id;
+        if (typeof tc.function?.name === "string") call.function.name += tc.function.name;
+        if (typeof tc.function?.arguments === "string") call.function.arguments += tc.function.arguments;
+      }
+      if (ch.finish_reason != null) choice.finish_reason = ch.finish_reason;
+      if (ch.stop_reason != null) choice.stop_reason = ch.stop_reason;
+    }
+  }
+  if (calls.length) message.tool_calls = calls.filter(Boolean);
+  return { model, choices: [choice], usage };
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Client
@@ -524,6 +746,9 @@ export class InferenceClient {
   private readonly random: () => number;
   private readonly endpoints: EndpointState[];
   private readonly waiters: Waiter[] = [];
+  private readonly router?: AffinityRouter;
+  private readonly now: () => number;
+  private readonly endpointSlot?: InferenceClientOptions["endpointSlot"];
   private rr = 0;
   private closed = false;
   /** Calls in progress (queued, in flight or backing off). */
@@ -538,6 +763,8 @@ export class InferenceClient {
     this.config = InferenceConfigSchema.parse(config);
     this.log = (options.logger ?? pino({ level: "silent" })).child({ component: "inference-client" });
     this.random = options.random ?? Math.random;
+    this.now = options.now ?? (() => performance.now());
+    this.endpointSlot = options.endpointSlot;
     this.endpoints = this.config.endpoints.map((cfg, index) => {
       const { url, origin, basePath } = normalizeUrl(cfg.url);
       const pool = new Pool(origin, {
@@ -560,9 +787,34 @@ export class InferenceClient {
         totalLatencyMs: 0,
         promptTokens: 0,
         completionTokens: 0,
+        cachedPromptTokens: 0,
+        cacheReportedPromptTokens: 0,
         coolUntil: 0,
+        unhealthyUntil: 0,
       };
     });
+    const routing = this.config.routing;
+    if (routing.policy === "affinity") {
+      this.router = new AffinityRouter(
+        this.endpoints.map((e) => e.url),
+        this.endpoints.map((e) => e.config.maxConcurrency),
+        { loadFactor: routing.loadFactor, sessionFloor: routing.sessionFloor, sessionIdleMs: routing.sessionIdleSeconds * 1000, now: this.now },
+      );
+    }
+  }
+
+  /**
+   * The session `key` is over (its episode ended): it stops counting toward its endpoint's load. Idle
+   * sessions are forgotten anyway after `routing.sessionIdleSeconds`. No-op for an unknown key.
+   */
+  endSession(key: string): void {
+    this.router?.end(key);
+  }
+
+  /** The endpoint (base URL) session `key` lives on now, if it is live. */
+  sessionEndpoint(key: string): string | undefined {
+    const i = this.router?.home(key);
+    return i === undefined ? undefined : this.endpoints[i]!.url;
   }
 
   /**
@@ -572,9 +824,9 @@ export class InferenceClient {
   async complete(req: CompletionRequest): Promise<CompletionResult> {
     const logprobs = req.returnTokenIds ? Math.max(0, req.logprobs ?? 0) : req.logprobs;
     const base: Record<string, unknown> = {
-      prompt: typeof req.prompt === "string" ? req.prompt : [...req.prompt],
+      prompt: req.prompt, // sent as it is (JSON.stringify copies nothing; a 131k-token prompt is not duplicated)
       n: 1,
-      stream: false,
+      ...streamFields(req.stream),
       max_tokens: req.maxTokens,
       temperature: req.temperature,
       top_p: req.topP,
@@ -588,10 +840,12 @@ export class InferenceClient {
     const op: Operation<Omit<CompletionResult, "latencyMs" | "endpoint" | "attempts">> = {
       name: "POST /v1/completions",
       limited: true,
+      affinity: req.affinity,
       usage: (v) => v.usage,
-      exec: async (ep, signal) => {
+      exec: async (ep, signal, timing) => {
         const model = await this.modelFor(ep, signal);
-        const json = await this.http(ep, "POST", "/v1/completions", { model, ...base }, signal);
+        const sse = req.stream ? { timing, assemble: assembleCompletion } : undefined;
+        const json = await this.http(ep, "POST", "/v1/completions", { model, ...base }, signal, sse);
         const wire = parseWire(CompletionWire, json, "completion");
         const choice = wire.choices[0]!;
         let tokenIds: number[] | undefined = choice.token_ids ?? undefined;
@@ -617,7 +871,7 @@ export class InferenceClient {
       },
     };
     const r = await this.run(op, req);
-    return stripUndefined({ ...r.value, latencyMs: r.latencyMs, endpoint: r.ep.url, attempts: r.attempts });
+    return stripUndefined({ ...r.value, latencyMs: r.latencyMs, endpoint: r.ep.url, attempts: r.attempts, ttftMs: r.ttftMs, move: r.move });
   }
 
   /**
@@ -630,7 +884,7 @@ export class InferenceClient {
       tools: req.tools && req.tools.length > 0 ? req.tools : undefined,
       tool_choice: req.toolChoice,
       n: 1,
-      stream: false,
+      ...streamFields(req.stream),
       max_tokens: req.maxTokens,
       temperature: req.temperature,
       top_p: req.topP,
@@ -642,10 +896,12 @@ export class InferenceClient {
     const op: Operation<Omit<ChatResult, "latencyMs" | "endpoint" | "attempts">> = {
       name: "POST /v1/chat/completions",
       limited: true,
+      affinity: req.affinity,
       usage: (v) => v.usage,
-      exec: async (ep, signal) => {
+      exec: async (ep, signal, timing) => {
         const model = await this.modelFor(ep, signal);
-        const json = await this.http(ep, "POST", "/v1/chat/completions", { model, ...base }, signal);
+        const sse = req.stream ? { timing, assemble: assembleChat } : undefined;
+        const json = await this.http(ep, "POST", "/v1/chat/completions", { model, ...base }, signal, sse);
         const wire = parseWire(ChatWire, json, "chat completion");
         const choice = wire.choices[0]!;
         const msg = choice.message;
@@ -668,7 +924,7 @@ export class InferenceClient {
       },
     };
     const r = await this.run(op, req);
-    return stripUndefined({ ...r.value, latencyMs: r.latencyMs, endpoint: r.ep.url, attempts: r.attempts });
+    return stripUndefined({ ...r.value, latencyMs: r.latencyMs, endpoint: r.ep.url, attempts: r.attempts, ttftMs: r.ttftMs, move: r.move });
   }
 
   /**
@@ -698,6 +954,7 @@ export class InferenceClient {
 
   /** A snapshot of the counters of every endpoint. */
   stats(): ClientStats {
+    const sessions = this.router?.sessionCount ?? 0; // forgets idle sessions first
     return {
       queued: this.waiters.length,
       endpoints: this.endpoints.map((ep) => ({
@@ -710,7 +967,14 @@ export class InferenceClient {
         totalLatencyMs: ep.totalLatencyMs,
         promptTokens: ep.promptTokens,
         completionTokens: ep.completionTokens,
+        cachedPromptTokens: ep.cachedPromptTokens,
+        cacheReportedPromptTokens: ep.cacheReportedPromptTokens,
+        sessions: this.router?.load[ep.index] ?? 0,
+        ...(this.unhealthy(ep) ? { unhealthy: this.unhealthy(ep) } : {}),
       })),
+      sessions,
+      moves: { ...(this.router?.moves ?? { failing: 0, saturated: 0 }) },
+      peakPlacementRatio: this.router?.peakPlacementRatio ?? 0,
     };
   }
 
@@ -794,21 +1058,28 @@ export class InferenceClient {
     return raceSignal(ep.modelInfo, signal);
   }
 
-  /** One HTTP exchange. Returns the parsed JSON of a 2xx answer; throws AttemptFailure otherwise. */
+  /**
+   * One HTTP exchange. Returns the parsed JSON of a 2xx answer; throws AttemptFailure otherwise. With
+   * `sse`, a `text/event-stream` answer is read event by event (the first token's time goes to
+   * `sse.timing`) and returned put together by `sse.assemble`; a JSON answer is returned as it is.
+   */
   private async http(
     ep: EndpointState,
     method: "GET" | "POST",
     path: string,
     body: unknown,
     signal: AbortSignal,
+    sse?: { timing: AttemptTiming; assemble: (chunks: readonly unknown[]) => Json },
   ): Promise<unknown> {
-    const headers: Record<string, string> = { accept: "application/json" };
+    const headers: Record<string, string> = { accept: sse ? "text/event-stream, application/json" : "application/json" };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (ep.config.apiKey) headers.authorization = `Bearer ${ep.config.apiKey}`;
     let statusCode: number;
     let resHeaders: Record<string, string | string[] | undefined>;
-    let text: string;
+    let text: string | undefined;
+    let streamed: unknown[] | undefined;
     try {
+      if (sse) sse.timing.sentAt = performance.now();
       const res = await ep.pool.request({
         method,
         path: ep.basePath + path,
@@ -818,11 +1089,23 @@ export class InferenceClient {
       });
       statusCode = res.statusCode;
       resHeaders = res.headers;
-      text = await res.body.text();
+      const type = String(resHeaders["content-type"] ?? "");
+      if (sse && statusCode >= 200 && statusCode < 300 && type.includes("text/event-stream")) {
+        streamed = [];
+        for await (const ev of sseEvents(res.body)) {
+          if (sse.timing.firstTokenAt === undefined && carriesToken(ev)) sse.timing.firstTokenAt = performance.now();
+          streamed.push(ev);
+        }
+      } else {
+        text = await res.body.text();
+      }
     } catch (e) {
       if (signal.aborted) throw signal.reason;
+      if (e instanceof AttemptFailure) throw e;
       throw new AttemptFailure("connection", `connection error (${describeError(e)})`, true, undefined, undefined, undefined, e);
     }
+    if (streamed) return sse!.assemble(streamed);
+    text ??= "";
     if (statusCode < 200 || statusCode >= 300) {
       const retryable = statusCode === 429 || statusCode >= 500;
       const truncated = truncateBody(text);
@@ -855,11 +1138,14 @@ export class InferenceClient {
     const onUserAbort = () => ctl.abort(user?.reason ?? new Error("aborted"));
     if (user?.aborted) onUserAbort();
     else user?.addEventListener("abort", onUserAbort, { once: true });
+    const affinity = this.router && !op.pinned ? op.affinity : undefined;
 
     this.active++;
     let attempts = 0;
     let lastEp: EndpointState | undefined;
     let lastFailure: AttemptFailure | undefined;
+    /** The session's first move during this call (its endpoint before the call, and why it left). */
+    let firstMove: Acquired["moved"];
 
     const giveUp = (reason: unknown, extraDetail?: string): InferenceError => {
       const endpoint = lastEp?.url ?? (op.pinned ? op.pinned.url : this.endpoints.map((e) => e.url).join(","));
@@ -900,7 +1186,19 @@ export class InferenceClient {
         if (this.closed) throw giveUp(new ClosedReason("client closed"));
         let ep: EndpointState;
         try {
-          ep = op.limited ? await this.acquire(signal, op.pinned, lastFailure ? lastEp : undefined) : op.pinned ?? this.endpoints[0]!;
+          if (op.limited) {
+            const got = await this.acquire(signal, op.pinned, lastFailure ? lastEp : undefined, affinity);
+            ep = got.ep;
+            if (got.moved) {
+              firstMove ??= got.moved;
+              this.log.info(
+                { from: got.moved.from.url, to: ep.url, reason: got.moved.reason, session: affinity?.key, group: affinity?.group },
+                "inference session moved to another endpoint",
+              );
+            }
+          } else {
+            ep = op.pinned ?? this.endpoints[0]!;
+          }
         } catch (e) {
           throw giveUp(e);
         }
@@ -908,18 +1206,29 @@ export class InferenceClient {
         lastEp = ep;
         if (attempts > 1) ep.retries++;
         let failure: AttemptFailure;
+        let releaseSlot: (() => void | Promise<void>) | undefined;
+        const timing: AttemptTiming = { sentAt: performance.now() };
         try {
-          const value = await op.exec(ep, signal);
+          if (op.limited && this.endpointSlot) releaseSlot = await this.endpointSlot({ url: ep.url, index: ep.index }, signal);
+          const value = await op.exec(ep, signal, timing);
           const latencyMs = performance.now() - started;
           ep.completed++;
           ep.totalLatencyMs += latencyMs;
+          ep.unhealthyUntil = 0;
           if (op.usage) {
             const u = op.usage(value);
             ep.promptTokens += u.promptTokens;
             ep.completionTokens += u.completionTokens;
+            if (u.cachedPromptTokens !== undefined) {
+              ep.cachedPromptTokens += u.cachedPromptTokens;
+              ep.cacheReportedPromptTokens += u.promptTokens;
+            }
           }
+          const ttftMs = timing.firstTokenAt === undefined ? undefined : timing.firstTokenAt - timing.sentAt;
           this.log.debug({ endpoint: ep.url, op: op.name, attempts, latencyMs: Math.round(latencyMs) }, "inference call done");
-          return { value, ep, attempts, latencyMs };
+          const move: EndpointMove | undefined =
+            firstMove && firstMove.from !== ep ? { from: firstMove.from.url, to: ep.url, reason: firstMove.reason } : undefined;
+          return { value, ep, attempts, latencyMs, ...(ttftMs !== undefined ? { ttftMs } : {}), ...(move ? { move } : {}) };
         } catch (e) {
           if (signal.aborted) {
             if (e instanceof AttemptFailure) lastFailure = e;
@@ -933,12 +1242,14 @@ export class InferenceClient {
           ep.failed++;
           lastFailure = failure;
         } finally {
+          if (releaseSlot) await Promise.resolve(releaseSlot()).catch(() => undefined);
           if (op.limited) this.release(ep);
         }
 
         if (!failure.retryable || attempts > maxRetries) throw giveUp(failure);
         const capMs = Math.min(this.config.backoffMaxSeconds * 1000, this.config.backoffBaseSeconds * 1000 * 2 ** (attempts - 1));
         const delayMs = failure.retryAfterMs ?? this.random() * capMs;
+        this.markUnhealthy(ep, failure, delayMs);
         const remainingMs = deadlineMs - (performance.now() - started);
         if (delayMs >= remainingMs) {
           throw giveUp(failure, `(a retry in ${(delayMs / 1000).toFixed(2)} s would pass the ${deadlineSeconds} s deadline)`);
@@ -962,10 +1273,41 @@ export class InferenceClient {
   }
 
   /**
-   * The best free endpoint for a call, or undefined when none has a free slot. Preference: not the
-   * endpoint to avoid, not cooling down after a failure, lowest in-flight/maxConcurrency, round-robin.
+   * After a retryable failure: 429 (or 503 with Retry-After) marks the endpoint saturated for
+   * `max(saturatedSeconds, the retry delay)`; a connection error or another 5xx marks it failing for
+   * `failingSeconds`. Sessions move away meanwhile; a success clears the mark.
    */
-  private pick(pinned?: EndpointState, avoid?: EndpointState): EndpointState | undefined {
+  private markUnhealthy(ep: EndpointState, failure: AttemptFailure, delayMs: number): void {
+    const r = this.config.routing;
+    const saturated = failure.status === 429 || (failure.status === 503 && failure.retryAfterMs !== undefined);
+    const ms = saturated ? Math.max(r.saturatedSeconds * 1000, delayMs) : r.failingSeconds * 1000;
+    const until = this.now() + ms;
+    if (until > ep.unhealthyUntil || ep.unhealthyKind !== (saturated ? "saturated" : "failing")) {
+      ep.unhealthyUntil = until;
+      ep.unhealthyKind = saturated ? "saturated" : "failing";
+    }
+  }
+
+  private unhealthy(ep: EndpointState): "failing" | "saturated" | undefined {
+    return ep.unhealthyUntil > this.now() ? ep.unhealthyKind : undefined;
+  }
+
+  /**
+   * The endpoint for a call, or undefined when none has a free slot. With an affinity (routing
+   * "affinity"): {@link AffinityRouter.place}. Otherwise: not the endpoint to avoid, not cooling down
+   * after a failure, lowest in-flight/maxConcurrency, round-robin.
+   */
+  private pick(pinned?: EndpointState, avoid?: EndpointState, affinity?: Affinity): Acquired | undefined {
+    if (affinity && this.router && !pinned) {
+      const conditions: EndpointCondition[] = this.endpoints.map((ep) => {
+        const u = this.unhealthy(ep);
+        return { free: ep.inFlight < ep.config.maxConcurrency, ...(u ? { unhealthy: u } : {}) };
+      });
+      const p = this.router.place(affinity, conditions);
+      if (!p) return undefined;
+      const ep = this.endpoints[p.endpoint]!;
+      return p.moved ? { ep, moved: { from: this.endpoints[p.moved.from]!, reason: p.moved.reason } } : { ep };
+    }
     const n = this.endpoints.length;
     const now = performance.now();
     let best: EndpointState | undefined;
@@ -983,19 +1325,19 @@ export class InferenceClient {
       if (pinned) break;
     }
     if (best && !pinned) this.rr = (best.index + 1) % n;
-    return best;
+    return best ? { ep: best } : undefined;
   }
 
   /** Takes a slot (waiting in the FIFO queue when every eligible endpoint is full). */
-  private acquire(signal: AbortSignal, pinned?: EndpointState, avoid?: EndpointState): Promise<EndpointState> {
+  private acquire(signal: AbortSignal, pinned?: EndpointState, avoid?: EndpointState, affinity?: Affinity): Promise<Acquired> {
     if (signal.aborted) return Promise.reject(signal.reason);
     if (this.closed) return Promise.reject(new ClosedReason("client closed"));
-    const ep = this.pick(pinned, avoid);
-    if (ep) {
-      ep.inFlight++;
-      return Promise.resolve(ep);
+    const got = this.pick(pinned, avoid, affinity);
+    if (got) {
+      got.ep.inFlight++;
+      return Promise.resolve(got);
     }
-    return new Promise<EndpointState>((resolve, reject) => {
+    return new Promise<Acquired>((resolve, reject) => {
       const onAbort = () => {
         const i = this.waiters.indexOf(waiter);
         if (i >= 0) this.waiters.splice(i, 1);
@@ -1004,9 +1346,10 @@ export class InferenceClient {
       const waiter: Waiter = {
         pinned,
         avoid,
-        resolve: (e) => {
+        affinity,
+        resolve: (g) => {
           signal.removeEventListener("abort", onAbort);
-          resolve(e);
+          resolve(g);
         },
         reject: (err) => {
           signal.removeEventListener("abort", onAbort);
@@ -1023,14 +1366,14 @@ export class InferenceClient {
     ep.inFlight--;
     for (let i = 0; i < this.waiters.length; ) {
       const w = this.waiters[i]!;
-      const free = this.pick(w.pinned, w.avoid);
-      if (!free) {
+      const got = this.pick(w.pinned, w.avoid, w.affinity);
+      if (!got) {
         i++;
         continue;
       }
       this.waiters.splice(i, 1);
-      free.inFlight++;
-      w.resolve(free);
+      got.ep.inFlight++;
+      w.resolve(got);
     }
   }
 }

@@ -34,9 +34,37 @@ export const EndpointSchema = z.object({
 });
 
 /**
+ * How requests are spread over the endpoints (inference-client/routing.ts; the argument in
+ * inference-client/README.md, "Routing"):
+ *
+ * - `policy`: "affinity" (default): a request carrying an `affinity` (an episode, a serve env) goes
+ *   to its session's endpoint while that endpoint has room, sessions of one group (the K samples of
+ *   a task) are placed together when the load allows, with bounded loads; requests without an
+ *   affinity, and every request under "least-outstanding", go to the free endpoint with the fewest
+ *   requests in flight relative to its limit.
+ * - `loadFactor`: c > 1 of the bound `max(ceil(c · M · w_i / W), sessionFloor)` on the live sessions
+ *   of endpoint i (M live sessions, weights w = maxConcurrency); default 1.25.
+ * - `sessionFloor`: sessions an endpoint may always hold whatever the average, so a group of K ≤ floor
+ *   samples lands together while the load is low (default 8).
+ * - `sessionIdleSeconds`: a session without a request for this long no longer counts (default 600 s).
+ * - `failingSeconds`: after a connection error or a 5xx, the endpoint counts as failing this long:
+ *   its sessions move, new ones go elsewhere (default 10 s; a success ends it earlier).
+ * - `saturatedSeconds`: after a 429 (or a 503 with Retry-After), the endpoint counts as saturated
+ *   this long, or the Retry-After if longer (default 1 s).
+ */
+export const RoutingSchema = z.object({
+  policy: z.enum(["affinity", "least-outstanding"]).default("affinity"),
+  loadFactor: z.number().gt(1).default(1.25),
+  sessionFloor: z.number().int().min(1).default(8),
+  sessionIdleSeconds: z.number().positive().default(600),
+  failingSeconds: z.number().nonnegative().default(10),
+  saturatedSeconds: z.number().nonnegative().default(1),
+});
+
+/**
  * The whole client configuration.
  *
- * - `endpoints`: at least one; requests are balanced over them (least outstanding requests).
+ * - `endpoints`: at least one; requests are spread over them by `routing`.
  * - `retries`: how many times a failed attempt is retried (so at most `retries + 1` attempts), default 5.
  *   Retried: connection errors, HTTP 429 and 5xx. Never retried: other 4xx, malformed responses.
  * - `backoffBaseSeconds` / `backoffMaxSeconds`: exponential backoff with full jitter, the n-th retry
@@ -53,12 +81,15 @@ export const InferenceConfigSchema = z.object({
   backoffMaxSeconds: z.number().nonnegative().default(30),
   requestDeadlineSeconds: z.number().positive().default(600),
   connectTimeoutSeconds: z.number().positive().default(10),
+  routing: RoutingSchema.default({ policy: "affinity", loadFactor: 1.25, sessionFloor: 8, sessionIdleSeconds: 600, failingSeconds: 10, saturatedSeconds: 1 }),
 });
 
 /** An endpoint after parsing (defaults applied). */
 export type Endpoint = z.infer<typeof EndpointSchema>;
 /** An endpoint as written by a user (defaults optional). */
 export type EndpointInput = z.input<typeof EndpointSchema>;
+/** Routing settings after parsing (defaults applied). */
+export type RoutingConfig = z.infer<typeof RoutingSchema>;
 /** The client configuration after parsing (defaults applied). */
 export type InferenceConfig = z.infer<typeof InferenceConfigSchema>;
 /** The client configuration as written by a user (defaults optional). */

@@ -13,6 +13,7 @@ import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import { silentLogger, type Logger } from "../lib/log";
 import type { Task } from "../tasks/schema";
+import { formatModelUsage, type ModelFigures } from "./metrics";
 import { startRedisServer, type RedisServerHandle } from "./redis-server";
 import { closeQueues, openQueues, readRunFiles, runStatus, submitRun, waitForRun, writeManifest, writeRunFiles, type Manifest, type RunStatus } from "./run";
 import type { RunCollector } from "./redis-storage";
@@ -50,6 +51,8 @@ export interface RunSummary {
   /** Turns per second over the invocation. */
   turnsPerSecond: number;
   taskErrors: number;
+  /** What the model servers did: prefix-cache hit rate, prefill and decode tokens, model seconds (metrics.ts). */
+  model?: ModelFigures;
 }
 
 export interface ForageOptions {
@@ -245,6 +248,7 @@ async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "re
       turns: status.turns,
       turnsPerSecond: status.turns / wallSeconds,
       taskErrors: fs.existsSync(runPaths(spec.runDir).taskErrors) ? fs.readFileSync(runPaths(spec.runDir).taskErrors, "utf8").split("\n").filter(Boolean).length : 0,
+      ...(manifest.model ? { model: manifest.model } : {}),
     };
     await writeFileAtomic(runPaths(spec.runDir).summary, JSON.stringify(summary, null, 2) + "\n");
     return { spec, status, manifest, summary };
@@ -278,5 +282,6 @@ export function formatSummary(s: RunSummary): string {
     `  pass@1 ${pct(s.metrics["pass@1"])}${s.samples > 1 ? ` · pass@${s.samples} ${pct(s.metrics[`pass@${s.samples}`])}` : ""}`,
     `  ${s.turns} turns in ${s.wallSeconds.toFixed(1)} s (${s.turnsPerSecond.toFixed(1)} turns/s); duplicates dropped ${s.duplicatesDropped}; near-duplicate clusters ${s.nearDuplicateClusters}${s.taskErrors ? `; bad task lines ${s.taskErrors}` : ""}`,
   ];
+  if (s.model) lines.push(`  model: ${formatModelUsage(s.model)}`);
   return lines.join("\n");
 }

@@ -3,7 +3,12 @@
  * Models Trained on Code", §2.1, eq. 1): for a task with n samples of which c are correct,
  * pass@k = 1 − C(n−c, k) / C(n, k), computed as the numerically stable product
  * 1 − ∏_{i=n−c+1}^{n} (1 − k / i) (their Figure 3). The run's pass@k is the mean over tasks.
+ *
+ * And what the model paid: prefix-cache hit rate, prefill and decode tokens, model seconds, summed
+ * from the trajectories' turns ({@link modelUsageOf}, {@link modelFigures}).
  */
+import type { Trajectory } from "../agent/trajectory";
+import type { ModelUsage } from "./records";
 
 /** pass@k of one task; n samples, c resolved, 1 ≤ k. When n < k: 1 if c > 0 else 0 (too few samples to estimate). */
 export function passAtK(n: number, c: number, k: number): number {
@@ -45,4 +50,76 @@ export function countByTask(records: Iterable<{ taskId: string; resolved: boolea
     m.set(r.taskId, t);
   }
   return [...m.values()];
+}
+
+/** Nothing yet. */
+export function emptyModelUsage(): ModelUsage {
+  return { turns: 0, promptTokens: 0, cacheReportedPromptTokens: 0, cachedPromptTokens: 0, completionTokens: 0, modelSeconds: 0, moves: 0 };
+}
+
+/** The model's work for one trajectory, from its turns (tokens) and `times.modelSeconds` (seconds). */
+export function modelUsageOf(t: Pick<Trajectory, "turns" | "times">): ModelUsage {
+  const u = emptyModelUsage();
+  for (const turn of t.turns) {
+    u.turns++;
+    u.promptTokens += turn.promptTokens;
+    u.completionTokens += turn.completionTokens;
+    if (turn.cachedPromptTokens !== undefined) {
+      u.cacheReportedPromptTokens += turn.promptTokens;
+      u.cachedPromptTokens += turn.cachedPromptTokens;
+    }
+    if (turn.endpointMove) u.moves++;
+  }
+  u.modelSeconds = t.times.modelSeconds;
+  return u;
+}
+
+/** `a + b`, field by field (a new record). */
+export function addModelUsage(a: ModelUsage, b: ModelUsage): ModelUsage {
+  return {
+    turns: a.turns + b.turns,
+    promptTokens: a.promptTokens + b.promptTokens,
+    cacheReportedPromptTokens: a.cacheReportedPromptTokens + b.cacheReportedPromptTokens,
+    cachedPromptTokens: a.cachedPromptTokens + b.cachedPromptTokens,
+    completionTokens: a.completionTokens + b.completionTokens,
+    modelSeconds: a.modelSeconds + b.modelSeconds,
+    moves: a.moves + b.moves,
+  };
+}
+
+/** A run's model figures, for summaries and the view (tokens, seconds). */
+export interface ModelFigures extends ModelUsage {
+  /** cachedPromptTokens / cacheReportedPromptTokens; undefined when no server reported cached tokens. */
+  prefixCacheHitRate?: number;
+  /** Prompt tokens prefilled: every prompt token not reported as cached (an upper bound where the server did not report). */
+  prefillTokens: number;
+  /** Completion tokens (decode). */
+  decodeTokens: number;
+}
+
+/** Derived figures of a usage sum: hit rate, prefill and decode tokens. */
+export function modelFigures(u: ModelUsage): ModelFigures {
+  return {
+    ...u,
+    ...(u.cacheReportedPromptTokens > 0 ? { prefixCacheHitRate: u.cachedPromptTokens / u.cacheReportedPromptTokens } : {}),
+    prefillTokens: u.promptTokens - u.cachedPromptTokens,
+    decodeTokens: u.completionTokens,
+  };
+}
+
+function tokens(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}G`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
+  if (n >= 1e4) return `${(n / 1e3).toFixed(1)}k`;
+  return String(Math.round(n));
+}
+
+/** One line for people: `prefix-cache hit rate 93.1% · prefill 1.20M tokens · decode 40.1k tokens · model 1234.5 s · 2 endpoint moves`. */
+export function formatModelUsage(u: ModelUsage): string {
+  const f = modelFigures(u);
+  const hit =
+    f.prefixCacheHitRate === undefined
+      ? "prefix-cache hit rate not reported by the server (vLLM: --enable-prompt-tokens-details; SGLang: --enable-cache-report)"
+      : `prefix-cache hit rate ${(100 * f.prefixCacheHitRate).toFixed(1)}%${f.cacheReportedPromptTokens < f.promptTokens ? ` (of the ${tokens(f.cacheReportedPromptTokens)} prompt tokens reported)` : ""}`;
+  return `${hit} · prefill ${tokens(f.prefillTokens)} tokens · decode ${tokens(f.decodeTokens)} tokens · model ${f.modelSeconds.toFixed(1)} s · ${f.moves} endpoint move${f.moves === 1 ? "" : "s"}`;
 }

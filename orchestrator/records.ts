@@ -10,6 +10,26 @@ import { TrajectorySchema, type Trajectory } from "../agent/trajectory";
 import { RecordError } from "../lib/errors";
 import { parseRecord } from "../lib/zod-util";
 
+/**
+ * What the model servers did for one or more trajectories, summed over their turns (tokens, seconds):
+ * `promptTokens` of every turn (server usage, else the local estimate); `cacheReportedPromptTokens`, the
+ * prompt tokens of the turns whose server reported prefix-cache hits (vLLM `--enable-prompt-tokens-details`,
+ * SGLang `--enable-cache-report`), of which `cachedPromptTokens` were served from the cache;
+ * `completionTokens` (decode); `modelSeconds` (wall time in model calls, `times.modelSeconds`);
+ * `moves`, the turns whose request moved the episode to another endpoint. Derived figures:
+ * orchestrator/metrics.ts {@link modelFigures}.
+ */
+export const ModelUsageSchema = z.object({
+  turns: z.number().int().nonnegative(),
+  promptTokens: z.number().nonnegative(),
+  cacheReportedPromptTokens: z.number().nonnegative(),
+  cachedPromptTokens: z.number().nonnegative(),
+  completionTokens: z.number().nonnegative(),
+  modelSeconds: z.number().nonnegative(),
+  moves: z.number().int().nonnegative(),
+});
+export type ModelUsage = z.infer<typeof ModelUsageSchema>;
+
 /** Data of a job of any stage queue (images, rollouts, evaluations). */
 export const StageJobDataSchema = z.object({
   runId: z.string().min(1),
@@ -111,6 +131,8 @@ export const IndexEntrySchema = z.object({
   patch: z.boolean(),
   /** When committed, ms since epoch. */
   committedAt: z.number(),
+  /** The model's work for this trajectory (absent in index lines written before it was recorded). */
+  model: ModelUsageSchema.optional(),
 });
 export type IndexEntry = z.infer<typeof IndexEntrySchema>;
 

@@ -13,7 +13,7 @@ import type { Redis } from "ioredis";
 import { parseRecord } from "../lib/zod-util";
 import { TaskSchema, type Task } from "../tasks/schema";
 import { findNearDuplicates, actionTokens, type DedupReport } from "./dedup";
-import { countByTask, passAtKs } from "./metrics";
+import { addModelUsage, countByTask, emptyModelUsage, modelFigures, passAtKs, type ModelFigures } from "./metrics";
 import { QUEUE_PREFIX, QUEUES, RUNS_KEY, jobIds, runKeys, runPaths, sampleKey, RunSpecSchema, type RunSpec } from "./spec";
 import type { RunCollector } from "./redis-storage";
 import { readShards, scanShards, writeFileAtomic, type IndexEntry } from "./storage";
@@ -281,6 +281,8 @@ export interface Manifest {
   missing: number;
   metrics: Record<string, number>;
   nearDuplicates?: { pairs: number; clusters: number; dropOnFilter: number };
+  /** What the model servers did, summed over the trajectories that recorded it (metrics.ts modelFigures). */
+  model?: ModelFigures;
 }
 
 /** Read the failure files of a run. */
@@ -336,6 +338,8 @@ export async function writeManifest(runDir: string, opts: { dedup?: boolean; wri
     missing: tasks.length * spec.samples - scan.entries.length - failures.length,
     metrics: passAtKs(counts, ks),
   };
+  const usages = scan.entries.flatMap((e) => (e.model ? [e.model] : []));
+  if (usages.length) manifest.model = modelFigures(usages.reduce(addModelUsage, emptyModelUsage()));
   if (opts.dedup ?? true) {
     const d = dedupRun(runDir, scan.entries);
     manifest.nearDuplicates = { pairs: d.pairs.length, clusters: d.clusters.length, dropOnFilter: d.dropped.size };

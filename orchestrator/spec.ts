@@ -79,6 +79,14 @@ export const RunSpecSchema = z.object({
       backoffMaxSeconds: z.number().nonnegative().default(30),
       /** Wall-clock budget of one model request (queueing, attempts, backoffs), seconds. */
       requestDeadlineSeconds: z.number().positive().default(600),
+      /**
+       * How requests are spread over the endpoints (inference-client/config.ts RoutingSchema): "affinity"
+       * (default: an episode, and the K samples of its task, stay on the endpoint holding their prefix
+       * while it has room) or "least-outstanding".
+       */
+      routing: z.enum(["affinity", "least-outstanding"]).optional(),
+      /** Stream the model's answers (SSE) so each turn records its time to first token (default false). */
+      stream: z.boolean().optional(),
     })
     .default({ retries: 5, backoffBaseSeconds: 0.5, backoffMaxSeconds: 30, requestDeadlineSeconds: 600 }),
   /** Extra agent settings (agent/config.ts AgentConfigInput), applied under the fields above. */

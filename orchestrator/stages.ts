@@ -102,45 +102,57 @@ export class LimitedPolicy implements Policy {
   next(ctx: PolicyContext): Promise<PolicyStep> {
     return this.sem.use(() => this.inner.next(ctx), ctx.signal);
   }
+  end() {
+    this.inner.end?.();
+  }
 }
 
-const clients = new Map<string, InferenceClient>();
+const clients = new Map<Redis, Map<string, InferenceClient>>();
 
 /** Close the inference clients made by {@link makePolicy} (worker shutdown). */
 export async function closePolicyClients(): Promise<void> {
-  const all = [...clients.values()];
+  const all = [...clients.values()].flatMap((m) => [...m.values()]);
   clients.clear();
   await Promise.allSettled(all.map((c) => c.close()));
 }
 
 /**
- * The policy of one episode. "http": the endpoint with the fewest requests in flight (over all
- * workers) is chosen for the whole episode (sticky, so the server's prefix cache serves the
- * growing prompt), and every request holds a slot of that endpoint's global semaphore.
+ * The policy of one episode. "http": one InferenceClient per worker (and run settings) over every
+ * endpoint of the run, routing by episode affinity with bounded loads (inference-client/routing.ts):
+ * the episode's requests, and the K samples of its task, go to the endpoint holding their prefix while
+ * it has room, and move when it fails or saturates (recorded per turn). Every attempt holds a slot of
+ * its endpoint's global Redis semaphore (`maxConcurrentRequests` over all workers), taken once the
+ * client has chosen the endpoint.
  */
 export async function makePolicy(spec: RunSpec, redis: Redis): Promise<Policy> {
   if (spec.policy.kind === "oracle") return new OraclePolicy();
   const eps = spec.policy.endpoints;
-  const sems = eps.map((e) => new RedisSemaphore(redis, `endpoint:${e.url}`, { limit: e.maxConcurrentRequests }));
-  const load = await Promise.all(sems.map((s) => s.holders()));
-  let best = 0;
-  load.forEach((l, i) => {
-    if (l / eps[i]!.maxConcurrentRequests < load[best]! / eps[best]!.maxConcurrentRequests) best = i;
-  });
-  const ep = eps[best]!;
-  const key = JSON.stringify([ep, spec.inference]);
-  let client = clients.get(key);
+  const key = JSON.stringify([eps, spec.inference]);
+  let byRun = clients.get(redis);
+  if (!byRun) clients.set(redis, (byRun = new Map()));
+  let client = byRun.get(key);
   if (!client) {
-    client = new InferenceClient({
-      endpoints: [{ url: ep.url, model: ep.model, apiKey: ep.apiKey, maxConcurrency: ep.maxConcurrentRequests }],
-      retries: spec.inference.retries,
-      backoffBaseSeconds: spec.inference.backoffBaseSeconds,
-      backoffMaxSeconds: spec.inference.backoffMaxSeconds,
-      requestDeadlineSeconds: spec.inference.requestDeadlineSeconds,
-    });
-    clients.set(key, client);
+    const sems = eps.map((e) => new RedisSemaphore(redis, `endpoint:${e.url}`, { limit: e.maxConcurrentRequests }));
+    client = new InferenceClient(
+      {
+        endpoints: eps.map((ep) => ({ url: ep.url, model: ep.model, apiKey: ep.apiKey, maxConcurrency: ep.maxConcurrentRequests })),
+        retries: spec.inference.retries,
+        backoffBaseSeconds: spec.inference.backoffBaseSeconds,
+        backoffMaxSeconds: spec.inference.backoffMaxSeconds,
+        requestDeadlineSeconds: spec.inference.requestDeadlineSeconds,
+        ...(spec.inference.routing ? { routing: { policy: spec.inference.routing } } : {}),
+      },
+      {
+        endpointSlot: async ({ index }, signal) => {
+          const sem = sems[index]!;
+          const token = await sem.acquire(signal);
+          return () => sem.release(token).catch(() => undefined);
+        },
+      },
+    );
+    byRun.set(key, client);
   }
-  return new LimitedPolicy(new HttpPolicy(client), sems[best]!);
+  return new HttpPolicy(client, { ...(spec.inference.stream ? { stream: true } : {}) });
 }
 
 /** What {@link episodeRollout} may change about the default episode. */
@@ -175,7 +187,7 @@ export function episodeRollout(o: EpisodeRolloutOptions = {}): RolloutFn {
       logger: ctx.logger,
       onTurn: ctx.onTurn,
       ...(o.sandboxFactory ? { sandboxFactory: o.sandboxFactory } : {}),
-    });
+    }).finally(() => inner.end?.());
     if (t.endReason === "env_error") throw new EnvironmentError(t.endDetail ?? "environment error");
     if (t.endReason === "policy_error" && t.endErrorKind === "inference") throw new InferenceUnavailableError(t.endDetail ?? "inference failed");
     if (t.endReason === "policy_error" && ctx.signal.aborted) throw new Error(`episode aborted: ${String(ctx.signal.reason ?? "timeout")}`);

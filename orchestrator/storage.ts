@@ -26,6 +26,7 @@ import path from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import type { Trajectory } from "../agent/trajectory";
 import { IndexEntrySchema, parseTrajectoryRecord, type IndexEntry } from "./records";
+import { modelUsageOf } from "./metrics";
 
 export type { IndexEntry } from "./records";
 export { fsyncDir, writeFileAtomic } from "../lib/fs";
@@ -134,6 +135,7 @@ export class ShardWriter {
               turns: t.turns.length,
               patch: t.submittedPatch !== undefined && t.submittedPatch !== "",
               committedAt: Date.now(),
+              model: modelUsageOf(t),
             });
             offset += members[i]!.length;
           });

@@ -10,7 +10,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import { readTrajectories, TrajectorySchema, type Trajectory } from "../agent/trajectory";
-import { countByTask, passAtKs } from "../orchestrator/metrics";
+import { addModelUsage, countByTask, emptyModelUsage, modelFigures, modelUsageOf, passAtKs, type ModelFigures } from "../orchestrator/metrics";
+import type { ModelUsage } from "../orchestrator/records";
 import { readFailures, readRunFiles, type Manifest } from "../orchestrator/run";
 import { runPaths, type RunSpec } from "../orchestrator/spec";
 import { readEntry, scanShards, type IndexEntry } from "../orchestrator/storage";
@@ -44,6 +45,8 @@ export interface EpisodeRow {
   taskKind: string;
   /** Mutate-fix: the task's mutation operator(s) (`metadata.operator`, taskgen/mutate/generate.ts). */
   operator?: string;
+  /** What the model servers did for this episode (tokens, seconds; orchestrator/metrics.ts). */
+  model: ModelUsage;
 }
 
 /** The overview of one source (run directory or trajectory file). */
@@ -63,6 +66,8 @@ export interface SourceOverview {
   resolved: number;
   /** pass@1, pass@K: mean over tasks (orchestrator/metrics.ts, Chen et al. 2021). */
   metrics: Record<string, number>;
+  /** What the model servers did over the episodes: prefix-cache hit rate, prefill/decode tokens, model seconds. */
+  model: ModelFigures;
   failures: Array<SampleFailure & { key: string }>;
   /** The run's manifest.json as written by `forage` / `status` (undefined while none is written). */
   manifest?: Manifest;
@@ -104,7 +109,13 @@ function rowOf(t: Trajectory, sample: number): EpisodeRow {
     episodeSeconds: t.times.totalSeconds,
     evalSeconds: t.evaluation?.seconds ?? t.times.evalSeconds,
     taskKind: t.taskKind,
+    model: modelUsageOf(t),
   };
+}
+
+/** The model figures of a list of episodes. */
+function modelOf(rows: readonly EpisodeRow[]): ModelFigures {
+  return modelFigures(rows.reduce((a, r) => addModelUsage(a, r.model), emptyModelUsage()));
 }
 
 function stat(p: string): string {
@@ -224,6 +235,7 @@ export class RunSource extends Source {
       trajectories: scan.entries.length,
       resolved: scan.entries.filter((e) => e.resolved).length,
       metrics: passAtKs(perTask, [...new Set([1, spec.samples])]),
+      model: modelOf(episodes),
       failures,
       manifest: readJson<Manifest>(p.manifest),
       summary: readJson<RunSummary>(p.summary),
@@ -280,6 +292,7 @@ export class FileSource extends Source {
       trajectories: episodes.length,
       resolved: episodes.filter((e) => e.resolved).length,
       metrics: passAtKs(perTask, [...new Set([1, k])]),
+      model: modelOf(episodes),
       failures: [],
       errors,
       episodes,
