@@ -11,6 +11,7 @@ export default defineConfig({
     include: [
       "test/forgery.test.ts",
       "test/agent.test.ts",
+      "test/agent-env.test.ts",
       "test/commits-select.test.ts",
       "test/mutate-operators.test.ts",
       "test/image-infer.test.ts",

@@ -18,6 +18,7 @@
  *                          [--envs 256] [--steps 4] [--pool-envs 4] [--no-docker]
  */
 import fs from "node:fs";
+import { MemorySandbox } from "../sandbox/memory";
 import os from "node:os";
 import path from "node:path";
 import { DEFAULT_BASE_IMAGE } from "../images/spec";
@@ -33,7 +34,7 @@ import { intFlag, percentile, round, SCRIPTED_TURN_TEXT, startScriptedModel, unk
 
 
 
-const stub = { name: "serve-bench-stub", destroy: async () => undefined } as unknown as Sandbox;
+const stub = new MemorySandbox("serve-bench-stub");
 const stubFactory = async () => stub;
 
 async function post(url: string, body: unknown): Promise<any> {

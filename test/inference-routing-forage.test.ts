@@ -6,6 +6,7 @@
  * what the servers reported is what the trajectories record, and that the summary shows the hit rate.
  */
 import fs from "node:fs";
+import { MemorySandbox } from "../sandbox/memory";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -26,7 +27,7 @@ afterAll(async () => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-const stubSandbox = { name: "routing-forage-stub", destroy: async () => undefined } as unknown as Sandbox;
+const stubSandbox = new MemorySandbox("routing-forage-stub");
 const NO_TOOL = "Let me think about where the bug could be.\n</think>\nI need to look at the code first.";
 
 describe("forage over several model endpoints (stand-in servers)", () => {

@@ -4,6 +4,7 @@
  * model. No timing assertions: the stand-ins' time is simulated and only ordering matters.
  */
 import { afterEach, describe, expect, it } from "vitest";
+import { MemorySandbox } from "../sandbox/memory";
 import { runEpisode } from "../agent/episode";
 import { HttpPolicy } from "../agent/policy";
 import { TrajectorySchema } from "../agent/trajectory";
@@ -301,7 +302,7 @@ describe("streaming and usage details", () => {
 });
 
 /** A sandbox that is never used: the scripted model never calls a tool (each turn is a format error). */
-const stubSandbox = { name: "routing-stub", destroy: async () => undefined } as unknown as Sandbox;
+const stubSandbox = new MemorySandbox("routing-stub");
 const NO_TOOL = "Let me think about where the bug could be.\n</think>\nI need to look at the code first.";
 
 describe("an episode records what the model server reported, turn by turn", () => {
