@@ -29,7 +29,6 @@ import { InferenceClient } from "../inference-client/client";
 import { fakeTask } from "../orchestrator/fake";
 import { forage } from "../orchestrator/forage";
 import { makePolicy, type RolloutFn } from "../orchestrator/stages";
-import type { Sandbox } from "../sandbox/sandbox";
 import { intFlag, round, startScriptedModel, unknownFlags, type BenchMain } from "./lib";
 
 

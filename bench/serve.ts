@@ -25,7 +25,6 @@ import { DEFAULT_BASE_IMAGE } from "../images/spec";
 import { fakeTask, keepEvaluation } from "../orchestrator/fake";
 import { forage } from "../orchestrator/forage";
 import { dockerClient } from "../sandbox/docker";
-import type { Sandbox } from "../sandbox/sandbox";
 import { EnvManager } from "../serve/envs";
 import { servingRollout } from "../serve/rollouts";
 import { startService, type Service } from "../serve/server";

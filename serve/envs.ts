@@ -20,7 +20,7 @@ import { agentConfig, type AgentConfig, type AgentConfigInput } from "../agent/c
 import type { PolicyStep } from "../agent/policy";
 import { EOT } from "../agent/prompt";
 import { EOT_TOKEN_ID } from "../agent/token-ledger";
-import type { Trajectory, Turn } from "../agent/trajectory";
+import type { Trajectory } from "../agent/trajectory";
 import { decode, encode } from "../inference-client/tokenizer";
 import { silentLogger, type Logger } from "../lib/log";
 import type { Evaluator } from "../rewards/evaluator";

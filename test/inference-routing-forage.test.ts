@@ -17,7 +17,6 @@ import { writeManifest } from "../orchestrator/run";
 import { episodeRollout } from "../orchestrator/stages";
 import { readShards } from "../orchestrator/storage";
 import { runPaths } from "../orchestrator/spec";
-import type { Sandbox } from "../sandbox/sandbox";
 import { startScriptedServer, type ScriptedServer } from "./helpers/scripted-server";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "forager-routing-forage-"));

@@ -11,7 +11,6 @@ import { TrajectorySchema } from "../agent/trajectory";
 import { InferenceClient, type CompletionResult } from "../inference-client/client";
 import { fakeTask } from "../orchestrator/fake";
 import { formatModelUsage, modelFigures, modelUsageOf } from "../orchestrator/metrics";
-import type { Sandbox } from "../sandbox/sandbox";
 import type { InferenceConfigInput } from "../inference-client/config";
 import { AffinityRouter, boundedCapacity, rendezvousOrder, type EndpointCondition } from "../inference-client/routing";
 import { PrefixCache, startScriptedServer, type ScriptedServer, type ScriptedServerOptions } from "./helpers/scripted-server";

@@ -14,7 +14,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encode } from "../inference-client/tokenizer";
 import { fakeTask } from "../orchestrator/fake";
 import { keepEvaluation } from "../orchestrator/fake";
-import type { Sandbox } from "../sandbox/sandbox";
 import { startService, type Service } from "../serve/server";
 import { servingRollout } from "../serve/rollouts";
 import { startRedisServer } from "../orchestrator/redis-server";
