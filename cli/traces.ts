@@ -11,7 +11,7 @@ import { int } from "./options";
 import { mutateSpec } from "./tasks";
 import { buildInstanceImage } from "../images/build";
 import { loadTaskFiles } from "../tasks/files";
-import { selectionArgs } from "../tasks/start";
+import { selectionArgs } from "../suite/script";
 import { renderCwmTrace } from "../traces/render";
 import { traceRepository, type TraceRunResult } from "../traces/run";
 import type { TracerSettingsInput } from "../traces/schema";

@@ -37,7 +37,7 @@ import { Sandbox } from "../sandbox/sandbox";
 import type { Task } from "../tasks/schema";
 import { testDirectives, diffTargetPaths } from "../tasks/directives";
 import { needsStartState, prepareTaskSandbox } from "../tasks/start";
-import { shellQuote } from "../lib/shell";
+import { testRunScript, type TestRunPins } from "../suite/script";
 import {
   canaryEvidence,
   crossCheckTestLog,
@@ -327,74 +327,6 @@ export function directivesFromTestIds(task: Pick<Task, "failToPass" | "passToPas
   return [...files].sort();
 }
 
-/** How the test run is pinned and contained (all optional; see {@link testScript}). */
-export interface TestRunPins {
-  /** pytest: the base commit's configuration file, kept outside the tree (`-c`). */
-  configFile?: string;
-  /** pytest: plugins installed at the base state; autoload is disabled and these are loaded with `-p`. */
-  plugins?: string[];
-  /** pytest: forager's own plugin module (`-p`), loaded first. */
-  foragerPlugin?: string;
-  /** RLIMIT_FSIZE of the test processes, bytes (the sandbox's disk bound). */
-  fileSizeLimitBytes?: number;
-  /** The result channel (a FIFO) and the root-only file its reader writes. */
-  channel?: { fifo: string; out: string };
-  /** Drop to this unprivileged user for the test command. */
-  user?: { uid: number; name: string; home: string };
-}
-
-/**
- * The test run script (bash, started as root): forager's environment (never the tree's:
- * PYTEST_ADDOPTS and PYTEST_PLUGINS unset, PYTHONNOUSERSITE), the preamble (as root), then the
- * test command with its pins and the directives, as the unprivileged test user when one is given
- * (setpriv, runuser as a fallback). With a channel: a root `cat` copies the FIFO into a file only
- * root reads, and after the test command every process of the test user is killed so the copy
- * ends. For pytest: `-c <base config> --rootdir <workdir> --confcutdir <workdir>` (a patch's
- * pytest sections in pyproject.toml / setup.cfg / tox.ini are not read),
- * PYTEST_DISABLE_PLUGIN_AUTOLOAD with forager's plugin and the base state's plugins loaded by `-p`
- * (a `[pytest11]` entry point the patch adds does not load). Written beside the logs as eval.sh.
- */
-export function testScript(spec: ImageSpec, directives: readonly string[], pins: TestRunPins = {}): string {
-  const args: string[] = [];
-  const env = ["exec 2>&1", "unset PYTEST_ADDOPTS PYTEST_PLUGINS PYTHONSTARTUP", "export PYTHONNOUSERSITE=1"];
-  if (pins.fileSizeLimitBytes) env.push(`ulimit -f ${Math.max(1, Math.floor(pins.fileSizeLimitBytes / 1024))} 2>/dev/null`);
-  if (pins.configFile) {
-    args.push("-c", shellQuote(pins.configFile), `--rootdir=${shellQuote(spec.workdir)}`, `--confcutdir=${shellQuote(spec.workdir)}`);
-  }
-  if (pins.plugins || pins.foragerPlugin) env.push("export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1");
-  if (pins.foragerPlugin) args.push("-p", shellQuote(pins.foragerPlugin));
-  for (const p of pins.plugins ?? []) args.push("-p", shellQuote(p));
-  const command = [spec.testCommand, ...args, ...directives.map(shellQuote)].join(" ");
-  const lines = [...env, ...spec.evalPreamble];
-  const u = pins.user;
-  const drop = u
-    ? [
-        `__forager_as_user() { if command -v setpriv >/dev/null 2>&1; then setpriv --reuid=${u.uid} --regid=${u.uid} --clear-groups -- "$@"; ` +
-          `elif command -v runuser >/dev/null 2>&1; then runuser -u ${shellQuote(u.name)} -- "$@"; ` +
-          `else echo ">>>>> forager: cannot drop privileges: the tests run as root" >&2; "$@"; fi; }`,
-        `export HOME=${shellQuote(u.home)} USER=${shellQuote(u.name)} LOGNAME=${shellQuote(u.name)}`,
-      ]
-    : [];
-  const run = u ? `__forager_as_user bash -c ${shellQuote(command)}` : command;
-  if (!pins.channel) return [...lines, ...drop, run].join("\n");
-  const { fifo, out } = pins.channel;
-  return [
-    ...lines,
-    ...drop,
-    // The reader starts after the preamble, so nothing the preamble left running holds the FIFO.
-    `cat ${shellQuote(fifo)} > ${shellQuote(out)} &`,
-    "__forager_reader=$!",
-    `exec 4<>${shellQuote(fifo)}`,
-    `${run} 4>&-`,
-    "__forager_rc=$?",
-    "exec 4>&-",
-    ...(u ? [`__forager_as_user bash -c 'kill -KILL -1' >/dev/null 2>&1`] : []),
-    'for __i in $(seq 1 100); do kill -0 "$__forager_reader" 2>/dev/null || break; sleep 0.05; done',
-    'kill "$__forager_reader" 2>/dev/null',
-    'exit "$__forager_rc"',
-  ].join("\n");
-}
-
 /**
  * `-p` arguments for the base state's entry-point plugins: the entry-point name for pytest >= 4.5
  * (which loads it by entry point, registered under the same name as autoload would), the module
@@ -674,7 +606,7 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       ...(guarded ? { channel } : {}),
       ...(prep.user ? { user: { uid: prep.user.uid, name: prep.user.name, home: prep.user.home } } : {}),
     };
-    const script = testScript(spec, runDirectives, pins);
+    const script = testRunScript(spec, { directives: runDirectives, pins });
     evalScript = script;
     const run = await sandbox.exec(["bash", "-c", script], {
       timeoutSeconds,

@@ -142,26 +142,3 @@ export async function prepareTaskSandbox(
   const [commit, branch] = out.split("\n").pop()!.split(" ") as [string, string];
   return { commit, branch, seconds: (performance.now() - started) / 1000 };
 }
-
-
-/** pytest node ids → the unique function-level ids (parameters cut) to pass on a command line. */
-export function selectionArgs(ids: readonly string[]): string[] {
-  return [...new Set(ids.map((id) => id.replace(/\[.*$/, "")))].sort();
-}
-
-/** Bash lines that run `spec.testCommand` (with extra args) on the test ids listed in `listFile`. */
-export function testRunScript(
-  spec: { workdir: string; testCommand: string; evalPreamble: string[] },
-  opts: { listFile?: string; extraArgs?: string; timeoutSeconds: number },
-): string {
-  return [
-    "exec 2>&1",
-    `cd ${shellQuote(spec.workdir)}`,
-    "export PYTHONDONTWRITEBYTECODE=1",
-    ...spec.evalPreamble,
-    opts.listFile ? `mapfile -t FORAGER_TESTS < ${shellQuote(opts.listFile)}` : "FORAGER_TESTS=()",
-    `timeout -k 5 ${Math.ceil(opts.timeoutSeconds)} ${spec.testCommand} ${opts.extraArgs ?? ""} "\${FORAGER_TESTS[@]}"`,
-    'echo "forager-exit-code=$?"',
-  ].join("\n");
-}
-

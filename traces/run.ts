@@ -13,7 +13,8 @@ import { Sandbox } from "../sandbox/sandbox";
 import { formatZodIssues } from "../lib/zod-util";
 import { shellQuote } from "../lib/shell";
 import type { Task } from "../tasks/schema";
-import { needsStartState, prepareTaskSandbox, testRunScript } from "../tasks/start";
+import { needsStartState, prepareTaskSandbox } from "../tasks/start";
+import { testRunScript } from "../suite/script";
 import { passing } from "../taskgen/mutate/validate";
 import {
   RawTraceSchema,
@@ -192,7 +193,7 @@ export async function traceRepository(opts: TraceRunOptions): Promise<TraceRunRe
         : `export PYTHONHASHSEED=${HASH_SEED}`;
       const extraArgs = `-p no:cacheprovider${traced ? " -p forager_tracer" : ""}`;
       const started = performance.now();
-      const r = await sh(`${env}\n${testRunScript(spec, { listFile, extraArgs, timeoutSeconds })}`, timeoutSeconds + 120);
+      const r = await sh(testRunScript(spec, { env: [env], listFile, extraArgs, timeoutSeconds, noBytecode: true }), timeoutSeconds + 120);
       const m = /forager-exit-code=(\d+)\s*$/.exec(r.out);
       const exitCode = m ? Number(m[1]) : null;
       const statuses: StatusMap = new Map();
