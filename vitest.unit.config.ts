@@ -12,6 +12,7 @@ export default defineConfig({
       "test/forgery.test.ts",
       "test/agent.test.ts",
       "test/agent-env.test.ts",
+      "test/eval-plan.test.ts",
       "test/commits-select.test.ts",
       "test/mutate-operators.test.ts",
       "test/image-infer.test.ts",
