@@ -25,10 +25,11 @@
  */
 import { EnvironmentError } from "../lib/errors";
 import { countTokens } from "../inference-client/tokenizer";
-import type { Container, Runtime } from "../sandbox/runtime";
 import type { SandboxConfigInput } from "../sandbox/config";
+import { openTaskSandbox, TaskSetupError, type TaskSandbox } from "../tasks/sandbox";
 import type { Task } from "../tasks/schema";
-import { needsStartState, prepareTaskSandbox } from "../tasks/start";
+
+export { TaskSetupError } from "../tasks/sandbox";
 import { ActionFormatError, parseAction, splitReasoning } from "../tools/parse";
 import { toolProfile } from "../tools/registry";
 import type { Tool, ToolResult } from "../tools/types";
@@ -50,18 +51,10 @@ import {
 import type { EndReason, Turn } from "./trajectory";
 
 /** What an episode's sandbox must be: a runtime for the tools and a container to destroy. */
-export type EnvSandbox = Runtime & Pick<Container, "name" | "destroy">;
+export type EnvSandbox = TaskSandbox;
 
 /** Makes the agent's sandbox from its configuration (default: a Docker `Sandbox`). */
 export type SandboxFactory = (cfg: SandboxConfigInput) => Promise<EnvSandbox>;
-
-/** The task cannot be set up (bad start patch): not retried. */
-export class TaskSetupError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "TaskSetupError";
-  }
-}
 
 /** The sandbox could not be started (`fatal`: the task's fault, not retried). */
 export class EnvStartError extends Error {
@@ -171,27 +164,20 @@ export class EpisodeEnv {
   static async open(opts: EpisodeEnvOptions): Promise<EpisodeEnv> {
     const { task, config } = opts;
     const t0 = performance.now();
-    let sandbox: EnvSandbox | undefined;
+    let sandbox: EnvSandbox;
     try {
-      sandbox = await opts.sandboxFactory({
+      sandbox = await openTaskSandbox(task, {
         image: opts.image,
-        workdir: task.image.workdir,
-        lifetimeSeconds: config.sandboxLifetimeSeconds,
-        commandTimeoutSeconds: config.commandTimeoutSeconds,
-        outputLimitBytes: config.outputLimitBytes,
-        network: config.network,
-        env: task.image.env,
-        labels: opts.labels ?? {},
+        factory: opts.sandboxFactory,
+        config: {
+          lifetimeSeconds: config.sandboxLifetimeSeconds,
+          commandTimeoutSeconds: config.commandTimeoutSeconds,
+          outputLimitBytes: config.outputLimitBytes,
+          network: config.network,
+          labels: opts.labels ?? {},
+        },
       });
-      if (needsStartState(task)) {
-        try {
-          await prepareTaskSandbox(sandbox, task);
-        } catch (err) {
-          throw new TaskSetupError(`start patch does not apply: ${(err as Error).message.slice(0, 500)}`);
-        }
-      }
     } catch (err) {
-      await sandbox?.destroy();
       throw new EnvStartError(`sandbox start: ${(err as Error).message}`, err instanceof TaskSetupError);
     }
     return new EpisodeEnv(opts, sandbox, (performance.now() - t0) / 1000);

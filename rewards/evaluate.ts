@@ -38,7 +38,7 @@ import { EnvironmentError } from "../lib/errors";
 import { silentLogger, type Logger } from "../lib/log";
 import { Sandbox } from "../sandbox/sandbox";
 import type { Task } from "../tasks/schema";
-import { prepareTaskSandbox } from "../tasks/start";
+import { openTaskSandbox } from "../tasks/sandbox";
 import { escapeMarkers, makeNonce, nonceMarkers, type MachineryFlag } from "./forgery";
 import { gradeInstance, InstanceReportSchema, LOG_MARKERS, ResolutionStatusSchema, TestsStatusSchema } from "./grading";
 import { TEST_STATUSES } from "../images/log-parsers";
@@ -358,23 +358,23 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       base.image = image;
     }
     const timeoutSeconds = opts.timeoutSeconds ?? spec.testTimeoutSeconds;
-    sandbox = await Sandbox.create(
-      {
-        image,
+    // The same door as the agent's: the task's start state (the mutate-fix bug, the commit-mined
+    // start commit) is made first, so the patch is graded against the tree the agent saw.
+    sandbox = await openTaskSandbox<Sandbox>(task, {
+      image,
+      config: {
         network: "none",
         lifetimeSeconds: timeoutSeconds + 900,
         commandTimeoutSeconds: 300,
-        workdir: spec.workdir,
         namePrefix: "forager-eval",
         labels: { ...(opts.labels ?? {}), "forager.eval": task.id },
         ...(opts.cpus ? { cpus: opts.cpus } : {}),
         ...(opts.memoryBytes ? { memoryBytes: opts.memoryBytes } : {}),
         ...(opts.diskLimitBytes !== undefined ? { diskLimitBytes: opts.diskLimitBytes } : {}),
       },
-      { logger: log, lazySessions: true },
-    );
-    // Mutate-fix: the buggy starting state (the same squashed commit the agent started from).
-    if (plan.startState) await prepareTaskSandbox(sandbox, task);
+      lazySessions: true,
+      logger: log,
+    });
     const imageId = ((await sandbox.container.inspect().catch(() => undefined)) as { Image?: string } | undefined)?.Image ?? "";
     addLog(`>>>>> forager evaluation of ${task.id} (model ${model}) in ${image}`);
     const driverConfig = { ...plan.driverConfig, ...(probeCache.has(imageId) ? { probe: probeCache.get(imageId) } : {}) };

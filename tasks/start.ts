@@ -20,6 +20,7 @@
  * prune leave only the parent's tree: the fix and every later commit are gone from the object
  * store. {@link needsStartState} says whether a task needs this at all.
  */
+import { commitCommand, forgetReflogLines } from "../lib/git-script";
 import { shellQuote } from "../lib/shell";
 import type { Runtime } from "../sandbox/runtime";
 import type { Task } from "./schema";
@@ -76,14 +77,11 @@ export function squashScript(withPatch: boolean, startTree?: { from: string; to:
     `branch="$(${g} symbolic-ref --short -q HEAD || echo main)"`,
     `${g} checkout -q --orphan forager-squash-tmp`,
     `${g} add -A`,
-    `GIT_AUTHOR_NAME=${shellQuote(id.name)} GIT_AUTHOR_EMAIL=${shellQuote(id.email)} ` +
-      `GIT_COMMITTER_NAME=${shellQuote(id.name)} GIT_COMMITTER_EMAIL=${shellQuote(id.email)} ` +
-      `GIT_AUTHOR_DATE="$date" GIT_COMMITTER_DATE="$date" ${g} commit -q --no-verify --no-gpg-sign -m ${shellQuote(SQUASH_MESSAGE)}`,
+    commitCommand(g, id, SQUASH_MESSAGE, '"$date"'),
     `${g} for-each-ref --format='%(refname)' | while read -r ref; do [ "$ref" = refs/heads/forager-squash-tmp ] || ${g} update-ref -d "$ref"; done`,
     `${g} branch -q -M forager-squash-tmp "$branch"`,
     "rm -f .git/ORIG_HEAD .git/FETCH_HEAD .git/MERGE_HEAD .git/CHERRY_PICK_HEAD .git/packed-refs.lock",
-    `${g} reflog expire --expire=now --all`,
-    "rm -rf .git/logs",
+    ...forgetReflogLines(g),
     `${g} gc -q --prune=now`,
     "rm -rf .git/refs/original",
     "find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} + 2>/dev/null || true",
