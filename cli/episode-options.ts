@@ -5,7 +5,7 @@
  */
 import path from "node:path";
 import type { Command } from "commander";
-import { agentConfig, type AgentConfig, type AgentConfigInput } from "../agent/config";
+import { agentConfig, loadAgentConfigArg, type AgentConfig, type AgentConfigInput } from "../agent/config";
 import type { EpisodeEvent, Evaluator } from "../agent/episode";
 import { loadTask } from "../tasks/files";
 import type { Task } from "../tasks/schema";
@@ -45,7 +45,7 @@ export function addCommonOptions(cmd: Command): Command {
     .option("--context-tokens <n>", "context window, tokens (default 131072)")
     .option("--command-timeout <s>", "seconds one bash command may run (default 120)")
     .option("--no-think", "no reasoning mode (no <think> prefill)")
-    .option("--config <json>", "AgentConfig fields as JSON, e.g. '{\"temperature\":0.2}'");
+    .option("--config <json|file|preset>", "AgentConfig fields: inline JSON ('{\"temperature\":0.2}'), a JSON file, or a preset of configs/ (cwm-eval, quick, swerl-similarity)");
 }
 
 /**
@@ -68,7 +68,7 @@ export function useRepos(o: { repos?: string }): void {
 }
 
 export function configFrom(o: CommonOptions, extra: AgentConfigInput = {}): AgentConfig {
-  const input: AgentConfigInput = { ...(o.config ? (JSON.parse(o.config) as AgentConfigInput) : {}), ...extra };
+  const input: AgentConfigInput = { ...(o.config ? loadAgentConfigArg(o.config) : {}), ...extra };
   if (o.maxTurns) input.maxTurns = Number(o.maxTurns);
   if (o.contextTokens) input.contextTokens = Number(o.contextTokens);
   if (o.commandTimeout) input.commandTimeoutSeconds = Number(o.commandTimeout);

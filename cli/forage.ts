@@ -9,6 +9,7 @@ import type { Command } from "commander";
 import { int } from "./options";
 import { Option } from "commander";
 import { logger } from "../lib/log";
+import { loadAgentConfigArg } from "../agent/config";
 import { exportRun, exportRunToFile, type ExportFormat } from "../orchestrator/export";
 import { forage, formatProgress, formatSummary, resume, type ForageResult } from "../orchestrator/forage";
 import { formatModelUsage } from "../orchestrator/metrics";
@@ -49,6 +50,7 @@ interface ForageCliOptions {
   image?: string[];
   images?: string;
   storage: StorageMode;
+  config?: string;
 }
 
 /**
@@ -124,6 +126,7 @@ export function registerForageCommands(program: Command): void {
     .option("--redis <url>", "enqueue into this Redis for remote workers (default: a private redis-server)")
     .option("--detach", "with --redis: return once enqueued")
     .option("--stop-after <m>", "stop a task after M resolved samples", int)
+    .option("--config <json|file|preset>", "agent settings for every episode: inline JSON, a JSON file, or a preset of configs/ (cwm-eval, quick, swerl-similarity); flags below override it")
     .option("--max-turns <t>", "turns per episode (T)", int)
     .option("--temperature <x>", "sampling temperature", Number)
     .option("--top-p <x>", "nucleus sampling", Number)
@@ -157,6 +160,7 @@ export function registerForageCommands(program: Command): void {
         stopAfterSuccesses: o.stopAfter,
         maxTurns: o.maxTurns,
         policy,
+        ...(o.config ? { agent: loadAgentConfigArg(o.config) as Record<string, unknown> } : {}),
         sampling: { temperature: o.temperature, topP: o.topP, seed: o.seed },
         images,
         prebuilt: parseImagesOption(o.images),

@@ -5,7 +5,7 @@
 import type { Command } from "commander";
 import { runEpisode } from "../agent/episode";
 import { ReplayPolicy } from "../agent/policy";
-import { compareReplay } from "../agent/replay";
+import { compareReplay } from "../agent/replay-compare";
 import { loadTask } from "../tasks/files";
 import { readTrajectories, writeTrajectory } from "../agent/trajectory";
 import { childLogger } from "../lib/log";
