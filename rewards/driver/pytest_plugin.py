@@ -130,7 +130,7 @@ def _check(where, full):
         bad, fn = _untrusted(cur)
         if bad:
             _report("tamper", "%s.%s replaced by code of the tree (%s)" % (mod, k, fn), where)
-        else:
+        elif fn is None:
             _report("flag", "%s.%s changed during the run" % (mod, k), where)
         _st.snap[key] = cur
     for k, old in list(_st.builtins.items()):
