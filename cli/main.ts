@@ -1,7 +1,8 @@
 /**
- * The forager CLI (commander). Prints for people; logs (pino JSON) go to stderr.
+ * The forager CLI (commander). Prints for people; logs go to stderr (one human line each, JSON when
+ * asked: `--log-json`, `--log-level`, FORAGER_LOG_LEVEL; lib/log.ts). Exit codes: cli/exit-codes.ts.
  */
-import { Command, Option } from "commander";
+import { Command, CommanderError, Option } from "commander";
 import { runDoctor } from "./doctor";
 import { registerSandboxCommands } from "./sandbox";
 import { registerImageCommands } from "./images";
@@ -13,17 +14,29 @@ import { registerTaskCommands } from "./tasks";
 import { registerTracesCommand } from "./traces";
 import { registerViewCommand } from "./view";
 import { registerServeCommand } from "./serve";
+import { registerCompletionCommand } from "./completion";
+import { addExamples } from "./help";
+import { ENV_HELP, EXIT, EXIT_CODES_HELP } from "./exit-codes";
+import { describeCliError } from "./errors";
+import { runInterruptHandlers } from "./interrupt";
 import { destroyAllSandboxes } from "../sandbox/sandbox";
 import { reapSandboxes } from "../sandbox/reaper";
-import { childLogger } from "../lib/log";
+import { childLogger, configureLogging } from "../lib/log";
 
 const program = new Command();
-program.name("forager").description("Executable repository environments and agentic SWE trajectories").version("0.1.0");
+program
+  .name("forager")
+  .description("Executable repository environments and agentic SWE trajectories")
+  .version("0.1.0")
+  .option("--log-json", "logs as pino JSON lines on stderr (default: one human line per warning)")
+  .addOption(new Option("--log-level <level>", "log level; also turns on JSON logs (FORAGER_LOG_LEVEL)").choices(["trace", "debug", "info", "warn", "error", "fatal", "silent"]))
+  .exitOverride()
+  .addHelpText("after", `\n${EXIT_CODES_HELP}\n\n${ENV_HELP}\n\nFirst run, reading results, formats: docs/cli.md`);
 
 program
   .command("doctor")
   .description("check the Docker engine, its API version, free disk, the base image and Redis")
-  .option("--redis <url>", "Redis URL to check", process.env.REDIS_URL)
+  .option("--redis <url>", "Redis URL to check (default: REDIS_URL)", process.env.REDIS_URL)
   .action(async (o: { redis?: string }) => {
     const checks = await runDoctor({ redisUrl: o.redis });
     let bad = 0;
@@ -34,13 +47,13 @@ program
       if (!c.ok && c.fix) console.log(`      ${"".padEnd(22)} → ${c.fix}`);
     }
     console.log(bad ? `\n${bad} problem(s) to fix.` : "\nforager is ready.");
-    process.exitCode = bad ? 1 : 0;
+    process.exitCode = bad ? EXIT.failure : EXIT.ok;
   });
 
 program
   .command("demo")
   .description("a short demonstration: a sandbox, the four tools, a submitted patch")
-  .addOption(new Option("--image <tag>", "image to run in"))
+  .addOption(new Option("--image <tag>", "image to run in (default: the base image)"))
   .action(async (o: { image?: string }) => {
     await runDemo({ image: o.image });
   });
@@ -48,6 +61,8 @@ program
 /** Commands that start containers: reap orphans of dead forager processes first. */
 const REAP_AT_START = new Set(["run", "debug", "replay", "eval", "forage", "worker", "resume", "mutate", "demo", "serve"]);
 program.hook("preAction", async (_root, action) => {
+  const g = program.opts<{ logJson?: boolean; logLevel?: string }>();
+  configureLogging({ ...(g.logJson ? { json: true } : {}), ...(g.logLevel ? { level: g.logLevel } : {}) });
   if (!REAP_AT_START.has(action.name())) return;
   const reaped = await reapSandboxes().catch(() => []);
   if (reaped.length) childLogger("reaper").info({ reaped: reaped.length }, "removed orphaned forager containers");
@@ -62,20 +77,38 @@ registerTaskCommands(program);
 registerTracesCommand(program);
 registerViewCommand(program);
 registerServeCommand(program);
+registerCompletionCommand(program);
+addExamples(program);
 
-// Default signal handling: destroy this process's sandboxes and exit 130 (a second signal kills at
-// once). A command that installs its own handler takes the signal instead (`forager worker` stops
-// taking jobs and lets running episodes finish: cli/forage.ts).
+// Default signal handling: the commands' interrupt handlers (cli/interrupt.ts: stop, say what was
+// saved), then every sandbox of this process destroyed (creations under way included), exit 130;
+// a second signal exits at once. A command that installs its own signal listener takes the signal
+// instead (`forager worker` stops taking jobs and lets running episodes finish: cli/forage.ts).
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  let seen = false;
   const onSignal = () => {
     if (process.listenerCount(sig) > 1) return;
-    process.off(sig, onSignal);
-    void destroyAllSandboxes().finally(() => process.exit(130));
+    if (seen) process.exit(EXIT.interrupted);
+    seen = true;
+    if (process.stderr.isTTY) process.stderr.write("\n");
+    process.stderr.write(`forager: ${sig}: stopping (signal again to exit at once)\n`);
+    void (async () => {
+      const lines = await runInterruptHandlers().catch(() => []);
+      await destroyAllSandboxes({ final: true }).catch(() => undefined);
+      for (const l of lines) process.stderr.write(`${l}\n`);
+      process.exit(EXIT.interrupted);
+    })();
   };
   process.on(sig, onSignal);
 }
 
 program.parseAsync(process.argv).catch((err: unknown) => {
-  console.error(`forager: ${(err as Error).message}`);
-  void destroyAllSandboxes().finally(() => process.exit(1));
+  if (err instanceof CommanderError) {
+    // commander printed its one line (or the help) already
+    process.exitCode = err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    return;
+  }
+  const { message, exitCode } = describeCliError(err);
+  console.error(`forager: ${message}`);
+  void destroyAllSandboxes().finally(() => process.exit(exitCode));
 });

@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
-import { int } from "./options";
+import { commitOrHead, int } from "./options";
 import { ImageSpecSchema, type ImageSpecInput, type RepoSource } from "../images/spec";
 import { defaultStateDir } from "../images/state";
 import { inferredSpecFile, nameFromRepo } from "../images/infer/run";
@@ -97,7 +97,7 @@ export function registerTaskCommands(program: Command): void {
     .command("mutate")
     .description("mutate-fix tasks: inject bugs the repository's own tests catch (Python, pytest)")
     .requiredOption("--repo <path|url>", "repository: a local clone (bare or not) or a git URL")
-    .requiredOption("--commit <sha>", "commit whose tests pass")
+    .option("--commit <sha>", "commit whose tests pass (default: HEAD of a local clone; needed with a URL)")
     .option("--spec <file>", "image spec JSON (systemPackages, install, testCommand, …); coverage packages are added (default: the inferred spec, `forager images infer`)")
     .option("--name <owner/name>", "repository name in task ids (default: from --repo)")
     .option("--max <n>", "tasks wanted", int, 50)
@@ -127,6 +127,7 @@ export function registerTaskCommands(program: Command): void {
         const n = fs.readFileSync(o.out, "utf8").split("\n").filter((l) => l.trim() !== "").length;
         throw new Error(`--out ${o.out} already holds ${n} line(s): pass --resume to continue that run, or remove the file to start anew`);
       }
+      o.commit = commitOrHead(o.repo, o.commit);
       // Without --spec: the stored inferred spec, else one inferred now (images/infer), else the plain default.
       const say = (m: string) => process.stderr.write(`[infer] ${m}\n`);
       // With --model-url the same model is the set-up agent when inference's heuristics give up.
@@ -286,7 +287,7 @@ export function registerCommitsCommand(tasks: Command): void {
       if (!o.resume && fs.existsSync(o.out) && fs.statSync(o.out).size > 0) {
         throw new Error(`--out ${o.out} is not empty: pass --resume to continue that run, or remove the file to start anew`);
       }
-      const stateDir = path.resolve(o.stateDir ?? process.env.FORAGER_STATE_DIR ?? ".forager");
+      const stateDir = path.resolve(o.stateDir ?? defaultStateDir());
       const gitDir = commitsGitDir(o.repo, stateDir);
       const repo = o.name ?? nameFromRepo(o.repo);
       const spec = o.spec ? (JSON.parse(fs.readFileSync(o.spec, "utf8")) as ImageSpecInput) : undefined;

@@ -19,6 +19,7 @@ import { closeQueues, openQueues, readRunFiles, runStatus, submitRun, waitForRun
 import type { RunCollector } from "./redis-storage";
 import { openCollector } from "./sink";
 import { formatFailureCounts, type FailureCounts } from "./records";
+import { formatAccounting, formatPassAtK, type RunAccounting } from "./accounting";
 import { RunSpecSchema, runPaths, type RunSpec, type RunSpecInput } from "./spec";
 import { writeFileAtomic } from "./storage";
 import { usePrebuiltImage, type PrebuiltProgress, type PrebuiltSettings } from "../images/swebench-prebuilt";
@@ -43,12 +44,17 @@ export interface RunSummary {
   skipped: number;
   duplicatesDropped: number;
   nearDuplicateClusters: number;
-  /** pass@1, pass@K (mean over tasks; Chen et al. 2021 unbiased estimator). */
+  /** pass@1, pass@K: mean over the done tasks with a trajectory (Chen et al. 2021 unbiased estimator; accounting.ts). */
   metrics: Record<string, number>;
+  /** Tasks done, tokens (prompt, completion, per resolved trajectory), end reasons, per repository (accounting.ts). */
+  accounting: RunAccounting;
   /** Wall time of this invocation, seconds. */
   wallSeconds: number;
+  /** Turns of the run (all invocations). */
   turns: number;
-  /** Turns per second over the invocation. */
+  /** Turns taken during this invocation (a resumed run's earlier turns excluded). */
+  turnsThisInvocation: number;
+  /** Turns per second over the invocation (this invocation's turns / its wall time). */
   turnsPerSecond: number;
   taskErrors: number;
   /** What the model servers did: prefix-cache hit rate, prefill and decode tokens, model seconds (metrics.ts). */
@@ -203,6 +209,7 @@ async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "re
     }
     if (!opts.redisUrl) worker = await startWorker({ ...opts.worker, redisUrl: url, logger: opts.worker?.logger ?? opts.logger });
     collector = openCollector(redis, spec, { logger: opts.logger });
+    let firstTurns: number | undefined;
     let lastTurns = 0;
     let lastT = performance.now();
     const status = await waitForRun(redis, queues, spec, tasks, {
@@ -212,6 +219,8 @@ async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "re
       onCollectError: (err) => log.warn({ err: (err as Error).message }, "collecting trajectories failed; retrying"),
       onProgress: (s) => {
         const now = performance.now();
+        // The first figures of a resumed run hold its earlier turns: the rate starts from them.
+        if (firstTurns === undefined) firstTurns = lastTurns = s.turns;
         const tps = (s.turns - lastTurns) / Math.max(1e-3, (now - lastT) / 1000);
         lastTurns = s.turns;
         lastT = now;
@@ -244,9 +253,11 @@ async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "re
       duplicatesDropped: manifest.duplicatesDropped,
       nearDuplicateClusters: manifest.nearDuplicates?.clusters ?? 0,
       metrics: manifest.metrics,
+      accounting: manifest.accounting,
       wallSeconds,
       turns: status.turns,
-      turnsPerSecond: status.turns / wallSeconds,
+      turnsThisInvocation: status.turns - (firstTurns ?? 0),
+      turnsPerSecond: (status.turns - (firstTurns ?? 0)) / wallSeconds,
       taskErrors: fs.existsSync(runPaths(spec.runDir).taskErrors) ? fs.readFileSync(runPaths(spec.runDir).taskErrors, "utf8").split("\n").filter(Boolean).length : 0,
       ...(manifest.model ? { model: manifest.model } : {}),
     };
@@ -279,8 +290,9 @@ export function formatSummary(s: RunSummary): string {
     `run ${s.runId} → ${s.runDir}`,
     `  tasks ${s.tasks} × ${s.samples} samples = ${s.expected}; trajectories ${s.trajectories} (resolved ${s.resolved}, ${pct(s.resolvedRate)}); failed ${s.failed}; skipped ${s.skipped}`,
     ...(s.failed ? [`  ${formatFailureCounts(s.failures)} — not trajectories: kept out of rewards and pass@k (RUN/failures/)`] : []),
-    `  pass@1 ${pct(s.metrics["pass@1"])}${s.samples > 1 ? ` · pass@${s.samples} ${pct(s.metrics[`pass@${s.samples}`])}` : ""}`,
-    `  ${s.turns} turns in ${s.wallSeconds.toFixed(1)} s (${s.turnsPerSecond.toFixed(1)} turns/s); duplicates dropped ${s.duplicatesDropped}; near-duplicate clusters ${s.nearDuplicateClusters}${s.taskErrors ? `; bad task lines ${s.taskErrors}` : ""}`,
+    `  ${formatPassAtK(s.accounting, s.samples)}`,
+    ...formatAccounting(s.accounting),
+    `  ${s.turnsThisInvocation} turns in ${s.wallSeconds.toFixed(1)} s (${s.turnsPerSecond.toFixed(1)} turns/s)${s.turns !== s.turnsThisInvocation ? `, ${s.turns} over the run` : ""}; duplicates dropped ${s.duplicatesDropped}; near-duplicate clusters ${s.nearDuplicateClusters}${s.taskErrors ? `; bad task lines ${s.taskErrors}` : ""}`,
   ];
   if (s.model) lines.push(`  model: ${formatModelUsage(s.model)}`);
   return lines.join("\n");
