@@ -10,7 +10,7 @@ import type { EpisodeEvent, Evaluator } from "../agent/episode";
 import fs from "node:fs";
 import { loadTaskFiles } from "../tasks/files";
 import { RecordError } from "../lib/errors";
-import { existingPath, intAtLeast } from "./options";
+import { agentConfigOption, existingPath, intAtLeast } from "./options";
 import { UsageError } from "./exit-codes";
 import type { Task } from "../tasks/schema";
 import { parseImagesOption, usePrebuiltImage } from "../images/swebench-prebuilt";
@@ -49,7 +49,7 @@ export function addCommonOptions(cmd: Command): Command {
     .option("--context-tokens <n>", "context window, tokens (default 131072)", intAtLeast(1))
     .option("--command-timeout <s>", "seconds one bash command may run (default 120)", intAtLeast(1))
     .option("--no-think", "no reasoning mode (no <think> prefill)")
-    .option("--config <json|file|preset>", "AgentConfig fields: inline JSON ('{\"temperature\":0.2}'), a JSON file, or a preset of configs/ (cwm-eval, quick, swerl-similarity)");
+    .option("--config <json|file|preset>", "AgentConfig fields: inline JSON ('{\"temperature\":0.2}'), a JSON file, or a preset of configs/ (cwm-eval, quick, swerl-similarity)", agentConfigOption);
 }
 
 /**

@@ -6,7 +6,7 @@ import { useRepos } from "./episode-options";
 import fs from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import { collectWith, existingPath, int, intAtLeast, numberIn } from "./options";
+import { agentConfigOption, collectWith, existingPath, int, intAtLeast, numberIn } from "./options";
 import { EXIT, UsageError } from "./exit-codes";
 import { onInterrupt } from "./interrupt";
 import { preflightEndpoints } from "./preflight";
@@ -180,7 +180,7 @@ export function registerForageCommands(program: Command): void {
     .option("--redis <url>", "enqueue into this Redis for remote workers (default: a private redis-server)")
     .option("--detach", "with --redis: return once enqueued")
     .option("--stop-after <m>", "stop a task after M resolved samples (default: never)", intAtLeast(1))
-    .option("--config <json|file|preset>", "agent settings for every episode: inline JSON, a JSON file, or a preset of configs/ (cwm-eval, quick, swerl-similarity); flags below override it")
+    .option("--config <json|file|preset>", "agent settings for every episode: inline JSON, a JSON file, or a preset of configs/ (cwm-eval, quick, swerl-similarity); flags below override it", agentConfigOption)
     .option("--max-turns <t>", "turns per episode (T; default 128)", intAtLeast(1))
     .option("--temperature <x>", "sampling temperature, ≥ 0 (default 1.0)", numberIn(0))
     .option("--top-p <x>", "nucleus sampling, 0–1 (default 0.95)", numberIn(0, 1))

@@ -8,6 +8,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import { InvalidArgumentError } from "commander";
 import { UsageError } from "./exit-codes";
+import { loadAgentConfigArg } from "../agent/config";
 
 /** An integer option value; anything else is refused with commander's usage error. */
 export function int(v: string): number {
@@ -73,4 +74,17 @@ export function commitOrHead(repo: string, commit: string | undefined): string {
   } catch {
     throw new UsageError(`--repo ${repo}: not a git repository with a HEAD commit; give a clone, or --commit SHA`);
   }
+}
+
+/**
+ * `--config JSON|FILE|PRESET` (agent/config.ts loadAgentConfigArg): checked when parsed, so a bad
+ * one is a usage error naming the field (exit 2); the value stays the argument as given.
+ */
+export function agentConfigOption(v: string): string {
+  try {
+    loadAgentConfigArg(v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  return v;
 }

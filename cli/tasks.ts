@@ -10,6 +10,7 @@ import path from "node:path";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
 import { commitOrHead, int } from "./options";
+import { UsageError } from "./exit-codes";
 import { ImageSpecSchema, type ImageSpecInput, type RepoSource } from "../images/spec";
 import { defaultStateDir } from "../images/state";
 import { inferredSpecFile, nameFromRepo } from "../images/infer/run";
@@ -122,12 +123,15 @@ export function registerTaskCommands(program: Command): void {
     .option("--resume", "append to --out; skip its tasks and the candidates in --out.tried (a stopped run continues); without it an existing non-empty --out is refused")
     .option("--stats <file>", "write the summary as JSON")
     .action(async (o: MutateCliOptions) => {
+      if (!o.commit) {
+        o.commit = commitOrHead(o.repo, o.commit);
+        process.stderr.write(`commit: ${o.commit} (HEAD of ${o.repo})\n`);
+      }
       // Never wipe tasks made before: an existing, non-empty --out needs --resume (or removing it).
       if (!o.resume && fs.existsSync(o.out) && fs.statSync(o.out).size > 0) {
         const n = fs.readFileSync(o.out, "utf8").split("\n").filter((l) => l.trim() !== "").length;
-        throw new Error(`--out ${o.out} already holds ${n} line(s): pass --resume to continue that run, or remove the file to start anew`);
+        throw new UsageError(`--out ${o.out} already holds ${n} line(s): pass --resume to continue that run, or remove the file to start anew`);
       }
-      o.commit = commitOrHead(o.repo, o.commit);
       // Without --spec: the stored inferred spec, else one inferred now (images/infer), else the plain default.
       const say = (m: string) => process.stderr.write(`[infer] ${m}\n`);
       // With --model-url the same model is the set-up agent when inference's heuristics give up.
