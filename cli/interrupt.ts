@@ -10,6 +10,11 @@ export type InterruptHandler = () => Promise<string[] | void> | string[] | void;
 
 const handlers = new Set<InterruptHandler>();
 
+/** Handlers registered now. */
+export function interruptHandlerCount(): number {
+  return handlers.size;
+}
+
 /** Register a handler; returns its removal. */
 export function onInterrupt(h: InterruptHandler): () => void {
   handlers.add(h);

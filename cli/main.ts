@@ -2,6 +2,7 @@
  * The forager CLI (commander). Prints for people; logs go to stderr (one human line each, JSON when
  * asked: `--log-json`, `--log-level`, FORAGER_LOG_LEVEL; lib/log.ts). Exit codes: cli/exit-codes.ts.
  */
+import { earlySignal } from "./early-signals"; // first: Ctrl-C while the rest loads
 import { Command, CommanderError, Option } from "commander";
 import { runDoctor } from "./doctor";
 import { registerSandboxCommands } from "./sandbox";
@@ -18,7 +19,7 @@ import { registerCompletionCommand } from "./completion";
 import { addExamples } from "./help";
 import { ENV_HELP, EXIT, EXIT_CODES_HELP } from "./exit-codes";
 import { describeCliError } from "./errors";
-import { runInterruptHandlers } from "./interrupt";
+import { interruptHandlerCount, runInterruptHandlers } from "./interrupt";
 import { destroyAllSandboxes } from "../sandbox/sandbox";
 import { reapSandboxes } from "../sandbox/reaper";
 import { childLogger, configureLogging } from "../lib/log";
@@ -85,6 +86,7 @@ addExamples(program);
 // a second signal exits at once. A command that installs its own signal listener takes the signal
 // instead (`forager worker` stops taking jobs and lets running episodes finish: cli/forage.ts).
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.off(sig, earlySignal);
   let seen = false;
   const onSignal = () => {
     if (process.listenerCount(sig) > 1) return;
@@ -93,7 +95,7 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
     if (process.stderr.isTTY) process.stderr.write("\n");
     process.stderr.write(`forager: ${sig}: stopping (signal again to exit at once)\n`);
     void (async () => {
-      const lines = await runInterruptHandlers().catch(() => []);
+      const lines = interruptHandlerCount() ? await runInterruptHandlers().catch(() => []) : ["forager: interrupted (nothing was being saved)"];
       await destroyAllSandboxes({ final: true }).catch(() => undefined);
       for (const l of lines) process.stderr.write(`${l}\n`);
       process.exit(EXIT.interrupted);

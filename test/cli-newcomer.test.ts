@@ -312,6 +312,27 @@ describe("5. exports trainers read", () => {
 });
 
 describe("7. eval as harness users expect (no engine needed)", () => {
+  it("the harness's flag spellings; a rerun skips finished instances, --redo evaluates them again; the report where the harness puts it", async () => {
+    const dir = path.join(tmp, "harness");
+    fs.mkdirSync(dir);
+    const row = JSON.stringify({ instance_id: "sympy__sympy-7", repo: "sympy/sympy", base_commit: "e7fd69d051eaa67cb17f172a39b57253e9cb831a", patch: "", test_patch: "", problem_statement: "p", FAIL_TO_PASS: "[]", PASS_TO_PASS: "[]", version: "1.7" });
+    fs.writeFileSync(path.join(dir, "ds.jsonl"), row + "\n");
+    // empty predictions are graded without running anything (harness semantics): no engine needed
+    const args = ["eval", "--dataset_name", "ds.jsonl", "--predictions_path", "empty", "--run_id", "h1", "--max_workers", "1", "--instance_ids", "sympy__sympy-7"];
+    const first = await cli(args, { cwd: dir });
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/run h1 \(model empty\): 1 evaluated, 0 skipped/);
+    expect(first.stdout).toContain("report (where the harness writes it): empty.h1.json");
+    expect(JSON.parse(fs.readFileSync(path.join(dir, "empty.h1.json"), "utf8")).empty_patch_ids).toEqual(["sympy__sympy-7"]);
+    const again = await cli(args, { cwd: dir });
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/0 evaluated, 1 finished before \(kept; --redo evaluates them again\)/);
+    expect(again.stderr).not.toMatch(/\[1\/1\]/);
+    const redo = await cli(["eval", "--dataset", "ds.jsonl", "--predictions", "empty", "--run-id", "h1", "--redo"], { cwd: dir });
+    expect(redo.stdout).toMatch(/run h1 \(model empty\): 1 evaluated, 0 skipped/);
+    expect(redo.stdout).not.toMatch(/report \(where the harness/); // forager's own spellings: the report stays under the log root
+  });
+
   it("a hub dataset name gets the command that downloads it", async () => {
     const r = await cli(["eval", "--dataset_name", "princeton-nlp/SWE-bench_Verified", "--predictions_path", "gold"]);
     expect(r.code).toBe(2);
