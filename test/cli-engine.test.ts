@@ -55,11 +55,14 @@ describe("6. Ctrl-C: what was saved is said, and no container outlives the proce
       let stderr = "";
       child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
       child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-      const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+      const exited = new Promise<number | null>((r) => child.once("exit", (code, signal) => r(code ?? (signal === "SIGINT" ? -2 : null))));
       await new Promise((r) => setTimeout(r, delayMs));
       child.kill("SIGINT");
       const code = await exited;
-      if (code === 0) {
+      if (code === -2) {
+        // killed by the signal before node had loaded even the entry point: nothing can have started
+        expect(fs.existsSync(out)).toBe(false);
+      } else if (code === 0) {
         // the run finished before the signal: nothing to interrupt
         expect(stdout).toMatch(/trajectories 2/);
       } else {
@@ -76,6 +79,28 @@ describe("6. Ctrl-C: what was saved is said, and no container outlives the proce
       expect(await containersOf(runId)).toBe(0);
     });
   }
+});
+
+describe("6. Ctrl-C while a sandbox of the run is up", () => {
+  it("the message names the saved trajectories and the resume command; no container of the run remains", async () => {
+    const runId = "sigint-sandbox";
+    const out = path.join(tmp, runId);
+    const child = spawn(BIN, forageArgs(out, runId), { env: ENV, stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    let finished = false;
+    void exited.then(() => (finished = true));
+    // poll the engine until a sandbox of this run exists (an episode or an evaluation is under way)
+    while (!finished && (await containersOf(runId)) === 0) await new Promise((r) => setTimeout(r, 200));
+    expect(finished, "the run ended before any sandbox was seen").toBe(false);
+    child.kill("SIGINT");
+    const code = await exited;
+    expect(code, stderr).toBe(130);
+    expect(stderr).toMatch(new RegExp(`forager: interrupted: [0-2] of 2 trajectories saved in ${out.replace(/[.+]/g, "\\$&")}/shards`));
+    expect(stderr).toContain(`continue with: forager resume ${out}`);
+    expect(await containersOf(runId)).toBe(0);
+  });
 });
 
 describe("8. a finished run: summary.json accounting, resume's figures; 1. replay from the run", () => {
