@@ -103,7 +103,7 @@ describe("1. show reads forage's output; replay takes the task from the run", ()
     const dir = await cli(["show", tmp]);
     expect(dir.code).toBe(2);
     expect(dir.stderr.trim()).toMatch(/^forager: .* is a directory but not a forager run \(no run\.json\)/);
-    expect(dir.stderr).not.toMatch(/EISDIR|    at /);
+    expect(dir.stderr).not.toMatch(/EISDIR| {4}at /);
     const none = await cli(["show", path.join(tmp, "nope.jsonl")]);
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/nope\.jsonl: no such file or directory; expected a trajectory JSONL file, a run directory or a shard/);
@@ -283,7 +283,7 @@ describe("5. exports trainers read", () => {
     expect(msgs.map((m) => m.role)).toEqual(["system", "user", "assistant", "tool", "assistant"]);
     expect(JSON.parse(msgs[2]!.tool_calls!)[0].id).toBe("call_wire_1");
     expect(JSON.parse(rows[0]!.tools as string)[0].function.name).toBe("bash");
-    expect(fs.readFileSync(path.join(out, "README.md"), "utf8")).toMatch(/configs:\n  - config_name: default\n    data_files:\n      - split: train\n        path: data\/train-\*/);
+    expect(fs.readFileSync(path.join(out, "README.md"), "utf8")).toMatch(/configs:\n {2}- config_name: default\n {4}data_files:\n {6}- split: train\n {8}path: data\/train-\*/);
     const again = await cli(["export", RUN, "--format", "parquet", "--output", out]);
     expect(again.code).not.toBe(0); // nothing already written is overwritten
     expect(again.stderr).toMatch(/already exists and is not empty/);
@@ -384,7 +384,7 @@ describe("9. help, defaults, exit codes, environment, state, completion", () => 
   it("every command's --help has examples; the main help documents exit codes and FORAGER_* variables", { timeout: 180_000 }, async () => {
     const main = await cli(["--help"]);
     expect(main.code).toBe(0);
-    expect(main.stdout).toMatch(/Exit codes:\n  0 .*\n  1 .*\n  2 .*\n  3 .*\n  130 /);
+    expect(main.stdout).toMatch(/Exit codes:\n {2}0 .*\n {2}1 .*\n {2}2 .*\n {2}3 .*\n {2}130 /);
     for (const v of ["FORAGER_STATE_DIR", "FORAGER_LOG_LEVEL", "FORAGER_REPOS", "FORAGER_IMAGES", "FORAGER_API_KEY"]) expect(main.stdout).toContain(v);
     // every command of the tree has examples (in process: the tree itself), and a sample of them prints them (as a process)
     const program = buildProgram();
@@ -395,7 +395,7 @@ describe("9. help, defaults, exit codes, environment, state, completion", () => 
     const helps = await Promise.all(sample.map((c) => cli([...c, "--help"])));
     sample.forEach((c, i) => {
       expect(helps[i]!.code, c.join(" ")).toBe(0);
-      expect(helps[i]!.stdout, c.join(" ")).toMatch(/\nExamples:\n  (forager|source) /);
+      expect(helps[i]!.stdout, c.join(" ")).toMatch(/\nExamples:\n {2}(forager|source) /);
     });
     const forage = await cli(["forage", "--help"]);
     expect(forage.stdout).toMatch(/--max-requests <n>.*\(default: 64\)/s);

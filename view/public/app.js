@@ -272,7 +272,7 @@ function renderRun(o) {
     : kv([["file", o.path], ["bad lines", o.errors.length ? o.errors.map((e) => `line ${e.line}: ${e.message}`).join("; ") : undefined]]);
   const tbl = episodeTable(o);
   const repos = o.accounting && o.accounting.repos.length
-    ? [el("h2", {}, "Repositories"), el("table", { class: "t", id: "repos" }, el("thead", {}, el("tr", {}, ["repository", "tasks", "done", "trajectories", "resolved", "failed", "pass@1"].map((h) => el("th", {}, h)))), el("tbody", {}, o.accounting.repos.map((r) => el("tr", {}, el("td", {}, r.repo), el("td", {}, r.tasks), el("td", {}, r.tasksDone), el("td", {}, r.trajectories), el("td", {}, r.resolved), el("td", {}, r.failed), el("td", {}, r.pass1 === undefined ? "-" : pct(r.pass1)))))))]
+    ? [el("h2", {}, "Repositories"), el("table", { class: "t", id: "repos" }, el("thead", {}, el("tr", {}, ["repository", "tasks", "done", "trajectories", "resolved", "failed", "pass@1"].map((h) => el("th", {}, h)))), el("tbody", {}, o.accounting.repos.map((r) => el("tr", {}, el("td", {}, r.repo), el("td", {}, r.tasks), el("td", {}, r.tasksDone), el("td", {}, r.trajectories), el("td", {}, r.resolved), el("td", {}, r.failed), el("td", {}, r.pass1 === undefined ? "-" : pct(r.pass1))))))]
     : [];
   main().replaceChildren(el("h1", {}, o.runId || o.id), figures, progress || "", spec, ...repos, el("h2", {}, "Plots"), runCharts(o), el("h2", {}, "Failures"), failures, el("h2", {}, "Episodes"), tbl.node);
   listNav(tbl.rows);
