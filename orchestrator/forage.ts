@@ -19,7 +19,9 @@ import { closeQueues, openQueues, readRunFiles, runStatus, submitRun, waitForRun
 import type { RunCollector } from "./redis-storage";
 import { openCollector } from "./sink";
 import { formatFailureCounts, type FailureCounts } from "./records";
-import { formatAccounting, formatPassAtK, type RunAccounting } from "./accounting";
+import { formatAccounting, formatPassAtK, RunAccountingSchema } from "./accounting";
+import { parseRecord } from "../lib/zod-util";
+import { z } from "zod";
 import { RunSpecSchema, runPaths, type RunSpec, type RunSpecInput } from "./spec";
 import { writeFileAtomic } from "./storage";
 import { usePrebuiltImage, type PrebuiltProgress, type PrebuiltSettings } from "../images/swebench-prebuilt";
@@ -27,39 +29,46 @@ import { RecordError } from "../lib/errors";
 import { loadTaskFiles, selectTasks, type TaskLoadError } from "../tasks/files";
 import { redisConnection, startWorker, type ForagerWorker, type WorkerOptions } from "./worker";
 
-/** The end of a run, for people and scripts (`<runDir>/summary.json`). */
-export interface RunSummary {
-  runId: string;
-  runDir: string;
-  tasks: number;
-  samples: number;
-  expected: number;
-  trajectories: number;
-  resolved: number;
+const count = z.number().int().nonnegative();
+const counts = z.record(z.string(), count);
+
+/**
+ * The end of a run, for people and scripts (`<runDir>/summary.json`): the one definition, checked
+ * before it is written. Units: counts, seconds (`wallSeconds`), turns per second.
+ */
+export const RunSummarySchema = z.object({
+  runId: z.string(),
+  runDir: z.string(),
+  tasks: count,
+  samples: count,
+  expected: count,
+  trajectories: count,
+  resolved: count,
   /** resolved / trajectories */
-  resolvedRate: number;
-  failed: number;
+  resolvedRate: z.number().min(0).max(1),
+  failed: count,
   /** The failed samples by stage and kind (`evaluation/env_error`…) and by policy: counted apart from rewards and pass@k. */
-  failures: FailureCounts;
-  skipped: number;
-  duplicatesDropped: number;
-  nearDuplicateClusters: number;
+  failures: z.object({ total: count, byStage: counts, byKind: counts, byPolicy: counts }),
+  skipped: count,
+  duplicatesDropped: count,
+  nearDuplicateClusters: count,
   /** pass@1, pass@K: mean over the done tasks with a trajectory (Chen et al. 2021 unbiased estimator; accounting.ts). */
-  metrics: Record<string, number>;
+  metrics: z.record(z.string(), z.number().min(0).max(1)),
   /** Tasks done, tokens (prompt, completion, per resolved trajectory), end reasons, per repository (accounting.ts). */
-  accounting: RunAccounting;
+  accounting: RunAccountingSchema,
   /** Wall time of this invocation, seconds. */
-  wallSeconds: number;
+  wallSeconds: z.number().nonnegative(),
   /** Turns of the run (all invocations). */
-  turns: number;
+  turns: count,
   /** Turns taken during this invocation (a resumed run's earlier turns excluded). */
-  turnsThisInvocation: number;
+  turnsThisInvocation: count,
   /** Turns per second over the invocation (this invocation's turns / its wall time). */
-  turnsPerSecond: number;
-  taskErrors: number;
-  /** What the model servers did: prefix-cache hit rate, prefill and decode tokens, model seconds (metrics.ts). */
-  model?: ModelFigures;
-}
+  turnsPerSecond: z.number().nonnegative(),
+  taskErrors: count,
+  /** What the model servers did: prefix-cache hit rate, prefill and decode tokens, model seconds (metrics.ts ModelFigures). */
+  model: z.custom<ModelFigures>((v) => typeof v === "object" && v !== null).optional(),
+});
+export type RunSummary = z.infer<typeof RunSummarySchema>;
 
 export interface ForageOptions {
   taskFiles: string[];
@@ -261,7 +270,7 @@ async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "re
       taskErrors: fs.existsSync(runPaths(spec.runDir).taskErrors) ? fs.readFileSync(runPaths(spec.runDir).taskErrors, "utf8").split("\n").filter(Boolean).length : 0,
       ...(manifest.model ? { model: manifest.model } : {}),
     };
-    await writeFileAtomic(runPaths(spec.runDir).summary, JSON.stringify(summary, null, 2) + "\n");
+    await writeFileAtomic(runPaths(spec.runDir).summary, JSON.stringify(parseRecord(RunSummarySchema, summary, { what: "run summary", file: runPaths(spec.runDir).summary }), null, 2) + "\n");
     return { spec, status, manifest, summary };
   } finally {
     await collector?.close().catch(() => undefined);
