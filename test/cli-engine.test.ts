@@ -108,8 +108,10 @@ describe("8. a finished run: summary.json accounting, resume's figures; 1. repla
   const out = path.join(tmp, runId);
 
   it("forage writes summary.json with the accounting; resume of a finished run reports no absurd rate", async () => {
-    const f = await cli(forageArgs(out, runId));
+    // 9: a named configuration for forage, as for run (configs/quick.json)
+    const f = await cli([...forageArgs(out, runId), "--config", "quick"]);
     expect(f.code, f.stderr).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(out, "run.json"), "utf8")).agent).toMatchObject({ maxTurns: 24, contextTokens: 32768 });
     // (the harness evaluator grades the tiny task's hidden tests as it finds them; what matters here is the accounting)
     expect(f.stdout).toMatch(/pass@1 [\d.]+% · pass@2 [\d.]+% over 1\/1 tasks done/);
     expect(f.stdout).toMatch(/tokens: prompt [\d,]+ · completion [\d,]+/);
