@@ -18,7 +18,7 @@ import { startRedisServer, type RedisServerHandle } from "./redis-server";
 import { closeQueues, openQueues, readRunFiles, runStatus, submitRun, waitForRun, writeManifest, writeRunFiles, type Manifest, type RunStatus } from "./run";
 import type { RunCollector } from "./redis-storage";
 import { openCollector } from "./sink";
-import { formatFailureCounts, type FailureCounts } from "./records";
+import { formatFailureCounts } from "./records";
 import { formatAccounting, formatPassAtK, RunAccountingSchema } from "./accounting";
 import { parseRecord } from "../lib/zod-util";
 import { z } from "zod";
