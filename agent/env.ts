@@ -248,6 +248,7 @@ export class EpisodeEnv {
       finishReason: step.finishReason,
       modelLatencyMs: Math.max(0, step.latencyMs),
       toolCallId: step.toolCallId,
+      ...(step.wire ? { wire: step.wire } : {}),
       ...(step.promptDeltaTokenIds ? { promptDeltaTokenIds: step.promptDeltaTokenIds } : {}),
       ...(step.tokenIdsUnavailable ? { tokenIdsUnavailable: step.tokenIdsUnavailable } : {}),
       ...(step.weightsVersion !== undefined ? { weightsVersion: step.weightsVersion } : {}),
