@@ -37,6 +37,11 @@ export const ENV_HELP = [
   "  FORAGER_REPOS       directories of local clones for SWE-bench tasks, ':'-separated (also --repos)",
   "  FORAGER_IMAGES      swebench[=REGISTRY/NAMESPACE]: the harness's prebuilt images (also --images)",
   "  FORAGER_API_KEY     API key of the model endpoints (forage --api-key)",
+  "  FORAGER_EVAL_SECRET seeds each evaluation's canaries with the task and the patch (default: a random secret kept in the state dir)",
+  "  FORAGER_SERVE_TOKEN bearer token of `forager serve` (also --token)",
+  "  FORAGER_PIP_INDEX   a pip index for `images infer` (also --pip-index); FORAGER_PIP_CUTOFF: only files uploaded before (--pip-cutoff)",
+  "  FORAGER_BASE_PULL_FROM  a registry image to try before bootstrapping the base image (also images base --pull-from)",
+  "  FORAGER_CACHE_DIR   cache of mutate-fix reference runs (default ~/.cache/forager)",
   "  REDIS_URL           Redis of `worker` and `doctor` (also --redis)",
   "  DOCKER_HOST         the Docker engine (default the local socket)",
 ].join("\n");
