@@ -9,6 +9,7 @@ import type { EvalResult } from "../rewards/evaluate";
 import { runEvaluation, type EvalRunResult } from "../rewards/eval-run";
 import { parseInstanceIds } from "../tasks/files";
 import { parseImagesOption } from "../images/swebench-prebuilt";
+import { parseRegistryOption } from "../images/registry";
 
 interface EvalCliOptions {
   dataset: string;
@@ -23,6 +24,7 @@ interface EvalCliOptions {
   timeout?: string;
   cpus?: string;
   images?: string;
+  registry?: string;
 }
 
 const ids = (rs: EvalResult[]) => rs.map((r) => r.instanceId).join(" ");
@@ -80,7 +82,9 @@ export function registerEvalCommand(program: Command): void {
     .option("--timeout <seconds>", "test timeout per instance (default: the spec's)")
     .option("--cpus <n>", "CPU cores per sandbox")
     .option("--images <source>", "swebench or swebench=REGISTRY/NAMESPACE: pull the harness's prebuilt instance images (default: build; also FORAGER_IMAGES)")
+    .option("--registry <host:port[/ns]>", "cluster registry HOST:PORT[/NAMESPACE] (also FORAGER_REGISTRY): instance images are pulled from it, or built and pushed")
     .action(async (o: EvalCliOptions) => {
+      const registry = parseRegistryOption(o.registry);
       const runId = o.runId ?? new Date().toISOString().replace(/[:.]/g, "-");
       const tty = process.stderr.isTTY;
       const bar = tty
@@ -103,6 +107,7 @@ export function registerEvalCommand(program: Command): void {
         ...(o.cpus ? { cpus: Number(o.cpus) } : {}),
         build: o.stateDir ? { stateDir: o.stateDir } : {},
         prebuilt: parseImagesOption(o.images),
+        ...(registry ? { registry } : {}),
         onPrebuilt: (p) => {
           if (p.phase !== "ready" && p.phase !== "present") process.stderr.write(`${bar ? "\n" : ""}[images] ${p.instanceId}: ${p.message}\n`);
         },

@@ -25,6 +25,8 @@ import { usePrebuiltImage, type PrebuiltProgress, type PrebuiltSettings } from "
 import { RecordError } from "../lib/errors";
 import { loadTaskFiles, selectTasks, type TaskLoadError } from "../tasks/files";
 import { redisConnection, startWorker, type ForagerWorker, type WorkerOptions } from "./worker";
+import type { RegistrySettings } from "../images/registry";
+import { publishTaskSources, registryLocation, type PublishedRepo } from "./cluster";
 
 /** The end of a run, for people and scripts (`<runDir>/summary.json`). */
 export interface RunSummary {
@@ -86,6 +88,14 @@ export interface ForageOptions {
    * "redis" for remote workers without shared storage (this process collects the trajectories).
    */
   storage?: RunSpecInput["storage"];
+  /**
+   * The cluster registry (`--registry`): recorded in the run spec (workers without their own use
+   * it), given to the embedded workers, and the local repositories of the tasks are published to it
+   * as git bundles (cluster.ts publishTaskSources) so no worker needs a path of this host.
+   */
+  registry?: RegistrySettings;
+  /** A repository published to the registry (before the run is submitted). */
+  onSourcePublished?: (p: PublishedRepo) => void;
   /** Remote mode: enqueue into this Redis. */
   redisUrl?: string;
   /** Remote mode: return once enqueued. */
@@ -140,6 +150,9 @@ export async function forage(opts: ForageOptions): Promise<ForageResult> {
     }
     tasks = out;
   }
+  if (opts.registry) {
+    tasks = (await publishTaskSources(tasks, opts.registry, { ...(opts.onSourcePublished ? { onPublished: opts.onSourcePublished } : {}) })).tasks;
+  }
   fs.mkdirSync(runDir, { recursive: true });
   if (loaded.errors.length) {
     await writeFileAtomic(runPaths(runDir).taskErrors, loaded.errors.map((e) => JSON.stringify(e)).join("\n") + "\n");
@@ -163,6 +176,7 @@ export async function forage(opts: ForageOptions): Promise<ForageResult> {
     episodeTimeoutSeconds: opts.episodeTimeoutSeconds,
     shardRecords: opts.shardRecords,
     storage: opts.storage,
+    ...(opts.registry ? { registry: registryLocation(opts.registry) } : {}),
   } satisfies RunSpecInput);
   await writeRunFiles(spec, tasks);
   if (opts.redisUrl) {
@@ -180,7 +194,7 @@ export async function resume(runDir: string, opts: Omit<ForageOptions, "taskFile
   return { ...r, taskErrors: [] };
 }
 
-async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "redisUrl" | "detach" | "worker" | "onProgress" | "progressMs" | "logger" | "signal">): Promise<Omit<ForageResult, "taskErrors">> {
+async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "redisUrl" | "detach" | "worker" | "onProgress" | "progressMs" | "logger" | "signal" | "registry">): Promise<Omit<ForageResult, "taskErrors">> {
   const log = (opts.logger ?? silentLogger).child({ component: "forage", run: spec.runId });
   const started = performance.now();
   let server: RedisServerHandle | undefined;
@@ -201,7 +215,7 @@ async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "re
     if (opts.detach && opts.redisUrl) {
       return { spec, status: await runStatus(redis, spec.runId) };
     }
-    if (!opts.redisUrl) worker = await startWorker({ ...opts.worker, redisUrl: url, logger: opts.worker?.logger ?? opts.logger });
+    if (!opts.redisUrl) worker = await startWorker({ ...opts.worker, redisUrl: url, logger: opts.worker?.logger ?? opts.logger, ...(opts.registry && !opts.worker?.registry ? { registry: opts.registry } : {}) });
     collector = openCollector(redis, spec, { logger: opts.logger });
     let lastTurns = 0;
     let lastT = performance.now();
