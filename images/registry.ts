@@ -377,9 +377,10 @@ export async function pushToRegistry(r: RegistrySettings, localRef: string, onPr
   const started = performance.now();
   const ref = registryRef(r, localRef);
   const [repo, tag] = splitTag(ref);
-  await docker().getImage(localRef).tag({ repo, tag });
   let last: EnvironmentError | undefined;
   for (let attempt = 1; attempt <= r.attempts; attempt++) {
+    // The registry name is a tag only for the push (removed after: the host keeps its local names).
+    await docker().getImage(localRef).tag({ repo, tag });
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), r.transferTimeoutSeconds * 1000);
     const layers = new Map<string, { total: number; existed: boolean }>();
@@ -401,6 +402,7 @@ export async function pushToRegistry(r: RegistrySettings, localRef: string, onPr
       const bad = events.find((e) => e.error);
       if (bad) throw new Error(bad.errorDetail?.message ?? bad.error);
       const all = [...layers.values()];
+      await untag(ref);
       return { bytes: all.reduce((a, x) => a + (x.existed ? 0 : x.total), 0), layers: all.filter((x) => !x.existed).length, existingLayers: all.filter((x) => x.existed).length, seconds: (performance.now() - started) / 1000 };
     } catch (err) {
       last = ac.signal.aborted ? new RegistryUnreachableError(`push of ${ref} timed out after ${r.transferTimeoutSeconds} s`, r.host) : classify(err, r, `push of ${ref}`);
@@ -413,6 +415,14 @@ export async function pushToRegistry(r: RegistrySettings, localRef: string, onPr
     }
   }
   throw last ?? new EnvironmentError(`push of ${ref} failed`);
+}
+
+/** Remove the tag `ref` (never the image: it keeps its other names). Errors ignored (another process may have done it). */
+async function untag(ref: string): Promise<void> {
+  await docker()
+    .getImage(ref)
+    .remove({ noprune: true })
+    .catch(() => undefined);
 }
 
 /** The local image `tag` when its `forager.spec-hash` label is `hash` (any image of that tag without a hash), else undefined. */
@@ -432,14 +442,17 @@ async function localImage(tag: string, hash?: string): Promise<string | undefine
 export async function pullAsLocal(r: RegistrySettings, localRef: string, opts: { hash?: string; onProgress?: (line: string) => void } = {}): Promise<{ id: string; stats: PullStats }> {
   const ref = registryRef(r, localRef);
   const stats = await pullWithProgress(r, ref, opts.onProgress);
-  const info = await inspectImage(ref);
+  // Another process of this host pulling the same image may have renamed it already.
+  const info = (await inspectImage(ref)) ?? (await inspectImage(localRef));
   if (!info) throw new EnvironmentError(`pulled ${ref} but the engine does not show it`);
   const label = info.Config?.Labels?.["forager.spec-hash"];
   if (opts.hash !== undefined && label !== opts.hash) {
+    await untag(ref);
     throw new NotInRegistryError(`${ref} in the registry has spec-hash ${label ?? "(none)"}, not ${opts.hash}: a stale or foreign tag (rebuilt and pushed over)`, ref);
   }
   const [repo, tag] = splitTag(localRef);
   await docker().getImage(info.Id).tag({ repo, tag });
+  await untag(ref);
   return { id: info.Id, stats };
 }
 
