@@ -18,7 +18,7 @@ import { readRunFiles, runStatus, writeManifest, type RunStatus } from "../orche
 import { formatFailureCounts } from "../orchestrator/records";
 import type { RunSpec, StorageMode } from "../orchestrator/spec";
 import { redisConnection, startWorker, type ForagerWorker } from "../orchestrator/worker";
-import { formatWorkers, hostCapacity, listWorkers } from "../orchestrator/cluster";
+import { formatWorkers, hostCapacity, listWorkers, readImageEvents } from "../orchestrator/cluster";
 import { formatRegistry, parseRegistryOption } from "../images/registry";
 import { destroyAllSandboxes } from "../sandbox/sandbox";
 import { parseInstanceIds } from "../tasks/files";
@@ -159,6 +159,7 @@ export function registerForageCommands(program: Command): void {
       const registry = parseRegistryOption(o.registry);
       const res = await forage({
         ...(registry ? { registry } : {}),
+        onRegistryRetry: (m) => console.error(`[sources] ${m}`),
         onSourcePublished: (p) =>
           console.error(`[sources] ${p.repo}: ${p.commits} commit(s) of ${p.from} for ${p.tasks} task(s), bundle ${(p.bytes / 1e6).toFixed(1)} MB ${p.uploaded ? "uploaded to" : "already in"} ${registry ? formatRegistry(registry) : ""} (${p.digest.slice(0, 19)})`),
         taskFiles: o.tasks,
@@ -226,7 +227,10 @@ export function registerForageCommands(program: Command): void {
         const r = redisConnection(o.redis);
         try {
           const ws = await Promise.race([listWorkers(r), new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`Redis ${o.redis} did not answer within 5 s`)), 5000))]);
-          if (o.json) console.log(JSON.stringify({ workers: ws.workers, errors: ws.errors }, null, 2));
+          if (o.json) {
+            const im = await readImageEvents(r);
+            console.log(JSON.stringify({ workers: ws.workers, images: im.byTag, errors: [...ws.errors, ...im.errors] }, null, 2));
+          }
           else {
             console.log(formatWorkers(ws.workers));
             for (const e of ws.errors) console.log(`  unreadable heartbeat: ${e}`);

@@ -41,9 +41,9 @@ import { z } from "zod";
 import { EnvironmentError } from "../lib/errors";
 import { silentLogger, type Logger } from "../lib/log";
 import { ensureBaseImage, splitTag } from "./base";
-import { buildInstanceImage, planInstanceImage, repoSlug, type BuildOptions, type BuildProgress } from "./build";
+import { buildInstanceImage, planInstanceImage, repoSlug, type BuildOptions, type BuildProgress, type InstancePlan } from "./build";
 import { consumeJsonStream, docker, inspectImage } from "./docker";
-import { ImageSpecSchema, type ImageSpecInput, type RepoSource } from "./spec";
+import { ImageSpecSchema, type ImageSpec, type ImageSpecInput, type RepoSource } from "./spec";
 import { defaultStateDir, updateImageIndex, withFileLock } from "./state";
 
 /** Where the cluster registry is: host[:port], an optional namespace, the scheme of its HTTP API. */
@@ -476,6 +476,8 @@ export interface ObtainEvent {
   /** pulled / pushed: bytes moved; built / pulled: seconds. */
   bytes?: number;
   seconds?: number;
+  /** A progress line of a pull, push or build under way (logged at debug level). */
+  progress?: boolean;
 }
 
 /** How an instance image was had. */
@@ -497,6 +499,8 @@ export interface ObtainOptions {
   build?: BuildOptions;
   onEvent?: (e: ObtainEvent) => void;
   logger?: Logger;
+  /** Do not share an obtain of the same image already running in this process (tests playing two hosts in one process). */
+  alone?: boolean;
 }
 
 /**
@@ -508,7 +512,7 @@ async function baseFromCluster(r: RegistrySettings, tag: string, say: (e: Obtain
   if (here) return here;
   try {
     say({ kind: "pull", tag, message: `pulling base ${tag} from ${r.host}` });
-    const { id, stats } = await pullAsLocal(r, tag, { onProgress: (line) => say({ kind: "pull", tag, message: line }) });
+    const { id, stats } = await pullAsLocal(r, tag, { onProgress: (line) => say({ kind: "pull", tag, message: line, progress: true }) });
     say({ kind: "pulled", tag, message: `pulled base ${tag}`, bytes: stats.bytes, seconds: stats.seconds });
     return id;
   } catch (err) {
@@ -533,7 +537,7 @@ export async function obtainInstanceImage(specInput: ImageSpecInput, r: Registry
   const log = opts.logger ?? silentLogger;
   const build: BuildOptions = { ...opts.build };
   const say = (e: ObtainEvent) => {
-    const level = e.kind === "retry" || e.kind === "wait" ? "warn" : e.kind === "pull" || e.kind === "push" || e.kind === "build" ? "debug" : "info";
+    const level = e.kind === "retry" || e.kind === "wait" ? "warn" : e.progress ? "debug" : "info";
     log[level]({ event: `image-${e.kind}`, tag: e.tag, ...(e.bytes !== undefined ? { bytes: e.bytes } : {}), ...(e.seconds !== undefined ? { seconds: e.seconds } : {}) }, e.message);
     opts.onEvent?.(e);
   };
@@ -565,6 +569,36 @@ export async function obtainInstanceImage(specInput: ImageSpecInput, r: Registry
     await whileUnreachable(r, () => pushAll(r, [spec.baseImage, b.env.tag, b.tag], say), retrying(b.tag));
     return done(b.tag, b.id, b.cached ? "local" : "built");
   }
+  // One obtain per image at a time in this process: a second caller waits for the first (and finds the image here).
+  const running = opts.alone ? undefined : inflight.get(target.tag);
+  if (running) {
+    const prior = await running.catch(() => undefined);
+    const id = prior && (await localImage(target.tag, target.hash));
+    if (id) return done(target.tag, id, "local");
+  }
+  const p = obtainPlanned(target, plan, spec, r, opts, say, retrying, withSource, done);
+  if (!opts.alone) inflight.set(target.tag, p);
+  try {
+    return await p;
+  } finally {
+    if (inflight.get(target.tag) === p) inflight.delete(target.tag);
+  }
+}
+
+/** Obtains in flight in this process, by instance tag. */
+const inflight = new Map<string, Promise<ObtainResult>>();
+
+async function obtainPlanned(
+  target: NonNullable<InstancePlan["instance"]>,
+  plan: InstancePlan,
+  spec: ImageSpec,
+  r: RegistrySettings,
+  opts: ObtainOptions,
+  say: (e: ObtainEvent) => void,
+  retrying: (what: string) => (err: RegistryUnreachableError, delay: number, waited: number) => void,
+  withSource: () => Promise<BuildOptions>,
+  done: (tag: string, id: string, how: ObtainResult["how"], bytesPulled?: number) => ObtainResult,
+): Promise<ObtainResult> {
   const { tag, hash } = target;
   const here = await localImage(tag, hash);
   if (here) {
@@ -576,7 +610,7 @@ export async function obtainInstanceImage(specInput: ImageSpecInput, r: Registry
     if (!(await manifestDigest(r, name, t))) return undefined;
     say({ kind: "pull", tag, message: `pulling ${registryRef(r, tag)}` });
     try {
-      const { id, stats } = await pullAsLocal(r, tag, { hash, onProgress: (line) => say({ kind: "pull", tag, message: line }) });
+      const { id, stats } = await pullAsLocal(r, tag, { hash, onProgress: (line) => say({ kind: "pull", tag, message: line, progress: true }) });
       say({ kind: "pulled", tag, message: `pulled ${tag} (${(stats.bytes / 1e6).toFixed(1)} MB in ${stats.layers} layer(s), ${stats.cachedLayers} already here) in ${stats.seconds.toFixed(1)} s`, bytes: stats.bytes, seconds: stats.seconds });
       return done(tag, id, "pulled", stats.bytes);
     } catch (err) {
@@ -639,7 +673,7 @@ export async function obtainInstanceImage(specInput: ImageSpecInput, r: Registry
 
 function progressOf(say: (e: ObtainEvent) => void, repo: string) {
   return (p: BuildProgress) => {
-    if (p.phase !== "build" || p.step === undefined) say({ kind: "build", tag: repo, message: `[${p.layer} ${p.phase}] ${p.message}` });
+    if (p.phase !== "build" || p.step === undefined) say({ kind: "build", tag: repo, message: `[${p.layer} ${p.phase}] ${p.message}`, progress: true });
   };
 }
 
@@ -647,7 +681,7 @@ function progressOf(say: (e: ObtainEvent) => void, repo: string) {
 async function pushAll(r: RegistrySettings, tags: string[], say: (e: ObtainEvent) => void): Promise<void> {
   for (const t of tags) {
     say({ kind: "push", tag: t, message: `pushing ${registryRef(r, t)}` });
-    const s = await pushToRegistry(r, t, (line) => say({ kind: "push", tag: t, message: line }));
+    const s = await pushToRegistry(r, t, (line) => say({ kind: "push", tag: t, message: line, progress: true }));
     say({ kind: "pushed", tag: t, message: `pushed ${t} (${(s.bytes / 1e6).toFixed(1)} MB in ${s.layers} layer(s), ${s.existingLayers} already there) in ${s.seconds.toFixed(1)} s`, bytes: s.bytes, seconds: s.seconds });
   }
 }
@@ -666,7 +700,7 @@ export async function ensureLocalImage(r: RegistrySettings, localRef: string, op
   const say = opts.onEvent ?? (() => undefined);
   const { id: pulled, stats } = await whileUnreachable(
     r,
-    () => pullAsLocal(r, localRef, { onProgress: (line) => say({ kind: "pull", tag: localRef, message: line }) }),
+    () => pullAsLocal(r, localRef, { onProgress: (line) => say({ kind: "pull", tag: localRef, message: line, progress: true }) }),
     (err, delay, waited) => say({ kind: "retry", tag: localRef, message: `${err.message}; retrying in ${delay.toFixed(0)} s (waited ${waited.toFixed(0)} of ${r.waitSeconds} s)` }),
   );
   say({ kind: "pulled", tag: localRef, message: `pulled ${localRef}`, bytes: stats.bytes, seconds: stats.seconds });

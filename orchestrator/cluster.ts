@@ -34,11 +34,12 @@ import {
   type ObtainResult,
   type RegistryLocation,
   type RegistrySettings,
+  whileUnreachable,
 } from "../images/registry";
 import { defaultStateDir } from "../images/state";
 import { SandboxConfigSchema } from "../sandbox/config";
 import type { Task } from "../tasks/schema";
-import { WorkerHeartbeatSchema, type WorkerHeartbeat, type WorkerImageCounts } from "./records";
+import { ImageEventSchema, WorkerHeartbeatSchema, type ImageEvent, type WorkerHeartbeat, type WorkerImageCounts } from "./records";
 import type { RunSpec } from "./spec";
 import { defaultImage, type EvaluateFn, type ImageFn } from "./stages";
 
@@ -331,6 +332,30 @@ export async function pruneWorkers(redis: Redis, maxAgeMs: number, now = Date.no
   return old.length;
 }
 
+/**
+ * The latest `count` image events (oldest first), and per tag who built, pulled and pushed it:
+ * "built once in the cluster" is `builds[tag].length === 1`. Unreadable entries are skipped (named in `errors`).
+ */
+export async function readImageEvents(redis: Redis, count = 10_000): Promise<{ events: ImageEvent[]; byTag: Record<string, { built: string[]; pulled: string[]; pushed: string[] }>; errors: string[] }> {
+  const raw = (await redis.xrevrange(CLUSTER_KEYS.imageEvents, "+", "-", "COUNT", count)).reverse();
+  const events: ImageEvent[] = [];
+  const errors: string[] = [];
+  for (const [id, fields] of raw) {
+    const o: Record<string, string> = {};
+    for (let i = 0; i + 1 < fields.length; i += 2) o[fields[i]!] = fields[i + 1]!;
+    const r = ImageEventSchema.safeParse(o);
+    if (r.success) events.push(r.data);
+    else errors.push(`${CLUSTER_KEYS.imageEvents} ${id}: ${r.error.issues.map((x) => `${x.path.join(".")}: ${x.message}`).join("; ")}`);
+  }
+  const byTag: Record<string, { built: string[]; pulled: string[]; pushed: string[] }> = {};
+  for (const e of events) {
+    if (e.kind === "local") continue;
+    const t = (byTag[e.tag] ??= { built: [], pulled: [], pushed: [] });
+    t[e.kind].push(e.worker);
+  }
+  return { events, byTag, errors };
+}
+
 const mb = (n: number) => `${(n / 1e6).toFixed(n >= 1e8 ? 0 : 1)} MB`;
 const ago = (s: number) => (s < 90 ? `${s.toFixed(0)} s ago` : s < 5400 ? `${(s / 60).toFixed(0)} min ago` : `${(s / 3600).toFixed(1)} h ago`);
 
@@ -443,7 +468,11 @@ export interface PublishedRepo {
  * left as they are.
  * @throws EnvironmentError when a path is missing or a commit is not in it; RegistryUnreachableError.
  */
-export async function publishTaskSources(tasks: readonly Task[], r: RegistrySettings, opts: { onPublished?: (p: PublishedRepo) => void } = {}): Promise<{ tasks: Task[]; published: PublishedRepo[] }> {
+export async function publishTaskSources(
+  tasks: readonly Task[],
+  r: RegistrySettings,
+  opts: { onPublished?: (p: PublishedRepo) => void; onRetry?: (message: string) => void } = {},
+): Promise<{ tasks: Task[]; published: PublishedRepo[] }> {
   const groups = new Map<string, { repo: string; tasks: number[] }>();
   tasks.forEach((t, i) => {
     const s = t.image.source;
@@ -458,7 +487,11 @@ export async function publishTaskSources(tasks: readonly Task[], r: RegistrySett
   for (const [from, g] of groups) {
     if (!fs.existsSync(from)) throw new EnvironmentError(`repository ${g.repo}: ${from} does not exist on this host`);
     const commits = [...new Set(g.tasks.map((i) => tasks[i]!.image.commit))];
-    const p = await publishSource(r, g.repo, from, commits);
+    const p = await whileUnreachable(
+      r,
+      () => publishSource(r, g.repo, from, commits),
+      (err, delay, waited) => opts.onRetry?.(`${err.message}; retrying in ${delay.toFixed(0)} s (waited ${waited.toFixed(0)} of ${r.waitSeconds} s)`),
+    );
     for (const i of g.tasks) {
       const t = tasks[i]!;
       out[i] = { ...t, image: { ...t.image, source: p.source, commit: p.commits[t.image.commit] ?? t.image.commit } };

@@ -96,6 +96,8 @@ export interface ForageOptions {
   registry?: RegistrySettings;
   /** A repository published to the registry (before the run is submitted). */
   onSourcePublished?: (p: PublishedRepo) => void;
+  /** The registry did not answer while publishing; retrying (the message says for how long). */
+  onRegistryRetry?: (message: string) => void;
   /** Remote mode: enqueue into this Redis. */
   redisUrl?: string;
   /** Remote mode: return once enqueued. */
@@ -151,7 +153,12 @@ export async function forage(opts: ForageOptions): Promise<ForageResult> {
     tasks = out;
   }
   if (opts.registry) {
-    tasks = (await publishTaskSources(tasks, opts.registry, { ...(opts.onSourcePublished ? { onPublished: opts.onSourcePublished } : {}) })).tasks;
+    tasks = (
+      await publishTaskSources(tasks, opts.registry, {
+        ...(opts.onSourcePublished ? { onPublished: opts.onSourcePublished } : {}),
+        ...(opts.onRegistryRetry ? { onRetry: opts.onRegistryRetry } : {}),
+      })
+    ).tasks;
   }
   fs.mkdirSync(runDir, { recursive: true });
   if (loaded.errors.length) {

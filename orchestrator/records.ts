@@ -216,3 +216,18 @@ export const WorkerHeartbeatSchema = z.object({
   lastProblem: z.object({ at: z.number(), message: z.string() }).optional(),
 });
 export type WorkerHeartbeat = z.infer<typeof WorkerHeartbeatSchema>;
+
+/** One entry of the image event stream `forager:images:events` (orchestrator/cluster.ts): an image found, pulled, built or pushed by a worker. */
+export const ImageEventSchema = z.object({
+  kind: z.enum(["local", "pulled", "built", "pushed"]),
+  /** The local tag (`forager/instance:…`, `forager/env:…`, `forager/base:…`, a run image). */
+  tag: z.string().min(1),
+  worker: z.string().min(1),
+  host: z.string().min(1),
+  /** Bytes moved (pulled, pushed), seconds taken (pulled, built). */
+  bytes: z.coerce.number().nonnegative(),
+  seconds: z.coerce.number().nonnegative(),
+  /** ms since the epoch. */
+  at: z.coerce.number(),
+});
+export type ImageEvent = z.infer<typeof ImageEventSchema>;

@@ -256,7 +256,7 @@ describe.skipIf(!registryBinary())("images through a registry on loopback (this 
     const events: Array<ObtainEvent & { who: string }> = [];
     const s = spec(commits[1]!);
     const run = (who: string) =>
-      obtainInstanceImage(s, reg, { build: build(), lock: new RedisBuildLock(redis, who, { ttlMs: 5000 }), onEvent: (e) => events.push({ ...e, who }) });
+      obtainInstanceImage(s, reg, { build: build(), alone: true, lock: new RedisBuildLock(redis, who, { ttlMs: 5000 }), onEvent: (e) => events.push({ ...e, who }) });
     const [a, b] = await Promise.all([run("hostA-1"), run("hostB-2")]);
     ownTags.add(a.tag);
     expect(a.tag).toBe(b.tag);
@@ -264,6 +264,16 @@ describe.skipIf(!registryBinary())("images through a registry on loopback (this 
     expect(events.filter((e) => e.kind === "built")).toHaveLength(1);
     const waiter = a.how === "built" ? "hostB-2" : "hostA-1";
     expect(events.some((e) => e.kind === "wait" && e.who === waiter && /is building/.test(e.message))).toBe(true);
+  }, 300_000);
+
+  it("in one process, a second caller for the same image waits for the first and finds it here (one pull, bytes counted once)", async () => {
+    const s = spec(commits[1]!);
+    const plan = await import("../images/build").then((m) => m.planInstanceImage(ImageSpecSchema.parse(s)));
+    await forget(plan!.instance!.tag);
+    const events: ObtainEvent[] = [];
+    const [a, b] = await Promise.all([0, 1].map(() => obtainInstanceImage(s, reg, { build: build(), onEvent: (e) => events.push(e) })));
+    expect([a!.how, b!.how].sort()).toEqual(["local", "pulled"]);
+    expect(events.filter((e) => e.kind === "pulled")).toHaveLength(1);
   }, 300_000);
 
   it("a lock left by a dead holder expires; the next caller builds", async () => {
