@@ -251,6 +251,30 @@ export class TestCluster {
     });
   }
 
+  /** A long-running process in the hub (e.g. a model server); stopped by {@link close}. */
+  hubSpawn(argv: string[], env: Record<string, string> = {}): ChildProcess {
+    const a = this.inHub(argv);
+    return this.track(spawn(a[0]!, a.slice(1), { cwd: this.hubDir, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] }));
+  }
+
+  /** A TypeScript file of this repository run with node + tsx on a host (inside its namespaces), bounded. */
+  async tsOnHost(h: ClusterHost, file: string, args: string[], timeoutMs = 600_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    if (!h.initPid) throw new Error(`${h.name} is down`);
+    const argv = ["nsenter", "-t", String(h.initPid), "-n", "-m", "-u", "-p", process.execPath, "--import", TSX, path.join(ROOT, file), ...args];
+    return new Promise((resolve) => {
+      const child = this.track(spawn(argv[0]!, argv.slice(1), { cwd: path.join(h.dir, "work"), env: { ...process.env, ...this.foragerEnv({ DOCKER_HOST: `unix://${h.socket}`, FORAGER_STATE_DIR: path.join(h.dir, "state"), FORAGER_REGISTRY: this.registry }) }, stdio: ["ignore", "pipe", "pipe"] }));
+      let stdout = "";
+      let stderr = "";
+      child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
+      child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+      const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        resolve({ code, stdout, stderr });
+      });
+    });
+  }
+
   /** The environment of forager processes here (no engine for the hub: DOCKER_HOST points nowhere). */
   foragerEnv(extra: Record<string, string> = {}): Record<string, string> {
     return { FORAGER_LOG_LEVEL: "info", FORAGER_IMAGE_LOCK_SECONDS: String(this.opts.lockSeconds ?? 10), FORAGER_REGISTRY_WAIT_SECONDS: "600", ...this.opts.env, ...extra };
@@ -378,21 +402,8 @@ export class TestCluster {
   }
 
   /** Run `bin/forager ARGS` on a host (inside its namespaces, against its engine), bounded. */
-  async onHost(h: ClusterHost, args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    if (!h.initPid) throw new Error(`${h.name} is down`);
-    const argv = ["nsenter", "-t", String(h.initPid), "-n", "-m", "-u", "-p", process.execPath, "--import", TSX, path.join(ROOT, "cli", "main.ts"), ...args];
-    return new Promise((resolve) => {
-      const child = this.track(spawn(argv[0]!, argv.slice(1), { cwd: path.join(h.dir, "work"), env: { ...process.env, ...this.foragerEnv({ DOCKER_HOST: `unix://${h.socket}`, FORAGER_STATE_DIR: path.join(h.dir, "state") }) }, stdio: ["ignore", "pipe", "pipe"] }));
-      let stdout = "";
-      let stderr = "";
-      child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
-      child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-      const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-      child.once("exit", (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr });
-      });
-    });
+  onHost(h: ClusterHost, args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return this.tsOnHost(h, "cli/main.ts", args, timeoutMs);
   }
 
   /** Stop a host's workers (SIGTERM, bounded), then its engine (SIGTERM to dockerd, bounded; SIGKILL of the host after). */
