@@ -24,7 +24,7 @@
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { clusterTasks, clusterUnavailable, HUB_IP, makeClusterRepo, TestCluster, type ClusterHost } from "../test/helpers/cluster";
+import { clusterTasks, clusterUnavailable, HUB_IP, makeClusterRepo, TestCluster, TSX, type ClusterHost } from "../test/helpers/cluster";
 import { intFlag, round, SCRIPTED_MODEL_ENV, stringFlag, unknownFlags, type BenchMain } from "./lib";
 
 const ACTION = "Let me look at the files.\n</think>\n<tool: bash>\nls\n</tool>";
@@ -98,7 +98,7 @@ export const main: BenchMain = async (args) => {
     const instanceLayer = mean(await Promise.all(built.map((o) => layerBytes(h1, o.tag))));
 
     // ---- 2. rollouts per minute: one host, then two ----
-    const model = c.hubSpawn([process.execPath, "--import", "tsx", path.resolve("bench/scripted-model.ts")], { [SCRIPTED_MODEL_ENV]: String(latencyMs), FORAGER_BENCH_MODEL_HOST: HUB_IP, FORAGER_BENCH_MODEL_TEXT: ACTION });
+    const model = c.hubSpawn([process.execPath, "--import", TSX, path.resolve("bench/scripted-model.ts")], { [SCRIPTED_MODEL_ENV]: String(latencyMs), FORAGER_BENCH_MODEL_HOST: HUB_IP, FORAGER_BENCH_MODEL_TEXT: ACTION });
     const modelUrl = await new Promise<string>((resolve, reject) => {
       let buf = "";
       model.stdout!.on("data", (d: Buffer) => {

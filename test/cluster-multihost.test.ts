@@ -23,7 +23,7 @@ import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from "vitest";
 import { LABELS } from "../sandbox/config";
 import { scanShards } from "../orchestrator/storage";
-import { clusterTasks, clusterUnavailable, makeClusterRepo, TestCluster, type ClusterHost } from "./helpers/cluster";
+import { clusterTasks, clusterUnavailable, makeClusterRepo, TestCluster, TSX, type ClusterHost } from "./helpers/cluster";
 
 const enabled = process.env.FORAGER_MULTIHOST === "1";
 const unavailable = enabled ? clusterUnavailable() : "FORAGER_MULTIHOST is not 1";
@@ -83,7 +83,7 @@ describe.skipIf(unavailable !== undefined)("forager on two worker hosts (network
     });
   const summaryOf = (runId: string) => JSON.parse(fs.readFileSync(path.join(c.hubDir, "runs", runId, "summary.json"), "utf8")) as Record<string, unknown>;
   const status = async (): Promise<StatusJson> => {
-    const r = await c.hubRun([process.execPath, "--import", path.resolve("node_modules/tsx/dist/loader.mjs"), path.resolve("cli/main.ts"), "status", "--redis", c.redisUrl, "--json"], { env: { DOCKER_HOST: "unix:///nonexistent/docker.sock" } });
+    const r = await c.hubRun([process.execPath, "--import", TSX, path.resolve("cli/main.ts"), "status", "--redis", c.redisUrl, "--json"], { env: { DOCKER_HOST: "unix:///nonexistent/docker.sock" } });
     if (r.code !== 0) throw new Error(`forager status: ${r.stderr}`);
     return JSON.parse(r.stdout) as StatusJson;
   };

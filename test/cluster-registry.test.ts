@@ -1,8 +1,7 @@
 /**
  * The cluster registry on one host (images/registry.ts, orchestrator/cluster.ts), against Debian's
  * docker-registry on loopback, this machine's engine and a private redis-server:
- * - `--registry` parsing, capacity from cores / memory / sandbox limits, heartbeats read back
- *   (a silent worker, a record with a bad field named);
+ * - heartbeats read back (a silent worker, a record with a bad field named), the build lock;
  * - a source published as a git bundle and fetched back (digest checked, no later commit in it);
  * - an instance image built once and pushed, then pulled by its content-hashed name once the
  *   local tag is gone (the `forager.spec-hash` label checked), bytes counted;
@@ -10,7 +9,8 @@
  * - a lock whose holder died expires and the next caller builds;
  * - a stale tag in the registry (another image under the expected name) is rebuilt and pushed over;
  * - the registry down: the call says so, retries, and completes once it is back.
- * The multi-host version (network namespaces, engines per host, kill -9) is test/cluster-multihost.test.ts.
+ * The multi-host version (network namespaces, engines per host, kill -9) is test/cluster-multihost.test.ts;
+ * option parsing and capacity (no engine) test/cluster-units.test.ts.
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -22,63 +22,18 @@ import { docker, inspectImage } from "../images/docker";
 import {
   fetchSource,
   obtainInstanceImage,
-  parseRegistryOption,
   publishSource,
   pushToRegistry,
   registryRef,
   RegistrySettingsSchema,
-  RegistryUnreachableError,
-  whileUnreachable,
   type ObtainEvent,
   type RegistrySettings,
 } from "../images/registry";
 import { ImageSpecSchema, type ImageSpecInput } from "../images/spec";
-import { CLUSTER_KEYS, formatWorkers, hostCapacity, listWorkers, RedisBuildLock, WorkerMonitor } from "../orchestrator/cluster";
+import { CLUSTER_KEYS, formatWorkers, listWorkers, RedisBuildLock, WorkerMonitor } from "../orchestrator/cluster";
 import { startRedisServer, type RedisServerHandle } from "../orchestrator/redis-server";
 import { redisConnection } from "../orchestrator/worker";
 import { registryBinary, startRegistry, type RegistryHandle } from "./helpers/registry";
-
-describe("--registry, capacity and heartbeats (no engine)", () => {
-  it("parses HOST:PORT[/NAMESPACE], a scheme, FORAGER_REGISTRY, and refuses a bare name", () => {
-    expect(parseRegistryOption("10.0.0.5:5000", {})).toMatchObject({ host: "10.0.0.5:5000", waitSeconds: 900 });
-    expect(parseRegistryOption("10.0.0.5:5000/team/forager", {})).toMatchObject({ host: "10.0.0.5:5000", namespace: "team/forager" });
-    expect(parseRegistryOption("http://registry.lan/x/", {})).toMatchObject({ host: "registry.lan", namespace: "x", scheme: "http" });
-    expect(parseRegistryOption(undefined, { FORAGER_REGISTRY: "localhost:5000", FORAGER_REGISTRY_WAIT_SECONDS: "30" })).toMatchObject({ host: "localhost:5000", waitSeconds: 30 });
-    expect(parseRegistryOption(undefined, {})).toBeUndefined();
-    expect(parseRegistryOption("none", {})).toBeUndefined();
-    expect(() => parseRegistryOption("myregistry", {})).toThrow(/HOST:PORT\[\/NAMESPACE\]/);
-    expect(() => parseRegistryOption("r.lan:5000/Upper", {})).toThrow(/namespace: lowercase/);
-    const r = parseRegistryOption("r.lan:5000/ns", {})!;
-    expect(registryRef(r, "forager/instance:a-b-c")).toBe("r.lan:5000/ns/forager/instance:a-b-c");
-  });
-
-  it("slots from cores, memory and the sandbox limits", () => {
-    const GiB = 1024 ** 3;
-    expect(hostCapacity({ cores: 64, memoryBytes: 256 * GiB })).toMatchObject({ slots: 254, byCpu: 512, byMemory: 254, evalSlots: 63 });
-    expect(hostCapacity({ cores: 2, memoryBytes: 24 * GiB })).toMatchObject({ slots: 16, byCpu: 16, byMemory: 22, evalSlots: 2 });
-    // bigger sandboxes, fewer slots; a tiny machine still gets one
-    expect(hostCapacity({ cores: 64, memoryBytes: 256 * GiB, sandboxCpus: 2, sandboxMemoryBytes: 16 * GiB })).toMatchObject({ slots: 63, byCpu: 256, byMemory: 63 });
-    expect(hostCapacity({ cores: 1, memoryBytes: 1 * GiB }).slots).toBe(1);
-  });
-
-  it("whileUnreachable retries only an unreachable registry, with growing delays, then gives up", async () => {
-    const delays: number[] = [];
-    let n = 0;
-    const v = await whileUnreachable(
-      { waitSeconds: 100 },
-      async () => {
-        if (++n < 4) throw new RegistryUnreachableError("down", "r:1");
-        return "ok";
-      },
-      (_e, d) => delays.push(d),
-      async () => undefined,
-    );
-    expect(v).toBe("ok");
-    expect(delays).toEqual([1, 2, 4]);
-    await expect(whileUnreachable({ waitSeconds: 100 }, async () => Promise.reject(new Error("manifest invalid")), undefined, async () => undefined)).rejects.toThrow("manifest invalid");
-    await expect(whileUnreachable({ waitSeconds: 0 }, async () => Promise.reject(new RegistryUnreachableError("still down", "r:1")), undefined, async () => undefined)).rejects.toThrow("still down");
-  });
-});
 
 describe("heartbeats and the build lock (redis-server)", () => {
   let tmp: string;

@@ -33,7 +33,8 @@ import { registryBinary, startRegistry, type RegistryHandle } from "./registry";
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const TSX = path.join(ROOT, "node_modules", "tsx", "dist", "loader.mjs");
+/** tsx's loader by its path (processes of the cluster run in directories without node_modules). */
+export const TSX = path.join(ROOT, "node_modules", "tsx", "dist", "loader.mjs");
 const SUBNET = "10.77.0";
 /** The hub's address (Redis, registry, the model server). */
 export const HUB_IP = `${SUBNET}.1`;
