@@ -216,7 +216,8 @@ export class TestCluster {
   /** Start (or restart, on the same address and storage) the registry in the hub. */
   async startRegistry(): Promise<void> {
     this.registryHandle = await startRegistry(path.join(this.hubDir, "registry"), { addr: `${HUB_IP}:5000`, spawnPrefix: this.inHub([]), waitReady: false });
-    await until("the registry in the hub", async () => (await this.hubRun(["curl", "-fsS", "-m", "2", `http://${HUB_IP}:5000/v2/`])).code === 0, 20_000);
+    const probe = `fetch("http://${HUB_IP}:5000/v2/", { signal: AbortSignal.timeout(2000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`;
+    await until("the registry in the hub", async () => (await this.hubRun([process.execPath, "-e", probe])).code === 0, 20_000);
   }
 
   /** Stop the registry (SIGTERM; its storage stays). */
