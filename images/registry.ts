@@ -308,6 +308,7 @@ export interface PullStats {
  */
 export async function pullWithProgress(r: RegistrySettings, ref: string, onProgress: (line: string) => void = () => undefined): Promise<PullStats> {
   const started = performance.now();
+  const me = Symbol(ref);
   let last: EnvironmentError | undefined;
   for (let attempt = 1; attempt <= r.attempts; attempt++) {
     const ac = new AbortController();
@@ -315,6 +316,11 @@ export async function pullWithProgress(r: RegistrySettings, ref: string, onProgr
     const layers = new Map<string, { current: number; total: number; done: boolean; cached: boolean }>();
     try {
       const stream = (await docker().pull(ref, { abortSignal: ac.signal, authconfig: { serveraddress: r.host } })) as NodeJS.ReadableStream;
+      // A layer two pulls of this process fetch at once is downloaded once by the engine: counted once (by the first).
+      const shared = (id: string) => {
+        if (!layerOwners.has(id)) layerOwners.set(id, me);
+        return layerOwners.get(id) !== me;
+      };
       let lastReport = 0;
       const events = await consumeJsonStream(stream, (e) => {
         const ev = e as { id?: string; status?: string; progressDetail?: { current?: number; total?: number } };
@@ -323,6 +329,7 @@ export async function pullWithProgress(r: RegistrySettings, ref: string, onProgr
         if (ev.progressDetail?.total) l.total = ev.progressDetail.total;
         if (ev.status === "Downloading" && ev.progressDetail?.current) l.current = ev.progressDetail.current;
         if (ev.status === "Already exists") l.cached = l.done = true;
+        if (shared(ev.id)) l.cached = true; // its bytes are another pull's
         if (ev.status === "Download complete" || ev.status === "Pull complete") {
           l.done = ev.status === "Pull complete" || l.done;
           if (l.total) l.current = l.total;
@@ -353,10 +360,14 @@ export async function pullWithProgress(r: RegistrySettings, ref: string, onProgr
       } else throw last;
     } finally {
       clearTimeout(timer);
+      for (const [id, owner] of layerOwners) if (owner === me) layerOwners.delete(id);
     }
   }
   throw last ?? new EnvironmentError(`pull of ${ref} failed`);
 }
+
+/** Layers being pulled by this process now, by layer id → the pull counting their bytes. */
+const layerOwners = new Map<string, symbol>();
 
 /** What one push moved. */
 export interface PushStats {

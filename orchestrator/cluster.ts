@@ -365,14 +365,14 @@ export function formatWorkers(ws: readonly WorkerView[]): string {
   const hosts = new Map<string, WorkerView[]>();
   for (const w of ws) hosts.set(w.host, [...(hosts.get(w.host) ?? []), w]);
   const lines = [`workers: ${ws.filter((w) => w.status === "running").length} running on ${new Set(ws.filter((w) => w.status === "running").map((w) => w.host)).size} host(s), ${ws.length} known`];
-  lines.push(`  ${"HOST / WORKER".padEnd(30)} ${"STATE".padEnd(8)} ${"SLOTS".padStart(9)} ${"IN FLIGHT".padStart(10)} ${"DONE".padStart(9)}  ${"IMAGES built/pulled/here (MB pulled)".padEnd(36)} LAST HEARTBEAT`);
+  lines.push(`  ${"HOST / WORKER".padEnd(30)} ${"STATE".padEnd(8)} ${"SLOTS".padStart(9)} ${"IN FLIGHT".padStart(10)} ${"DONE".padStart(9)}  ${"IMAGES built/pulled/here (MB pulled)".padEnd(38)} LAST HEARTBEAT`);
   for (const [host, list] of hosts) {
     const slots = list.filter((w) => w.status === "running").reduce((a, w) => a + w.slots.rollouts, 0);
     lines.push(`  ${host} (${slots} rollout slots running)`);
     for (const w of list) {
       const img = `${w.images.built}/${w.images.pulled}/${w.images.local} (${mb(w.images.bytesPulled)})`;
       lines.push(
-        `    ${w.id.padEnd(28)} ${w.status.padEnd(8)} ${`${w.slots.rollouts}+${w.slots.evaluations}e`.padStart(9)} ${`${w.inFlight.rollouts}+${w.inFlight.evaluations}e`.padStart(10)} ${`${w.finished.rollouts}+${w.finished.evaluations}e`.padStart(9)}  ${img.padEnd(36)} ${ago(w.ageSeconds)}`,
+        `    ${w.id.padEnd(28)} ${w.status.padEnd(8)} ${`${w.slots.rollouts}+${w.slots.evaluations}e`.padStart(9)} ${`${w.inFlight.rollouts}+${w.inFlight.evaluations}e`.padStart(10)} ${`${w.finished.rollouts}+${w.finished.evaluations}e`.padStart(9)}  ${img.padEnd(38)} ${ago(w.ageSeconds)}`,
       );
       if (w.lastProblem && Date.now() - w.lastProblem.at < 3600_000) lines.push(`      last problem (${ago((Date.now() - w.lastProblem.at) / 1000)}): ${w.lastProblem.message.slice(0, 200)}`);
     }

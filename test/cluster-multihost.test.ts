@@ -165,6 +165,9 @@ describe.skipIf(unavailable !== undefined)("forager on two worker hosts (network
     }, 60_000, 1000);
     expect(st.workers.filter((w) => w.status === "silent").map((w) => w.host).sort()).toEqual(["h1", "h2"]);
     expect(st.workers.filter((w) => w.status === "running").map((w) => w.host).sort()).toEqual(["h1", "h2"]);
+    const text = await c.hubRun([process.execPath, "--import", TSX, path.resolve("cli/main.ts"), "status", "--redis", c.redisUrl], { env: { DOCKER_HOST: "unix:///nonexistent/docker.sock" } });
+    expect(text.stdout).toMatch(/^workers: 2 running on 2 host\(s\), 4 known/);
+    console.log(text.stdout);
   }, 600_000);
 
   it("4. the registry down while a new image is built and pulled: workers say so and retry; the run completes when it is back", async () => {
