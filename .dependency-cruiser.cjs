@@ -15,6 +15,7 @@ const LAYERS = [
   ["agent"],
   ["rewards"],
   ["tasks"],
+  ["suite"],
   ["tools"],
   ["sandbox"],
   ["images"],

@@ -12,6 +12,8 @@ export default defineConfig({
     include: [
       "test/forgery.test.ts",
       "test/agent.test.ts",
+      "test/agent-env.test.ts",
+      "test/eval-plan.test.ts",
       "test/commits-select.test.ts",
       "test/mutate-operators.test.ts",
       "test/image-infer.test.ts",

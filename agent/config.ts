@@ -4,7 +4,11 @@
  * `swerl_tool_env:think_tag:modal:eval` registration; facts in shared/reference/cwm-environment.md).
  * Units are in the names: tokens, seconds.
  */
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { z } from "zod";
+import { formatZodIssues } from "../lib/zod-util";
 import { RewardConfigSchema } from "../rewards/reward";
 
 export const AgentConfigSchema = z
@@ -64,4 +68,49 @@ export type AgentConfigInput = z.input<typeof AgentConfigSchema>;
 /** Parse with defaults. @throws ZodError on invalid settings. */
 export function agentConfig(input: AgentConfigInput = {}): AgentConfig {
   return AgentConfigSchema.parse(input);
+}
+
+/** The folder of named configurations (`configs/` at the repository's root). */
+export const PRESETS_DIR = fileURLToPath(new URL("../configs/", import.meta.url));
+
+/** The names of the configurations in {@link PRESETS_DIR}. */
+export function presetNames(dir = PRESETS_DIR): string[] {
+  try {
+    return fs.readdirSync(dir).filter((f) => f.endsWith(".json")).map((f) => f.slice(0, -5)).sort();
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * An agent configuration from the `--config` argument: inline JSON (`{...}`), a JSON file's path,
+ * or the name of a preset in `configs/` (`cwm-eval`, `quick`, …), validated by
+ * {@link AgentConfigSchema} (every field optional).
+ * @throws Error whose message names the argument, the file and the field at fault.
+ */
+export function loadAgentConfigArg(arg: string, dir = PRESETS_DIR): AgentConfigInput {
+  const text = arg.trim();
+  let where: string;
+  let raw: string;
+  if (text.startsWith("{")) {
+    where = "--config (inline JSON)";
+    raw = text;
+  } else if (fs.existsSync(text) && fs.statSync(text).isFile()) {
+    where = `--config ${text}`;
+    raw = fs.readFileSync(text, "utf8");
+  } else if (presetNames(dir).includes(text)) {
+    where = `--config ${text} (${path.join(dir, `${text}.json`)})`;
+    raw = fs.readFileSync(path.join(dir, `${text}.json`), "utf8");
+  } else {
+    throw new Error(`--config ${JSON.stringify(arg)}: not JSON, not a file, not a preset (presets: ${presetNames(dir).join(", ") || "none"})`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch (err) {
+    throw new Error(`${where}: not valid JSON: ${(err as Error).message}`);
+  }
+  const r = AgentConfigSchema.safeParse(value);
+  if (!r.success) throw new Error(`${where}: ${formatZodIssues(r.error)}`);
+  return value as AgentConfigInput;
 }

@@ -48,6 +48,9 @@ export interface PolicyContext {
   signal?: AbortSignal;
 }
 
+/** A chat-mode assistant message as it came over the wire (OpenAI chat completions `message`). */
+export type WireMessage = NonNullable<Turn["wire"]>;
+
 /** One action chosen by a policy. */
 export interface PolicyStep {
   /** The raw text after the prefill (CWM form: reasoning, `</think>`, one tool call or a final answer). */
@@ -67,6 +70,8 @@ export interface PolicyStep {
   finishReason?: string;
   /** Chat mode: the id of the (first) tool call. */
   toolCallId?: string;
+  /** Chat mode: the assistant message as the server sent it (content, reasoning, tool calls with JSON arguments). */
+  wire?: WireMessage;
   /** A format problem found by the policy itself (chat mode: invalid JSON arguments). */
   formatError?: { type: "FormatError" | "NoSuchToolError"; message: string };
   /**
@@ -276,6 +281,7 @@ export class HttpPolicy implements Policy {
       finishReason: r.finishReason,
       ...HttpPolicy.callFields(r),
       toolCallId: m.toolCalls[0]?.id,
+      wire: { content: m.content, ...(m.reasoningContent !== undefined ? { reasoning: m.reasoningContent } : {}), toolCalls: m.toolCalls.map((c) => ({ id: c.id, name: c.name, arguments: c.arguments })) },
       formatError,
       tokenIdsUnavailable: "chat mode: the server returns text and tool calls, not token ids",
     };

@@ -47,9 +47,24 @@ export function formatTurn(turn: Turn, opts: { width?: number; maxLines?: number
   return out.join("\n");
 }
 
-export function formatEvaluation(ev: Evaluation | undefined, reward: number): string {
-  if (!ev) return `evaluation: none (no submitted patch evaluated) · reward ${reward}`;
-  return `evaluation: ${ev.outcome}${ev.resolved ? " (resolved)" : ""}${ev.reason ? ` — ${ev.reason}` : ""}${ev.seconds !== undefined ? ` [${ev.seconds.toFixed(1)} s]` : ""} · reward ${reward}`;
+/**
+ * The reward scale beside a reward, from the trajectory's `rewardParts` (rewards/reward.ts: mode,
+ * scale, threshold; absent → CWM's execution reward with scale 1): `scale: 0 resolved, −1 not
+ * resolved, −1.5 forged` — so "reward 0" reads as the success it is on CWM's −1 … −1 + scale range.
+ */
+export function rewardScale(parts?: Record<string, unknown>): string {
+  const n = (x: number) => String(Math.round(x * 1000) / 1000).replace("-", "−");
+  const forged = typeof parts?.forgedReward === "number" ? parts.forgedReward : -1.5;
+  if (parts?.mode === "pass_only") return `scale: 1 resolved, −1 not resolved, ${n(forged)} forged`;
+  const scale = typeof parts?.scale === "number" ? parts.scale : 1;
+  const thr = typeof parts?.threshold === "number" ? parts.threshold : undefined;
+  return `scale: ${n(-1 + scale)} resolved${thr !== undefined ? `, ${n(-1 + thr * scale)} similar patch (≥ ${thr})` : ""}, −1 not resolved, ${n(forged)} forged`;
+}
+
+export function formatEvaluation(ev: Evaluation | undefined, reward: number, parts?: Record<string, unknown>): string {
+  const r = `reward ${reward} (${rewardScale(parts)})`;
+  if (!ev) return `evaluation: none (no submitted patch evaluated) · ${r}`;
+  return `evaluation: ${ev.outcome}${ev.resolved ? " (resolved)" : ""}${ev.reason ? ` — ${ev.reason}` : ""}${ev.seconds !== undefined ? ` [${ev.seconds.toFixed(1)} s]` : ""} · ${r}`;
 }
 
 /** Summary line block of a finished trajectory. */
@@ -58,7 +73,9 @@ export function formatSummary(t: Trajectory): string {
     `end: ${t.endReason}${t.endDetail ? ` (${t.endDetail})` : ""}`,
     `turns: ${t.turns.length} · tokens used: ${t.usedTokens} · env retries: ${t.envRetries} · wall ${t.times.totalSeconds.toFixed(1)} s (model ${t.times.modelSeconds.toFixed(1)} s, tools ${t.times.toolSeconds.toFixed(1)} s, eval ${t.times.evalSeconds.toFixed(1)} s)`,
     `submitted patch: ${t.submittedPatch ? `${t.submittedPatch.split("\n").length} lines` : "none"}`,
-    formatEvaluation(t.evaluation, t.reward),
+    t.endReason === "env_error" || t.endReason === "policy_error"
+      ? `evaluation: none · no reward: ${t.endReason} is an infrastructure failure (${t.endReason === "policy_error" ? "the model server" : "the engine or the sandbox"}), not the model's; counted apart from rewards and pass@k`
+      : formatEvaluation(t.evaluation, t.reward, { ...t.rewardParts, forgedReward: (t.config.reward as { forgedReward?: unknown } | undefined)?.forgedReward }),
   ].join("\n");
 }
 

@@ -94,6 +94,17 @@ export const TurnSchema = z.object({
   remainingTokens: z.number().int().optional(),
   /** Chat mode: the OpenAI tool call id. */
   toolCallId: z.string().optional(),
+  /**
+   * Chat mode: the assistant message as the server sent it — content, reasoning, and the tool calls
+   * with their JSON `arguments` text (OpenAI chat completions) — kept for exports in the OpenAI form.
+   */
+  wire: z
+    .object({
+      content: z.string(),
+      reasoning: z.string().optional(),
+      toolCalls: z.array(z.object({ id: z.string(), name: z.string(), arguments: z.string() })),
+    })
+    .optional(),
 });
 export type Turn = z.infer<typeof TurnSchema>;
 

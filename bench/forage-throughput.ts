@@ -20,6 +20,7 @@
  *   npm run bench -- forage-throughput [--episodes 256] [--concurrency 64] [--turns 10] [--latency-ms 200]
  */
 import fs from "node:fs";
+import { MemorySandbox } from "../sandbox/memory";
 import os from "node:os";
 import path from "node:path";
 import { runEpisode } from "../agent/episode";
@@ -28,7 +29,6 @@ import { InferenceClient } from "../inference-client/client";
 import { fakeTask } from "../orchestrator/fake";
 import { forage } from "../orchestrator/forage";
 import { makePolicy, type RolloutFn } from "../orchestrator/stages";
-import type { Sandbox } from "../sandbox/sandbox";
 import { intFlag, round, startScriptedModel, unknownFlags, type BenchMain } from "./lib";
 
 
@@ -45,7 +45,7 @@ function procCpuSeconds(pid: number): number {
   }
 }
 
-const stubSandbox = { name: "bench-stub", destroy: async () => undefined } as unknown as Sandbox;
+const stubSandbox = new MemorySandbox("bench-stub");
 
 interface Tracker {
   inFlight: number;

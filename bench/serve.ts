@@ -18,13 +18,13 @@
  *                          [--envs 256] [--steps 4] [--pool-envs 4] [--no-docker]
  */
 import fs from "node:fs";
+import { MemorySandbox } from "../sandbox/memory";
 import os from "node:os";
 import path from "node:path";
 import { DEFAULT_BASE_IMAGE } from "../images/spec";
 import { fakeTask, keepEvaluation } from "../orchestrator/fake";
 import { forage } from "../orchestrator/forage";
 import { dockerClient } from "../sandbox/docker";
-import type { Sandbox } from "../sandbox/sandbox";
 import { EnvManager } from "../serve/envs";
 import { servingRollout } from "../serve/rollouts";
 import { startService, type Service } from "../serve/server";
@@ -33,7 +33,7 @@ import { intFlag, percentile, round, SCRIPTED_TURN_TEXT, startScriptedModel, unk
 
 
 
-const stub = { name: "serve-bench-stub", destroy: async () => undefined } as unknown as Sandbox;
+const stub = new MemorySandbox("serve-bench-stub");
 const stubFactory = async () => stub;
 
 async function post(url: string, body: unknown): Promise<any> {

@@ -13,6 +13,7 @@ import { SteppedPolicy } from "../agent/stepper";
 import { InferenceClient } from "../inference-client/client";
 import { formatSummary } from "../agent/render";
 import { writeTrajectory } from "../agent/trajectory";
+import { rememberTask } from "./trajectory-source";
 import { childLogger } from "../lib/log";
 import { addCommonOptions, configFrom, defaultOut, loadEvaluator, loadTaskAndImage, printEvent, useRepos, type CommonOptions } from "./episode-options";
 
@@ -94,6 +95,7 @@ export function registerDebugCommand(program: Command): void {
       console.log("\n" + formatSummary(t));
       const out = o.out ?? defaultOut(`debug-${task.id}`);
       writeTrajectory(out, t);
+      rememberTask(out, task);
       console.log(`trajectory: ${out}`);
     } finally {
       io.close();

@@ -1,6 +1,7 @@
 /**
  * `forager doctor`: checks what forager needs and says what to do about each failure.
  */
+import { defaultStateDir } from "../images/state";
 import { statfsSync } from "node:fs";
 import { Socket } from "node:net";
 import { engineInfo, imageExists } from "../images/docker";
@@ -97,6 +98,8 @@ export async function runDoctor(opts: { baseImage?: string; redisUrl?: string; d
       fix: has ? undefined : "make it: `forager images base` (bootstraps Debian with mmdebstrap when no registry answers)",
     });
   }
+  const stateDir = defaultStateDir();
+  checks.push({ name: "state dir", ok: true, detail: `${stateDir}${process.env.FORAGER_STATE_DIR ? " (FORAGER_STATE_DIR)" : ""}: image index, locks, build logs, eval-secret` });
   const redisUrl = opts.redisUrl ?? process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
   try {
     const pong = await redisPing(redisUrl);

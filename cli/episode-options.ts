@@ -5,9 +5,13 @@
  */
 import path from "node:path";
 import type { Command } from "commander";
-import { agentConfig, type AgentConfig, type AgentConfigInput } from "../agent/config";
+import { agentConfig, loadAgentConfigArg, type AgentConfig, type AgentConfigInput } from "../agent/config";
 import type { EpisodeEvent, Evaluator } from "../agent/episode";
-import { loadTask } from "../tasks/files";
+import fs from "node:fs";
+import { loadTaskFiles } from "../tasks/files";
+import { RecordError } from "../lib/errors";
+import { agentConfigOption, existingPath, intAtLeast } from "./options";
+import { UsageError } from "./exit-codes";
 import type { Task } from "../tasks/schema";
 import { parseImagesOption, usePrebuiltImage } from "../images/swebench-prebuilt";
 import { harnessEvaluator } from "../rewards/evaluator";
@@ -26,9 +30,9 @@ export interface CommonOptions {
   image?: string;
   images?: string;
   out?: string;
-  maxTurns?: string;
-  contextTokens?: string;
-  commandTimeout?: string;
+  maxTurns?: number;
+  contextTokens?: number;
+  commandTimeout?: number;
   think?: boolean;
   config?: string;
 }
@@ -36,16 +40,16 @@ export interface CommonOptions {
 export function addCommonOptions(cmd: Command): Command {
   return cmd
     .requiredOption("--task <id>", "task id")
-    .requiredOption("--tasks <file>", "tasks file: JSONL of Task records, or a SWE-bench dataset")
+    .requiredOption("--tasks <file>", "tasks file: JSONL of Task records, or a SWE-bench dataset", existingPath("any", "a tasks file (Task JSONL, or a SWE-bench dataset file or directory)"))
     .option("--repos <dir>", "SWE-bench tasks: directory of local clones (owner+name/repo, owner__name, …; sets FORAGER_REPOS)")
     .option("--image <tag>", "image to run (default: the task's instance image, built if missing)")
     .option("--images <source>", "swebench or swebench=REGISTRY/NAMESPACE: SWE-bench tasks run in the harness's prebuilt image, pulled (also FORAGER_IMAGES)")
     .option("--out <file>", "trajectory file to append to (default runs/single/<task>-<timestamp>.jsonl)")
-    .option("--max-turns <n>", "turn limit (default 128)")
-    .option("--context-tokens <n>", "context window, tokens (default 131072)")
-    .option("--command-timeout <s>", "seconds one bash command may run (default 120)")
+    .option("--max-turns <n>", "turn limit (default 128)", intAtLeast(1))
+    .option("--context-tokens <n>", "context window, tokens (default 131072)", intAtLeast(1))
+    .option("--command-timeout <s>", "seconds one bash command may run (default 120)", intAtLeast(1))
     .option("--no-think", "no reasoning mode (no <think> prefill)")
-    .option("--config <json>", "AgentConfig fields as JSON, e.g. '{\"temperature\":0.2}'");
+    .option("--config <json|file|preset>", "AgentConfig fields: inline JSON ('{\"temperature\":0.2}'), a JSON file, or a preset of configs/ (cwm-eval, quick, swerl-similarity)", agentConfigOption);
 }
 
 /**
@@ -55,20 +59,43 @@ export function addCommonOptions(cmd: Command): Command {
  */
 export async function loadTaskAndImage(o: CommonOptions): Promise<{ task: Task; image?: string }> {
   const settings = o.image ? undefined : parseImagesOption(o.images);
-  const task = await loadTask(o.tasks, o.task, { harnessSpecs: settings !== undefined });
+  const task = await loadTaskReporting(o.tasks, o.task, { harnessSpecs: settings !== undefined });
   if (o.image) return { task, image: o.image };
   if (!settings) return { task };
   const r = await usePrebuiltImage(task, settings, { onProgress: (p) => console.error(`[images] ${p.message}`) });
   return { task: r.task, ...(r.image ? { image: r.image } : {}) };
 }
 
-/** `--repos DIR`: where SWE-bench tasks' repositories are found (FORAGER_REPOS). */
+/**
+ * The task `id` of a tasks file, saying (on stderr) which lines of the file were rejected, as
+ * `forage` does: a malformed line is never skipped in silence.
+ * @throws RecordError when the task is not in the file (or its own line is the bad one).
+ */
+export async function loadTaskReporting(file: string, id: string, opts: { harnessSpecs?: boolean } = {}): Promise<Task> {
+  const { tasks, errors } = await loadTaskFiles([file], opts);
+  const bad = errors.find((e) => e.taskId === id);
+  if (errors.length) {
+    console.error(`${errors.length} bad task line(s) in ${file}, skipped:`);
+    for (const e of errors.slice(0, 10)) console.error(`  ${e.file}:${e.line}${e.taskId ? ` (${e.taskId})` : ""}: ${e.message}`);
+    if (errors.length > 10) console.error(`  … ${errors.length - 10} more`);
+  }
+  const task = tasks.find((t) => t.id === id);
+  if (task) return task;
+  if (bad) throw new RecordError(`task ${id} at ${file}:${bad.line}: ${bad.message}`, file, bad.line || undefined);
+  const known = tasks.slice(0, 5).map((t) => t.id).join(", ");
+  throw new RecordError(`task ${id} not found in ${file}${tasks.length ? ` (it holds ${tasks.length} task(s): ${known}${tasks.length > 5 ? ", …" : ""})` : ""}`, file);
+}
+
+/** `--repos DIR`: where SWE-bench tasks' repositories are found (FORAGER_REPOS). @throws UsageError when DIR is not a directory. */
 export function useRepos(o: { repos?: string }): void {
+  if (o.repos && !(fs.existsSync(o.repos) && fs.statSync(o.repos).isDirectory())) {
+    throw new UsageError(`--repos ${o.repos}: not a directory; expected a directory of local clones (owner+name/repo, owner__name, …)`);
+  }
   if (o.repos) process.env.FORAGER_REPOS = [o.repos, process.env.FORAGER_REPOS].filter(Boolean).join(":");
 }
 
 export function configFrom(o: CommonOptions, extra: AgentConfigInput = {}): AgentConfig {
-  const input: AgentConfigInput = { ...(o.config ? (JSON.parse(o.config) as AgentConfigInput) : {}), ...extra };
+  const input: AgentConfigInput = { ...(o.config ? loadAgentConfigArg(o.config) : {}), ...extra };
   if (o.maxTurns) input.maxTurns = Number(o.maxTurns);
   if (o.contextTokens) input.contextTokens = Number(o.contextTokens);
   if (o.commandTimeout) input.commandTimeoutSeconds = Number(o.commandTimeout);

@@ -6,16 +6,24 @@ import { useRepos } from "./episode-options";
 import fs from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import { int } from "./options";
+import { agentConfigOption, collectWith, existingPath, int, intAtLeast, numberIn } from "./options";
+import { EXIT, UsageError } from "./exit-codes";
+import { onInterrupt } from "./interrupt";
+import { preflightEndpoints } from "./preflight";
+import { EXPORT_FORMATS, type AnyExportFormat } from "../orchestrator/export-formats";
+import { runPaths } from "../orchestrator/spec";
+import { scanShards } from "../orchestrator/storage";
 import { Option } from "commander";
 import { logger } from "../lib/log";
-import { exportRun, exportRunToFile, type ExportFormat } from "../orchestrator/export";
+import { loadAgentConfigArg } from "../agent/config";
+import { exportRun, exportRunToFile, exportRunToParquet } from "../orchestrator/export";
 import { forage, formatProgress, formatSummary, resume, type ForageResult } from "../orchestrator/forage";
 import { formatModelUsage } from "../orchestrator/metrics";
 import type { CollectResult } from "../orchestrator/redis-storage";
 import { openCollector } from "../orchestrator/sink";
 import { readRunFiles, runStatus, writeManifest, type RunStatus } from "../orchestrator/run";
 import { formatFailureCounts } from "../orchestrator/records";
+import { formatAccounting, formatPassAtK } from "../orchestrator/accounting";
 import type { RunSpec, StorageMode } from "../orchestrator/spec";
 import { redisConnection, startWorker, type ForagerWorker } from "../orchestrator/worker";
 import { formatWorkers, hostCapacity, listWorkers, readImageEvents } from "../orchestrator/cluster";
@@ -25,6 +33,7 @@ import { parseInstanceIds } from "../tasks/files";
 import { parseImagesOption } from "../images/swebench-prebuilt";
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+const TASKS_WHAT = "a tasks file (Task JSONL, or a SWE-bench dataset: JSON/JSONL/parquet file or dataset directory)";
 
 interface ForageCliOptions {
   tasks: string[];
@@ -52,6 +61,7 @@ interface ForageCliOptions {
   images?: string;
   storage: StorageMode;
   registry?: string;
+  config?: string;
 }
 
 /** `--registry`'s help (the same on every command that takes it). */
@@ -109,7 +119,53 @@ function report(res: ForageResult): void {
   if (process.stderr.isTTY) process.stderr.write("\n");
   if (res.summary) console.log(formatSummary(res.summary));
   else console.log(`run ${res.spec.runId} enqueued (${res.status.expected} samples) → ${res.spec.runDir}`);
-  process.exitCode = res.summary && res.summary.failed > 0 ? 3 : 0;
+  process.exitCode = res.summary && res.summary.failed > 0 ? EXIT.someFailed : EXIT.ok;
+}
+
+/**
+ * What an interrupted run leaves, for people: the trajectories committed to the shards (the
+ * shards' index), the failure records, and the command that continues it.
+ */
+export function interruptedLines(runDir: string): string[] {
+  const dir = path.resolve(runDir);
+  if (!fs.existsSync(runPaths(dir).spec)) return [`forager: interrupted before the run started: nothing saved in ${dir}`];
+  let saved = 0;
+  let expected: number | undefined;
+  try {
+    saved = scanShards(runPaths(dir).shards).entries.length;
+    const { spec, tasks } = readRunFiles(dir);
+    expected = spec.samples * tasks.length;
+  } catch {
+    // an unreadable run directory: say what we can
+  }
+  const failed = fs.existsSync(runPaths(dir).failures) ? fs.readdirSync(runPaths(dir).failures).filter((f) => f.endsWith(".json")).length : 0;
+  return [
+    `forager: interrupted: ${saved}${expected !== undefined ? ` of ${expected}` : ""} trajectories saved in ${runPaths(dir).shards}${failed ? ` (${failed} failed sample(s) recorded in ${runPaths(dir).failures})` : ""}`,
+    `continue with: forager resume ${runDir}`,
+  ];
+}
+
+/**
+ * Run `work` (a forage or resume) so that Ctrl-C stops it cleanly: the run is aborted (workers
+ * closed, their jobs back in the run's Redis), then cli/main.ts destroys the sandboxes and exits
+ * 130 after printing {@link interruptedLines}.
+ */
+async function interruptible(runDir: string, work: (signal: AbortSignal) => Promise<ForageResult>): Promise<void> {
+  const ac = new AbortController();
+  const running = work(ac.signal);
+  const off = onInterrupt(async () => {
+    ac.abort();
+    await running.catch(() => undefined);
+    return interruptedLines(runDir);
+  });
+  try {
+    report(await running);
+  } catch (err) {
+    if (ac.signal.aborted) await new Promise(() => undefined); // cli/main.ts exits 130
+    throw err;
+  } finally {
+    off();
+  }
 }
 
 /** Register the orchestrator's commands on the CLI. */
@@ -117,28 +173,29 @@ export function registerForageCommands(program: Command): void {
   program
     .command("forage")
     .description("turn tasks into trajectories: K samples per task, with rewards (embedded Redis and workers unless --redis)")
-    .requiredOption("--tasks <files...>", "task files (Task JSONL, or a SWE-bench dataset: JSON/JSONL/parquet file or dataset directory): --tasks A B or --tasks A --tasks B")
+    .requiredOption("--tasks <files...>", "task files (Task JSONL, or a SWE-bench dataset: JSON/JSONL/parquet file or dataset directory): --tasks A B or --tasks A --tasks B", collectWith(existingPath("any", TASKS_WHAT)))
     .option("--instances <ids>", "only these task / instance ids: comma-separated, or @FILE (one id a line)")
     .option("--repos <dir>", "SWE-bench tasks: directory of local clones (owner+name/repo, owner__name, …; sets FORAGER_REPOS)")
-    .requiredOption("--samples <k>", "samples per task (K)", int)
+    .requiredOption("--samples <k>", "samples per task (K), ≥ 1", intAtLeast(1))
     .requiredOption("--out <dir>", "run directory (shards, manifest, summary)")
     .option("--model-url <url>", "OpenAI-compatible endpoint; repeatable", collect)
     .option("--model <name>", "model name sent to the endpoints")
     .option("--api-key <key>", "API key of the endpoints", process.env.FORAGER_API_KEY)
-    .option("--max-requests <n>", "concurrent model requests per endpoint, over all workers", int, 64)
+    .option("--max-requests <n>", "concurrent model requests per endpoint, over all workers", intAtLeast(1), 64)
     .addOption(new Option("--policy <kind>", "policy (default: http with --model-url, else oracle)").choices(["oracle", "http"]))
-    .addOption(new Option("--mode <mode>", "model API").choices(["completions", "chat"]))
+    .addOption(new Option("--mode <mode>", "model API (default: the config's, completions)").choices(["completions", "chat"]))
     .option("--redis <url>", "enqueue into this Redis for remote workers (default: a private redis-server)")
     .option("--detach", "with --redis: return once enqueued")
-    .option("--stop-after <m>", "stop a task after M resolved samples", int)
-    .option("--max-turns <t>", "turns per episode (T)", int)
-    .option("--temperature <x>", "sampling temperature", Number)
-    .option("--top-p <x>", "nucleus sampling", Number)
-    .option("--seed <n>", "base seed (sample i uses seed + i)", int)
-    .option("--concurrency <n>", "embedded: episodes at once (default: container slots)", int)
-    .option("--eval-concurrency <n>", "embedded: evaluations at once (default: a quarter of --concurrency, at least 1)", int)
+    .option("--stop-after <m>", "stop a task after M resolved samples (default: never)", intAtLeast(1))
+    .option("--config <json|file|preset>", "agent settings for every episode: inline JSON, a JSON file, or a preset of configs/ (cwm-eval, quick, swerl-similarity); flags below override it", agentConfigOption)
+    .option("--max-turns <t>", "turns per episode (T; default 128)", intAtLeast(1))
+    .option("--temperature <x>", "sampling temperature, ≥ 0 (default 1.0)", numberIn(0))
+    .option("--top-p <x>", "nucleus sampling, 0–1 (default 0.95)", numberIn(0, 1))
+    .option("--seed <n>", "base seed (sample i uses seed + i; default none)", int)
+    .option("--concurrency <n>", `embedded: episodes at once (default: from cores, memory and the sandbox limits, here ${hostCapacity().slots})`, intAtLeast(1))
+    .option("--eval-concurrency <n>", "embedded: evaluations at once (default: a quarter of the episode slots, at most one per core, at least 1)", intAtLeast(1))
     .option("--run-id <id>", "run id (default: date + random)")
-    .option("--attempts <n>", "attempts per job (environment and inference errors)", int)
+    .option("--attempts <n>", "attempts per job (environment and inference errors; default 3)", intAtLeast(1))
     .option("--image <task=tag>", "pre-built image tag for a task; repeatable", collect)
     .option("--images <source>", "swebench or swebench=REGISTRY/NAMESPACE: SWE-bench tasks run in the harness's prebuilt images, pulled before the run (also FORAGER_IMAGES)")
     .option("--registry <host:port[/ns]>", `${REGISTRY_HELP}; local repositories of the tasks are published to it`)
@@ -149,15 +206,19 @@ export function registerForageCommands(program: Command): void {
     )
     .action(async (o: ForageCliOptions & { repos?: string }) => {
       useRepos(o);
+      if (o.detach && !o.redis) throw new UsageError("--detach needs --redis URL: an embedded run (no --redis) ends with this process, there is nothing to detach from");
+      if (o.policy === "oracle" && o.modelUrl?.length) throw new UsageError("--policy oracle takes no --model-url: the oracle applies the reference patch and asks no model (drop one of them)");
       const kind = o.policy ?? (o.modelUrl?.length ? "http" : "oracle");
-      if (kind === "http" && !o.modelUrl?.length) throw new Error("--policy http needs at least one --model-url");
+      if (kind === "http" && !o.modelUrl?.length) throw new UsageError("--policy http needs at least one --model-url");
+      if (kind === "http") await preflightEndpoints(o.modelUrl!, { apiKey: o.apiKey, model: o.model });
       const policy: RunSpec["policy"] =
         kind === "oracle"
           ? { kind: "oracle" }
           : { kind: "http", mode: o.mode, endpoints: o.modelUrl!.map((url) => ({ url, model: o.model, apiKey: o.apiKey, maxConcurrentRequests: o.maxRequests })) };
       const images = Object.fromEntries((o.image ?? []).map((s) => [s.slice(0, s.lastIndexOf("=")), s.slice(s.lastIndexOf("=") + 1)]));
       const registry = parseRegistryOption(o.registry);
-      const res = await forage({
+      await interruptible(o.out, (signal) => forage({
+        signal,
         ...(registry ? { registry } : {}),
         onRegistryRetry: (m) => console.error(`[sources] ${m}`),
         onSourcePublished: (p) =>
@@ -170,6 +231,7 @@ export function registerForageCommands(program: Command): void {
         stopAfterSuccesses: o.stopAfter,
         maxTurns: o.maxTurns,
         policy,
+        ...(o.config ? { agent: loadAgentConfigArg(o.config) as Record<string, unknown> } : {}),
         sampling: { temperature: o.temperature, topP: o.topP, seed: o.seed },
         images,
         prebuilt: parseImagesOption(o.images),
@@ -188,8 +250,7 @@ export function registerForageCommands(program: Command): void {
           for (const e of errors.slice(0, 20)) console.error(`  ${e.file}:${e.line}${e.taskId ? ` (${e.taskId})` : ""}: ${e.message}`);
           if (errors.length > 20) console.error(`  … ${errors.length - 20} more in <run>/task-errors.jsonl`);
         },
-      });
-      report(res);
+      }));
     });
 
   program
@@ -269,13 +330,14 @@ export function registerForageCommands(program: Command): void {
       }
       const manifest = await writeManifest(runDir, { write: false, dedup: false });
       if (o.json) {
-        console.log(JSON.stringify({ runId: spec.runId, storage: spec.storage, manifest: { ...manifest, shards: manifest.shards.length }, live, collected, ...(workers ? { workers: workers.workers } : {}) }, null, 2));
+        console.log(JSON.stringify({ runId: spec.runId, storage: spec.storage, tasksDone: `${manifest.accounting.tasksDone}/${manifest.accounting.tasks}`, manifest: { ...manifest, shards: manifest.shards.length }, live, collected, ...(workers ? { workers: workers.workers } : {}) }, null, 2));
         return;
       }
       console.log(`run ${spec.runId} (${spec.policy.kind}, K=${spec.samples}) in ${spec.runDir}`);
       console.log(`  trajectories ${manifest.trajectories}/${manifest.expected} (resolved ${manifest.resolved}); failed ${manifest.failures.length}; shards ${manifest.shards.length}; duplicates dropped ${manifest.duplicatesDropped}`);
       if (manifest.failures.length) console.log(`  ${formatFailureCounts(manifest.failureCounts)} (not in rewards or pass@k)`);
-      console.log(`  ${Object.entries(manifest.metrics).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`).join(" · ")}`);
+      console.log(`  ${formatPassAtK(manifest.accounting, spec.samples)}`);
+      for (const l of formatAccounting(manifest.accounting)) console.log(l);
       if (manifest.model) console.log(`  model: ${formatModelUsage(manifest.model)}`);
       for (const f of manifest.failures.slice(0, 10)) console.log(`  failed ${f.taskId}#${f.sample} (${f.stage}, ${f.attempts} attempts): ${f.reason}`);
       if (live) console.log(`  live: ${formatProgress(live, { turnsPerSecond: 0, elapsedSeconds: 0 })}`);
@@ -331,25 +393,52 @@ export function registerForageCommands(program: Command): void {
     .description("continue a run: re-submit what is not done (idempotent), run it, write the manifest and summary")
     .argument("<run>", "run directory")
     .option("--redis <url>", "Redis URL (default: the run's; embedded runs restart their private Redis)")
-    .option("--concurrency <n>", "embedded: episodes at once", int)
+    .option("--concurrency <n>", "embedded: episodes at once (default: container slots)", intAtLeast(1))
     .action(async (runDir: string, o: { redis?: string; concurrency?: number }) => {
-      report(await resume(runDir, { redisUrl: o.redis, worker: { concurrency: o.concurrency, logger: logger() }, logger: logger(), onProgress: progressPrinter() }));
+      readRunFiles(runDir); // a directory that holds no run fails here, in one line
+      await interruptible(runDir, (signal) => resume(runDir, { signal, redisUrl: o.redis, worker: { concurrency: o.concurrency, logger: logger() }, logger: logger(), onProgress: progressPrinter() }));
     });
 
   program
     .command("export")
-    .description("export a run's trajectories: chat (training records), raw (trajectories), predictions (SWE-bench JSONL)")
+    .description("export a run: openai (fine-tuning chat with tool_calls), chat (CWM's form), raw, parquet (Hugging Face dataset), verl / skyrl (RL prompt sets), predictions (SWE-bench)")
     .argument("<run>", "run directory")
-    .addOption(new Option("--format <format>", "output format").choices(["chat", "raw", "predictions"]).makeOptionMandatory())
-    .option("--output <file>", "write here (default stdout)")
-    .option("--dedup", "drop near-duplicate trajectories (MinHash over actions)")
-    .option("--resolved-only", "only resolved trajectories")
+    .addOption(
+      new Option(
+        "--format <format>",
+        "openai: OpenAI fine-tuning JSONL (messages with tool_calls, tool_call_id, tools) · chat: CWM's chat form (tool calls as CWM text) · raw: trajectory records · parquet: the openai conversations + outcome as a Hugging Face dataset (DIR/data/train-*.parquet) · verl, skyrl: the run's tasks as an RL prompt set (parquet) · predictions: SWE-bench JSONL",
+      )
+        .choices(EXPORT_FORMATS)
+        .makeOptionMandatory(),
+    )
+    .option("--output <file|dir>", "write here (default stdout; parquet, verl, skyrl need it: a .parquet file, or a directory for the Hugging Face layout)")
+    .option("--dedup", "raw, chat, openai, parquet: drop near-duplicate trajectories (MinHash over actions)")
+    .option("--resolved-only", "raw, chat, openai, parquet: only resolved trajectories")
     .addOption(new Option("--vote <how>", "predictions: first sample or majority over identical patches").choices(["first", "majority"]).default("first"))
-    .option("--model-name <name>", "predictions: model_name_or_path")
-    .action(async (runDir: string, o: { format: ExportFormat; output?: string; dedup?: boolean; resolvedOnly?: boolean; vote: "first" | "majority"; modelName?: string }) => {
+    .option("--model-name <name>", "predictions: model_name_or_path (default: the run's model, else forager-<policy>)")
+    .action(async (runDir: string, o: { format: AnyExportFormat; output?: string; dedup?: boolean; resolvedOnly?: boolean; vote: "first" | "majority"; modelName?: string }, cmd: Command) => {
+      const given = (name: string) => cmd.getOptionValueSource(name) === "cli";
+      const only = (flag: string, name: string, formats: readonly string[]) => {
+        if (given(name) && !formats.includes(o.format)) throw new UsageError(`${flag} applies to --format ${formats.join(" / ")}, not ${o.format}`);
+      };
+      only("--vote", "vote", ["predictions"]);
+      only("--model-name", "modelName", ["predictions"]);
+      only("--dedup", "dedup", ["raw", "chat", "openai", "parquet"]);
+      only("--resolved-only", "resolvedOnly", ["raw", "chat", "openai", "parquet"]);
+      readRunFiles(runDir);
+      if (o.format === "parquet" || o.format === "verl" || o.format === "skyrl") {
+        if (!o.output) throw new UsageError(`--format ${o.format} writes parquet: give --output FILE.parquet or --output DIR (Hugging Face layout: DIR/data/train-00000-of-00001.parquet)`);
+        const r = await exportRunToParquet(runDir, { format: o.format, dedup: o.dedup, resolvedOnly: o.resolvedOnly }, o.output);
+        console.error(`${r.lines} row(s)${r.droppedAsDuplicates ? `, ${r.droppedAsDuplicates} near-duplicate(s) dropped` : ""} → ${r.file}`);
+        return;
+      }
       const opts = { format: o.format, dedup: o.dedup, resolvedOnly: o.resolvedOnly, vote: o.vote, modelName: o.modelName };
       const r = o.output ? await exportRunToFile(runDir, opts, o.output) : await exportRun(runDir, opts, process.stdout);
       console.error(`${r.lines} line(s)${r.droppedAsDuplicates ? `, ${r.droppedAsDuplicates} near-duplicate(s) dropped` : ""}${o.output ? ` → ${o.output}` : ""}`);
-      if (o.output && !fs.existsSync(o.output)) process.exitCode = 1;
+      if (r.lines === 0) {
+        console.error(`forager: nothing exported from ${runDir}${o.resolvedOnly ? " (no resolved trajectory)" : ""}`);
+        process.exitCode = EXIT.usage;
+      }
+      if (o.output && !fs.existsSync(o.output)) process.exitCode = EXIT.failure;
     });
 }

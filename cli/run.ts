@@ -16,6 +16,10 @@ import { registerDebugCommand } from "./debug";
 import { addCommonOptions, configFrom, defaultOut, loadEvaluator, loadTaskAndImage, printEvent, useRepos, type CommonOptions } from "./episode-options";
 import { registerReplayCommand } from "./replay";
 import { registerShowCommand } from "./show";
+import { EXIT, UsageError } from "./exit-codes";
+import { numberIn } from "./options";
+import { preflightEndpoints } from "./preflight";
+import { rememberTask } from "./trajectory-source";
 
 interface RunOptions extends CommonOptions {
   modelUrl?: string[];
@@ -24,25 +28,28 @@ interface RunOptions extends CommonOptions {
   weightsVersion?: string;
   policy: "http" | "oracle";
   mode?: "completions" | "chat";
-  temperature?: string;
-  topP?: string;
+  temperature?: number;
+  topP?: number;
 }
 
 async function runCommand(o: RunOptions): Promise<void> {
   useRepos(o);
+  if (o.policy === "oracle" && o.modelUrl?.length) throw new UsageError("--policy oracle takes no --model-url: the oracle applies the reference patch and asks no model (drop one of them)");
+  if (o.policy !== "oracle" && !o.modelUrl?.length) throw new UsageError("give --model-url URL (repeatable) or --policy oracle");
+  // Every endpoint answers before any sandbox starts (a wrong URL: one line, exit 2).
+  if (o.policy !== "oracle") await preflightEndpoints(o.modelUrl!, { apiKey: o.apiKey, model: o.model });
   const { task, image } = await loadTaskAndImage(o);
   const extra: AgentConfigInput = {};
   if (o.mode) extra.mode = o.mode;
-  if (o.temperature) extra.temperature = Number(o.temperature);
-  if (o.topP) extra.topP = Number(o.topP);
+  if (o.temperature !== undefined) extra.temperature = o.temperature;
+  if (o.topP !== undefined) extra.topP = o.topP;
   const config = configFrom(o, extra);
   let policy: Policy;
   let client: InferenceClient | undefined;
   if (o.policy === "oracle") policy = new OraclePolicy();
   else {
-    if (!o.modelUrl?.length) throw new Error("give --model-url URL (repeatable) or --policy oracle");
     client = new InferenceClient({
-      endpoints: o.modelUrl.map((url) => ({ url, model: o.model, apiKey: o.apiKey, weightsVersion: o.weightsVersion })),
+      endpoints: o.modelUrl!.map((url) => ({ url, model: o.model, apiKey: o.apiKey, weightsVersion: o.weightsVersion })),
     });
     policy = new HttpPolicy(client);
   }
@@ -62,8 +69,9 @@ async function runCommand(o: RunOptions): Promise<void> {
     console.log("\n" + formatSummary(t));
     const out = o.out ?? defaultOut(task.id);
     writeTrajectory(out, t);
+    rememberTask(out, task); // `forager replay OUT` finds the task beside the trajectory
     console.log(`trajectory: ${out}`);
-    process.exitCode = t.endReason === "env_error" || t.endReason === "policy_error" ? 1 : 0;
+    process.exitCode = t.endReason === "env_error" || t.endReason === "policy_error" ? EXIT.failure : EXIT.ok;
   } finally {
     await client?.close();
   }
@@ -79,8 +87,8 @@ export function registerAgentCommands(program: Command): void {
     .option("--weights-version <v>", "identity of the served weights, recorded with the trajectory")
     .addOption(new Option("--policy <kind>", "who acts").choices(["http", "oracle"]).default("http"))
     .addOption(new Option("--mode <mode>", "completions (CWM text format) or chat (OpenAI tools)").choices(["completions", "chat"]))
-    .option("--temperature <t>", "sampling temperature (default 1.0)")
-    .option("--top-p <p>", "nucleus sampling (default 0.95)")
+    .option("--temperature <t>", "sampling temperature, ≥ 0 (default 1.0)", numberIn(0))
+    .option("--top-p <p>", "nucleus sampling, 0–1 (default 0.95)", numberIn(0, 1))
     .action(runCommand);
   registerDebugCommand(program);
   registerReplayCommand(program);

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import path from "node:path";
+import { defaultStateDir } from "../images/state";
 import { Option, type Command } from "commander";
 import { logger } from "../lib/log";
 import { int } from "./options";
@@ -46,7 +47,7 @@ export function registerServeCommand(program: Command): void {
     .option("--tasks <file>", "task files whose ids requests may name; repeatable", collect)
     .option("--allow-task-records", "also accept whole Task records in requests (never with an image source: a host path or URL); their build steps run on this host")
     .option("--image <task=tag>", "pre-built image tag for a task; repeatable", collect)
-    .option("--dir <dir>", "service directory (group runs, private Redis data)", path.join(".forager", "serve"))
+    .option("--dir <dir>", "service directory (group runs, private Redis data)", path.join(defaultStateDir(), "serve"))
     .option("--concurrency <n>", "embedded workers: episodes at once (default: container slots)", int)
     .option("--eval-concurrency <n>", "embedded workers: evaluations at once", int)
     .option("--warm-pool <n>", "started sandboxes kept ready per image (0: none)", int, 0)

@@ -9,7 +9,8 @@ import fs from "node:fs";
 import path from "node:path";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
-import { int } from "./options";
+import { commitOrHead, int } from "./options";
+import { UsageError } from "./exit-codes";
 import { ImageSpecSchema, type ImageSpecInput, type RepoSource } from "../images/spec";
 import { defaultStateDir } from "../images/state";
 import { inferredSpecFile, nameFromRepo } from "../images/infer/run";
@@ -97,7 +98,7 @@ export function registerTaskCommands(program: Command): void {
     .command("mutate")
     .description("mutate-fix tasks: inject bugs the repository's own tests catch (Python, pytest)")
     .requiredOption("--repo <path|url>", "repository: a local clone (bare or not) or a git URL")
-    .requiredOption("--commit <sha>", "commit whose tests pass")
+    .option("--commit <sha>", "commit whose tests pass (default: HEAD of a local clone; needed with a URL)")
     .option("--spec <file>", "image spec JSON (systemPackages, install, testCommand, …); coverage packages are added (default: the inferred spec, `forager images infer`)")
     .option("--name <owner/name>", "repository name in task ids (default: from --repo)")
     .option("--max <n>", "tasks wanted", int, 50)
@@ -122,10 +123,14 @@ export function registerTaskCommands(program: Command): void {
     .option("--resume", "append to --out; skip its tasks and the candidates in --out.tried (a stopped run continues); without it an existing non-empty --out is refused")
     .option("--stats <file>", "write the summary as JSON")
     .action(async (o: MutateCliOptions) => {
+      if (!o.commit) {
+        o.commit = commitOrHead(o.repo, o.commit);
+        process.stderr.write(`commit: ${o.commit} (HEAD of ${o.repo})\n`);
+      }
       // Never wipe tasks made before: an existing, non-empty --out needs --resume (or removing it).
       if (!o.resume && fs.existsSync(o.out) && fs.statSync(o.out).size > 0) {
         const n = fs.readFileSync(o.out, "utf8").split("\n").filter((l) => l.trim() !== "").length;
-        throw new Error(`--out ${o.out} already holds ${n} line(s): pass --resume to continue that run, or remove the file to start anew`);
+        throw new UsageError(`--out ${o.out} already holds ${n} line(s): pass --resume to continue that run, or remove the file to start anew`);
       }
       // Without --spec: the stored inferred spec, else one inferred now (images/infer), else the plain default.
       const say = (m: string) => process.stderr.write(`[infer] ${m}\n`);
@@ -286,7 +291,7 @@ export function registerCommitsCommand(tasks: Command): void {
       if (!o.resume && fs.existsSync(o.out) && fs.statSync(o.out).size > 0) {
         throw new Error(`--out ${o.out} is not empty: pass --resume to continue that run, or remove the file to start anew`);
       }
-      const stateDir = path.resolve(o.stateDir ?? process.env.FORAGER_STATE_DIR ?? ".forager");
+      const stateDir = path.resolve(o.stateDir ?? defaultStateDir());
       const gitDir = commitsGitDir(o.repo, stateDir);
       const repo = o.name ?? nameFromRepo(o.repo);
       const spec = o.spec ? (JSON.parse(fs.readFileSync(o.spec, "utf8")) as ImageSpecInput) : undefined;

@@ -7,11 +7,11 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import { int } from "./options";
+import { commitOrHead, int } from "./options";
 import { mutateSpec } from "./tasks";
 import { buildInstanceImage } from "../images/build";
 import { loadTaskFiles } from "../tasks/files";
-import { selectionArgs } from "../tasks/start";
+import { selectionArgs } from "../suite/script";
 import { renderCwmTrace } from "../traces/render";
 import { traceRepository, type TraceRunResult } from "../traces/run";
 import type { TracerSettingsInput } from "../traces/schema";
@@ -64,7 +64,7 @@ export function registerTracesCommand(program: Command): void {
     .option("--tasks <file>", "task file (Task JSONL or SWE-bench): trace each task's start state")
     .option("--task <ids>", "with --tasks: only these task ids (comma-separated)")
     .option("--repo <path|url>", "repository: a local clone (bare or not) or a git URL")
-    .option("--commit <sha>", "with --repo: the commit to trace")
+    .option("--commit <sha>", "with --repo: the commit to trace (default: HEAD of a local clone)")
     .option("--spec <file>", "with --repo: image spec JSON (taskgen/mutate/specs/*.json)")
     .option("--name <owner/name>", "repository name in records (default: from --repo)")
     .option("--image <tag>", "with --repo: use this instance image instead of building one")
@@ -84,7 +84,7 @@ export function registerTracesCommand(program: Command): void {
     .requiredOption("--out <dir>", "output directory")
     .action(async (o: TracesCliOptions) => {
       if (!o.tasks === !o.repo) throw new Error("give --tasks FILE or --repo PATH --commit SHA");
-      if (o.repo && !o.commit) throw new Error("--repo needs --commit");
+      if (o.repo) o.commit = commitOrHead(o.repo, o.commit);
       const settings: TracerSettingsInput = {
         maxCallsPerFunction: o.maxCalls,
         maxLineEvents: o.maxLineEvents,

@@ -17,6 +17,7 @@
  * serialized across processes by a lock file. The index `<stateDir>/images.json` records build
  * time and last use (for pruning; see inventory.ts).
  */
+import { commitCommand, forgetReflogLines } from "../lib/git-script";
 import { shellQuote } from "../lib/shell";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
@@ -306,12 +307,9 @@ function instanceSteps(spec: ImageSpec, env: LayerResult, hash: string, commit: 
     "git add -A",
     "if ! git diff --cached --quiet; then",
     '  d="$(git log -1 --format=%cI HEAD)"',
-    `  GIT_AUTHOR_NAME=${shellQuote(author.name)} GIT_AUTHOR_EMAIL=${shellQuote(author.email)} ` +
-      `GIT_COMMITTER_NAME=${shellQuote(author.name)} GIT_COMMITTER_EMAIL=${shellQuote(author.email)} ` +
-      `GIT_AUTHOR_DATE="$d" GIT_COMMITTER_DATE="$d" git commit -q --no-verify --no-gpg-sign -m ${shellQuote(INSTALL_COMMIT_MESSAGE)}`,
+    `  ${commitCommand("git", author, INSTALL_COMMIT_MESSAGE, '"$d"')}`,
     "fi",
-    "git reflog expire --expire=now --all",
-    "rm -rf .git/logs",
+    ...forgetReflogLines("git"),
     "git update-index -q --refresh || true",
     'test -z "$(git status --porcelain)" || { echo "working tree not clean after commit:"; git status --porcelain | head -20; exit 1; }',
   ].join("\n");

@@ -3,18 +3,26 @@
  * JSON index `<stateDir>/images.json` that remembers when each image was built and last used
  * (Docker itself records neither "last used" nor build time).
  *
- * Layout under the state dir (default `./.forager`, or `FORAGER_STATE_DIR`):
+ * Layout under the state dir ({@link defaultStateDir}: `FORAGER_STATE_DIR`, else
+ * `$XDG_STATE_HOME/forager`, else `~/.local/state/forager` — one fixed place whatever directory a
+ * command runs in; the evaluation secret `eval-secret` lives there too):
  *   images.json           the index (see {@link ImageIndex})
  *   locks/<name>.lock     lock files (pid + time), see {@link withFileLock}
  *   logs/build/<tag>.log  build logs (see build.ts)
  */
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { EnvironmentError } from "../lib/errors";
 
-/** The state directory: `FORAGER_STATE_DIR`, else `<cwd>/.forager`. Not created here. */
+/**
+ * The state directory: `FORAGER_STATE_DIR`, else `$XDG_STATE_HOME/forager` (XDG Base Directory
+ * specification), else `~/.local/state/forager`. Absolute; not created here.
+ */
 export function defaultStateDir(): string {
-  return path.resolve(process.env.FORAGER_STATE_DIR ?? path.join(process.cwd(), ".forager"));
+  if (process.env.FORAGER_STATE_DIR) return path.resolve(process.env.FORAGER_STATE_DIR);
+  const xdg = process.env.XDG_STATE_HOME;
+  return path.join(xdg && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), ".local", "state"), "forager");
 }
 
 /** A file-name-safe form of an image tag: `forager/env:abc` → `forager_env_abc`. */

@@ -1,8 +1,11 @@
 /**
  * Export a run's trajectories:
  * - `raw`: the trajectory records (agent/trajectory.ts), one JSON per line;
- * - `chat`: training records (agent/trajectory.ts toChatRecord: OpenAI-style messages, reward,
- *   resolved) plus `runId` and `sample`;
+ * - `chat`: CWM's chat form (agent/trajectory.ts toChatRecord: role/content messages whose
+ *   assistant content is the CWM text — reasoning, `<tool: NAME>…</tool>` — and `tool` messages
+ *   named by the tool, as CWM's own training data reads; no `tools` list, no `tool_call_id`) plus
+ *   `runId`, `sample` and `toolCallFormat: "cwm"`;
+ * - `openai`, `parquet`, `verl`, `skyrl`: the forms other trainers read (export-formats.ts);
  * - `predictions`: SWE-bench predictions JSONL (`instance_id`, `model_name_or_path`,
  *   `model_patch`; tasks/predictions.ts), one per task: the first sample's patch (lowest index
  *   with a non-empty patch), or with `vote: "majority"` the patch most samples submitted
@@ -12,12 +15,16 @@
  */
 import fs from "node:fs";
 import { toChatRecord, type Trajectory } from "../agent/trajectory";
+import { RecordError } from "../lib/errors";
+import { parseRecord } from "../lib/zod-util";
+import { OpenAIChatRowSchema, SkyRLRowSchema, VerlRowSchema, HfTrajectoryRowSchema, toHfRow, toOpenAIRow, toSkyRLRow, toVerlRow, writeParquetDataset, type ParquetFormat } from "./export-formats";
 import type { PredictionInput } from "../tasks/predictions";
 import { dedupRun, readRunFiles } from "./run";
 import { runPaths } from "./spec";
 import { readShards, scanShards } from "./storage";
 
-export type ExportFormat = "chat" | "raw" | "predictions";
+/** The line-per-record formats (written to a stream); parquet, verl and skyrl go through {@link exportRunToParquet}. */
+export type ExportFormat = "chat" | "raw" | "predictions" | "openai";
 
 export interface ExportOptions {
   format: ExportFormat;
@@ -91,9 +98,49 @@ export async function exportRun(runDir: string, opts: ExportOptions, out: NodeJS
       continue;
     }
     if (opts.resolvedOnly && !entry.resolved) continue;
-    await write(opts.format === "chat" ? { ...toChatRecord(trajectory as Trajectory), runId: spec.runId, sample: entry.sample } : trajectory);
+    if (opts.format === "openai") await write(parseRecord(OpenAIChatRowSchema, toOpenAIRow(trajectory), { what: `openai row of trajectory ${entry.id}`, file: entry.shard }));
+    else await write(opts.format === "chat" ? { ...toChatRecord(trajectory as Trajectory), runId: spec.runId, sample: entry.sample, toolCallFormat: "cwm" } : trajectory);
   }
   return res;
+}
+
+/**
+ * Export as parquet (export-formats.ts): `parquet` (trajectories, with `dedup` / `resolvedOnly`),
+ * `verl` and `skyrl` (the run's tasks as an RL prompt set, built with the run's agent settings).
+ * Each row is checked against its schema before anything is written.
+ * @returns rows written and the parquet file.
+ * @throws RecordError naming the row that does not fit; Error when there is nothing to write or the output exists.
+ */
+export async function exportRunToParquet(runDir: string, opts: { format: ParquetFormat; dedup?: boolean; resolvedOnly?: boolean }, output: string): Promise<ExportResult & { file: string }> {
+  const { spec, tasks } = readRunFiles(runDir);
+  const res: ExportResult = { lines: 0, droppedAsDuplicates: 0 };
+  let rows: Record<string, unknown>[];
+  if (opts.format === "parquet") {
+    const shardsDir = runPaths(runDir).shards;
+    const scan = scanShards(shardsDir);
+    const dropped = opts.dedup ? dedupRun(runDir, scan.entries).dropped : new Set<string>();
+    rows = [];
+    for (const { entry, trajectory } of readShards(shardsDir, scan)) {
+      if (dropped.has(entry.id)) {
+        res.droppedAsDuplicates++;
+        continue;
+      }
+      if (opts.resolvedOnly && !entry.resolved) continue;
+      rows.push(parseRecord(HfTrajectoryRowSchema, toHfRow(trajectory, spec.runId, entry.sample), { what: `parquet row of trajectory ${entry.id}`, file: entry.shard }));
+    }
+  } else {
+    const agent = { ...spec.agent, ...(spec.maxTurns ? { maxTurns: spec.maxTurns } : {}) };
+    rows = tasks.map((t, i) => {
+      try {
+        return opts.format === "verl" ? VerlRowSchema.parse(toVerlRow(t, i, agent)) : SkyRLRowSchema.parse(toSkyRLRow(t, i, agent));
+      } catch (err) {
+        throw new RecordError(`${opts.format} row of task ${t.id}: ${(err as Error).message}`, runPaths(runDir).tasks, i + 1);
+      }
+    });
+  }
+  const file = await writeParquetDataset(opts.format, rows, output);
+  res.lines = rows.length;
+  return { ...res, file };
 }
 
 function defaultModelName(model: string | undefined, kind: string): string {

@@ -18,7 +18,10 @@ import { startRedisServer, type RedisServerHandle } from "./redis-server";
 import { closeQueues, openQueues, readRunFiles, runStatus, submitRun, waitForRun, writeManifest, writeRunFiles, type Manifest, type RunStatus } from "./run";
 import type { RunCollector } from "./redis-storage";
 import { openCollector } from "./sink";
-import { formatFailureCounts, type FailureCounts } from "./records";
+import { formatFailureCounts } from "./records";
+import { formatAccounting, formatPassAtK, RunAccountingSchema } from "./accounting";
+import { parseRecord } from "../lib/zod-util";
+import { z } from "zod";
 import { RunSpecSchema, runPaths, type RunSpec, type RunSpecInput } from "./spec";
 import { writeFileAtomic } from "./storage";
 import { usePrebuiltImage, type PrebuiltProgress, type PrebuiltSettings } from "../images/swebench-prebuilt";
@@ -28,34 +31,46 @@ import { redisConnection, startWorker, type ForagerWorker, type WorkerOptions } 
 import type { RegistrySettings } from "../images/registry";
 import { publishTaskSources, registryLocation, type PublishedRepo } from "./cluster";
 
-/** The end of a run, for people and scripts (`<runDir>/summary.json`). */
-export interface RunSummary {
-  runId: string;
-  runDir: string;
-  tasks: number;
-  samples: number;
-  expected: number;
-  trajectories: number;
-  resolved: number;
+const count = z.number().int().nonnegative();
+const counts = z.record(z.string(), count);
+
+/**
+ * The end of a run, for people and scripts (`<runDir>/summary.json`): the one definition, checked
+ * before it is written. Units: counts, seconds (`wallSeconds`), turns per second.
+ */
+export const RunSummarySchema = z.object({
+  runId: z.string(),
+  runDir: z.string(),
+  tasks: count,
+  samples: count,
+  expected: count,
+  trajectories: count,
+  resolved: count,
   /** resolved / trajectories */
-  resolvedRate: number;
-  failed: number;
+  resolvedRate: z.number().min(0).max(1),
+  failed: count,
   /** The failed samples by stage and kind (`evaluation/env_error`…) and by policy: counted apart from rewards and pass@k. */
-  failures: FailureCounts;
-  skipped: number;
-  duplicatesDropped: number;
-  nearDuplicateClusters: number;
-  /** pass@1, pass@K (mean over tasks; Chen et al. 2021 unbiased estimator). */
-  metrics: Record<string, number>;
+  failures: z.object({ total: count, byStage: counts, byKind: counts, byPolicy: counts }),
+  skipped: count,
+  duplicatesDropped: count,
+  nearDuplicateClusters: count,
+  /** pass@1, pass@K: mean over the done tasks with a trajectory (Chen et al. 2021 unbiased estimator; accounting.ts). */
+  metrics: z.record(z.string(), z.number().min(0).max(1)),
+  /** Tasks done, tokens (prompt, completion, per resolved trajectory), end reasons, per repository (accounting.ts). */
+  accounting: RunAccountingSchema,
   /** Wall time of this invocation, seconds. */
-  wallSeconds: number;
-  turns: number;
-  /** Turns per second over the invocation. */
-  turnsPerSecond: number;
-  taskErrors: number;
-  /** What the model servers did: prefix-cache hit rate, prefill and decode tokens, model seconds (metrics.ts). */
-  model?: ModelFigures;
-}
+  wallSeconds: z.number().nonnegative(),
+  /** Turns of the run (all invocations). */
+  turns: count,
+  /** Turns taken during this invocation (a resumed run's earlier turns excluded). */
+  turnsThisInvocation: count,
+  /** Turns per second over the invocation (this invocation's turns / its wall time). */
+  turnsPerSecond: z.number().nonnegative(),
+  taskErrors: count,
+  /** What the model servers did: prefix-cache hit rate, prefill and decode tokens, model seconds (metrics.ts ModelFigures). */
+  model: z.custom<ModelFigures>((v) => typeof v === "object" && v !== null).optional(),
+});
+export type RunSummary = z.infer<typeof RunSummarySchema>;
 
 export interface ForageOptions {
   taskFiles: string[];
@@ -224,6 +239,7 @@ async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "re
     }
     if (!opts.redisUrl) worker = await startWorker({ ...opts.worker, redisUrl: url, logger: opts.worker?.logger ?? opts.logger, ...(opts.registry && !opts.worker?.registry ? { registry: opts.registry } : {}) });
     collector = openCollector(redis, spec, { logger: opts.logger });
+    let firstTurns: number | undefined;
     let lastTurns = 0;
     let lastT = performance.now();
     const status = await waitForRun(redis, queues, spec, tasks, {
@@ -233,6 +249,8 @@ async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "re
       onCollectError: (err) => log.warn({ err: (err as Error).message }, "collecting trajectories failed; retrying"),
       onProgress: (s) => {
         const now = performance.now();
+        // The first figures of a resumed run hold its earlier turns: the rate starts from them.
+        if (firstTurns === undefined) firstTurns = lastTurns = s.turns;
         const tps = (s.turns - lastTurns) / Math.max(1e-3, (now - lastT) / 1000);
         lastTurns = s.turns;
         lastT = now;
@@ -265,13 +283,15 @@ async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "re
       duplicatesDropped: manifest.duplicatesDropped,
       nearDuplicateClusters: manifest.nearDuplicates?.clusters ?? 0,
       metrics: manifest.metrics,
+      accounting: manifest.accounting,
       wallSeconds,
       turns: status.turns,
-      turnsPerSecond: status.turns / wallSeconds,
+      turnsThisInvocation: status.turns - (firstTurns ?? 0),
+      turnsPerSecond: (status.turns - (firstTurns ?? 0)) / wallSeconds,
       taskErrors: fs.existsSync(runPaths(spec.runDir).taskErrors) ? fs.readFileSync(runPaths(spec.runDir).taskErrors, "utf8").split("\n").filter(Boolean).length : 0,
       ...(manifest.model ? { model: manifest.model } : {}),
     };
-    await writeFileAtomic(runPaths(spec.runDir).summary, JSON.stringify(summary, null, 2) + "\n");
+    await writeFileAtomic(runPaths(spec.runDir).summary, JSON.stringify(parseRecord(RunSummarySchema, summary, { what: "run summary", file: runPaths(spec.runDir).summary }), null, 2) + "\n");
     return { spec, status, manifest, summary };
   } finally {
     await collector?.close().catch(() => undefined);
@@ -300,8 +320,9 @@ export function formatSummary(s: RunSummary): string {
     `run ${s.runId} → ${s.runDir}`,
     `  tasks ${s.tasks} × ${s.samples} samples = ${s.expected}; trajectories ${s.trajectories} (resolved ${s.resolved}, ${pct(s.resolvedRate)}); failed ${s.failed}; skipped ${s.skipped}`,
     ...(s.failed ? [`  ${formatFailureCounts(s.failures)} — not trajectories: kept out of rewards and pass@k (RUN/failures/)`] : []),
-    `  pass@1 ${pct(s.metrics["pass@1"])}${s.samples > 1 ? ` · pass@${s.samples} ${pct(s.metrics[`pass@${s.samples}`])}` : ""}`,
-    `  ${s.turns} turns in ${s.wallSeconds.toFixed(1)} s (${s.turnsPerSecond.toFixed(1)} turns/s); duplicates dropped ${s.duplicatesDropped}; near-duplicate clusters ${s.nearDuplicateClusters}${s.taskErrors ? `; bad task lines ${s.taskErrors}` : ""}`,
+    `  ${formatPassAtK(s.accounting, s.samples)}`,
+    ...formatAccounting(s.accounting),
+    `  ${s.turnsThisInvocation} turns in ${s.wallSeconds.toFixed(1)} s (${s.turnsPerSecond.toFixed(1)} turns/s)${s.turns !== s.turnsThisInvocation ? `, ${s.turns} over the run` : ""}; duplicates dropped ${s.duplicatesDropped}; near-duplicate clusters ${s.nearDuplicateClusters}${s.taskErrors ? `; bad task lines ${s.taskErrors}` : ""}`,
   ];
   if (s.model) lines.push(`  model: ${formatModelUsage(s.model)}`);
   return lines.join("\n");

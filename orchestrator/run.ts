@@ -13,7 +13,8 @@ import type { Redis } from "ioredis";
 import { parseRecord } from "../lib/zod-util";
 import { TaskSchema, type Task } from "../tasks/schema";
 import { findNearDuplicates, actionTokens, type DedupReport } from "./dedup";
-import { addModelUsage, countByTask, emptyModelUsage, modelFigures, passAtKs, type ModelFigures } from "./metrics";
+import { addModelUsage, emptyModelUsage, modelFigures, type ModelFigures } from "./metrics";
+import { runAccounting, type RunAccounting } from "./accounting";
 import { QUEUE_PREFIX, QUEUES, RUNS_KEY, jobIds, runKeys, runPaths, sampleKey, RunSpecSchema, type RunSpec } from "./spec";
 import type { RunCollector } from "./redis-storage";
 import { readShards, scanShards, writeFileAtomic, type IndexEntry } from "./storage";
@@ -279,7 +280,10 @@ export interface Manifest {
   failureCounts: FailureCounts;
   /** Samples with neither a trajectory nor a failure (skipped: M successes reached, or the run is unfinished). */
   missing: number;
+  /** pass@1, pass@K over the done tasks with a trajectory (accounting.ts; failed samples excluded). */
   metrics: Record<string, number>;
+  /** Tasks done, tokens, end reasons, the per-repository table (accounting.ts). */
+  accounting: RunAccounting;
   nearDuplicates?: { pairs: number; clusters: number; dropOnFilter: number };
   /** What the model servers did, summed over the trajectories that recorded it (metrics.ts modelFigures). */
   model?: ModelFigures;
@@ -316,8 +320,7 @@ export async function writeManifest(runDir: string, opts: { dedup?: boolean; wri
   const scan = scanShards(runPaths(runDir).shards);
   const committed = new Set(scan.entries.map((e) => `${e.taskId}\u0000${e.sample}`));
   const failures = readFailures(runDir).filter((f) => !committed.has(`${f.taskId}\u0000${f.sample}`));
-  const counts = countByTask(scan.entries, tasks.map((t) => t.id));
-  const ks = [...new Set([1, spec.samples])];
+  const accounting = runAccounting({ entries: scan.entries, failures, tasks, samples: spec.samples, stopAfterSuccesses: spec.stopAfterSuccesses });
   const manifest: Manifest = {
     runId: spec.runId,
     createdAt: new Date().toISOString(),
@@ -336,7 +339,8 @@ export async function writeManifest(runDir: string, opts: { dedup?: boolean; wri
     failures,
     failureCounts: countFailures(failures),
     missing: tasks.length * spec.samples - scan.entries.length - failures.length,
-    metrics: passAtKs(counts, ks),
+    metrics: accounting.passAtK,
+    accounting,
   };
   const usages = scan.entries.flatMap((e) => (e.model ? [e.model] : []));
   if (usages.length) manifest.model = modelFigures(usages.reduce(addModelUsage, emptyModelUsage()));

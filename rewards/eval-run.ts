@@ -64,6 +64,12 @@ export interface EvalRunOptions {
    */
   registry?: RegistrySettings;
   logger?: Logger;
+  /**
+   * Evaluate again the instances this run id already finished (the harness's `--redo`); by
+   * default an instance whose `report.json` and `eval.json` are in the run's log directory is
+   * not evaluated again: its recorded result is reused (listed in {@link EvalRunResult.reused}).
+   */
+  redo?: boolean;
   /** Called when an instance starts building/evaluating and when it is done. */
   onProgress?: (e: { instanceId: string; phase: "evaluate" | "done"; result?: EvalResult; done: number; total: number }) => void;
 }
@@ -83,6 +89,8 @@ export interface EvalRunResult {
   /** Instance ids of predictions that are not in the dataset (not evaluated). */
   unknownPredictions: string[];
   results: EvalResult[];
+  /** Instance ids whose result was taken from an earlier invocation of the same run id (not evaluated again). */
+  reused: string[];
   skipped: SkippedInstance[];
   /** Dataset / prediction records that could not be read. */
   loadErrors: LoadError[];
@@ -99,6 +107,20 @@ export function describeLoadErrors(errors: readonly LoadError[], max = 3): strin
   if (errors.length === 0) return "";
   const shown = errors.slice(0, max).map((e) => `${e.file ? `${e.file}:` : "line "}${e.line}: ${e.message}`);
   return `; ${errors.length} error(s): ${shown.join("; ")}${errors.length > max ? "; …" : ""}`;
+}
+
+/**
+ * The result an earlier invocation of the run recorded for an instance (`report.json` and
+ * `eval.json` in its log directory, as the harness checks `report.json`), or undefined.
+ */
+function finishedResult(instanceLogDir: string): EvalResult | undefined {
+  if (!fs.existsSync(path.join(instanceLogDir, "report.json"))) return undefined;
+  try {
+    const r = JSON.parse(fs.readFileSync(path.join(instanceLogDir, "eval.json"), "utf8")) as EvalResult;
+    return typeof r.instanceId === "string" && typeof r.outcome === "string" && r.outcome !== "env_error" ? r : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Run `fn` over `items` with at most `n` in flight. */
@@ -175,6 +197,8 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
   const logDir = path.join(opts.out ?? path.join("logs", "run_evaluation"), opts.runId);
 
   const skipped: SkippedInstance[] = [];
+  const results: EvalResult[] = [];
+  const reused: string[] = [];
   const todo: { row: SweBenchRow; prediction: Prediction; source?: RepoSource }[] = [];
   for (const id of wanted) {
     const row = rowById.get(id);
@@ -185,6 +209,12 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
     }
     if (!prediction) {
       skipped.push({ instanceId: id, reason: "no prediction" });
+      continue;
+    }
+    const previous = opts.redo ? undefined : finishedResult(path.join(logDir, modelFolderName(prediction.model_name_or_path), id));
+    if (previous) {
+      results.push(previous);
+      reused.push(id);
       continue;
     }
     const net = networkRequirement(id, table);
@@ -210,7 +240,6 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
     todo.push({ row, prediction, ...(source ? { source } : {}) });
   }
 
-  const results: EvalResult[] = [];
   let done = 0;
   await pool(todo, opts.workers ?? 1, async ({ row, prediction, source }) => {
     const id = row.instance_id;
@@ -294,6 +323,7 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
     predictionCount: predictions.length,
     unknownPredictions,
     results,
+    reused,
     skipped,
     loadErrors,
     report,

@@ -19,73 +19,61 @@
  * reads, and are read afterwards through the engine: nothing of the container runs once the
  * submission's code has run. The run's writable layer is bounded (`diskLimitBytes`).
  *
+ * The plan (what runs, in which order, with which configuration) is rewards/eval-plan.ts: pure,
+ * unit-tested without Docker, and written beside the logs as `eval.sh`, a script that reproduces
+ * the graded run in a fresh container of the image. This module executes it.
+ *
  * Logs (harness layout): `<logDir>/<model>/<instance_id>/{patch.diff, eval.sh, test_output.txt,
  * report.json, eval.json, records.txt}` (records.txt: the result channel as read); report.json is written for graded outcomes (pass, fail, forged,
  * patch_apply_failed) and not for timeout or env_error (the harness counts those as errors).
  */
-import { createHmac, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { buildInstanceImage, TREE_OWNER_UID, type BuildOptions } from "../images/build";
-import type { ImageSpec } from "../images/spec";
 import { defaultStateDir } from "../images/state";
 import { EnvironmentError } from "../lib/errors";
 import { silentLogger, type Logger } from "../lib/log";
 import { Sandbox } from "../sandbox/sandbox";
 import type { Task } from "../tasks/schema";
-import { testDirectives, diffTargetPaths } from "../tasks/directives";
-import { needsStartState, prepareTaskSandbox } from "../tasks/start";
-import { shellQuote } from "../lib/shell";
-import {
-  canaryEvidence,
-  crossCheckTestLog,
-  diffHeaderPaths,
-  isCanaryId,
-  machineryFlags,
-  PROTECTED_PATH,
-  runnerFiles,
-  SHADOW_PATH,
-  type CanaryPlan,
-  type MachineryFlag,
-  escapeMarkers,
-  makeNonce,
-  nonceMarkers,
-  TEST_LIKE_PATH,
-  unsafePatchPath,
-} from "./forgery";
-import {
-  gradeInstance,
-  InstanceReportSchema,
-  LOG_MARKERS,
-  ResolutionStatusSchema,
-  TestsStatusSchema,
-} from "./grading";
+import { openTaskSandbox } from "../tasks/sandbox";
+import { escapeMarkers, makeNonce, nonceMarkers, type MachineryFlag } from "./forgery";
+import { gradeInstance, InstanceReportSchema, LOG_MARKERS, ResolutionStatusSchema, TestsStatusSchema } from "./grading";
 import { TEST_STATUSES } from "../images/log-parsers";
 import { EvalOutcomeSchema, type EvalOutcome } from "./outcome";
-import { evidenceOf, parseChannel } from "./records";
+import {
+  APPLY_COMMANDS,
+  ApplyMethodSchema,
+  evalShellScript,
+  gradeRun,
+  parseChannel,
+  planEvaluation,
+  runOf,
+  type ApplyMethod,
+  type PrepareOut,
+  type PytestProbe,
+} from "./eval-plan";
+
+export {
+  APPLY_COMMANDS,
+  ApplyMethodSchema,
+  DEFAULT_MAX_PATCH_BYTES,
+  DEFAULT_MAX_PATCH_FILES,
+  directivesFromTestIds,
+  evaluationSeed,
+  isPytestCommand,
+  pluginArgs,
+  type ApplyMethod,
+} from "./eval-plan";
 
 // ---------------------------------------------------------------------------------------------
 // Result record
 
 export { EvalOutcomeSchema, type EvalOutcome } from "./outcome";
 
-export const ApplyMethodSchema = z.enum(["git_apply", "git_apply_reject", "patch_fuzz"]);
-export type ApplyMethod = z.infer<typeof ApplyMethodSchema>;
 
-/**
- * The command each apply method runs: the harness's GIT_APPLY_CMDS, except that `patch` gets
- * `--forward`. With `--batch` alone, GNU patch assumes a patch that "looks reversed" is reversed
- * and applies it backwards: a fix whose context matches the fixed code (a model's patch against
- * a mutate-fix bug evaluated on the wrong tree, or an already-applied change) would silently undo
- * itself. `--forward` refuses such hunks instead, so the fallback can only apply what it says.
- */
-export const APPLY_COMMANDS: Record<ApplyMethod, string> = {
-  git_apply: "git apply --verbose",
-  git_apply_reject: "git apply --verbose --reject",
-  patch_fuzz: "patch --batch --forward --fuzz=5 -p1 -i",
-};
 
 const CanarySchema = z.object({ id: z.string(), kind: z.enum(["match", "fail"]), form: z.string(), source: z.string() });
 
@@ -142,13 +130,6 @@ export const EvalResultSchema = z.object({
 });
 export type EvalResult = z.output<typeof EvalResultSchema>;
 
-/** Default cap of a submitted patch, bytes (16 MiB): larger is the submission's fault (`fail`). */
-export const DEFAULT_MAX_PATCH_BYTES = 16 * 1024 * 1024;
-/**
- * Default cap of the files a patch names (2000): more is the submission's fault (`fail`) before
- * anything runs. SWE-bench Lite/Verified gold patches name at most 21 files.
- */
-export const DEFAULT_MAX_PATCH_FILES = 2000;
 /** Test output kept: the first and the last bytes (the summary is at the end), bounded memory. */
 export const TEST_OUTPUT_HEAD_BYTES = 1024 * 1024;
 export const TEST_OUTPUT_TAIL_BYTES = 8 * 1024 * 1024;
@@ -228,10 +209,8 @@ export function evalSecret(): string {
   return cachedSecret!;
 }
 
-/** The seed of one evaluation: HMAC-SHA256(secret, task id ‖ test patch ‖ patch), hex. */
-export function evaluationSeed(secret: string, task: Pick<Task, "id" | "testPatch">, patch: string): string {
-  return createHmac("sha256", secret).update(task.id).update("\0").update(task.testPatch).update("\0").update(patch).digest("hex");
-}
+
+
 
 // ---------------------------------------------------------------------------------------------
 // The in-container driver (stdlib Python, run with -I -S; rewards/driver/eval_driver.py)
@@ -241,48 +220,6 @@ const driverFile = (name: string) => fs.readFileSync(fileURLToPath(new URL(`./dr
 const DRIVER = driverFile("eval_driver.py");
 const GUARD = driverFile("guard.py");
 const PLUGIN = driverFile("pytest_plugin.py");
-
-interface PrepareOut {
-  error?: string;
-  base?: string;
-  attempts?: { method: ApplyMethod; exitCode: number; output: string }[];
-  /** "none": nothing applied (an empty patch run on purpose). */
-  method?: ApplyMethod | "none" | null;
-  touched?: string[];
-  reset?: string[];
-  /** Paths the patch touched that could not be reset: the patch's failure. */
-  resetProblems?: string[];
-  testApply?: { exitCode: number; output: string };
-  /** Why the patch was refused after applying (it wrote outside the tree or into .git). */
-  refused?: string;
-  pytestVersion?: string | null;
-  /** Entry-point plugins (`[name, module]`) installed at the base state; null when unknown. */
-  plugins?: [string, string][] | null;
-  configFile?: string | null;
-  configText?: string;
-  /** The readable copy of the base configuration (for `-c`). */
-  configDir?: string;
-  canaries?: CanaryPlan;
-  /** The probe's answer (pytest version, entry-point plugins, configuration file names, site-packages), cached per image. */
-  probe?: PytestProbe;
-  /** Where the guard's .pth went (null: no site-packages directory found: no guard). */
-  guardPth?: string | null;
-  runnerInTree?: boolean;
-  gitHidden?: boolean;
-  user?: { uid: number; gid: number; name: string; home: string; chowned: number; protected: number };
-  bytecodeRemoved?: number;
-  /** Seconds per step of the driver (probe, apply, reset, test patch, canaries, bytecode, guard, user). */
-  timings?: Record<string, number>;
-}
-
-/** What the driver's probe learns of an image's Python and pytest (rewards/driver/eval_driver.py PLUGIN_PROBE). */
-interface PytestProbe {
-  version: string | null;
-  plugins: [string, string][] | null;
-  configNames: string[] | null;
-  site?: string[];
-  pytestFile?: string | null;
-}
 
 /**
  * Probe answers per image id (content-addressed, so an image's pytest and plugins never change):
@@ -306,127 +243,14 @@ async function driver<T>(sandbox: Sandbox, cfg: Record<string, unknown>, workdir
   return JSON.parse(last) as T;
 }
 
-/** Is the test command a pytest run (so forager's plugin and canaries apply)? */
-export function isPytestCommand(spec: Pick<ImageSpec, "testCommand" | "logParser">): boolean {
-  return spec.logParser === "pytest" && /(^|[\s/])(py\.test|pytest)(\s|$)|-m\s+pytest\b/.test(spec.testCommand);
-}
-
-
-/**
- * Directives for a task without a test patch (mutate-fix): the test files named by pytest ids
- * (`path::name`) of FAIL_TO_PASS and PASS_TO_PASS; none (the whole command) for other runners.
- */
-export function directivesFromTestIds(task: Pick<Task, "failToPass" | "passToPass">, spec: ImageSpec): string[] {
-  if (spec.logParser !== "pytest") return [];
-  const files = new Set<string>();
-  for (const id of [...task.failToPass, ...task.passToPass]) {
-    const at = id.indexOf("::");
-    if (at <= 0) return [];
-    files.add(id.slice(0, at));
-  }
-  return [...files].sort();
-}
-
-/** How the test run is pinned and contained (all optional; see {@link testScript}). */
-export interface TestRunPins {
-  /** pytest: the base commit's configuration file, kept outside the tree (`-c`). */
-  configFile?: string;
-  /** pytest: plugins installed at the base state; autoload is disabled and these are loaded with `-p`. */
-  plugins?: string[];
-  /** pytest: forager's own plugin module (`-p`), loaded first. */
-  foragerPlugin?: string;
-  /** RLIMIT_FSIZE of the test processes, bytes (the sandbox's disk bound). */
-  fileSizeLimitBytes?: number;
-  /** The result channel (a FIFO) and the root-only file its reader writes. */
-  channel?: { fifo: string; out: string };
-  /** Drop to this unprivileged user for the test command. */
-  user?: { uid: number; name: string; home: string };
-}
-
-/**
- * The test run script (bash, started as root): forager's environment (never the tree's:
- * PYTEST_ADDOPTS and PYTEST_PLUGINS unset, PYTHONNOUSERSITE), the preamble (as root), then the
- * test command with its pins and the directives, as the unprivileged test user when one is given
- * (setpriv, runuser as a fallback). With a channel: a root `cat` copies the FIFO into a file only
- * root reads, and after the test command every process of the test user is killed so the copy
- * ends. For pytest: `-c <base config> --rootdir <workdir> --confcutdir <workdir>` (a patch's
- * pytest sections in pyproject.toml / setup.cfg / tox.ini are not read),
- * PYTEST_DISABLE_PLUGIN_AUTOLOAD with forager's plugin and the base state's plugins loaded by `-p`
- * (a `[pytest11]` entry point the patch adds does not load). Written beside the logs as eval.sh.
- */
-export function testScript(spec: ImageSpec, directives: readonly string[], pins: TestRunPins = {}): string {
-  const args: string[] = [];
-  const env = ["exec 2>&1", "unset PYTEST_ADDOPTS PYTEST_PLUGINS PYTHONSTARTUP", "export PYTHONNOUSERSITE=1"];
-  if (pins.fileSizeLimitBytes) env.push(`ulimit -f ${Math.max(1, Math.floor(pins.fileSizeLimitBytes / 1024))} 2>/dev/null`);
-  if (pins.configFile) {
-    args.push("-c", shellQuote(pins.configFile), `--rootdir=${shellQuote(spec.workdir)}`, `--confcutdir=${shellQuote(spec.workdir)}`);
-  }
-  if (pins.plugins || pins.foragerPlugin) env.push("export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1");
-  if (pins.foragerPlugin) args.push("-p", shellQuote(pins.foragerPlugin));
-  for (const p of pins.plugins ?? []) args.push("-p", shellQuote(p));
-  const command = [spec.testCommand, ...args, ...directives.map(shellQuote)].join(" ");
-  const lines = [...env, ...spec.evalPreamble];
-  const u = pins.user;
-  const drop = u
-    ? [
-        `__forager_as_user() { if command -v setpriv >/dev/null 2>&1; then setpriv --reuid=${u.uid} --regid=${u.uid} --clear-groups -- "$@"; ` +
-          `elif command -v runuser >/dev/null 2>&1; then runuser -u ${shellQuote(u.name)} -- "$@"; ` +
-          `else echo ">>>>> forager: cannot drop privileges: the tests run as root" >&2; "$@"; fi; }`,
-        `export HOME=${shellQuote(u.home)} USER=${shellQuote(u.name)} LOGNAME=${shellQuote(u.name)}`,
-      ]
-    : [];
-  const run = u ? `__forager_as_user bash -c ${shellQuote(command)}` : command;
-  if (!pins.channel) return [...lines, ...drop, run].join("\n");
-  const { fifo, out } = pins.channel;
-  return [
-    ...lines,
-    ...drop,
-    // The reader starts after the preamble, so nothing the preamble left running holds the FIFO.
-    `cat ${shellQuote(fifo)} > ${shellQuote(out)} &`,
-    "__forager_reader=$!",
-    `exec 4<>${shellQuote(fifo)}`,
-    `${run} 4>&-`,
-    "__forager_rc=$?",
-    "exec 4>&-",
-    ...(u ? [`__forager_as_user bash -c 'kill -KILL -1' >/dev/null 2>&1`] : []),
-    'for __i in $(seq 1 100); do kill -0 "$__forager_reader" 2>/dev/null || break; sleep 0.05; done',
-    'kill "$__forager_reader" 2>/dev/null',
-    'exit "$__forager_rc"',
-  ].join("\n");
-}
-
-/**
- * `-p` arguments for the base state's entry-point plugins: the entry-point name for pytest >= 4.5
- * (which loads it by entry point, registered under the same name as autoload would), the module
- * for older pytest.
- */
-export function pluginArgs(plugins: readonly [string, string][], pytestVersion: string | null | undefined): string[] {
-  const [major, minor] = (pytestVersion ?? "0.0").split(".").map((x) => Number.parseInt(x, 10) || 0) as [number, number];
-  const byName = major > 4 || (major === 4 && minor >= 5);
-  return [...new Set(plugins.map(([name, mod]) => (byName ? name : mod)))];
-}
-
-/** The harness report of a forged run: not resolved, whatever the forged statuses said. */
-function forgedReport(report: EvalResult["report"], id: string): EvalResult["report"] {
-  const entry = report[id];
-  return entry ? { ...report, [id]: { ...entry, resolved: false } } : report;
-}
-
-/** Runtime flags of the guard and plugin as machinery flags (`file:line` split when it is one). */
-function runtimeFlags(flags: { why: string; where: string }[]): MachineryFlag[] {
-  return flags.slice(0, 50).map(({ why, where }) => {
-    const m = /^(.*):(\d+)$/.exec(where);
-    return { file: m ? (m[1] as string) : where, line: m ? Number(m[2]) : 0, kind: `run: ${why}`.slice(0, 200), text: "" };
-  });
-}
-
 // ---------------------------------------------------------------------------------------------
 // evaluatePatch
 
 /**
- * Evaluate `patch` against `task`'s hidden tests in a fresh sandbox. Never throws for the
- * patch's or the environment's faults: those are outcomes (`env_error` keeps the reason, and is
- * only forager's or the engine's failure: whatever happens once the patch applied is graded).
+ * Evaluate `patch` against `task`'s hidden tests in a fresh sandbox: the plan
+ * (rewards/eval-plan.ts), executed. Never throws for the patch's or the environment's faults:
+ * those are outcomes (`env_error` keeps the reason, and is only forager's or the engine's
+ * failure: whatever happens once the patch applied is graded).
  */
 export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOptions = {}): Promise<EvalResult> {
   const started = performance.now();
@@ -439,6 +263,18 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
   let evalScript: string | undefined;
   let recordsText: string | undefined;
   let prepTimings: Record<string, number> | undefined;
+  const plan = planEvaluation(task, patch, {
+    secret: opts.secret ?? evalSecret(),
+    nonce: makeNonce(16),
+    ...(opts.runTestsOnEmptyPatch !== undefined ? { runTestsOnEmptyPatch: opts.runTestsOnEmptyPatch } : {}),
+    ...(opts.maxPatchBytes !== undefined ? { maxPatchBytes: opts.maxPatchBytes } : {}),
+    ...(opts.maxPatchFiles !== undefined ? { maxPatchFiles: opts.maxPatchFiles } : {}),
+    ...(opts.canaries !== undefined ? { canaries: opts.canaries } : {}),
+    ...(opts.unprivileged !== undefined ? { unprivileged: opts.unprivileged } : {}),
+    testUid: TEST_UID,
+    guardSource: GUARD,
+    pluginSource: PLUGIN,
+  });
 
   const base = {
     instanceId: task.id,
@@ -450,7 +286,7 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
     conflicts: [] as string[],
     testSeconds: 0,
     image: opts.image,
-    flags: [] as MachineryFlag[],
+    flags: plan.flags as MachineryFlag[],
     outputDroppedBytes: 0,
     runUser: undefined as number | "root" | undefined,
   };
@@ -467,7 +303,7 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       fs.writeFileSync(path.join(instanceLogDir, "patch.diff"), patch);
       fs.writeFileSync(path.join(instanceLogDir, "test_output.txt"), logLines.join("\n") + "\n");
       if (recordsText !== undefined) fs.writeFileSync(path.join(instanceLogDir, "records.txt"), recordsText);
-      if (evalScript) fs.writeFileSync(path.join(instanceLogDir, "eval.sh"), `#!/bin/bash\n# The test run of ${task.id} as forager ran it (as root, in the prepared container).\n${evalScript}\n`);
+      if (evalScript) fs.writeFileSync(path.join(instanceLogDir, "eval.sh"), evalScript, { mode: 0o755 });
       if (writeReport) fs.writeFileSync(path.join(instanceLogDir, "report.json"), JSON.stringify(result.report, null, 4));
       fs.writeFileSync(path.join(instanceLogDir, "eval.json"), JSON.stringify(result, null, 2));
     }
@@ -508,27 +344,9 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
     );
   };
 
-  const emptyRun = patch.trim() === "" && opts.runTestsOnEmptyPatch === true;
-  if (patch.trim() === "" && !emptyRun) {
-    addLog(`>>>>> Empty patch: ${task.id} not evaluated`);
-    return notGraded("fail", "empty patch", { patchExists: false });
-  }
-  const maxPatch = opts.maxPatchBytes ?? DEFAULT_MAX_PATCH_BYTES;
-  if (Buffer.byteLength(patch) > maxPatch) {
-    addLog(`>>>>> forager: the patch is ${Buffer.byteLength(patch)} bytes, over the limit of ${maxPatch}: not evaluated`);
-    return notGraded("fail", `patch too large: ${Buffer.byteLength(patch)} bytes > ${maxPatch}`);
-  }
-  const patchPaths = diffHeaderPaths(patch);
-  const maxFiles = opts.maxPatchFiles ?? DEFAULT_MAX_PATCH_FILES;
-  if (patchPaths.length > maxFiles) {
-    addLog(`>>>>> forager: the patch names ${patchPaths.length} files, over the limit of ${maxFiles}: not evaluated`);
-    return notGraded("fail", `patch names too many files: ${patchPaths.length} > ${maxFiles}`);
-  }
-  base.flags = machineryFlags(patch);
-  const unsafe = unsafePatchPath(patch);
-  if (unsafe) {
-    addLog(`${LOG_MARKERS.applyPatchFail}: ${unsafe}`);
-    return notGraded("patch_apply_failed", `patch refused: ${unsafe}`);
+  if (plan.precheck) {
+    addLog(plan.precheck.log);
+    return notGraded(plan.precheck.outcome, plan.precheck.reason, { patchExists: plan.precheck.patchExists });
   }
 
   let image = opts.image;
@@ -540,80 +358,27 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       base.image = image;
     }
     const timeoutSeconds = opts.timeoutSeconds ?? spec.testTimeoutSeconds;
-    sandbox = await Sandbox.create(
-      {
-        image,
+    // The same door as the agent's: the task's start state (the mutate-fix bug, the commit-mined
+    // start commit) is made first, so the patch is graded against the tree the agent saw.
+    sandbox = await openTaskSandbox<Sandbox>(task, {
+      image,
+      config: {
         network: "none",
         lifetimeSeconds: timeoutSeconds + 900,
         commandTimeoutSeconds: 300,
-        workdir: spec.workdir,
         namePrefix: "forager-eval",
         labels: { ...(opts.labels ?? {}), "forager.eval": task.id },
         ...(opts.cpus ? { cpus: opts.cpus } : {}),
         ...(opts.memoryBytes ? { memoryBytes: opts.memoryBytes } : {}),
         ...(opts.diskLimitBytes !== undefined ? { diskLimitBytes: opts.diskLimitBytes } : {}),
       },
-      { logger: log, lazySessions: true },
-    );
-    // Mutate-fix: the buggy starting state (the same squashed commit the agent started from).
-    if (needsStartState(task)) await prepareTaskSandbox(sandbox, task);
-    const nonce = makeNonce();
-    const secretDir = `/var/tmp/forager-${makeNonce(8)}`;
-    const seed = evaluationSeed(opts.secret ?? evalSecret(), task, patch);
-    const tag = seed.slice(0, 12);
-    const pytest = isPytestCommand(spec);
-    const testFiles = [...new Set([...diffTargetPaths(task.testPatch), ...diffHeaderPaths(task.testPatch)])];
+      lazySessions: true,
+      logger: log,
+    });
     const imageId = ((await sandbox.container.inspect().catch(() => undefined)) as { Image?: string } | undefined)?.Image ?? "";
-    const directives = task.testPatch.trim() !== "" ? testDirectives(task.testPatch, task.repo) : directivesFromTestIds(task, spec);
-    const runners = runnerFiles(spec.testCommand);
-    if (spec.logParser === "sympy") runners.push("sympy/utilities/runtests.py", "sympy/testing/runtests.py", "bin/test");
-    const protectedPattern = runners.length
-      ? new RegExp(`${PROTECTED_PATH.source}|^(${runners.map((r) => r.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})$`)
-      : PROTECTED_PATH;
-    const hiddenFiles = [...new Set([...testFiles, ...directives])].filter((f) => f.endsWith(".py"));
-    const unprivileged = opts.unprivileged ?? spec.evalUser !== "root";
-    const channelDir = `/var/tmp/forager-ch-${makeNonce(8)}`;
-    const channel = { fifo: `${channelDir}/c`, out: `${secretDir}/records` };
-    const sourcesFirst = task.failToPass.filter((id) => id.includes("::")).map((id) => id.replace(/\[.*$/, ""));
     addLog(`>>>>> forager evaluation of ${task.id} (model ${model}) in ${image}`);
-
-    const prep = await driver<PrepareOut>(
-      sandbox,
-      {
-        mode: "prepare",
-        workdir: spec.workdir,
-        dir: secretDir,
-        model: patch,
-        emptyRun,
-        test: task.testPatch,
-        applyCommands: (Object.keys(APPLY_COMMANDS) as ApplyMethod[]).map((m) => [m, APPLY_COMMANDS[m].split(" ")]),
-        modelPaths: patchPaths,
-        testFiles: task.testPatch.trim() ? testFiles : directives,
-        testLike: TEST_LIKE_PATH.source,
-        protected: `${protectedPattern.source}|\\.py[co]$|(^|/)__pycache__/`,
-        shadow: SHADOW_PATH.source,
-        pytest,
-        preamble: spec.evalPreamble,
-        ...(probeCache.has(imageId) ? { probe: probeCache.get(imageId) } : {}),
-        canaries: pytest && opts.canaries !== false,
-        canaryFiles: directives.filter((f) => f.endsWith(".py")),
-        mustFail: !/(?:^|\s)(?:-x\b|--exitfirst\b|--maxfail\b)/.test(spec.testCommand),
-        seed,
-        sourcesFirst,
-        hiddenFiles,
-        runnerFiles: runners,
-        hideGit: true,
-        ...(unprivileged ? { user: { want: TEST_UID, home: "/home/forager-test" } } : {}),
-        guard: {
-          dir: `/opt/forager-guard-${tag}`,
-          tag,
-          guardSource: GUARD,
-          pluginSource: PLUGIN,
-          config: { channel: channel.fifo, workdir: spec.workdir, testLike: TEST_LIKE_PATH.source, hiddenFiles, runnerFiles: runners },
-        },
-      },
-      spec.workdir,
-    );
+    const driverConfig = { ...plan.driverConfig, ...(probeCache.has(imageId) ? { probe: probeCache.get(imageId) } : {}) };
+    const prep = await driver<PrepareOut>(sandbox, driverConfig, spec.workdir);
     if (prep.error || !prep.base) throw new EnvironmentError(prep.error ?? "no base commit");
     if (prep.timings) log.debug({ timings: prep.timings }, "evaluation prepared");
     prepTimings = prep.timings;
@@ -646,8 +411,8 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       addLog(`${LOG_MARKERS.testsError}: the test patch did not apply`);
       // The test patch's own files were reset to the base commit first, so only a path the
       // model patch put in its way (a file where it needs a directory) can stop it.
-      const testDirs = new Set(testFiles.flatMap((f) => f.split("/").slice(0, -1).map((_, i, a) => a.slice(0, i + 1).join("/"))));
-      const inTheWay = (prep.touched ?? []).filter((p) => testDirs.has(p) || testFiles.includes(p));
+      const testDirs = new Set(plan.testFiles.flatMap((f) => f.split("/").slice(0, -1).map((_, i, a) => a.slice(0, i + 1).join("/"))));
+      const inTheWay = (prep.touched ?? []).filter((p) => testDirs.has(p) || plan.testFiles.includes(p));
       if (inTheWay.length) {
         return notGraded("fail", `the hidden test patch did not apply over the patch (it changed ${inTheWay.slice(0, 3).join(", ")})`, { applyMethod, applied: true });
       }
@@ -659,24 +424,12 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
     }
 
     // Run the tests: as the test user, the guard in every Python process, results by the FIFO.
-    const plan = prep.canaries;
-    if (plan?.canaries.length) addLog(`>>>>> forager: ${plan.canaries.length} canary tests written`);
-    // The extra canary file goes at a seeded place among the directives, not last.
-    const at = Number.parseInt(seed.slice(12, 20), 16) % (directives.length + 1);
-    const runDirectives = plan?.extraFile && directives.length ? [...directives.slice(0, at), plan.extraFile, ...directives.slice(at)] : directives;
-    const guarded = prep.guardPth !== undefined && prep.guardPth !== null;
+    const canaries = prep.canaries;
+    if (canaries?.canaries.length) addLog(`>>>>> forager: ${canaries.canaries.length} canary tests written`);
     base.runUser = prep.user ? prep.user.uid : "root";
-    const pins: TestRunPins = {
-      ...(pytest && prep.configDir ? { configFile: `${prep.configDir}/${prep.configFile ?? "pytest.ini"}` } : {}),
-      ...(pytest && prep.plugins ? { plugins: pluginArgs(prep.plugins, prep.pytestVersion) } : {}),
-      ...(pytest && guarded ? { foragerPlugin: `_forager_pytest_${tag}` } : {}),
-      fileSizeLimitBytes: sandbox.config.diskLimitBytes,
-      ...(guarded ? { channel } : {}),
-      ...(prep.user ? { user: { uid: prep.user.uid, name: prep.user.name, home: prep.user.home } } : {}),
-    };
-    const script = testScript(spec, runDirectives, pins);
-    evalScript = script;
-    const run = await sandbox.exec(["bash", "-c", script], {
+    const runPlan = runOf(plan, spec, prep, sandbox.config.diskLimitBytes);
+    evalScript = evalShellScript(plan, task, { driverSource: DRIVER, driverConfig: { ...driverConfig, probe: prep.probe }, run: runPlan, image, model });
+    const run = await sandbox.exec(["bash", "-c", runPlan.script], {
       timeoutSeconds,
       workdir: spec.workdir,
       capture: { headBytes: TEST_OUTPUT_HEAD_BYTES, tailBytes: TEST_OUTPUT_TAIL_BYTES },
@@ -686,8 +439,8 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
     base.outputDroppedBytes = run.droppedBytes ?? 0;
     const output = run.stdout.toString("utf8") + run.stderr.toString("utf8");
     if (base.outputDroppedBytes) addLog(`>>>>> forager: test output cut: ${base.outputDroppedBytes} bytes dropped between the first and the last bytes`);
-    const markers = nonceMarkers(nonce);
-    addLog(`+ ${spec.testCommand}${runDirectives.length ? " " + runDirectives.join(" ") : ""}`);
+    const markers = nonceMarkers(makeNonce());
+    addLog(`+ ${spec.testCommand}${runPlan.directives.length ? " " + runPlan.directives.join(" ") : ""}`);
     addLog(markers.start);
     const escaped = escapeMarkers(output.replace(/\n$/, ""));
     addLog(escaped);
@@ -710,8 +463,8 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
 
     // The records, read through the engine (nothing runs in the container any more).
     let records: ReturnType<typeof parseChannel>["records"] | undefined;
-    if (guarded) {
-      const file = await sandbox.readFileFromEngine(channel.out, RECORDS_MAX_BYTES + 1);
+    if (runPlan.guarded) {
+      const file = await sandbox.readFileFromEngine(plan.channel.out, RECORDS_MAX_BYTES + 1);
       if (file && file.size > RECORDS_MAX_BYTES) {
         addLog(`>>>>> forager: the result records are ${file.size} bytes, over ${RECORDS_MAX_BYTES}: not gradable`);
         return notGraded("fail", `result records too large (${file.size} bytes): the run flooded forager's channel`, { applyMethod, applied: true, testSeconds: base.testSeconds });
@@ -719,59 +472,24 @@ export async function evaluatePatch(task: Task, patch: string, opts: EvaluateOpt
       recordsText = file ? file.bytes.toString("utf8") : "";
       records = parseChannel(recordsText).records;
     }
-    const evidenceRecords = records ? evidenceOf(records) : { tamper: [], flags: [] };
-    base.flags = [...base.flags, ...runtimeFlags(evidenceRecords.flags)];
-    const knownFiles = [...testFiles, ...directives, ...(plan?.extraFile ? [plan.extraFile] : [])];
-    const check = crossCheckTestLog({
-      parser: spec.logParser,
-      output: escaped,
-      exitCode: run.exitCode,
-      ...(records ? { records } : {}),
-      pytestPlugin: pins.foragerPlugin !== undefined,
-      knownFiles,
-      repo: task.repo,
-      exactIds: task.testIds === "exact",
-    });
-    // Canaries: evidence of a forged run, then out of the statuses.
-    let evidence: string[] = [...evidenceRecords.tamper.map((t) => `tamper: ${t}`), ...check.contradictions.map((c) => `contradiction: ${c}`)];
-    if (plan && check.statuses) {
-      const collectFailed = new Set((records ?? []).filter((r) => r.k === "collect-fail" && typeof r.id === "string").map((r) => String(r.id).split("::")[0] as string));
-      evidence = [...evidence, ...canaryEvidence(plan, check.statuses, collectFailed)];
-      for (const id of [...check.statuses.keys()]) if (plan.canaries.some((c) => isCanaryId(c, id))) check.statuses.delete(id);
-    }
-    base.sources = check.sources;
-    base.conflicts = check.conflicts;
-    if (check.statuses) base.statuses = Object.fromEntries(check.statuses);
-    const g = gradeInstance({
-      instanceId: task.id,
-      failToPass: task.failToPass,
-      passToPass: task.passToPass,
-      statuses: check.statuses,
-      patchApplied: true,
-      patchExists: true,
-    });
-    const forged = evidence.length > 0;
-    const outcome: EvalOutcome = forged ? "forged" : g.resolved ? "pass" : "fail";
-    let reason = forged ? `forged: ${evidence.slice(0, 3).join("; ")}` : check.reason;
-    if (forged) addLog(`>>>>> forager: FORGED: ${evidence.join("; ")}`);
-    if (!reason && !g.resolved && g.testsStatus) {
-      const failing = [...g.testsStatus.FAIL_TO_PASS.failure, ...g.testsStatus.PASS_TO_PASS.failure];
-      reason = `${g.resolution}: failing ${failing.slice(0, 10).join(", ")}${failing.length > 10 ? ` (+${failing.length - 10})` : ""}`;
-    }
-    if (check.conflicts.length) addLog(`>>>>> forager: conflicting statuses (worst kept): ${check.conflicts.join(" ")}`);
-    if (check.reason) addLog(`>>>>> forager: ${check.reason}`);
+    const g = gradeRun(plan, task, { output: escaped, exitCode: run.exitCode, pytestPlugin: runPlan.pins.foragerPlugin !== undefined }, canaries, records);
+    for (const l of g.logLines) addLog(l);
     return finish(
       {
         ...base,
-        outcome,
-        ...(reason ? { reason } : {}),
-        resolved: g.resolved && !forged,
-        resolution: forged ? "RESOLVED_NO" : g.resolution,
-        patchExists: !emptyRun,
+        flags: [...base.flags, ...g.flags],
+        sources: g.sources,
+        conflicts: g.conflicts,
+        statuses: g.statuses ? Object.fromEntries(g.statuses) : {},
+        outcome: g.outcome,
+        ...(g.reason ? { reason: g.reason } : {}),
+        resolved: g.resolved,
+        resolution: g.resolution,
+        patchExists: !plan.emptyRun,
         applyMethod,
         testsStatus: g.testsStatus,
-        report: forged ? forgedReport(g.report, task.id) : g.report,
-        ...(plan || evidenceRecords.tamper.length ? { forgery: { evidence, ...(plan ? { canaries: plan } : {}), tamper: evidenceRecords.tamper } } : {}),
+        report: g.report,
+        ...(canaries || g.tamper.length ? { forgery: { evidence: g.evidence, ...(canaries ? { canaries } : {}), tamper: g.tamper } } : {}),
       },
       true,
     );

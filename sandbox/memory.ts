@@ -120,3 +120,22 @@ export class MemoryRuntime implements Runtime {
     this.put(p, data);
   }
 }
+
+/**
+ * A {@link MemoryRuntime} with a sandbox's name and lifecycle: what an episode needs of its
+ * sandbox (agent/env.ts EnvSandbox), with no engine. `destroyed` says whether it was destroyed.
+ */
+export class MemorySandbox extends MemoryRuntime {
+  destroyed = false;
+  constructor(
+    readonly name = "memory-sandbox",
+    opts: MemoryRuntimeOptions = {},
+  ) {
+    super(opts);
+  }
+
+  /** Mark it destroyed. Safe to call twice. */
+  async destroy(): Promise<void> {
+    this.destroyed = true;
+  }
+}

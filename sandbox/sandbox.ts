@@ -80,9 +80,25 @@ export function liveSandboxes(): ReadonlySet<Sandbox> {
   return live;
 }
 
-/** Destroy every live sandbox of this process (signal handlers, test teardown). */
-export async function destroyAllSandboxes(): Promise<void> {
-  await Promise.allSettled([...live].map((s) => s.destroy()));
+/** Sandbox creations under way (a container may exist that is not in `live` yet). */
+const creating = new Set<Promise<unknown>>();
+/** Set by `destroyAllSandboxes({ final: true })`: the process is exiting, no sandbox may start. */
+let closing = false;
+
+/**
+ * Destroy every live sandbox of this process (signal handlers, test teardown). With `final` (the
+ * process is about to exit: cli/main.ts on a signal), creations under way are awaited and their
+ * sandboxes destroyed too, and any later `Sandbox.create` refuses before asking the engine, so no
+ * container created at the instant of the signal outlives the process.
+ */
+export async function destroyAllSandboxes(opts: { final?: boolean } = {}): Promise<void> {
+  if (opts.final) closing = true;
+  for (let round = 0; round < 10; round++) {
+    if (opts.final && creating.size) await Promise.allSettled([...creating]);
+    if (!live.size) break;
+    await Promise.allSettled([...live].map((s) => s.destroy()));
+    if (!opts.final) break;
+  }
 }
 
 /**
@@ -118,6 +134,17 @@ export class Sandbox implements Runtime, Container {
    * @throws EnvironmentError when the engine refuses (missing image, bad limits) or bash fails.
    */
   static async create(input: SandboxConfigInput, opts: { docker?: Docker; logger?: Logger; lazySessions?: boolean } = {}): Promise<Sandbox> {
+    if (closing) throw new EnvironmentError("the process is exiting: no new sandbox");
+    const p = Sandbox.createTracked(input, opts);
+    creating.add(p);
+    try {
+      return await p;
+    } finally {
+      creating.delete(p);
+    }
+  }
+
+  private static async createTracked(input: SandboxConfigInput, opts: { docker?: Docker; logger?: Logger; lazySessions?: boolean }): Promise<Sandbox> {
     const config = SandboxConfigSchema.parse(input);
     const docker = opts.docker ?? dockerClient();
     const log = opts.logger ?? silentLogger;
@@ -134,7 +161,7 @@ export class Sandbox implements Runtime, Container {
       [LABELS.createdAt]: new Date(now).toISOString(),
       [LABELS.expiresAt]: new Date(now + config.lifetimeSeconds * 1000).toISOString(),
     };
-    let container: Docker.Container;
+    let container: Docker.Container | undefined;
     let workdir: string;
     try {
       container = await docker.createContainer({
@@ -163,10 +190,16 @@ export class Sandbox implements Runtime, Container {
       await container.start();
       workdir = config.workdir ?? ((await container.inspect()).Config.WorkingDir || "/");
     } catch (err) {
+      // Created but not started (or not inspected): remove it, it is in no cleanup set yet.
+      await container?.remove({ force: true, v: true }).catch(() => undefined);
       throw new EnvironmentError(`cannot start a sandbox from ${config.image}: ${(err as Error).message}`, { cause: err });
     }
     const sandbox = new Sandbox(container, container.id, name, config, workdir, log.child({ sandbox: name }));
     live.add(sandbox);
+    if (closing) {
+      await sandbox.destroy();
+      throw new EnvironmentError("the process is exiting: sandbox removed");
+    }
     try {
       // lazySessions: a sandbox used only through exec (an evaluation) opens no session up front.
       if (!opts.lazySessions) [sandbox.agent, sandbox.control] = await Promise.all([sandbox.openSession(true), sandbox.openSession()]);

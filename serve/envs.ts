@@ -1,29 +1,30 @@
 /**
- * The step API's environments: one agent episode (agent/episode.ts runEpisode, the same loop,
+ * The step API's environments: one agent episode (agent/env.ts EpisodeEnv: the same environment,
  * tools, limits and rewards as `forage`) whose policy is the trainer on the other side of HTTP.
  *
- * The episode runs in this process; its policy ({@link RemotePolicy}) hands each observation to
- * the waiting HTTP request and waits for the next action. `create` answers with the first
- * observation (the whole rendered prompt); `step` gives the action and answers with the next
- * observation, or, when the episode ended, with the reward (the hidden tests in a fresh container,
- * through the service's evaluator) and the trajectory. Observations carry token ids: the first is
- * the whole prompt, later ones only what the environment appended after the action, so the trainer's
- * prompt ids = previous prompt ids + its action ids + the observation ids, never a re-tokenization.
+ * `create` opens the environment and answers with the first observation (the whole rendered
+ * prompt); `step` hands the trainer's action to the environment's own `step` and answers with the
+ * next observation, or, when the episode ended, with the reward (the hidden tests in a fresh
+ * container, through the service's evaluator) and the trajectory (agent/episode.ts trajectoryOf).
+ * Observations carry token ids: the first is the whole prompt, later ones only what the
+ * environment appended after the action, so the trainer's prompt ids = previous prompt ids + its
+ * action ids + the observation ids, never a re-tokenization.
  *
- * Nothing leaks: `remove` aborts the episode (its sandbox is destroyed by the episode's own
- * cleanup); an env waiting for an action longer than `idleSeconds` is removed the same way, so a
- * trainer that dies leaves no container behind; `close` removes all.
+ * Nothing leaks: `remove` closes the environment (its sandbox destroyed); an env waiting for an
+ * action longer than `idleSeconds` is removed the same way, so a trainer that dies leaves no
+ * container behind; `close` removes all.
  */
 import { randomUUID } from "node:crypto";
-import { runEpisode, type SandboxFactory } from "../agent/episode";
-import { agentConfig, type AgentConfigInput } from "../agent/config";
-import { PolicyStopped, type Policy, type PolicyContext, type PolicyIdentity, type PolicyStep } from "../agent/policy";
+import { EpisodeEnv, trajectoryOf, type SandboxFactory } from "../agent/episode";
+import { agentConfig, type AgentConfig, type AgentConfigInput } from "../agent/config";
+import type { PolicyStep } from "../agent/policy";
 import { EOT } from "../agent/prompt";
 import { EOT_TOKEN_ID } from "../agent/token-ledger";
-import type { Trajectory, Turn } from "../agent/trajectory";
+import type { Trajectory } from "../agent/trajectory";
 import { decode, encode } from "../inference-client/tokenizer";
 import { silentLogger, type Logger } from "../lib/log";
 import type { Evaluator } from "../rewards/evaluator";
+import { Sandbox } from "../sandbox/sandbox";
 import type { Task } from "../tasks/schema";
 import type { Observation, StepRequest, StepResult } from "./schema";
 import type { WeightsGate } from "./weights";
@@ -36,78 +37,6 @@ export class EnvError extends Error {
   ) {
     super(message);
     this.name = "EnvError";
-  }
-}
-
-interface Deferred<T> {
-  promise: Promise<T>;
-  resolve: (v: T) => void;
-  reject: (e: unknown) => void;
-}
-function deferred<T>(): Deferred<T> {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((a, b) => {
-    resolve = a;
-    reject = b;
-  });
-  return { promise, resolve, reject };
-}
-
-/** The trainer as a policy: observations out, actions in. */
-class RemotePolicy implements Policy {
-  readonly kind = "remote";
-  observation = deferred<Observation>();
-  private action: Deferred<PolicyStep> | undefined;
-  private prevPrompt = "";
-  private prevAction: { text: string; ids?: readonly number[] } | undefined;
-
-  constructor(
-    private readonly weightsVersion: () => string | undefined,
-    private readonly signal: AbortSignal,
-  ) {}
-
-  async identity(): Promise<PolicyIdentity> {
-    const v = this.weightsVersion();
-    return { model: "trainer (step API)", ...(v ? { weightsVersion: v } : {}) };
-  }
-
-  get waiting(): boolean {
-    return this.action !== undefined;
-  }
-
-  async next(ctx: PolicyContext): Promise<PolicyStep> {
-    // What the environment appended since the previous action (turn 0: the whole prompt).
-    let text = ctx.prompt;
-    if (this.prevAction) {
-      text = ctx.prompt.slice(this.prevPrompt.length + this.prevAction.text.length);
-      const ids = this.prevAction.ids;
-      if (ids && ids[ids.length - 1] === EOT_TOKEN_ID && text.startsWith(EOT)) text = text.slice(EOT.length);
-    }
-    const tokenIds = encode(text);
-    this.prevPrompt = ctx.prompt;
-    const started = performance.now();
-    this.action = deferred<PolicyStep>();
-    const action = this.action;
-    const onAbort = () => action.reject(new PolicyStopped(`env ${String(this.signal.reason ?? "removed")}`));
-    if (this.signal.aborted) onAbort();
-    else this.signal.addEventListener("abort", onAbort, { once: true });
-    this.observation.resolve({ text, tokenIds, turn: ctx.turn, usedTokens: ctx.usedTokens, maxTokens: ctx.maxTokens });
-    try {
-      const step = await action.promise;
-      this.prevAction = { text: step.text, ids: step.tokenIds };
-      return { ...step, latencyMs: performance.now() - started, promptDeltaTokenIds: tokenIds };
-    } finally {
-      this.signal.removeEventListener("abort", onAbort);
-      this.action = undefined;
-    }
-  }
-
-  /** Hand the trainer's action to the episode; the next observation comes on a fresh deferred. */
-  act(step: PolicyStep): void {
-    if (!this.action) throw new EnvError(409, "the env is not waiting for an action");
-    this.observation = deferred<Observation>();
-    this.action.resolve(step);
   }
 }
 
@@ -130,13 +59,21 @@ export interface EnvManagerOptions {
 interface Env {
   id: string;
   task: Task;
-  policy: RemotePolicy;
-  abort: AbortController;
-  episode: Promise<Trajectory>;
+  config: AgentConfig;
+  image: string;
+  env: EpisodeEnv;
+  started: number;
   lastActive: number;
   busy: boolean;
-  lastTurn?: Turn;
+  /** The rendered prompt at the last observation, and the action that followed it (deltas). */
+  prevPrompt: string;
+  prevAction?: { text: string; ids?: readonly number[] };
+  /** Token ids of the last observation (the next turn's prompt delta), and when it was given (performance.now()). */
+  pendingDelta?: number[];
+  observedAt?: number;
   ended?: "removed" | "expired";
+  /** The trajectory once the env is finished (closed, evaluated), memoised. */
+  finishing?: Promise<Trajectory>;
 }
 
 /** The step API's envs (see module comment). */
@@ -162,93 +99,139 @@ export class EnvManager {
   }
 
   /**
-   * Start an episode and wait for its first observation.
-   * @throws EnvError 429 at `maxEnvs`, 502 when the environment could not start (the episode's end detail).
+   * Open an environment and answer with its first observation.
+   * @throws EnvError 429 at `maxEnvs`, 502 when the environment could not start.
    */
   async create(task: Task, agent: AgentConfigInput = {}, image?: string): Promise<{ envId: string; observation: Observation }> {
     if (this.envs.size >= (this.opts.maxEnvs ?? 1024)) throw new EnvError(429, `at most ${this.opts.maxEnvs ?? 1024} envs at once`);
     const id = randomUUID();
-    const abort = new AbortController();
-    const policy = new RemotePolicy(() => this.opts.gate.version, abort.signal);
     const config = agentConfig({ ...agent, maxEnvRetries: 0 } as AgentConfigInput);
-    const env: Env = { id, task, policy, abort, lastActive: Date.now(), busy: true, episode: undefined as unknown as Promise<Trajectory> };
-    this.envs.set(id, env);
+    const started = Date.now();
     const img = image ?? (await this.opts.resolveImage(task).catch((err: unknown) => {
-      this.envs.delete(id);
       throw new EnvError(502, `image: ${(err as Error).message}`);
     }));
-    env.episode = runEpisode({
-      task,
-      policy,
-      config,
-      image: img,
-      evaluator: this.opts.evaluator(img),
-      id,
-      labels: { "forager.serve": "env" },
-      signal: abort.signal,
-      logger: this.opts.logger,
-      ...(this.opts.sandboxFactory ? { sandboxFactory: this.opts.sandboxFactory } : {}),
-      onTurn: (t) => {
-        env.lastTurn = t;
-      },
-    });
-    env.episode.then(
-      (t) => {
-        this.envs.delete(id);
-        this.opts.onFinished?.(t, env.ended ?? "done");
-      },
-      () => this.envs.delete(id),
-    );
-    const first = await Promise.race([policy.observation.promise, env.episode]);
-    env.busy = false;
-    env.lastActive = Date.now();
-    if ("schemaVersion" in first) throw new EnvError(502, `the env ended before its first observation: ${first.endReason}${first.endDetail ? `: ${first.endDetail}` : ""}`);
-    return { envId: id, observation: first };
+    let env: EpisodeEnv;
+    try {
+      env = await EpisodeEnv.open({
+        task,
+        config,
+        image: img,
+        sandboxFactory: this.opts.sandboxFactory ?? ((c) => Sandbox.create(c, { logger: this.opts.logger })),
+        labels: { "forager.episode": id, "forager.serve": "env" },
+      });
+    } catch (err) {
+      throw new EnvError(502, `the env ended before its first observation: env_error: ${(err as Error).message}`);
+    }
+    const e: Env = { id, task, config, image: img, env, started, lastActive: Date.now(), busy: false, prevPrompt: "" };
+    this.envs.set(id, e);
+    const observation = this.observation(e);
+    if (!observation) {
+      const t = await this.finish(e);
+      throw new EnvError(502, `the env ended before its first observation: ${t.endReason}${t.endDetail ? `: ${t.endDetail}` : ""}`);
+    }
+    return { envId: id, observation };
   }
 
   /**
    * One action. @throws EnvError 404 (unknown or gone), 409 (a step is already running).
    */
   async step(id: string, req: StepRequest): Promise<StepResult> {
-    const env = this.envs.get(id);
-    if (!env) throw new EnvError(404, `no env ${id} (never created, finished, removed or expired)`);
-    if (env.busy || !env.policy.waiting) throw new EnvError(409, `env ${id} is running a step`);
-    env.busy = true;
-    env.lastActive = Date.now();
-    const a = req.action;
-    const ids = "tokenIds" in a ? a.tokenIds : undefined;
-    const text = a.text ?? decode(ids ?? []);
-    const version = req.weightsVersion ?? this.opts.gate.version;
-    const step: PolicyStep = {
-      text,
-      latencyMs: 0,
-      ...(ids ? { tokenIds: ids } : { tokenIdsUnavailable: "the action was given as text" }),
-      ...("logprobs" in a && a.logprobs ? { logprobs: a.logprobs } : {}),
-      ...(version !== undefined ? { weightsVersion: version } : {}),
-    };
-    env.policy.act(step);
+    const e = this.envs.get(id);
+    if (!e) throw new EnvError(404, `no env ${id} (never created, finished, removed or expired)`);
+    if (e.busy) throw new EnvError(409, `env ${id} is running a step`);
+    e.busy = true;
+    e.lastActive = Date.now();
     try {
-      const next = await Promise.race([env.policy.observation.promise, env.episode]);
-      const turn = env.lastTurn ? { index: env.lastTurn.index, tool: env.lastTurn.toolName, toolSuccess: env.lastTurn.toolSuccess, errorType: env.lastTurn.errorType } : undefined;
-      if ("schemaVersion" in next) {
-        return { done: true, turn, reward: next.reward, resolved: next.evaluation?.resolved ?? false, endReason: next.endReason, trajectory: next };
+      const a = req.action;
+      const ids = "tokenIds" in a ? a.tokenIds : undefined;
+      const text = a.text ?? decode(ids ?? []);
+      const version = req.weightsVersion ?? this.opts.gate.version;
+      // The trainer's time on this action: from the observation to the action.
+      const waitedMs = e.observedAt === undefined ? 0 : performance.now() - e.observedAt;
+      const step: PolicyStep = {
+        text,
+        latencyMs: waitedMs,
+        ...(ids ? { tokenIds: ids } : { tokenIdsUnavailable: "the action was given as text" }),
+        ...("logprobs" in a && a.logprobs ? { logprobs: a.logprobs } : {}),
+        ...(version !== undefined ? { weightsVersion: version } : {}),
+        ...(e.pendingDelta ? { promptDeltaTokenIds: e.pendingDelta } : {}),
+      };
+      e.prevAction = { text, ...(ids ? { ids } : {}) };
+      const r = await e.env.step(step, waitedMs / 1000);
+      const turn = { index: r.turn.index, tool: r.turn.toolName, toolSuccess: r.turn.toolSuccess, errorType: r.turn.errorType };
+      const next = r.done || e.ended ? undefined : this.observation(e);
+      if (!next) {
+        const t = await this.finish(e);
+        return { done: true, turn, reward: t.reward, resolved: t.evaluation?.resolved ?? false, endReason: t.endReason, trajectory: t };
       }
       return { done: false, observation: next, turn };
     } finally {
-      env.busy = false;
-      env.lastActive = Date.now();
+      e.busy = false;
+      e.lastActive = Date.now();
     }
   }
 
-  /** Remove an env: the episode is aborted and its sandbox destroyed. @returns false when unknown. */
+  /**
+   * Remove an env: its environment is closed and its sandbox destroyed (a step running now ends
+   * first, then the env). @returns false when unknown.
+   */
   async remove(id: string, how: "removed" | "expired" = "removed"): Promise<boolean> {
-    const env = this.envs.get(id);
-    if (!env) return false;
-    env.ended = how;
-    env.abort.abort(how);
-    await env.episode.catch(() => undefined);
-    this.envs.delete(id);
+    const e = this.envs.get(id);
+    if (!e) return false;
+    e.ended = how;
+    e.env.end("policy_error", `PolicyStopped: env ${how}`);
+    if (!e.busy) await this.finish(e).catch(() => undefined);
     return true;
+  }
+
+  /**
+   * The next observation: the whole prompt first, then only what the environment appended after
+   * the previous action (the trainer's own action ids, ending in EOT, stay as it sent them).
+   * Undefined when the episode is over.
+   */
+  private observation(e: Env): Observation | undefined {
+    const view = e.env.observe();
+    if (!view) return undefined;
+    let text = view.prompt;
+    if (e.prevAction) {
+      text = view.prompt.slice(e.prevPrompt.length + e.prevAction.text.length);
+      const ids = e.prevAction.ids;
+      if (ids && ids[ids.length - 1] === EOT_TOKEN_ID && text.startsWith(EOT)) text = text.slice(EOT.length);
+    }
+    const tokenIds = encode(text);
+    e.prevPrompt = view.prompt;
+    e.pendingDelta = tokenIds;
+    e.observedAt = performance.now();
+    return { text, tokenIds, turn: view.turn, usedTokens: view.usedTokens, maxTokens: view.maxTokens };
+  }
+
+  /** Close the environment, evaluate and reward the episode (removed envs are recorded, not evaluated). */
+  private finish(e: Env): Promise<Trajectory> {
+    e.finishing ??= this.finishOnce(e);
+    return e.finishing;
+  }
+
+  private async finishOnce(e: Env): Promise<Trajectory> {
+    // Listed until its sandbox is gone (a step meanwhile is refused as running).
+    e.busy = true;
+    try {
+      await e.env.close();
+    } finally {
+      this.envs.delete(e.id);
+    }
+    const v = this.opts.gate.version;
+    const t = await trajectoryOf(e.env.outcome(), {
+      task: e.task,
+      config: e.config,
+      image: e.image,
+      policy: { kind: "remote", model: "trainer (step API)", ...(v ? { weightsVersion: v } : {}) },
+      ...(e.ended ? {} : { evaluator: this.opts.evaluator(e.image) }),
+      started: e.started,
+      id: e.id,
+      log: this.log,
+    });
+    this.opts.onFinished?.(t, e.ended ?? "done");
+    return t;
   }
 
   private async sweep(): Promise<void> {

@@ -8,8 +8,10 @@
 import { silentLogger, type Logger } from "../lib/log";
 import type { SandboxConfigInput } from "../sandbox/config";
 import { Sandbox } from "../sandbox/sandbox";
+import type { EnvSandbox } from "../agent/env";
 
-export type SandboxMaker = (cfg: SandboxConfigInput) => Promise<Sandbox>;
+/** Makes a sandbox for an episode (default Sandbox.create). */
+export type SandboxMaker = (cfg: SandboxConfigInput) => Promise<EnvSandbox>;
 
 export interface WarmPoolOptions {
   /** Sandboxes kept ready per configuration (0: no pool). */
@@ -22,7 +24,7 @@ export interface WarmPoolOptions {
 }
 
 interface Entry {
-  sandbox: Sandbox;
+  sandbox: EnvSandbox;
   at: number;
 }
 
@@ -60,7 +62,7 @@ export class WarmPool {
   }
 
   /** A sandbox factory for runEpisode: a ready one when there is one, else a new one; the pool refills. */
-  readonly factory = async (cfg: SandboxConfigInput): Promise<Sandbox> => {
+  readonly factory = async (cfg: SandboxConfigInput): Promise<EnvSandbox> => {
     if (this.opts.size <= 0 || this.closed) return this.create(cfg);
     const key = keyOf(cfg);
     if (!this.configs.has(key)) this.configs.set(key, cfg);

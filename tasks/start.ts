@@ -20,6 +20,7 @@
  * prune leave only the parent's tree: the fix and every later commit are gone from the object
  * store. {@link needsStartState} says whether a task needs this at all.
  */
+import { commitCommand, forgetReflogLines } from "../lib/git-script";
 import { shellQuote } from "../lib/shell";
 import type { Runtime } from "../sandbox/runtime";
 import type { Task } from "./schema";
@@ -76,14 +77,11 @@ export function squashScript(withPatch: boolean, startTree?: { from: string; to:
     `branch="$(${g} symbolic-ref --short -q HEAD || echo main)"`,
     `${g} checkout -q --orphan forager-squash-tmp`,
     `${g} add -A`,
-    `GIT_AUTHOR_NAME=${shellQuote(id.name)} GIT_AUTHOR_EMAIL=${shellQuote(id.email)} ` +
-      `GIT_COMMITTER_NAME=${shellQuote(id.name)} GIT_COMMITTER_EMAIL=${shellQuote(id.email)} ` +
-      `GIT_AUTHOR_DATE="$date" GIT_COMMITTER_DATE="$date" ${g} commit -q --no-verify --no-gpg-sign -m ${shellQuote(SQUASH_MESSAGE)}`,
+    commitCommand(g, id, SQUASH_MESSAGE, '"$date"'),
     `${g} for-each-ref --format='%(refname)' | while read -r ref; do [ "$ref" = refs/heads/forager-squash-tmp ] || ${g} update-ref -d "$ref"; done`,
     `${g} branch -q -M forager-squash-tmp "$branch"`,
     "rm -f .git/ORIG_HEAD .git/FETCH_HEAD .git/MERGE_HEAD .git/CHERRY_PICK_HEAD .git/packed-refs.lock",
-    `${g} reflog expire --expire=now --all`,
-    "rm -rf .git/logs",
+    ...forgetReflogLines(g),
     `${g} gc -q --prune=now`,
     "rm -rf .git/refs/original",
     "find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} + 2>/dev/null || true",
@@ -142,26 +140,3 @@ export async function prepareTaskSandbox(
   const [commit, branch] = out.split("\n").pop()!.split(" ") as [string, string];
   return { commit, branch, seconds: (performance.now() - started) / 1000 };
 }
-
-
-/** pytest node ids → the unique function-level ids (parameters cut) to pass on a command line. */
-export function selectionArgs(ids: readonly string[]): string[] {
-  return [...new Set(ids.map((id) => id.replace(/\[.*$/, "")))].sort();
-}
-
-/** Bash lines that run `spec.testCommand` (with extra args) on the test ids listed in `listFile`. */
-export function testRunScript(
-  spec: { workdir: string; testCommand: string; evalPreamble: string[] },
-  opts: { listFile?: string; extraArgs?: string; timeoutSeconds: number },
-): string {
-  return [
-    "exec 2>&1",
-    `cd ${shellQuote(spec.workdir)}`,
-    "export PYTHONDONTWRITEBYTECODE=1",
-    ...spec.evalPreamble,
-    opts.listFile ? `mapfile -t FORAGER_TESTS < ${shellQuote(opts.listFile)}` : "FORAGER_TESTS=()",
-    `timeout -k 5 ${Math.ceil(opts.timeoutSeconds)} ${spec.testCommand} ${opts.extraArgs ?? ""} "\${FORAGER_TESTS[@]}"`,
-    'echo "forager-exit-code=$?"',
-  ].join("\n");
-}
-

@@ -18,7 +18,7 @@ import {
   truncateMessage,
 } from "../agent/prompt";
 import { readTrajectories, renderTrajectoryText, toChatRecord, writeTrajectory, type Trajectory } from "../agent/trajectory";
-import { normalizeObservation } from "../agent/replay";
+import { normalizeObservation } from "../agent/replay-compare";
 import { countTokens } from "../inference-client/tokenizer";
 import { toolProfile } from "../tools/registry";
 
@@ -236,5 +236,27 @@ describe("trajectory record", () => {
 
   it("normalises durations and budgets for replay comparison", () => {
     expect(normalizeObservation("ran in 0.12s\n* Remaining tokens: 1234")).toBe(normalizeObservation("ran in 3.5s\n* Remaining tokens: 99"));
+  });
+});
+
+describe("named configurations (--config JSON | FILE | PRESET)", () => {
+  it("reads inline JSON, a file and a preset of configs/, validated by the schema; a bad one names the argument, the file and the field", async () => {
+    const { loadAgentConfigArg, presetNames, agentConfig } = await import("../agent/config");
+    const fs = await import("node:fs");
+    const os = await import("node:os");
+    const path = await import("node:path");
+    expect(presetNames()).toEqual(expect.arrayContaining(["cwm-eval", "quick", "swerl-similarity"]));
+    for (const name of presetNames()) expect(() => agentConfig(loadAgentConfigArg(name)), name).not.toThrow();
+    expect(loadAgentConfigArg('{"temperature":0.2}')).toEqual({ temperature: 0.2 });
+    expect(agentConfig(loadAgentConfigArg("quick")).maxTurns).toBe(24);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "forager-config-"));
+    const file = path.join(dir, "mine.json");
+    fs.writeFileSync(file, JSON.stringify({ maxTurns: -3 }));
+    expect(() => loadAgentConfigArg(file)).toThrow(new RegExp(`--config ${file}: .*maxTurns`));
+    fs.writeFileSync(file, "{not json");
+    expect(() => loadAgentConfigArg(file)).toThrow(/not valid JSON/);
+    expect(() => loadAgentConfigArg("no-such-preset")).toThrow(/not JSON, not a file, not a preset \(presets: cwm-eval, quick, swerl-similarity\)/);
+    expect(() => loadAgentConfigArg('{"temprature":1}')).toThrow(/inline JSON.*temprature/);
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -94,7 +94,9 @@ describe("evaluation failures through the orchestrator", () => {
     expect(calls).toBe(2);
     expect(res.summary).toMatchObject({ trajectories: 0, failed: 1 });
     expect(res.summary!.failures).toMatchObject({ total: 1, byKind: { "evaluation/env_error": 1 }, byPolicy: { oracle: 1 } });
-    expect(res.summary!.metrics["pass@1"]).toBe(0);
+    // the only task's sample failed for good: the task is done but not scored (no pass@k over nothing)
+    expect(res.summary!.metrics["pass@1"]).toBeUndefined();
+    expect(res.summary!.accounting).toMatchObject({ tasksDone: 1, tasksScored: 0 });
     expect(formatSummary(res.summary!)).toMatch(/1 failed: evaluation\/env_error 1 \(oracle 1\)/);
     const [f] = readFailures(out);
     expect(f).toMatchObject({ stage: "evaluation", kind: "env_error", policy: "oracle", attempts: 2 });

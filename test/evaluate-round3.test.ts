@@ -82,6 +82,8 @@ describe("round 3, class 1: selective forgery that spares the canaries is graded
       expect(r.resolved, `${name}: ${r.reason}`).toBe(false);
       expect(["fail", "forged"]).toContain(r.outcome);
       expect(r.reason).toMatch(reason);
+      if (name === "r3AtexitSummary") expect(r.flags.map((f) => f.kind).join("\n")).toMatch(/1 atexit handler\(s\) registered during the run/);
+      if (name === "r3PycForger") expect(r.flags.map((f) => f.kind).join("\n")).not.toMatch(/atexit/);
     });
   }
 });

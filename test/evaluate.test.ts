@@ -12,8 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildInstanceImage } from "../images/build";
 import { specForSweBench } from "../images/swebench-specs";
 import { evaluatePatch, type EvalResult } from "../rewards/evaluate";
+import { parseChannel, pytestStatusesFromRecords } from "../rewards/records";
 import {
   crossCheckTestLog,
+  isCanaryId,
   escapeMarkers,
   ESCAPE_PREFIX,
   isTestLikePath,
@@ -97,6 +99,23 @@ describe("evaluatePatch: harness semantics", () => {
     // The harness's own reader grades forager's log the same way.
     const h = readEvalLog("pytest", out);
     expect(h.ok && h.statuses.get("tests/test_calc.py::test_add")).toBe("PASSED");
+  });
+
+  it("eval.sh beside the logs reproduces the graded run in a fresh container of the image", async () => {
+    const r = results.get("gold") ?? (await evaluate("gold"));
+    const sh = path.join(r.logDir!, "eval.sh");
+    expect(fs.existsSync(sh)).toBe(true);
+    const { stdout } = await run("bash", ["-c", `docker run --rm -i --network none ${image} bash -s < ${sh}`], { maxBuffer: 64 * 1024 * 1024 });
+    const at = stdout.indexOf(">>>>> forager: result records");
+    expect(at).toBeGreaterThan(0);
+    const records = parseChannel(stdout.slice(at)).records;
+    const again = pytestStatusesFromRecords(records, {}).statuses;
+    const canaries = r.forgery!.canaries!.canaries;
+    for (const id of [...again.keys()]) if (canaries.some((c) => isCanaryId(c, id))) again.delete(id);
+    expect(Object.fromEntries(again)).toEqual(r.statuses);
+    // the same canaries were written (the plan's seed), and the run was the test user's
+    expect(records.find((x) => x.k === "start")).toMatchObject({ uid: 54321 });
+    expect(stdout).toMatch(/^>>>>> Test Exit Code: 1$/m);
   });
 
   it("empty patch → not resolved, nothing run", async () => {

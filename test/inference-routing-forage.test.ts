@@ -6,6 +6,7 @@
  * what the servers reported is what the trajectories record, and that the summary shows the hit rate.
  */
 import fs from "node:fs";
+import { MemorySandbox } from "../sandbox/memory";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -16,7 +17,6 @@ import { writeManifest } from "../orchestrator/run";
 import { episodeRollout } from "../orchestrator/stages";
 import { readShards } from "../orchestrator/storage";
 import { runPaths } from "../orchestrator/spec";
-import type { Sandbox } from "../sandbox/sandbox";
 import { startScriptedServer, type ScriptedServer } from "./helpers/scripted-server";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "forager-routing-forage-"));
@@ -26,7 +26,7 @@ afterAll(async () => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-const stubSandbox = { name: "routing-forage-stub", destroy: async () => undefined } as unknown as Sandbox;
+const stubSandbox = new MemorySandbox("routing-forage-stub");
 const NO_TOOL = "Let me think about where the bug could be.\n</think>\nI need to look at the code first.";
 
 describe("forage over several model endpoints (stand-in servers)", () => {

@@ -4,13 +4,13 @@
  * model. No timing assertions: the stand-ins' time is simulated and only ordering matters.
  */
 import { afterEach, describe, expect, it } from "vitest";
+import { MemorySandbox } from "../sandbox/memory";
 import { runEpisode } from "../agent/episode";
 import { HttpPolicy } from "../agent/policy";
 import { TrajectorySchema } from "../agent/trajectory";
 import { InferenceClient, type CompletionResult } from "../inference-client/client";
 import { fakeTask } from "../orchestrator/fake";
 import { formatModelUsage, modelFigures, modelUsageOf } from "../orchestrator/metrics";
-import type { Sandbox } from "../sandbox/sandbox";
 import type { InferenceConfigInput } from "../inference-client/config";
 import { AffinityRouter, boundedCapacity, rendezvousOrder, type EndpointCondition } from "../inference-client/routing";
 import { PrefixCache, startScriptedServer, type ScriptedServer, type ScriptedServerOptions } from "./helpers/scripted-server";
@@ -301,7 +301,7 @@ describe("streaming and usage details", () => {
 });
 
 /** A sandbox that is never used: the scripted model never calls a tool (each turn is a format error). */
-const stubSandbox = { name: "routing-stub", destroy: async () => undefined } as unknown as Sandbox;
+const stubSandbox = new MemorySandbox("routing-stub");
 const NO_TOOL = "Let me think about where the bug could be.\n</think>\nI need to look at the code first.";
 
 describe("an episode records what the model server reported, turn by turn", () => {

@@ -6,6 +6,7 @@
  * token export, the weights switch (gate and through the service) and the staleness setting.
  */
 import fs from "node:fs";
+import { MemorySandbox } from "../sandbox/memory";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -13,7 +14,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encode } from "../inference-client/tokenizer";
 import { fakeTask } from "../orchestrator/fake";
 import { keepEvaluation } from "../orchestrator/fake";
-import type { Sandbox } from "../sandbox/sandbox";
 import { startService, type Service } from "../serve/server";
 import { servingRollout } from "../serve/rollouts";
 import { startRedisServer } from "../orchestrator/redis-server";
@@ -26,7 +26,7 @@ import type { Trajectory } from "../agent/trajectory";
 import { startScriptedServer, type ScriptedServer } from "./helpers/scripted-server";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "forager-serve-api-"));
-const stub = { name: "serve-stub", destroy: async () => undefined } as unknown as Sandbox;
+const stub = new MemorySandbox("serve-stub");
 /** A turn without a tool call: a format error goes back, no sandbox needed. */
 const TEXT = "Thinking about it.\n</think>\nNo tool call here.";
 /** The server's ids: one id per character (a valid Llama-3 split, but not what encode(TEXT) gives). */
@@ -306,7 +306,9 @@ describe("token ledger and warm pool (no service)", () => {
     const destroyed: string[] = [];
     const create = async () => {
       const name = `fake-${made++}`;
-      return { name, destroy: async () => void destroyed.push(name) } as unknown as Sandbox;
+      const sb = new MemorySandbox(name);
+      sb.destroy = async () => void destroyed.push(name);
+      return sb;
     };
     const pool = new WarmPool({ size: 2, create });
     const cfg = { image: "img:1", lifetimeSeconds: 60 };

@@ -13,7 +13,9 @@ import { Sandbox } from "../sandbox/sandbox";
 import { formatZodIssues } from "../lib/zod-util";
 import { shellQuote } from "../lib/shell";
 import type { Task } from "../tasks/schema";
-import { needsStartState, prepareTaskSandbox, testRunScript } from "../tasks/start";
+import { needsStartState } from "../tasks/start";
+import { openTaskSandbox } from "../tasks/sandbox";
+import { testRunScript } from "../suite/script";
 import { passing } from "../taskgen/mutate/validate";
 import {
   RawTraceSchema,
@@ -150,25 +152,24 @@ export async function traceRepository(opts: TraceRunOptions): Promise<TraceRunRe
   const settings = TracerSettingsSchema.parse(opts.settings ?? {});
   const progress = opts.onProgress ?? (() => undefined);
   const timeoutSeconds = opts.timeoutSeconds ?? Math.max(600, spec.testTimeoutSeconds);
-  const sandbox = await Sandbox.create({
+  if (opts.task && needsStartState(opts.task)) progress(`preparing the start state of ${opts.task.id}`);
+  // The same door as episodes and evaluation (the task's start state when a task is given).
+  const sandbox = await openTaskSandbox<Sandbox>(opts.task ?? { id: opts.repository, image: spec, startPatch: "" }, {
     image: opts.image,
-    network: "none",
-    workdir: spec.workdir,
-    cpus: opts.cpus ?? 1,
-    lifetimeSeconds: 3 * timeoutSeconds + 1800,
-    commandTimeoutSeconds: 600,
-    namePrefix: "forager-traces",
-    labels: { "forager.traces": opts.repository },
+    config: {
+      network: "none",
+      cpus: opts.cpus ?? 1,
+      lifetimeSeconds: 3 * timeoutSeconds + 1800,
+      commandTimeoutSeconds: 600,
+      namePrefix: "forager-traces",
+      labels: { "forager.traces": opts.repository },
+    },
   });
   try {
     const sh = async (script: string, t = 600) => {
       const r = await sandbox.exec(["bash", "-c", script], { workdir: spec.workdir, timeoutSeconds: t });
       return { code: r.exitCode, out: r.stdout.toString("utf8") + r.stderr.toString("utf8"), timedOut: r.timedOut };
     };
-    if (opts.task && needsStartState(opts.task)) {
-      progress(`preparing the start state of ${opts.task.id}`);
-      await prepareTaskSandbox(sandbox, opts.task);
-    }
     await sh(`mkdir -p ${SANDBOX_DIR}/lib ${SANDBOX_DIR}/out`);
     await sandbox.writeFile(`${SANDBOX_DIR}/lib/forager_tracer.py`, fs.readFileSync(TRACER_FILE));
     const out = `${SANDBOX_DIR}/out/traces.jsonl`;
@@ -192,7 +193,7 @@ export async function traceRepository(opts: TraceRunOptions): Promise<TraceRunRe
         : `export PYTHONHASHSEED=${HASH_SEED}`;
       const extraArgs = `-p no:cacheprovider${traced ? " -p forager_tracer" : ""}`;
       const started = performance.now();
-      const r = await sh(`${env}\n${testRunScript(spec, { listFile, extraArgs, timeoutSeconds })}`, timeoutSeconds + 120);
+      const r = await sh(testRunScript(spec, { env: [env], listFile, extraArgs, timeoutSeconds, noBytecode: true }), timeoutSeconds + 120);
       const m = /forager-exit-code=(\d+)\s*$/.exec(r.out);
       const exitCode = m ? Number(m[1]) : null;
       const statuses: StatusMap = new Map();

@@ -12,6 +12,7 @@ import path from "node:path";
 import { readTrajectories, TrajectorySchema, type Trajectory } from "../agent/trajectory";
 import { addModelUsage, countByTask, emptyModelUsage, modelFigures, modelUsageOf, passAtKs, type ModelFigures } from "../orchestrator/metrics";
 import type { ModelUsage } from "../orchestrator/records";
+import { runAccounting, type RunAccounting } from "../orchestrator/accounting";
 import { readFailures, readRunFiles, type Manifest } from "../orchestrator/run";
 import { runPaths, type RunSpec } from "../orchestrator/spec";
 import { readEntry, scanShards, type IndexEntry } from "../orchestrator/storage";
@@ -64,8 +65,10 @@ export interface SourceOverview {
   expected?: number;
   trajectories: number;
   resolved: number;
-  /** pass@1, pass@K: mean over tasks (orchestrator/metrics.ts, Chen et al. 2021). */
+  /** pass@1, pass@K (orchestrator/metrics.ts, Chen et al. 2021): runs, over the done tasks with a trajectory (orchestrator/accounting.ts); files, over their tasks. */
   metrics: Record<string, number>;
+  /** Runs: tasks done, tokens, end reasons, the per-repository table — the figures of `forager status` and summary.json (orchestrator/accounting.ts). */
+  accounting?: RunAccounting;
   /** What the model servers did over the episodes: prefix-cache hit rate, prefill/decode tokens, model seconds. */
   model: ModelFigures;
   failures: Array<SampleFailure & { key: string }>;
@@ -223,6 +226,7 @@ export class RunSource extends Source {
     const failures = readFailures(this.path).filter((f) => !committed.has(`${f.taskId}\u0000${f.sample}`));
     const perTask = countByTask(scan.entries, tasks.map((t) => t.id));
     const expected = tasks.length * spec.samples;
+    const accounting = runAccounting({ entries: scan.entries, failures, tasks, samples: spec.samples, stopAfterSuccesses: spec.stopAfterSuccesses });
     return {
       id: this.id,
       kind: "run",
@@ -234,7 +238,8 @@ export class RunSource extends Source {
       expected,
       trajectories: scan.entries.length,
       resolved: scan.entries.filter((e) => e.resolved).length,
-      metrics: passAtKs(perTask, [...new Set([1, spec.samples])]),
+      metrics: accounting.passAtK,
+      accounting,
       model: modelOf(episodes),
       failures,
       manifest: readJson<Manifest>(p.manifest),

@@ -154,6 +154,7 @@ export async function startViewServer(opts: ViewServerOptions): Promise<ViewServ
         resolved: o.resolved,
         failed: o.failures.length,
         metrics: o.metrics,
+        ...(o.accounting ? { tasksDone: o.accounting.tasksDone } : {}),
         complete: o.complete,
       };
     }),

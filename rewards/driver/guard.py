@@ -226,8 +226,9 @@ def _on_setattr(event, args):
 
 def _on_getattr(event, args):
     # Audited reads (3.10+): a function's __code__, a frame's f_code, a traceback's tb_frame, a
-    # generator's or coroutine's frame and code.
-    if len(args) < 2:
+    # generator's or coroutine's frame and code. Not recorded when the runner is the code under
+    # test (pytest's own repository reads its tests' code and frames all the time).
+    if _runner_in_tree or len(args) < 2:
         return
     name = args[1]
     c, where = _origin(3, walk=False)
@@ -498,7 +499,10 @@ def check_classes(snap, where):
             what = "%s.%s %s" % (qual, k, "removed" if cur is _MISSING else "added" if old is _MISSING else "replaced")
             if c == "tree":
                 _record("tamper", "%s by code of the tree (%s)" % (what, fn), where, "class-check")
-            elif k not in ("__dict__", "__weakref__", "_abc_impl"):
+            elif c == "" and cur is not _MISSING and k not in ("__dict__", "__weakref__", "_abc_impl"):
+                # The runner's own code and the tests set attributes on its classes (pytest's
+                # legacypath plugin, the debugging plugin, monkeypatch): only a value of no known
+                # origin is worth a flag.
                 _record("flag", "%s during the run" % what, where, "class-check")
             snap[(qual, k)] = cur
         snap[key] = (cls, frozenset(now))

@@ -130,7 +130,7 @@ def _check(where, full):
         bad, fn = _untrusted(cur)
         if bad:
             _report("tamper", "%s.%s replaced by code of the tree (%s)" % (mod, k, fn), where)
-        else:
+        elif fn is None:
             _report("flag", "%s.%s changed during the run" % (mod, k), where)
         _st.snap[key] = cur
     for k, old in list(_st.builtins.items()):
@@ -209,6 +209,19 @@ except Exception:  # pragma: no cover
 _snapshot()
 
 
+def _atexit_count():
+    try:
+        import atexit
+        return atexit._ncallbacks()
+    except Exception:
+        return None
+
+
+# atexit registrations are not audited by CPython: their number is compared at the end (evidence,
+# not a verdict — results no longer depend on anything an atexit handler could do).
+_ATEXIT_AT_START = _atexit_count()
+
+
 def pytest_sessionstart(session):
     _st.started = True
     _check("at the start of the session", True)
@@ -238,6 +251,9 @@ if _hookimpl is not None:
     def pytest_sessionfinish(session, exitstatus):
         yield
         _check("at the end of the session", True)
+        n = _atexit_count()
+        if n is not None and _ATEXIT_AT_START is not None and n > _ATEXIT_AT_START:
+            _report("flag", "%d atexit handler(s) registered during the run" % (n - _ATEXIT_AT_START), "the session")
         try:
             code = int(exitstatus)
         except Exception:

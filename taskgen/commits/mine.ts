@@ -8,7 +8,7 @@
  *     not build there, "inferred-fallback") and ONE instance image per group,
  *     built at the group's newest commit: every parent and fix of the group is its ancestor, so
  *     their objects are in the image
- *   per candidate, in one long-lived sandbox per group (MutateRunner, JUnit exact ids):
+ *   per candidate, in one long-lived sandbox per group (suite/runner.ts SuiteRunner, JUnit exact ids):
  *     the parent's tree + the test patch, then the commit's tree, the touched test files run on
  *     each, `reruns` more times (alternating); tests whose status changes are dropped
  *     FAIL_TO_PASS: not passing before, passing after; PASS_TO_PASS: passing in both
@@ -31,7 +31,8 @@ import type { InferenceClient } from "../../inference-client/client";
 import { PINNED_GIT, startTreeLines } from "../../tasks/start";
 import { TaskSchema, type Task } from "../../tasks/schema";
 import { checkTask } from "../mutate/generate";
-import { MutateRunner, passing, type TestRun } from "../mutate/validate";
+import { passing } from "../mutate/validate";
+import { SuiteRunner, type TestRun } from "../../suite/runner";
 import { diffTargetPaths } from "../../tasks/directives";
 import { commitDate, commitDiff, commitMessage, dependencyKey, gitOut, listCommits, type HistoryWindow } from "./git";
 import { DEFAULT_SELECT_SETTINGS, fileKind, selectCommit, splitPatch, type CommitRecord, type SelectSettings } from "./select";
@@ -241,12 +242,12 @@ interface Verdict {
 /** Runs the before/after test runs of one candidate in a group's sandbox. */
 class GroupRunner {
   private constructor(
-    readonly runner: MutateRunner,
+    readonly runner: SuiteRunner,
     readonly imageCommit: string,
   ) {}
 
   static async start(image: string, spec: ImageSpec, imageCommit: string, timeoutSeconds: number, cpus: number): Promise<GroupRunner> {
-    return new GroupRunner(await MutateRunner.start(image, spec, { timeoutSeconds, reruns: 0, sampleOthers: 0 }, cpus), imageCommit);
+    return new GroupRunner(await SuiteRunner.open(image, spec, { timeoutSeconds, cpus, namePrefix: "forager-commits", labels: { "forager.commits": spec.repo } }), imageCommit);
   }
 
   async destroy(): Promise<void> {

@@ -24,10 +24,13 @@ import path from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { writeFileAtomic } from "../../lib/fs";
 import { ImageSpecSchema, type ImageSpec, type ImageSpecInput } from "../../images/spec";
-import { parsePytestJunitXml, parseTestLog, type StatusMap } from "../../images/log-parsers";
-import { Sandbox } from "../../sandbox/sandbox";
+import type { StatusMap } from "../../images/log-parsers";
+import type { Sandbox } from "../../sandbox/sandbox";
 import { rng, shuffle, type Candidate, type SourceFile } from "./candidates";
-import { selectionArgs, testRunScript } from "../../tasks/start";
+import { selectionArgs, testRunScript } from "../../suite/script";
+import { SUITE_LIST_FILE, SuiteRunner, type TestRun } from "../../suite/runner";
+
+export type { TestRun } from "../../suite/runner";
 
 /** Debian packages the coverage map needs (bookworm: coverage 6.5, pytest-cov 4.0). */
 export const COVERAGE_PACKAGES = ["python3-coverage", "python3-pytest-cov"];
@@ -87,14 +90,6 @@ export interface ValidationSettings {
 }
 
 export const DEFAULT_SETTINGS: ValidationSettings = { sampleOthers: 5, maxFailToPass: 50, reruns: 1, timeoutSeconds: 300, seed: 0 };
-
-export interface TestRun {
-  statuses: StatusMap;
-  log: string;
-  timedOut: boolean;
-  exitCode: number | null;
-  seconds: number;
-}
 
 export interface ReferenceRun extends TestRun {
   /** Tests that passed (PASSED or XFAIL). */
@@ -232,7 +227,6 @@ export const passing = (s: string | undefined): boolean => s === "PASSED" || s =
 const normalizeId = (id: string) => id.trim();
 
 /** Where a run's JUnit report goes inside the sandbox (the exact node ids come from it). */
-const JUNIT_PATH = "/tmp/forager-mutate-junit.xml";
 
 /** Coverage contexts from pytest-cov: `tests/test_x.py::test_y|run` → the node id. */
 export function contextTest(ctx: string): string | undefined {
@@ -249,9 +243,10 @@ export function sameSet(a: Iterable<string>, b: Iterable<string>): boolean {
 }
 
 /**
- * One sandbox for validating many candidates of one image.
+ * One sandbox for validating many candidates of one image: the suite runner (suite/runner.ts)
+ * with the reference run under coverage, the candidates' selection and their validation.
  */
-export class MutateRunner {
+export class MutateRunner extends SuiteRunner {
   reference: ReferenceRun | undefined;
   /**
    * Tests seen changing status between two runs with the same code: excluded from every later
@@ -259,83 +254,23 @@ export class MutateRunner {
    */
   readonly flakyTests = new Set<string>();
   private constructor(
-    readonly sandbox: Sandbox,
-    readonly spec: ImageSpec,
+    sandbox: Sandbox,
+    spec: ImageSpec,
     readonly settings: ValidationSettings,
-  ) {}
+  ) {
+    super(sandbox, spec, settings.timeoutSeconds);
+  }
 
   static async start(image: string, specInput: ImageSpecInput, settings: Partial<ValidationSettings> = {}, cpus = 1): Promise<MutateRunner> {
     const spec = ImageSpecSchema.parse(specInput);
     if (spec.logParser !== "pytest") throw new Error(`mutate-fix validation needs a pytest suite (logParser pytest), not ${spec.logParser}`);
-    const sandbox = await Sandbox.create({
-      image,
-      network: "none",
-      workdir: spec.workdir,
-      cpus,
-      lifetimeSeconds: 6 * 3600,
-      commandTimeoutSeconds: 600,
-      namePrefix: "forager-mutate",
-      labels: { "forager.mutate": spec.repo },
-    });
+    const sandbox = await SuiteRunner.sandboxFor(image, spec, { cpus, namePrefix: "forager-mutate", labels: { "forager.mutate": spec.repo } });
     return new MutateRunner(sandbox, spec, { ...DEFAULT_SETTINGS, ...settings });
   }
 
-  async destroy(): Promise<void> {
-    await this.sandbox.destroy();
-  }
-
-  /** CPU time the container has used, seconds (cgroup accounting through the engine). */
-  async cpuSeconds(): Promise<number> {
-    const stats = (await this.sandbox.container.stats({ stream: false })) as { cpu_stats?: { cpu_usage?: { total_usage?: number } } };
-    return (stats.cpu_stats?.cpu_usage?.total_usage ?? 0) / 1e9;
-  }
-
-  private async sh(script: string, timeoutSeconds = 600) {
-    const r = await this.sandbox.exec(["bash", "-c", script], { workdir: this.spec.workdir, timeoutSeconds });
-    return { code: r.exitCode, out: r.stdout.toString("utf8") + r.stderr.toString("utf8"), timedOut: r.timedOut };
-  }
-
-  /**
-   * Run the test command on `tests` (undefined: the whole suite) with extra pytest arguments.
-   */
-  async runTests(tests: readonly string[] | undefined, opts: { extraArgs?: string; timeoutSeconds?: number; env?: string } = {}): Promise<TestRun> {
-    const started = performance.now();
-    const timeoutSeconds = opts.timeoutSeconds ?? this.settings.timeoutSeconds;
-    let listFile: string | undefined;
-    if (tests) {
-      listFile = "/tmp/forager-mutate-tests.txt";
-      await this.sandbox.writeFile(listFile, tests.join("\n") + "\n");
-    }
-    const junit = this.spec.logParser === "pytest" ? ` --junitxml=${JUNIT_PATH} -o junit_family=xunit1` : "";
-    const script =
-      (opts.env ?? "") +
-      `\nrm -f ${JUNIT_PATH}\n` +
-      testRunScript(this.spec, { listFile, extraArgs: `-p no:cacheprovider --tb=short${junit} ${opts.extraArgs ?? ""}`, timeoutSeconds });
-    const r = await this.sh(script, timeoutSeconds + 120);
-    const m = /forager-exit-code=(\d+)\s*$/.exec(r.out);
-    const exitCode = m ? Number(m[1]) : null;
-    const timedOut = r.timedOut || exitCode === 124 || exitCode === 137;
-    const statuses: StatusMap = new Map();
-    let xml: string | undefined;
-    if (junit) xml = await this.sandbox.readFile(JUNIT_PATH).then((b) => b.toString("utf8")).catch(() => undefined);
-    if (xml && /<testsuite\b/.test(xml)) {
-      // Exact node ids (parameters whole), as the tasks list them.
-      for (const [id, s] of parsePytestJunitXml(xml, { truncateAtWhitespace: false, repo: this.spec.repo })) statuses.set(normalizeId(id), s);
-    } else {
-      for (const [id, s] of parseTestLog(this.spec.logParser, r.out, { repo: this.spec.repo })) statuses.set(normalizeId(id), s);
-    }
-    return { statuses, log: r.out, timedOut, exitCode, seconds: (performance.now() - started) / 1000 };
-  }
-
-  /** The whole suite's paths (see ValidationSettings.suitePaths); undefined: no argument. */
-  suite: string[] | undefined;
-
-  /** Decide (and remember in {@link suite}) what the whole suite is. */
-  async detectSuite(): Promise<string[] | undefined> {
-    if (this.settings.suitePaths) return (this.suite = this.settings.suitePaths.length ? this.settings.suitePaths : undefined);
-    const r = await this.sh("for d in tests testing test; do [ -d \"$d\" ] && { echo \"$d\"; break; }; done; true");
-    const d = r.out.trim();
-    return (this.suite = d ? [d] : undefined);
+  /** Decide (and remember in `suite`) what the whole suite is (ValidationSettings.suitePaths when set). */
+  override async detectSuite(paths = this.settings.suitePaths): Promise<string[] | undefined> {
+    return super.detectSuite(paths);
   }
 
   /**
@@ -352,7 +287,7 @@ export class MutateRunner {
     const imageId = ((await this.sandbox.container.inspect()) as { Image?: string }).Image ?? "";
     // The key covers everything the run depends on: the image, the script that runs the suite
     // (test command, workdir, preamble, suite paths, arguments) and the coverage config.
-    const script = testRunScript(this.spec, { listFile: this.suite ? "/tmp/forager-mutate-tests.txt" : undefined, extraArgs: REFERENCE_ARGS, timeoutSeconds: 0 });
+    const script = testRunScript(this.spec, { ...(this.suite ? { listFile: SUITE_LIST_FILE } : {}), extraArgs: REFERENCE_ARGS, timeoutSeconds: 0, noBytecode: true });
     const key = createHash("sha256")
       .update(JSON.stringify({ v: REFERENCE_CACHE_VERSION, imageId, script, suite: this.suite ?? null, rc: REFERENCE_COVERAGERC, env: REFERENCE_ENV }))
       .digest("hex")
@@ -466,12 +401,6 @@ export class MutateRunner {
   /** The adaptive timeout of a run of these (reference-passing) tests, seconds (see ValidationSettings.timeoutSeconds). */
   timeoutFor(tests: Iterable<string>): number {
     return adaptiveTimeout(tests, this.reference?.durations, this.settings.minTimeoutSeconds ?? 30, this.settings.timeoutSeconds);
-  }
-
-  /** Restore the original tree. */
-  async reset(): Promise<void> {
-    const r = await this.sh("git checkout -q -- . && git clean -fdq");
-    if (r.code !== 0) throw new Error(`reset failed: ${r.out}`);
   }
 
   /** Write the candidate's buggy files. */

@@ -84,7 +84,7 @@ async function pageSources() {
       el("td", {}, s.expected !== undefined ? `${s.trajectories}/${s.expected}` : s.trajectories),
       el("td", {}, s.resolved),
       el("td", {}, s.failed),
-      el("td", {}, Object.entries(s.metrics).map(([k, v]) => `${k} ${pct(v)}`).join(" · ")),
+      el("td", {}, (Object.entries(s.metrics).map(([k, v]) => `${k} ${pct(v)}`).join(" · ") || "pass@k -") + (s.tasksDone !== undefined ? ` over ${s.tasksDone}/${s.tasks} done` : "")),
       el("td", {}, s.complete ? "complete" : el("span", { class: "ok" }, "in progress")),
       el("td", { class: "muted" }, s.path),
     ),
@@ -240,6 +240,10 @@ function renderRun(o) {
     figure("resolved", el("span", { id: "n-resolved" }, o.resolved)),
     figure("failed samples", o.failures.length),
     Object.entries(o.metrics).map(([k, v]) => figure(k, pct(v))),
+    o.accounting && figure("tasks done (pass@k over them)", el("span", { id: "n-tasks-done" }, `${o.accounting.tasksDone}/${o.accounting.tasks}`)),
+    o.accounting && o.accounting.tokens.counted > 0 && figure("tokens prompt / completion", el("span", { id: "n-tokens" }, `${o.accounting.tokens.prompt} / ${o.accounting.tokens.completion}`)),
+    o.accounting && o.accounting.tokens.perResolved !== undefined && figure("tokens per resolved trajectory", fmt(o.accounting.tokens.perResolved, 0)),
+    o.accounting && figure("end reasons", el("span", { id: "n-end-reasons" }, Object.entries(o.accounting.endReasons).map(([k, v]) => `${k} ${v}`).join(", ") || "-")),
     o.model && o.model.turns > 0 && figure("prefix-cache hit rate", o.model.prefixCacheHitRate === undefined ? el("span", { class: "muted", title: "the server did not report cached tokens (vLLM: --enable-prompt-tokens-details; SGLang: --enable-cache-report)" }, "not reported") : el("span", { id: "n-hit-rate" }, pct(o.model.prefixCacheHitRate))),
     o.model && o.model.turns > 0 && figure("prefill / decode tokens", `${o.model.prefillTokens} / ${o.model.decodeTokens}`),
     o.model && o.model.turns > 0 && figure("model seconds", fmt(o.model.modelSeconds, 1)),
@@ -267,7 +271,10 @@ function renderRun(o) {
       ])
     : kv([["file", o.path], ["bad lines", o.errors.length ? o.errors.map((e) => `line ${e.line}: ${e.message}`).join("; ") : undefined]]);
   const tbl = episodeTable(o);
-  main().replaceChildren(el("h1", {}, o.runId || o.id), figures, progress || "", spec, el("h2", {}, "Plots"), runCharts(o), el("h2", {}, "Failures"), failures, el("h2", {}, "Episodes"), tbl.node);
+  const repos = o.accounting && o.accounting.repos.length
+    ? [el("h2", {}, "Repositories"), el("table", { class: "t", id: "repos" }, el("thead", {}, el("tr", {}, ["repository", "tasks", "done", "trajectories", "resolved", "failed", "pass@1"].map((h) => el("th", {}, h)))), el("tbody", {}, o.accounting.repos.map((r) => el("tr", {}, el("td", {}, r.repo), el("td", {}, r.tasks), el("td", {}, r.tasksDone), el("td", {}, r.trajectories), el("td", {}, r.resolved), el("td", {}, r.failed), el("td", {}, r.pass1 === undefined ? "-" : pct(r.pass1))))))]
+    : [];
+  main().replaceChildren(el("h1", {}, o.runId || o.id), figures, progress || "", spec, ...repos, el("h2", {}, "Plots"), runCharts(o), el("h2", {}, "Failures"), failures, el("h2", {}, "Episodes"), tbl.node);
   listNav(tbl.rows);
 }
 
