@@ -4,7 +4,8 @@ import { defineConfig } from "vitest/config";
  * Unit tests: no Docker engine, no network beyond loopback, seconds (`npm run test:unit`).
  * Parsers, grading, similarity, the action parser, the prompt, the tokenizer, SWE-bench rows,
  * anti-forgery helpers, mutation operators, spec inference and its pip mode (their Docker cases skip themselves), the
- * compose file, the inference client against a scripted loopback server.
+ * compose file, the inference client against a scripted loopback server, the cluster's option parsing
+ * and capacity.
  */
 export default defineConfig({
   test: {
@@ -20,6 +21,7 @@ export default defineConfig({
       "test/pip-index.test.ts",
       "test/orchestrator-compose.test.ts",
       "test/orchestrator-records.test.ts",
+      "test/cluster-units.test.ts",
       "test/grading.test.ts",
       "test/inference-client.test.ts",
       "test/inference-routing.test.ts",

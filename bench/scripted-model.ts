@@ -3,8 +3,9 @@
  * forager's. Prints the URL(s) on the first line of stdout; stops on SIGTERM.
  *
  * - Default (bench/lib.ts startScriptedModel): one test/helpers/scripted-server answering every
- *   request with {@link SCRIPTED_TURN_TEXT} (a turn without a tool call) after
- *   `FORAGER_BENCH_MODEL_LATENCY_MS`.
+ *   request with {@link SCRIPTED_TURN_TEXT} (a turn without a tool call; `FORAGER_BENCH_MODEL_TEXT`
+ *   overrides it) after `FORAGER_BENCH_MODEL_LATENCY_MS`, on 127.0.0.1 (`FORAGER_BENCH_MODEL_HOST`
+ *   overrides it: bench/cluster.ts listens in its hub namespace).
  * - With `FORAGER_BENCH_STANDIN` set to a JSON {@link StandInConfig} (bench/model-routing.ts): that
  *   many stand-in servers with a prefix cache and a cost model (simulated time), each answering
  *   `completionTokens` fresh random token ids, with the `/_scripted/*` control routes; the URLs are
@@ -33,7 +34,9 @@ async function main(): Promise<void> {
     process.on("SIGTERM", () => void Promise.all(servers.map((s) => s.close())).then(() => process.exit(0)));
     return;
   }
-  const server = await startScriptedServer({ delayMs: Number(process.env[SCRIPTED_MODEL_ENV] ?? 200), recordRequests: false, handler: () => ({ text: SCRIPTED_TURN_TEXT }) });
+  const text = process.env.FORAGER_BENCH_MODEL_TEXT ?? SCRIPTED_TURN_TEXT;
+  const host = process.env.FORAGER_BENCH_MODEL_HOST;
+  const server = await startScriptedServer({ delayMs: Number(process.env[SCRIPTED_MODEL_ENV] ?? 200), recordRequests: false, handler: () => ({ text }), ...(host ? { host } : {}) });
   process.stdout.write(`${server.url}\n`);
   process.on("SIGTERM", () => void server.close().then(() => process.exit(0)));
 }

@@ -13,6 +13,7 @@ import type { EvalResult } from "../rewards/evaluate";
 import { runEvaluation, type EvalRunResult } from "../rewards/eval-run";
 import { parseInstanceIds } from "../tasks/files";
 import { parseImagesOption } from "../images/swebench-prebuilt";
+import { parseRegistryOption } from "../images/registry";
 
 interface EvalCliOptions {
   dataset?: string;
@@ -36,6 +37,7 @@ interface EvalCliOptions {
   timeout?: string;
   cpus?: string;
   images?: string;
+  registry?: string;
 }
 
 const ids = (rs: EvalResult[]) => rs.map((r) => r.instanceId).join(" ");
@@ -139,6 +141,7 @@ export function registerEvalCommand(program: Command): void {
     .option("--timeout <seconds>", "test timeout per instance (default: the spec's)")
     .option("--cpus <n>", "CPU cores per sandbox (default: the sandbox default)")
     .option("--images <source>", "swebench or swebench=REGISTRY/NAMESPACE: pull the harness's prebuilt instance images (default: build; also FORAGER_IMAGES)")
+    .option("--registry <host:port[/ns]>", "cluster registry HOST:PORT[/NAMESPACE] (also FORAGER_REGISTRY): instance images are pulled from it, or built and pushed")
     .addOption(new Option("--dataset_name <path>", "alias of --dataset (the harness's spelling)").hideHelp())
     .addOption(new Option("--predictions_path <file>", "alias of --predictions").hideHelp())
     .addOption(new Option("--instance_ids <ids...>", "alias of --instances").hideHelp())
@@ -151,6 +154,7 @@ export function registerEvalCommand(program: Command): void {
     .addOption(new Option("--namespace <ns>", "the harness's --namespace: use --images swebench=REGISTRY/NAMESPACE").hideHelp())
     .action(async (o: EvalCliOptions & { runId?: string; out: string; repos?: string; specTable?: string; stateDir?: string; timeout?: string; cpus?: string; images?: string; split?: string; cache_level?: string; clean?: string; namespace?: string }) => {
       const dataset = o.dataset ?? o.dataset_name;
+      const registry = parseRegistryOption(o.registry);
       const predictions = o.predictions ?? o.predictions_path;
       if (!dataset) throw new UsageError("give --dataset PATH (or the harness's --dataset_name)");
       if (!predictions) throw new UsageError("give --predictions gold|empty|FILE (or the harness's --predictions_path)");
@@ -189,6 +193,7 @@ export function registerEvalCommand(program: Command): void {
         ...(o.cpus ? { cpus: Number(o.cpus) } : {}),
         build: o.stateDir ? { stateDir: o.stateDir } : {},
         prebuilt: parseImagesOption(images),
+        ...(registry ? { registry } : {}),
         onPrebuilt: (p) => {
           if (p.phase !== "ready" && p.phase !== "present") process.stderr.write(`${bar ? "\n" : ""}[images] ${p.instanceId}: ${p.message}\n`);
         },

@@ -25,7 +25,9 @@ import { readRunFiles, runStatus, writeManifest, type RunStatus } from "../orche
 import { formatFailureCounts } from "../orchestrator/records";
 import { formatAccounting, formatPassAtK } from "../orchestrator/accounting";
 import type { RunSpec, StorageMode } from "../orchestrator/spec";
-import { containerSlots, redisConnection, startWorker, type ForagerWorker } from "../orchestrator/worker";
+import { redisConnection, startWorker, type ForagerWorker } from "../orchestrator/worker";
+import { formatWorkers, hostCapacity, listWorkers, readImageEvents } from "../orchestrator/cluster";
+import { formatRegistry, parseRegistryOption } from "../images/registry";
 import { destroyAllSandboxes } from "../sandbox/sandbox";
 import { parseInstanceIds } from "../tasks/files";
 import { parseImagesOption } from "../images/swebench-prebuilt";
@@ -58,8 +60,13 @@ interface ForageCliOptions {
   image?: string[];
   images?: string;
   storage: StorageMode;
+  registry?: string;
   config?: string;
 }
+
+/** `--registry`'s help (the same on every command that takes it). */
+export const REGISTRY_HELP =
+  "cluster registry HOST:PORT[/NAMESPACE] (also FORAGER_REGISTRY): instance images are pulled by their content-hashed names, or built once in the cluster and pushed";
 
 /**
  * Serve until SIGINT/SIGTERM, then shut the worker down: no new jobs, running ones get `graceMs`
@@ -185,12 +192,13 @@ export function registerForageCommands(program: Command): void {
     .option("--temperature <x>", "sampling temperature, ≥ 0 (default 1.0)", numberIn(0))
     .option("--top-p <x>", "nucleus sampling, 0–1 (default 0.95)", numberIn(0, 1))
     .option("--seed <n>", "base seed (sample i uses seed + i; default none)", int)
-    .option("--concurrency <n>", `embedded: episodes at once (default: container slots, here ${containerSlots()})`, intAtLeast(1))
-    .option("--eval-concurrency <n>", "embedded: evaluations at once (default: a quarter of --concurrency, at least 1)", intAtLeast(1))
+    .option("--concurrency <n>", `embedded: episodes at once (default: from cores, memory and the sandbox limits, here ${hostCapacity().slots})`, intAtLeast(1))
+    .option("--eval-concurrency <n>", "embedded: evaluations at once (default: a quarter of the episode slots, at most one per core, at least 1)", intAtLeast(1))
     .option("--run-id <id>", "run id (default: date + random)")
     .option("--attempts <n>", "attempts per job (environment and inference errors; default 3)", intAtLeast(1))
     .option("--image <task=tag>", "pre-built image tag for a task; repeatable", collect)
     .option("--images <source>", "swebench or swebench=REGISTRY/NAMESPACE: SWE-bench tasks run in the harness's prebuilt images, pulled before the run (also FORAGER_IMAGES)")
+    .option("--registry <host:port[/ns]>", `${REGISTRY_HELP}; local repositories of the tasks are published to it`)
     .addOption(
       new Option("--storage <mode>", "shared: workers write RUN/staging and RUN/shards (remote workers need RUN on shared storage); redis: trajectories travel through Redis and this process collects them into RUN/shards")
         .choices(["shared", "redis"])
@@ -208,8 +216,13 @@ export function registerForageCommands(program: Command): void {
           ? { kind: "oracle" }
           : { kind: "http", mode: o.mode, endpoints: o.modelUrl!.map((url) => ({ url, model: o.model, apiKey: o.apiKey, maxConcurrentRequests: o.maxRequests })) };
       const images = Object.fromEntries((o.image ?? []).map((s) => [s.slice(0, s.lastIndexOf("=")), s.slice(s.lastIndexOf("=") + 1)]));
+      const registry = parseRegistryOption(o.registry);
       await interruptible(o.out, (signal) => forage({
         signal,
+        ...(registry ? { registry } : {}),
+        onRegistryRetry: (m) => console.error(`[sources] ${m}`),
+        onSourcePublished: (p) =>
+          console.error(`[sources] ${p.repo}: ${p.commits} commit(s) of ${p.from} for ${p.tasks} task(s), bundle ${(p.bytes / 1e6).toFixed(1)} MB ${p.uploaded ? "uploaded to" : "already in"} ${registry ? formatRegistry(registry) : ""} (${p.digest.slice(0, 19)})`),
         taskFiles: o.tasks,
         ...(o.instances ? { instances: parseInstanceIds(o.instances) } : {}),
         samples: o.samples,
@@ -244,14 +257,18 @@ export function registerForageCommands(program: Command): void {
     .command("worker")
     .description("serve the run queues of a Redis: image builds, rollouts and evaluations (runs until stopped)")
     .requiredOption("--redis <url>", "Redis URL", process.env.REDIS_URL)
-    .option("--concurrency <n>", `episodes at once (default: container slots, here ${containerSlots()})`, int)
+    .option("--concurrency <n>", `episodes at once (default: from cores, memory and the sandbox limits, here ${hostCapacity().slots})`, int)
+    .option("--registry <host:port[/ns]>", `${REGISTRY_HELP} (default: the run's)`)
     .option("--eval-concurrency <n>", "evaluations at once", int)
     .option("--lock-ms <ms>", "job lock; a dead worker's jobs are taken over after it", int, 30_000)
     .option("--grace-seconds <s>", "on SIGTERM/SIGINT: time running episodes get to finish before they are aborted and re-queued", Number, 60)
-    .action(async (o: { redis: string; concurrency?: number; evalConcurrency?: number; lockMs: number; graceSeconds: number }) => {
+    .action(async (o: { redis: string; concurrency?: number; evalConcurrency?: number; lockMs: number; graceSeconds: number; registry?: string }) => {
       if (!(o.graceSeconds >= 0)) throw new Error(`--grace-seconds: not a non-negative number: ${o.graceSeconds}`);
-      const w = await startWorker({ redisUrl: o.redis, concurrency: o.concurrency, evalConcurrency: o.evalConcurrency, lockDurationMs: o.lockMs, stalledIntervalMs: Math.max(1000, o.lockMs / 2), logger: logger() });
-      console.error(`worker ${w.id}: ${w.concurrency} episode slots on ${o.redis}`);
+      const registry = parseRegistryOption(o.registry);
+      const w = await startWorker({ redisUrl: o.redis, concurrency: o.concurrency, evalConcurrency: o.evalConcurrency, lockDurationMs: o.lockMs, stalledIntervalMs: Math.max(1000, o.lockMs / 2), logger: logger(), ...(registry ? { registry } : {}) });
+      const c = w.capacity;
+      const why = c ? ` (cores ${c.cores} → ${c.byCpu}, memory ${(c.memoryBytes / 1024 ** 3).toFixed(1)} GiB → ${c.byMemory}, for sandboxes of ${c.sandboxCpus} CPU / ${(c.sandboxMemoryBytes / 1024 ** 3).toFixed(0)} GiB)` : "";
+      console.error(`worker ${w.id}: ${w.concurrency} episode slots${why}, ${w.evalConcurrency} evaluation slots on ${o.redis}${registry ? `; images through ${formatRegistry(registry)}` : ""}`);
       await serveUntilSignal(w, o.graceSeconds * 1000); // this command's own signal handling (cli/main.ts defers to it)
       await destroyAllSandboxes();
       console.error(`worker ${w.id}: stopped`);
@@ -261,14 +278,33 @@ export function registerForageCommands(program: Command): void {
 
   program
     .command("status")
-    .description("figures of a run: from its directory, and live from Redis when reachable")
-    .argument("<run>", "run directory")
+    .description("figures of a run: from its directory, and live from Redis when reachable; the worker hosts (slots, in flight, images, last heartbeat)")
+    .argument("[run]", "run directory (optional with --redis: only the workers)")
     .option("--redis <url>", "Redis URL (default: the run's, if remote)")
     .option("--json", "print JSON")
-    .action(async (runDir: string, o: { redis?: string; json?: boolean }) => {
+    .action(async (runDir: string | undefined, o: { redis?: string; json?: boolean }) => {
+      if (!runDir) {
+        if (!o.redis) throw new Error("give a run directory, or --redis URL for the workers alone");
+        const r = redisConnection(o.redis);
+        try {
+          const ws = await Promise.race([listWorkers(r), new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`Redis ${o.redis} did not answer within 5 s`)), 5000))]);
+          if (o.json) {
+            const im = await readImageEvents(r);
+            console.log(JSON.stringify({ workers: ws.workers, images: im.byTag, errors: [...ws.errors, ...im.errors] }, null, 2));
+          }
+          else {
+            console.log(formatWorkers(ws.workers));
+            for (const e of ws.errors) console.log(`  unreadable heartbeat: ${e}`);
+          }
+        } finally {
+          r.disconnect();
+        }
+        return;
+      }
       const { spec } = readRunFiles(runDir);
       let live: RunStatus | undefined;
       let collected: CollectResult | undefined;
+      let workers: Awaited<ReturnType<typeof listWorkers>> | undefined;
       const url = o.redis ?? spec.redisUrl;
       if (url) {
         const r = redisConnection(url);
@@ -289,11 +325,12 @@ export function registerForageCommands(program: Command): void {
             await c.close();
           }
         }
+        if (live) workers = await listWorkers(r).catch(() => undefined);
         r.disconnect();
       }
       const manifest = await writeManifest(runDir, { write: false, dedup: false });
       if (o.json) {
-        console.log(JSON.stringify({ runId: spec.runId, storage: spec.storage, tasksDone: `${manifest.accounting.tasksDone}/${manifest.accounting.tasks}`, manifest: { ...manifest, shards: manifest.shards.length }, live, collected }, null, 2));
+        console.log(JSON.stringify({ runId: spec.runId, storage: spec.storage, tasksDone: `${manifest.accounting.tasksDone}/${manifest.accounting.tasks}`, manifest: { ...manifest, shards: manifest.shards.length }, live, collected, ...(workers ? { workers: workers.workers } : {}) }, null, 2));
         return;
       }
       console.log(`run ${spec.runId} (${spec.policy.kind}, K=${spec.samples}) in ${spec.runDir}`);
@@ -305,6 +342,7 @@ export function registerForageCommands(program: Command): void {
       for (const f of manifest.failures.slice(0, 10)) console.log(`  failed ${f.taskId}#${f.sample} (${f.stage}, ${f.attempts} attempts): ${f.reason}`);
       if (live) console.log(`  live: ${formatProgress(live, { turnsPerSecond: 0, elapsedSeconds: 0 })}`);
       if (collected) console.log(`  ${collectLine(collected)}`);
+      if (workers) console.log(formatWorkers(workers.workers));
     });
 
   program

@@ -5,6 +5,7 @@
 import type { Command } from "commander";
 import { BASE_SUITES, type BaseSuite, ensureBaseImage } from "../images/base";
 import { buildInstanceImage, listImages, pruneImages } from "../images/build";
+import { formatRegistry, obtainInstanceImage, parseRegistryOption } from "../images/registry";
 import { knownIssue, loadSweBenchSpecs, networkRequirement, specForSweBench } from "../images/swebench-specs";
 import { findRepository } from "../rewards/eval-run";
 import { loadSweBench } from "../tasks/swebench";
@@ -53,7 +54,9 @@ export function registerImageCommands(program: Command): void {
     .requiredOption("--repos <dir>", "repositories: DIR/owner+name/repo, DIR/owner+name, DIR/owner__name or DIR/owner/name")
     .option("--spec-table <file>", "image spec table (default images/swebench-specs.json)")
     .option("--state-dir <dir>", "image state dir")
-    .action(async (o: { dataset: string; instances?: string; repos: string; specTable?: string; stateDir?: string }) => {
+    .option("--registry <host:port[/ns]>", "cluster registry HOST:PORT[/NAMESPACE] (also FORAGER_REGISTRY): pull an image the registry has, else build it and push it (base, env and instance)")
+    .action(async (o: { dataset: string; instances?: string; repos: string; specTable?: string; stateDir?: string; registry?: string }) => {
+      const registry = parseRegistryOption(o.registry);
       const table = loadSweBenchSpecs(o.specTable);
       const { rows } = await loadSweBench(o.dataset);
       const wanted = o.instances ? new Set(o.instances.split(",").map((s) => s.trim())) : undefined;
@@ -72,12 +75,24 @@ export function registerImageCommands(program: Command): void {
         }
         try {
           const spec = specForSweBench({ ...row, version: row.version ?? "" }, { table, source: { type: "path", path: repo } });
-          const r = await buildInstanceImage(spec, {
+          const build = {
             ...(o.stateDir ? { stateDir: o.stateDir } : {}),
-            onProgress: (p) => {
+            onProgress: (p: { layer: string; phase: string; step?: number; message: string }) => {
               if (p.phase !== "build" || p.step === undefined) process.stderr.write(`  [${p.layer} ${p.phase}] ${p.message}\n`);
             },
-          });
+          };
+          if (registry) {
+            const r = await obtainInstanceImage(spec, registry, {
+              build,
+              onEvent: (e) => {
+                if (e.kind !== "build" && e.kind !== "local") process.stderr.write(`  [${e.kind}] ${e.message}\n`);
+              },
+            });
+            const how = { local: "here  ", pulled: "pulled", built: "built " }[r.how];
+            console.log(`${how} ${id}: ${r.tag} (${r.seconds.toFixed(1)} s${r.bytesPulled !== undefined ? `, ${(r.bytesPulled / 1e6).toFixed(1)} MB` : ""}; in ${formatRegistry(registry)})`);
+            continue;
+          }
+          const r = await buildInstanceImage(spec, build);
           console.log(`${r.cached ? "cached" : "built "} ${id}: ${r.tag} (${r.seconds.toFixed(1)} s)`);
         } catch (err) {
           failed++;

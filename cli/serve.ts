@@ -10,6 +10,7 @@ import { Option, type Command } from "commander";
 import { logger } from "../lib/log";
 import { int } from "./options";
 import { isLoopback, startService } from "../serve/server";
+import { parseRegistryOption } from "../images/registry";
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -31,6 +32,7 @@ interface ServeCliOptions {
   staleness?: number;
   stale: "drop" | "tag";
   weightsVersion?: string;
+  registry?: string;
 }
 
 export function registerServeCommand(program: Command): void {
@@ -54,7 +56,9 @@ export function registerServeCommand(program: Command): void {
     .option("--staleness <n>", "trajectories whose oldest turn is more than N weights versions old are dropped or tagged (--stale)", int)
     .addOption(new Option("--stale <action>", "what --staleness does").choices(["drop", "tag"]).default("tag"))
     .option("--weights-version <v>", "initial weights version")
+    .option("--registry <host:port[/ns]>", "cluster registry HOST:PORT[/NAMESPACE] (also FORAGER_REGISTRY): workers and envs pull instance images from it, or build them once and push; recorded in the group runs for remote workers")
     .action(async (o: ServeCliOptions) => {
+      const registry = parseRegistryOption(o.registry);
       let token = o.token;
       if (!isLoopback(o.host) && !token) {
         token = randomBytes(24).toString("base64url");
@@ -71,7 +75,7 @@ export function registerServeCommand(program: Command): void {
         taskFiles: o.tasks,
         allowTaskRecords: o.allowTaskRecords === true,
         images,
-        worker: { concurrency: o.concurrency, evalConcurrency: o.evalConcurrency, logger: logger() },
+        worker: { concurrency: o.concurrency, evalConcurrency: o.evalConcurrency, logger: logger(), ...(registry ? { registry } : {}) },
         warmPool: o.warmPool,
         idleSeconds: o.idleSeconds,
         maxEnvs: o.maxEnvs,

@@ -224,6 +224,35 @@ export function instanceTag(repo: string, commit: string, hash: string): string 
   return `forager/instance:${repoSlug(repo)}-${commit.slice(0, 12)}-${hash.slice(0, 8)}`;
 }
 
+/** What a build of an instance image would produce, computed without building ({@link planInstanceImage}). */
+export interface InstancePlan {
+  /** Id of the base image whose id the env hash holds (sha256:…). */
+  baseImageId: string;
+  env: { tag: string; hash: string };
+  /** Known when the commit resolves without cloning (a full sha, or an abbreviated one in a local path source). */
+  instance?: { tag: string; hash: string; commit: string };
+}
+
+/**
+ * The env and instance tags (and full hashes) {@link buildInstanceImage} would build for `spec`,
+ * without building or cloning anything: what a cluster registry is asked for before a build
+ * (images/registry.ts). The base image must exist locally (its id is hashed).
+ * @returns undefined when the base image is missing.
+ */
+export async function planInstanceImage(specInput: ImageSpecInput, opts: BuildOptions = {}): Promise<InstancePlan | undefined> {
+  const spec = ImageSpecSchema.parse(specInput);
+  const base = await inspectImage(spec.baseImage);
+  if (!base) return undefined;
+  const eh = envHash(spec, base.Id, resolvePip(spec, opts).pip);
+  const plan: InstancePlan = { baseImageId: base.Id, env: { tag: envTag(eh), hash: eh } };
+  const commit = await resolveCommitCheaply(opts.source ?? spec.source, spec.commit);
+  if (commit) {
+    const hash = sha256(canonicalJson(instanceHashInputs(spec, eh, commit, opts.branch ?? "main")));
+    plan.instance = { tag: instanceTag(spec.repo, commit, hash), hash, commit };
+  }
+  return plan;
+}
+
 function envSteps(spec: ImageSpec, baseImageId: string, hash: string, pip: { pip: boolean; index?: string }, baseTag: string): DockerStep[] {
   const steps: DockerStep[] = [{ name: `base ${baseTag}`, instruction: `FROM ${baseImageId}` }];
   const envEntries = Object.entries(spec.env);

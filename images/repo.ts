@@ -49,6 +49,7 @@ export interface PrepareOptions {
 const FULL_SHA = /^[0-9a-f]{40}$/;
 
 function sourceLocation(source: RepoSource): string {
+  if (source.type === "registry") throw new EnvironmentError(`a registry source (${source.digest}) is fetched into a bundle first (images/registry.ts fetchSource)`);
   return source.type === "git" ? source.url : path.resolve(source.path);
 }
 

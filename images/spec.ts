@@ -18,6 +18,19 @@ export const RepoSourceSchema = z.discriminatedUnion("type", [
   z.object({ type: z.literal("git"), url: z.string().min(1) }),
   /** A git bundle file on the host. */
   z.object({ type: z.literal("bundle"), path: z.string().min(1) }),
+  /**
+   * A git bundle in the cluster registry (images/registry.ts publishSource): the gzip tar layer
+   * `digest` (holding `source.bundle`) of the image `name` (relative to the registry's namespace,
+   * default `forager/source`). Fetched into a local bundle file before a build
+   * (images/registry.ts fetchSource); a submitter's local path becomes this with `--registry`.
+   */
+  z.object({
+    type: z.literal("registry"),
+    name: z.string().regex(/^[a-z0-9]+(?:[._/-][a-z0-9]+)*$/, "a lowercase repository name").default("forager/source"),
+    digest: z.string().regex(/^sha256:[0-9a-f]{64}$/, "sha256:<64 hex digits>"),
+    /** The tag the layer was published under (for people and registry garbage collection). */
+    tag: z.string().optional(),
+  }),
 ]);
 export type RepoSource = z.infer<typeof RepoSourceSchema>;
 

@@ -28,6 +28,8 @@ import { usePrebuiltImage, type PrebuiltProgress, type PrebuiltSettings } from "
 import { RecordError } from "../lib/errors";
 import { loadTaskFiles, selectTasks, type TaskLoadError } from "../tasks/files";
 import { redisConnection, startWorker, type ForagerWorker, type WorkerOptions } from "./worker";
+import type { RegistrySettings } from "../images/registry";
+import { publishTaskSources, registryLocation, type PublishedRepo } from "./cluster";
 
 const count = z.number().int().nonnegative();
 const counts = z.record(z.string(), count);
@@ -101,6 +103,16 @@ export interface ForageOptions {
    * "redis" for remote workers without shared storage (this process collects the trajectories).
    */
   storage?: RunSpecInput["storage"];
+  /**
+   * The cluster registry (`--registry`): recorded in the run spec (workers without their own use
+   * it), given to the embedded workers, and the local repositories of the tasks are published to it
+   * as git bundles (cluster.ts publishTaskSources) so no worker needs a path of this host.
+   */
+  registry?: RegistrySettings;
+  /** A repository published to the registry (before the run is submitted). */
+  onSourcePublished?: (p: PublishedRepo) => void;
+  /** The registry did not answer while publishing; retrying (the message says for how long). */
+  onRegistryRetry?: (message: string) => void;
   /** Remote mode: enqueue into this Redis. */
   redisUrl?: string;
   /** Remote mode: return once enqueued. */
@@ -155,6 +167,14 @@ export async function forage(opts: ForageOptions): Promise<ForageResult> {
     }
     tasks = out;
   }
+  if (opts.registry) {
+    tasks = (
+      await publishTaskSources(tasks, opts.registry, {
+        ...(opts.onSourcePublished ? { onPublished: opts.onSourcePublished } : {}),
+        ...(opts.onRegistryRetry ? { onRetry: opts.onRegistryRetry } : {}),
+      })
+    ).tasks;
+  }
   fs.mkdirSync(runDir, { recursive: true });
   if (loaded.errors.length) {
     await writeFileAtomic(runPaths(runDir).taskErrors, loaded.errors.map((e) => JSON.stringify(e)).join("\n") + "\n");
@@ -178,6 +198,7 @@ export async function forage(opts: ForageOptions): Promise<ForageResult> {
     episodeTimeoutSeconds: opts.episodeTimeoutSeconds,
     shardRecords: opts.shardRecords,
     storage: opts.storage,
+    ...(opts.registry ? { registry: registryLocation(opts.registry) } : {}),
   } satisfies RunSpecInput);
   await writeRunFiles(spec, tasks);
   if (opts.redisUrl) {
@@ -195,7 +216,7 @@ export async function resume(runDir: string, opts: Omit<ForageOptions, "taskFile
   return { ...r, taskErrors: [] };
 }
 
-async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "redisUrl" | "detach" | "worker" | "onProgress" | "progressMs" | "logger" | "signal">): Promise<Omit<ForageResult, "taskErrors">> {
+async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "redisUrl" | "detach" | "worker" | "onProgress" | "progressMs" | "logger" | "signal" | "registry">): Promise<Omit<ForageResult, "taskErrors">> {
   const log = (opts.logger ?? silentLogger).child({ component: "forage", run: spec.runId });
   const started = performance.now();
   let server: RedisServerHandle | undefined;
@@ -216,7 +237,7 @@ async function drive(spec: RunSpec, tasks: Task[], opts: Pick<ForageOptions, "re
     if (opts.detach && opts.redisUrl) {
       return { spec, status: await runStatus(redis, spec.runId) };
     }
-    if (!opts.redisUrl) worker = await startWorker({ ...opts.worker, redisUrl: url, logger: opts.worker?.logger ?? opts.logger });
+    if (!opts.redisUrl) worker = await startWorker({ ...opts.worker, redisUrl: url, logger: opts.worker?.logger ?? opts.logger, ...(opts.registry && !opts.worker?.registry ? { registry: opts.registry } : {}) });
     collector = openCollector(redis, spec, { logger: opts.logger });
     let firstTurns: number | undefined;
     let lastTurns = 0;

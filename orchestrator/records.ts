@@ -158,3 +158,76 @@ export function parseRedisRecord<S extends z.ZodTypeAny>(schema: S, raw: string,
 export function parseTrajectoryRecord(value: unknown, where: string): Trajectory {
   return parseRecord(TrajectorySchema, value, { what: "trajectory", file: where });
 }
+
+/** What a worker process counts about the images it needed (images/registry.ts obtainInstanceImage). */
+export const WorkerImageCountsSchema = z.object({
+  /** Distinct images this worker found on its host, pulled from the registry, built, pushed. */
+  local: z.number().int().nonnegative(),
+  pulled: z.number().int().nonnegative(),
+  built: z.number().int().nonnegative(),
+  pushed: z.number().int().nonnegative(),
+  /** Bytes downloaded by pulls (every layer: base, env, instance), and uploaded by pushes. */
+  bytesPulled: z.number().nonnegative(),
+  bytesPushed: z.number().nonnegative(),
+  /** Seconds spent pulling, and building. */
+  pullSeconds: z.number().nonnegative(),
+  buildSeconds: z.number().nonnegative(),
+});
+export type WorkerImageCounts = z.infer<typeof WorkerImageCountsSchema>;
+
+/**
+ * A worker's heartbeat (hash `forager:workers`, field = worker id), written every `intervalMs`
+ * and once more when it stops; a worker killed without a goodbye keeps its last one, which
+ * `forager status` shows as silent. Times are ms since the epoch.
+ */
+export const WorkerHeartbeatSchema = z.object({
+  /** The worker id (`<host>-<pid>` unless given). */
+  id: z.string().min(1),
+  /** Host name of its machine (what container owner labels carry). */
+  host: z.string().min(1),
+  pid: z.number().int().nonnegative(),
+  startedAt: z.number(),
+  heartbeatAt: z.number(),
+  /** Milliseconds between two heartbeats (a silent worker is one not heard for 3 of them). */
+  intervalMs: z.number().positive(),
+  state: z.enum(["running", "stopping", "stopped"]),
+  /** Jobs at once per stage. */
+  slots: z.object({ rollouts: z.number().int().positive(), evaluations: z.number().int().positive(), images: z.number().int().positive() }),
+  /** How the rollout slots were derived (orchestrator/cluster.ts hostCapacity); absent when given by hand. */
+  capacity: z
+    .object({
+      cores: z.number().positive(),
+      memoryBytes: z.number().nonnegative(),
+      byCpu: z.number().int().nonnegative(),
+      byMemory: z.number().int().nonnegative(),
+      sandboxCpus: z.number().positive(),
+      sandboxMemoryBytes: z.number().positive(),
+    })
+    .optional(),
+  /** Jobs running now, and finished (successfully or not) since start, per stage. */
+  inFlight: z.object({ rollouts: z.number().int().nonnegative(), evaluations: z.number().int().nonnegative(), images: z.number().int().nonnegative() }),
+  finished: z.object({ rollouts: z.number().int().nonnegative(), evaluations: z.number().int().nonnegative(), images: z.number().int().nonnegative() }),
+  images: WorkerImageCountsSchema,
+  /** The cluster registry it uses (`HOST:PORT[/NAMESPACE]`), when set on the worker. */
+  registry: z.string().optional(),
+  /** Its Docker engine (DOCKER_HOST, or the default socket). */
+  engine: z.string(),
+  /** The last problem it reported (registry unreachable, a failed build…) and when. */
+  lastProblem: z.object({ at: z.number(), message: z.string() }).optional(),
+});
+export type WorkerHeartbeat = z.infer<typeof WorkerHeartbeatSchema>;
+
+/** One entry of the image event stream `forager:images:events` (orchestrator/cluster.ts): an image found, pulled, built or pushed by a worker. */
+export const ImageEventSchema = z.object({
+  kind: z.enum(["local", "pulled", "built", "pushed"]),
+  /** The local tag (`forager/instance:…`, `forager/env:…`, `forager/base:…`, a run image). */
+  tag: z.string().min(1),
+  worker: z.string().min(1),
+  host: z.string().min(1),
+  /** Bytes moved (pulled, pushed), seconds taken (pulled, built). */
+  bytes: z.coerce.number().nonnegative(),
+  seconds: z.coerce.number().nonnegative(),
+  /** ms since the epoch. */
+  at: z.coerce.number(),
+});
+export type ImageEvent = z.infer<typeof ImageEventSchema>;

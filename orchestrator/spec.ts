@@ -10,6 +10,7 @@
 import { createHash } from "node:crypto";
 import path from "node:path";
 import { z } from "zod";
+import { RegistryLocationSchema } from "../images/registry";
 
 export const RUN_SPEC_VERSION = 1;
 
@@ -91,6 +92,12 @@ export const RunSpecSchema = z.object({
     .default({ retries: 5, backoffBaseSeconds: 0.5, backoffMaxSeconds: 30, requestDeadlineSeconds: 600 }),
   /** Extra agent settings (agent/config.ts AgentConfigInput), applied under the fields above. */
   agent: z.record(z.string(), z.unknown()).default({}),
+  /**
+   * The cluster registry (images/registry.ts): workers pull each instance image by its
+   * content-hashed name, or build it once (a Redis lock per image) and push it. A worker's own
+   * `--registry` wins; absent on both: every host builds on its own engine.
+   */
+  registry: RegistryLocationSchema.optional(),
   /** Pre-built image tags by task id (skip the build; tests and pre-warmed fleets). */
   images: z.record(z.string(), z.string()).default({}),
   /** Attempts per job (first + retries) for environment and inference errors. */

@@ -12,17 +12,25 @@
  * within a grace period), abort the rest; an aborted rollout or evaluation goes back to waiting
  * without using up an attempt.
  *
- * Concurrency: rollouts from container slots ({@link containerSlots}); model requests are limited
- * globally per endpoint by a Redis semaphore (stages.ts makePolicy).
+ * Concurrency: rollouts from the host's capacity (cluster.ts hostCapacity: cores, memory and the
+ * sandbox limits); model requests are limited globally per endpoint by a Redis semaphore
+ * (stages.ts makePolicy).
+ *
+ * Many hosts (cluster.ts): with a cluster registry (`registry`, or the run's) images are pulled or
+ * built once in the cluster and pushed; each worker writes a heartbeat (slots, jobs in flight,
+ * images pulled or built, problems) that `forager status` shows.
  */
 import os from "node:os";
 import { Worker, Queue, type Processor } from "bullmq";
 import { Redis, type RedisOptions } from "ioredis";
 import { silentLogger, type Logger } from "../lib/log";
 import { reapSandboxes } from "../sandbox/reaper";
+import { checkBaseImage, formatRegistry, type RegistrySettings } from "../images/registry";
+import { DEFAULT_BASE_IMAGE } from "../images/spec";
+import { clusterImage, evaluateHere, hostCapacity, RedisBuildLock, WorkerMonitor, type CapacityInput, type HostCapacity } from "./cluster";
 import { evaluationStage, imageStage, Pipeline, rolloutStage, WorkerShutdownError } from "./pipeline";
 import { QUEUE_PREFIX, QUEUES } from "./spec";
-import { closePolicyClients, defaultEvaluate, defaultImage, defaultRollout, type EvaluateFn, type ImageFn, type RolloutFn } from "./stages";
+import { closePolicyClients, defaultEvaluate, defaultRollout, type EvaluateFn, type ImageFn, type RolloutFn } from "./stages";
 
 export { WorkerShutdownError } from "./pipeline";
 
@@ -48,6 +56,18 @@ export interface WorkerOptions {
   logger?: Logger;
   /** Shard writer id (default host-pid-random). */
   writerId?: string;
+  /**
+   * The cluster registry (images/registry.ts): instance images are pulled by their content-hashed
+   * names, or built once in the cluster (a Redis lock per image) and pushed. Default: the run's
+   * registry, if any; without one every host builds on its own engine.
+   */
+  registry?: RegistrySettings;
+  /** Image state dir of this host (index, source bundles, build logs; default FORAGER_STATE_DIR or ./.forager). */
+  stateDir?: string;
+  /** How the default slots are derived (cores, memory, sandbox limits; cluster.ts hostCapacity). */
+  capacity?: CapacityInput;
+  /** Milliseconds between two heartbeats in `forager:workers` (default 5000). */
+  heartbeatMs?: number;
 }
 
 /**
@@ -124,7 +144,14 @@ export interface CloseOptions {
 
 export interface ForagerWorker {
   readonly id: string;
+  /** Rollout slots. */
   readonly concurrency: number;
+  /** Evaluation slots. */
+  readonly evalConcurrency: number;
+  /** How the default slots were derived (undefined when `concurrency` was given). */
+  readonly capacity?: HostCapacity;
+  /** Counters and heartbeat of this worker. */
+  readonly monitor: WorkerMonitor;
   /** Rollouts and evaluations running now. */
   readonly running: number;
   /**
@@ -148,13 +175,28 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
       log.warn({ err }, "reaper failed (is Docker reachable?)");
     }
   }
-  const concurrency = opts.concurrency ?? containerSlots();
+  const capacity = opts.concurrency === undefined ? hostCapacity(opts.capacity) : undefined;
+  const concurrency = opts.concurrency ?? capacity!.slots;
+  const evalConcurrency = opts.evalConcurrency ?? (capacity ? capacity.evalSlots : Math.max(1, Math.floor(concurrency / 4)));
+  const imageConcurrency = opts.imageConcurrency ?? 1;
   const redis = redisConnection(opts.redisUrl);
   const queues = {
     rollouts: new Queue(QUEUES.rollouts, { connection: connectionOptions(opts.redisUrl), prefix: QUEUE_PREFIX }),
     evals: new Queue(QUEUES.evals, { connection: connectionOptions(opts.redisUrl), prefix: QUEUE_PREFIX }),
   };
   const id = opts.writerId ?? `${os.hostname()}-${process.pid}`;
+  const monitor = new WorkerMonitor(redis, {
+    id,
+    slots: { rollouts: concurrency, evaluations: evalConcurrency, images: imageConcurrency },
+    ...(capacity
+      ? { capacity: { cores: capacity.cores, memoryBytes: capacity.memoryBytes, byCpu: capacity.byCpu, byMemory: capacity.byMemory, sandboxCpus: capacity.sandboxCpus, sandboxMemoryBytes: capacity.sandboxMemoryBytes } }
+      : {}),
+    ...(opts.registry ? { registry: formatRegistry(opts.registry) } : {}),
+    engine: process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock",
+    intervalMs: opts.heartbeatMs,
+    logger: log,
+  });
+  const cluster = { registry: opts.registry, monitor, logger: log, ...(opts.stateDir ? { stateDir: opts.stateDir } : {}) };
   /** Set once close() began: an abort with WorkerShutdownError hands the job back instead of failing it. */
   let stopping = false;
   const pipeline = new Pipeline({
@@ -162,9 +204,9 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
     writerId: opts.writerId,
     redis,
     queues,
-    image: opts.image ?? defaultImage,
+    image: opts.image ?? clusterImage({ ...cluster, lock: new RedisBuildLock(redis, id, { logger: log }) }),
     rollout: opts.rollout ?? defaultRollout,
-    evaluate: opts.evaluate ?? defaultEvaluate,
+    evaluate: evaluateHere(opts.evaluate ?? defaultEvaluate, cluster),
     log,
     stopping: () => stopping,
   });
@@ -181,16 +223,35 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
     };
   }
 
-  const stage = (queue: string, processor: Processor, n: number) => new Worker(queue, processor, workerOpts(n));
+  const stage = (queue: string, processor: Processor, n: number, counted: "images" | "rollouts" | "evaluations") =>
+    new Worker(queue, (job, token) => monitor.track(counted, () => processor(job, token)), workerOpts(n));
   const workers = [
-    stage(QUEUES.images, imageStage(pipeline), opts.imageConcurrency ?? 1),
-    stage(QUEUES.rollouts, rolloutStage(pipeline), concurrency),
-    stage(QUEUES.evals, evaluationStage(pipeline), opts.evalConcurrency ?? Math.max(1, Math.floor(concurrency / 4))),
+    stage(QUEUES.images, imageStage(pipeline), imageConcurrency, "images"),
+    stage(QUEUES.rollouts, rolloutStage(pipeline), concurrency, "rollouts"),
+    stage(QUEUES.evals, evaluationStage(pipeline), evalConcurrency, "evaluations"),
   ];
   for (const w of workers) {
     w.on("error", (err) => log.warn({ err: err.message, queue: w.name }, "worker error"));
   }
-  log.info({ id, concurrency }, "worker started");
+  monitor.start();
+  log.info({ id, concurrency, evalConcurrency, ...(capacity ? { capacity } : {}), ...(opts.registry ? { registry: formatRegistry(opts.registry) } : {}) }, "worker started");
+  if (opts.registry) {
+    // Is this host's base image the cluster's? (A different one hashes every env and instance image differently.)
+    const r = opts.registry;
+    checkBaseImage(r, DEFAULT_BASE_IMAGE).then(
+      (b) => {
+        if (b.state === "differs") {
+          const msg = `this host's ${DEFAULT_BASE_IMAGE} (${b.localId?.slice(7, 19)}) differs from the registry's (${b.registryId?.slice(7, 19)}): its images hash differently and are not shared; remove it here (docker rmi) to use the cluster's`;
+          monitor.problem(msg);
+          log.warn({ base: DEFAULT_BASE_IMAGE }, msg);
+        } else log.info({ base: DEFAULT_BASE_IMAGE, state: b.state }, "base image checked against the registry");
+      },
+      (err: unknown) => {
+        monitor.problem(`registry ${formatRegistry(r)}: ${(err as Error).message}`);
+        log.warn({ err: (err as Error).message }, "could not check the base image against the registry (retried when an image is needed)");
+      },
+    );
+  }
 
   let closing: Promise<void> | undefined;
   let forced: (() => void) | undefined;
@@ -204,6 +265,7 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
 
   async function closeNow(o: CloseOptions): Promise<void> {
     stopping = true;
+    await monitor.setState("stopping");
     // A worker closed right after it started (e.g. resuming a run that is already complete) may
     // still be in its connection handshakes: let them finish first (bullHandshakesSettled).
     await bullHandshakesSettled([...workers, queues.rollouts, queues.evals]);
@@ -235,12 +297,16 @@ export async function startWorker(opts: WorkerOptions): Promise<ForagerWorker> {
     await pipeline.close();
     await Promise.all([queues.rollouts.close(), queues.evals.close()]);
     await closePolicyClients();
+    await monitor.setState("stopped");
     redis.disconnect();
   }
 
   return {
     id,
     concurrency,
+    evalConcurrency,
+    ...(capacity ? { capacity } : {}),
+    monitor,
     get running() {
       return aborts.size;
     },

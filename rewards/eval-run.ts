@@ -15,6 +15,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { BuildOptions } from "../images/build";
 import type { RepoSource } from "../images/spec";
+import { obtainInstanceImage, type RegistrySettings } from "../images/registry";
 import { knownIssue, loadSweBenchSpecs, networkRequirement, specForSweBench, type SweBenchSpecTable } from "../images/swebench-specs";
 import { harnessImageSpec, parseHarnessEvalScript, prebuiltInstanceImage, PrebuiltUnavailableError, type PrebuiltProgress, type PrebuiltSettings } from "../images/swebench-prebuilt";
 import { RecordError } from "../lib/errors";
@@ -57,6 +58,11 @@ export interface EvalRunOptions {
   prebuilt?: PrebuiltSettings;
   /** Pull progress, retries, and the fallback to building. */
   onPrebuilt?: (p: PrebuiltProgress) => void;
+  /**
+   * A cluster registry (`--registry`): an instance image to build is pulled when the registry has
+   * it, else built and pushed (images/registry.ts obtainInstanceImage).
+   */
+  registry?: RegistrySettings;
   logger?: Logger;
   /**
    * Evaluate again the instances this run id already finished (the harness's `--redo`); by
@@ -272,6 +278,13 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
       return;
     }
     const patch = prediction.model_patch ?? "";
+    if (opts.registry && !image && patch) {
+      try {
+        image = (await obtainInstanceImage(task.image, opts.registry, { build: opts.build ?? {}, logger: log })).tag;
+      } catch (err) {
+        log.warn({ instanceId: id, err: (err as Error).message }, "no image from the registry; evaluatePatch builds it");
+      }
+    }
     opts.onProgress?.({ instanceId: id, phase: "evaluate", done, total: todo.length });
     // The instance image is built (or found in the cache) by evaluatePatch; a build failure is
     // an env_error with the builder's message.

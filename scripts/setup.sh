@@ -2,7 +2,7 @@
 # Idempotent set-up of everything forager needs on a Debian machine (as root):
 # npm packages (`npm ci` from the committed lock), a Docker engine (Debian's docker.io, started in
 # the background when none answers), Redis (with --redis), a container registry on loopback (with
-# --registry; the prebuilt-image tests), chromium (the browser tests of `forager view`), and forager's base image. Safe to run again and again.
+# --registry; the prebuilt-image tests), the multi-host test's tools (with --cluster), chromium (the browser tests of `forager view`), and forager's base image. Safe to run again and again.
 #
 # One line per step on stderr; the full apt/dpkg/npm output goes to the log file
 # (FORAGER_SETUP_LOG, default .forager/setup.log), whose path is printed when a step fails.
@@ -11,10 +11,12 @@ cd "$(dirname "$0")/.."
 
 want_redis=0
 want_registry=0
+want_cluster=0
 for a in "$@"; do
   case "$a" in
     --redis) want_redis=1 ;;
     --registry) want_registry=1 ;;
+    --cluster) want_cluster=1; want_redis=1; want_registry=1 ;;
   esac
 done
 
@@ -78,6 +80,12 @@ fi
 # needed: the tests start their own registry on a free loopback port (test/helpers/registry.ts).
 if [ "$want_registry" = 1 ]; then
   command -v docker-registry >/dev/null 2>&1 || step "installing docker-registry" apt_install docker-registry
+fi
+
+# 4b. The multi-host test's tools, with --cluster (test/helpers/cluster.ts: network namespaces, nsenter/unshare).
+if [ "$want_cluster" = 1 ]; then
+  command -v ip >/dev/null 2>&1 || step "installing iproute2 (network namespaces)" apt_install iproute2
+  command -v nsenter >/dev/null 2>&1 || step "installing util-linux (nsenter, unshare)" apt_install util-linux
 fi
 
 # dh-python: Debian's PyPI-name → package table (images/infer reads /usr/share/dh-python/dist/cpython3_fallback).

@@ -29,6 +29,7 @@ import { RunSpecSchema, runPaths, type RunSpec, type RunSpecInput } from "../orc
 import { episodeRollout, type EvaluateFn, type ImageFn, type RolloutFn } from "../orchestrator/stages";
 import { readEntry, scanShards } from "../orchestrator/storage";
 import { redisConnection, startWorker, type ForagerWorker, type WorkerOptions } from "../orchestrator/worker";
+import { registryLocation } from "../orchestrator/cluster";
 import type { GroupItem, GroupProgress, RolloutEvent, RolloutGroup, RolloutRequest } from "./schema";
 import { GatedPolicy, type WeightsGate } from "./weights";
 
@@ -156,6 +157,7 @@ export class RolloutService {
       agent: req.agent ?? {},
       images: { ...(this.opts.images ?? {}), ...(req.images ?? {}) },
       storage: this.remote && !this.worker ? "redis" : "shared",
+      ...(this.opts.worker?.registry ? { registry: registryLocation(this.opts.worker.registry) } : {}),
       attempts: 2,
       backoffMs: 1000,
     } satisfies RunSpecInput);

@@ -19,6 +19,7 @@ import fs from "node:fs";
 import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
 import type { z } from "zod";
 import { defaultResolveImage, type SandboxFactory } from "../agent/episode";
+import { obtainInstanceImage } from "../images/registry";
 import { preloadTokenizer } from "../inference-client/tokenizer";
 import { silentLogger, type Logger } from "../lib/log";
 import { harnessEvaluator, type Evaluator } from "../rewards/evaluator";
@@ -148,7 +149,8 @@ export async function startService(opts: ServeOptions): Promise<Service> {
   const counters = new ServeCounters();
   const pool = new WarmPool({ size: opts.warmPool ?? 0, logger: opts.logger });
   const sandboxFactory: SandboxFactory = opts.sandboxFactory ?? pool.factory;
-  const resolveImage = async (t: Task) => images[t.id] ?? defaultResolveImage(t);
+  const registry = opts.worker?.registry;
+  const resolveImage = async (t: Task) => images[t.id] ?? (registry ? (await obtainInstanceImage(t.image, registry, { logger: log })).tag : defaultResolveImage(t));
   const envs = new EnvManager({
     idleSeconds: opts.idleSeconds,
     maxEnvs: opts.maxEnvs,

@@ -1,8 +1,8 @@
 /**
  * docker-compose.yml: `docker compose config` validates it when the compose plugin is installed;
  * otherwise (this machine has no compose plugin) the YAML is parsed (python3 PyYAML) and its
- * structure checked: Redis with AOF, workers with the host's Docker socket and the forager
- * worker command, a vLLM-style inference service.
+ * structure checked: Redis with AOF, the cluster registry, workers with the host's Docker socket,
+ * the forager worker command and the registry setting, a vLLM-style inference service.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import path from "node:path";
@@ -25,8 +25,12 @@ describe("docker-compose.yml", () => {
 
   it("has redis, workers with the Docker socket, and an inference service (structure)", () => {
     const c = load();
-    expect(Object.keys(c.services).sort()).toEqual(["redis", "vllm", "worker"]);
-    const { redis, worker, vllm } = c.services;
+    expect(Object.keys(c.services).sort()).toEqual(["redis", "registry", "vllm", "worker"]);
+    const { redis, registry, worker, vllm } = c.services;
+    expect(registry.image).toMatch(/^registry:2/);
+    expect(registry.ports).toContain("5000:5000");
+    expect(registry.volumes).toContain("registry-data:/var/lib/registry");
+    expect(worker.environment.FORAGER_REGISTRY).toBe("${FORAGER_REGISTRY:-}");
     expect(redis.image).toMatch(/^redis:/);
     expect(redis.command).toEqual(expect.arrayContaining(["--appendonly", "yes", "--appendfsync", "always"]));
     expect(redis.healthcheck.test).toEqual(["CMD", "redis-cli", "ping"]);

@@ -172,6 +172,8 @@ export interface ScriptedServerOptions {
    * running in another process (bench/scripted-model.ts). Default false.
    */
   control?: boolean;
+  /** Address to listen on (default 127.0.0.1; the cluster bench listens in its hub namespace). */
+  host?: string;
 }
 
 /** Per-path request counters. */
@@ -716,7 +718,7 @@ export async function startScriptedServer(options: ScriptedServerOptions = {}): 
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
+    server.listen(0, options.host ?? "127.0.0.1", () => {
       server.off("error", reject);
       resolve();
     });
@@ -724,7 +726,7 @@ export async function startScriptedServer(options: ScriptedServerOptions = {}): 
   const port = (server.address() as AddressInfo).port;
 
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${options.host ?? "127.0.0.1"}:${port}`,
     port,
     requests,
     counts,
