@@ -182,7 +182,8 @@ describe("reading repositories", () => {
     expect(f.testPaths).toEqual(["test"]);
     expect(f.workflowPythons).toEqual(["3.9", "3.12"]);
     expect(f.testCommands).toContain("python -m unittest discover");
-    expect(f.testDependencies.map((d) => d.normalized).sort()).toEqual(["attrs", "attrs", "freezegun", "pyyaml"]);
+    expect([...new Set(f.testDependencies.map((d) => d.normalized))].sort()).toEqual(["attrs", "freezegun", "pyyaml"]);
+    expect(f.dependencies.map((d) => d.normalized)).toEqual(["six"]);
     expect(f.filesRead).toEqual(expect.arrayContaining(["requirements/tests.txt", "requirements/base.txt", "tox.ini", ".github/workflows/ci.yml"]));
   });
 
@@ -252,6 +253,7 @@ describe("noxfile.py and unittest", () => {
       install: ["freezegun", "PyYAML>=6", "ruff"],
       requirementFiles: ["requirements/test.txt"],
       commands: ["pytest -x", "python -m unittest discover -v"],
+      extras: ["test"],
     });
     const r = repo({ "setup.py": "from setuptools import setup\nsetup(name='pkg')\n", "noxfile.py": NOX, "requirements/test.txt": "six\n", "pkg/__init__.py": "", "tests/test_a.py": TEST_PY });
     const f = readRepository(r.tree);
@@ -329,7 +331,7 @@ describe("--latest-runnable", () => {
       const accepted = o.commit === good;
       return { repo: "x/pkg", commit: o.commit!, files: [], result: { accepted, reason: accepted ? "1/1 pass" : "0/1 pass", python: "3.11.2", testsCollected: 1, passed: accepted ? 1 : 0, failed: accepted ? 0 : 1, skipped: 0, passRate: accepted ? 1 : 0, flaky: [], buildSeconds: 0, imageMb: 0, attempts: 1, sourceInstall: false } };
     };
-    const w = await latestRunnable({ repo: r.dir, infer, stateDir: path.join(tmp, "walkstate") });
+    const w = await latestRunnable({ repo: r.dir, infer, stateDir: path.join(tmp, "walkstate"), suites: ["bookworm"] });
     expect(w.commit).toBe(good);
     expect(w.tries.map((t) => [t.commit, t.verdict])).toEqual([
       [head, "skipped"],
@@ -338,7 +340,7 @@ describe("--latest-runnable", () => {
     ]);
     expect(w.tries[0]!.reason).toMatch(new RegExp(`requires-python >=3\\.14 excludes .*same dependency files back to ${needs!.slice(0, 12)}`));
     expect(built).toEqual([broken, good]);
-    const bounded = await latestRunnable({ repo: r.dir, infer, maxTries: 2, stateDir: path.join(tmp, "walkstate") });
+    const bounded = await latestRunnable({ repo: r.dir, infer, maxTries: 2, stateDir: path.join(tmp, "walkstate"), suites: ["bookworm"] });
     expect(bounded.commit).toBeUndefined();
     expect(bounded.tries).toHaveLength(2);
   });
