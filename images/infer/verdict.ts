@@ -69,14 +69,15 @@ export function decisiveLines(log: string, max = 6): string[] {
   // Collection errors: the file and its exception.
   const collecting = [...log.matchAll(/_{3,} ERROR collecting (\S+) _{3,}\n([\s\S]*?)(?=\n_{3,} |\n={3,} |$)/g)];
   for (const m of collecting.slice(0, 3)) {
-    const e = m[2]!.split("\n").filter((l) => /^E\s+/.test(l) && exceptionLine(l)).pop() ?? m[2]!.split("\n").filter((l) => /^E\s+\S/.test(l)).pop();
+    const blk = m[2]!.split("\n");
+    const e = blk.filter((l) => /^E\s+/.test(l) && exceptionLine(l)).pop() ?? blk.filter((l) => /^E\s+\S/.test(l)).pop() ?? blk.filter((l) => l.trim()).pop();
     push(`collecting ${m[1]}: ${clean((e ?? "").replace(/^E\s+/, ""))}`);
   }
   if (collecting.length > 3) push(`(${collecting.length - 3} more collection errors)`);
   // Failed tests: the short summary's lines carry the exception.
   const failed = lines.filter((l) => /^(FAILED|ERROR) \S+ - /.test(l));
   for (const l of failed.slice(0, 3)) push(l);
-  if (!failed.length) {
+  if (!failed.length && !collecting.length) {
     const e = lines.filter((l) => /^E\s+\S/.test(l) && exceptionLine(l));
     for (const l of e.slice(0, 2)) push(l.replace(/^E\s+/, ""));
   }
@@ -131,8 +132,10 @@ const MISSING_OBJECT = /(bad object|missing (blob|tree|commit) object|unable to 
 export function incompleteClone(message: string): string | undefined {
   const m = MISSING_OBJECT.exec(message);
   if (!m) return undefined;
+  const file = /\b([0-9a-f]{40}):(\S+)/.exec(message);
   const sha = /\b([0-9a-f]{40})\b/.exec(message)?.[1] ?? /\b([0-9a-f]{7,39})\b/.exec(m[0])?.[1];
-  return `incomplete clone: git object ${sha ? `${sha.slice(0, 12)} ` : ""}is missing (${clean(m[0], 80)}); the clone or fetch stopped early, fetch the repository again`;
+  const what = file ? `of ${file[2]} at ${file[1]!.slice(0, 12)} ` : sha ? `${sha.slice(0, 12)} ` : "";
+  return `incomplete clone: git object ${what}is missing (${clean(m[0], 80)}); the clone or fetch stopped early, fetch the repository again`;
 }
 
 /** What the verdict table needs of one repository's line (the `--summary` fields). */
