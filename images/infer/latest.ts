@@ -8,7 +8,8 @@
  * dependency of another era, on every suite tried) jumps by dependency-file dates: to the newest
  * commit dated before the release of the newest suite whose packages predate the commit's
  * dependency files (images/infer/suites.ts SUITE_RELEASED), else to the previous dependency set.
- * Any other rejection is followed by the parent.
+ * A suite that ran out of time ends the walk (an older commit is no shorter); any other rejection
+ * is followed by the parent.
  */
 import type { BaseSuite } from "../base";
 import { normalizeName } from "./pep508";
@@ -148,6 +149,8 @@ export async function latestRunnable(o: InferOptions & { from?: string; maxTries
     }
     tries.push({ commit, verdict: "rejected", reason: out.result.reason, ...(decisive.length ? { decisive } : {}) });
     say(`${commit.slice(0, 12)} rejected: ${out.result.reason}`);
+    // A suite too long for the limit is as long one commit earlier: the walk stops there.
+    if (/timed out/.test(out.result.reason)) break;
     commit = parent(commit);
   }
   return { tries, ...(last ? { outcome: last } : {}) };

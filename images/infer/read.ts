@@ -43,6 +43,12 @@ export interface RepoFacts {
   usesScm: boolean;
   /** File a VCS version plugin writes at build time (hatch-vcs version-file, setuptools-scm write_to / version_file). */
   versionFile?: string;
+  /**
+   * C (or Cython) extension modules built by setup.py (`Extension(`, `ext_modules`, `cythonize(`
+   * with .c / .pyx sources in the tree): the image gets a compiler and builds them in place.
+   * "cython" when .pyx sources are among them.
+   */
+  cExtensions?: "c" | "cython";
   /** PEP 621 project name, when pyproject.toml gives one. */
   projectName?: string;
   /** PEP 621 static version, when given. */
@@ -475,6 +481,11 @@ export function readRepository(tree: GitTree): RepoFacts {
     for (const [k, v] of Object.entries(s.extras)) (TEST_GROUPS.test(k) ? facts.testDependencies : facts.extraDependencies).push(...reqs(v, `setup.py extras_require ${k}`, k));
     if (/use_scm_version/.test(setupPy)) facts.usesScm = true;
     if (facts.backend === "unknown" && !buildBackend) buildBackend = "setuptools";
+    const nameLit = /\bsetup\s*\([\s\S]*?\bname\s*=\s*(['"])([A-Za-z0-9][\w.-]*)\1/.exec(setupPy);
+    if (!projectName && nameLit) projectName = nameLit[2];
+    if (/\bExtension\s*\(|\bext_modules\s*=\s*(?!\[\s*\])|\bcythonize\s*\(/.test(setupPy) && tree.files.some((f) => /\.(c|pyx)$/.test(f) && !/(^|\/)(tests?|docs?|benchmarks?)\//.test(f))) {
+      facts.cExtensions = tree.files.some((f) => f.endsWith(".pyx")) ? "cython" : "c";
+    }
     // A setup.py that reads a requirements file for install_requires names it.
     for (const f of tree.files) if (/requirements[^/]*\.(txt|in)$/i.test(f) && setupPy.includes(f.slice(f.lastIndexOf("/") + 1)) && !TEST_REQUIREMENT_FILE.test(f.slice(f.lastIndexOf("/") + 1))) runtimeFiles.add(f);
   }
@@ -545,6 +556,7 @@ export function readRepository(tree: GitTree): RepoFacts {
     });
     for (const [g, list] of Object.entries(groupLists)) if (testGroupsWanted.has(g)) facts.testDependencies.push(...list.map((r) => ({ ...r, from: `${r.from} (installed for the test run)` })));
   }
+  if (!facts.projectName && projectName) facts.projectName = projectName;
   facts.workflowPythons = [...new Set(facts.workflowPythons)];
   facts.backend = backendOf(buildBackend || (pyText && obj(obj((safeToml(pyText) ?? {}).tool).poetry).name ? "poetry" : ""), facts.buildRequires);
   if (facts.backend === "unknown" && setupPy !== undefined) facts.backend = "setuptools";

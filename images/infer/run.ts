@@ -227,6 +227,9 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
   return { repo, commit, result, inferred: b.inferred, files, seconds, ...(b.image ? { image: b.image } : {}) };
 }
 
+/** Seconds one test may take after a reference run hit its limit (pytest-timeout's `--timeout`). */
+export const PER_TEST_TIMEOUT = 60;
+
 /** A rejection worth the other suite: anything but a timeout or a repository with no tests (neither depends on the packages). */
 function fallbackWorthy(run: SuiteRun): boolean {
   return !/timed out|^no tests found/.test(run.result.reason);
@@ -444,6 +447,16 @@ async function inferOnSuite(
       continue;
     }
     lastLog = log;
+    // A run stopped by its time limit: once, a per-test limit (pytest-timeout), so that a test
+    // that hangs (a server it waits for, no network) fails alone and the rest of the suite reports.
+    if (/forager-exit-code=(124|137)\s*$/.test(log.trim()) && spec.logParser === "pytest" && !/--timeout[= ]/.test(spec.testCommand) && attempt < limit) {
+      const m = mapper.map("pytest-timeout");
+      if (m) {
+        inferred.spec = ImageSpecSchema.parse({ ...spec, systemPackages: [...new Set([...spec.systemPackages, m.package])].sort(), testCommand: `${spec.testCommand} --timeout=${PER_TEST_TIMEOUT}` });
+        prov.changes.push({ attempt, trigger: `reference run stopped after ${timeout} s`, change: `add ${m.package} and --timeout=${PER_TEST_TIMEOUT} (a test that hangs fails alone)` });
+        continue;
+      }
+    }
     const r = repairFromLog(spec, log, mapper, prov.deselected.map((d) => d.path), repairCtx());
     if (r && attempt < limit) {
       applyRepair(inferred, r, attempt);

@@ -151,7 +151,7 @@ export interface InferredSpec {
 export const BASE_PACKAGES = ["python3-pip", "python3-setuptools", "python3-wheel", "python-is-python3", "python3-pytest"];
 
 /** The install line: an editable install offline, else a `.pth` to the source root (the backend in the suite is too old, or a C build fails). */
-export function installLine(layout: "src" | "flat", workdir: string, versionFile?: { path: string; version: string }, dist?: { name: string; version: string; entryPoints?: Record<string, Record<string, string>> }): string {
+export function installLine(layout: "src" | "flat", workdir: string, versionFile?: { path: string; version: string }, dist?: { name: string; version: string; entryPoints?: Record<string, Record<string, string>> }, buildExt = false): string {
   const root = layout === "src" ? `${workdir}/src` : workdir;
   // The .pth route registers no metadata: a minimal dist-info (name, version, entry points) lets
   // importlib.metadata and entry-point plugin lookups (e.g. Markdown's own extensions) find the project.
@@ -169,10 +169,12 @@ export function installLine(layout: "src" | "flat", workdir: string, versionFile
   }
   // The file a VCS version plugin would have written at build time (the .pth route skips the build).
   const vf = versionFile && /^[\w./-]+\.py$/.test(versionFile.path) ? `test -e ${versionFile.path} || printf '__version__ = version = "%s"\\n__version_tuple__ = version_tuple = (%s)\\n' ${versionFile.version} ${versionFile.version.split(".").join(",")} > ${versionFile.path}; ` : "";
+  // C extensions: built in place, so that the working tree (and the .pth route) imports them.
+  const ext = buildExt ? `; python3 setup.py build_ext --inplace >/tmp/forager-build-ext.log 2>&1 || { tail -n 15 /tmp/forager-build-ext.log; echo "forager-infer: build_ext --inplace failed"; }` : "";
   return (
     "pip install --no-index --no-deps --no-build-isolation --break-system-packages -e . >/tmp/forager-install.log 2>&1 || " +
     `{ tail -n 15 /tmp/forager-install.log; echo "forager-infer: source install (.pth to ${root})"; ` +
-    `${vf}${meta}echo ${root} > "$(python3 -c 'import site; print(site.getsitepackages()[0])')/forager-source.pth"; }`
+    `${vf}${meta}echo ${root} > "$(python3 -c 'import site; print(site.getsitepackages()[0])')/forager-source.pth"; }${ext}`
   );
 }
 
@@ -213,6 +215,8 @@ export function specFromFacts(
   if (!opts.pip) {
     for (const p of backendPackages(facts.backend, suite)) system.add(p);
     if (facts.usesScm) system.add("python3-setuptools-scm");
+    // C extension modules: a compiler and Python's headers (Cython's compiler for .pyx sources).
+    if (facts.cExtensions) for (const p of ["build-essential", "python3-dev", ...(facts.cExtensions === "cython" ? ["cython3"] : [])]) system.add(p);
   } else if (facts.usesScm && !facts.buildRequires.some((r) => /setuptools-scm|hatch-vcs/.test(r.normalized))) pip.push("setuptools-scm");
   const seen = new Set<string>();
   const versionWarnings: string[] = [];
@@ -269,6 +273,7 @@ export function specFromFacts(
         "/testbed",
         facts.versionFile ? { path: facts.versionFile, version: opts.scmVersion ?? "0.0.0" } : undefined,
         facts.projectName ? { name: facts.projectName, version: facts.projectVersion ?? opts.scmVersion ?? "0.0.0", ...(facts.entryPoints ? { entryPoints: facts.entryPoints } : {}) } : undefined,
+        Boolean(facts.cExtensions) && !opts.pip,
       ),
     ],
     env,
