@@ -392,6 +392,7 @@ describe("repair rules", () => {
     expect(repairFromLog(base, "1 failed, 9 passed", mapper)).toBeUndefined();
     const internal = "INTERNALERROR>   File \"/usr/lib/python3/dist-packages/_pytest/config/__init__.py\"\nINTERNALERROR> pytest.PytestConfigWarning: Unknown config option: asyncio_default_fixture_loop_scope";
     expect(repairFromLog(base, internal, mapper)!.spec.testCommand).toBe("pytest -rA -W ignore::pytest.PytestConfigWarning");
+    expect(repairFromLog(base, "INTERNALERROR> SystemError: AST constructor recursion depth mismatch (before=114, after=165)", mapper)!.spec.testCommand).toBe("pytest -rA --assert=plain");
     // The project's own module is never "repaired" with Debian's copy of the project.
     expect(repairFromLog({ ...base, repo: "x/six" }, "E   ModuleNotFoundError: No module named 'six._version'", mapper)).toBeUndefined();
   });
@@ -616,6 +617,24 @@ describe("class 4: the repository's own pytest configuration decides what is col
     expect(readRepository(native.tree).testPaths).toEqual(["checks"]);
     const both = repo({ "pytest.ini": "[pytest]\ntestpaths = t2\n", "pyproject.toml": '[tool.pytest.ini_options]\ntestpaths = ["t1"]\n', "t1/test_a.py": TEST_PY, "t2/test_b.py": TEST_PY });
     expect(readRepository(both.tree)).toMatchObject({ pytestConfigFile: "pytest.ini", testPaths: ["t2"] });
+  });
+  it("a unittest suite runs the way the repository's CI invokes it (a dotted start module under src/, a pattern)", async () => {
+    const { unittestInvocation } = await import("../images/infer/read");
+    const files = ["src/gpkg/__init__.py", "src/gpkg/tests/__init__.py", "src/gpkg/tests/test_a.py", "tests/x_check.py"];
+    expect(unittestInvocation("python -m unittest discover -v gpkg.tests", files)).toBe("discover gpkg.tests");
+    expect(unittestInvocation('python3 -m unittest discover -s tests -p "*_check.py" -b', files)).toBe("discover -s tests -p '*_check.py'");
+    expect(unittestInvocation("python -m unittest discover", files)).toBeUndefined();
+    expect(unittestInvocation("python -m unittest {posargs}", files)).toBeUndefined();
+    const r = repo({
+      "setup.py": "from setuptools import setup\nsetup(name='gpkg', package_dir={'': 'src'})\n",
+      ".github/workflows/t.yml": "on: push\njobs:\n  t:\n    steps:\n      - run: python -m unittest discover -v gpkg.tests\n",
+      "src/gpkg/__init__.py": "",
+      "src/gpkg/tests/__init__.py": "",
+      "src/gpkg/tests/test_a.py": "import unittest\n\nclass T(unittest.TestCase):\n    def test_x(self):\n        self.assertTrue(True)\n",
+    });
+    const f = readRepository(r.tree);
+    expect(f.unittestArgs).toBe("discover gpkg.tests");
+    expect(specFromFacts(f, mapper, { repo: "x/gpkg", commit: r.commit }).spec.testCommand).toBe("python -m unittest discover -v gpkg.tests");
   });
 });
 

@@ -63,6 +63,12 @@ export interface RepoFacts {
   runner: "pytest" | "unittest";
   /** True when the suite is run with `python -m unittest` (no pytest configuration; CI, tox or nox run unittest). */
   unittestCommand?: boolean;
+  /**
+   * The arguments of the repository's own `python -m unittest` invocation (CI, tox or nox), when
+   * one names what to run (`discover -s tests -p "*_test.py"`, `discover greenlet.tests`,
+   * `tests.test_all`): the spec runs the suite that way.
+   */
+  unittestArgs?: string;
   /** pytest ini options read (addopts, testpaths, minversion …), as strings (list values joined by spaces). */
   pytestOptions: Record<string, string>;
   /** The same options as lists of lines (a linelist value such as filterwarnings or markers keeps one entry a line). */
@@ -567,6 +573,13 @@ export function readRepository(tree: GitTree): RepoFacts {
   facts.runner = !pytestSeen && samples.some((s) => /\bunittest\b/.test(s)) ? "unittest" : "pytest";
   // Run with `python -m unittest` when nothing configures pytest and the CI, tox or nox run unittest.
   facts.unittestCommand = facts.runner === "unittest" && !pytestSeen && facts.testCommands.some((c) => /\bunittest\b/.test(c)) && !facts.testCommands.some((c) => /\bpytest\b/.test(c));
+  if (facts.unittestCommand) {
+    const own = facts.testCommands.map((c) => unittestInvocation(c, tree.files)).find((a) => a !== undefined);
+    // `discover [-s] DIR` alone is the default command started in DIR (ids from the top level); anything more is kept as written.
+    const dirOnly = own && /^discover (?:-s |--start-directory )?([\w./-]+)$/.exec(own);
+    if (dirOnly && tree.files.some((f) => f.startsWith(`${dirOnly[1]!.replace(/\/+$/, "")}/`))) facts.testPaths = [dirOnly[1]!.replace(/\/+$/, "")];
+    else if (own) facts.unittestArgs = own;
+  }
   if (facts.unittestCommand && !facts.testPaths.length) {
     for (const d of ["tests", "test", "testing"]) if (tree.files.some((f) => f.startsWith(`${d}/`))) {
       facts.testPaths = [d];
@@ -574,6 +587,50 @@ export function readRepository(tree: GitTree): RepoFacts {
     }
   }
   return facts;
+}
+
+/**
+ * The arguments of a `python -m unittest …` command line when they name what to run and every
+ * start directory, module or file they name exists in the tree (a dotted name may live under
+ * src/): `discover` with its start directory (positional or `-s`), pattern and top-level
+ * directory, or test modules. Verbosity and runner switches (-v, -b, -f, -c, -q, --locals) are
+ * dropped (the spec adds -v); a line with shell variables or tox substitutions gives undefined.
+ */
+export function unittestInvocation(command: string, files: string[]): string | undefined {
+  const m = /(?:^|[\s;&|])python3?(?:\.\d+)?\s+-m\s+unittest\b(.*)$/.exec(command);
+  if (!m || /[$`{]/.test(m[1]!)) return undefined;
+  const words = m[1]!.split(/\s*(?:&&|\|\||;|\|)\s*/)[0]!.trim().split(/\s+/).filter(Boolean);
+  const exists = (name: string) => {
+    const p = name.replace(/\/+$/, "");
+    const asPath = [p, p.replace(/\./g, "/"), `src/${p.replace(/\./g, "/")}`];
+    return asPath.some((x) => files.includes(x) || files.includes(`${x}.py`) || files.some((f) => f.startsWith(`${x}/`)));
+  };
+  const out: string[] = [];
+  let named = false;
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i]!.replace(/^["']|["']$/g, "");
+    if (/^(-v|--verbose|-b|--buffer|-f|--failfast|-c|--catch|-q|--quiet|--locals|--durations)$/.test(w)) {
+      if (w === "--durations") i++;
+      continue;
+    }
+    if (w === "discover") out.push(w);
+    else if (w === "-s" || w === "--start-directory" || w === "-t" || w === "--top-level-directory") {
+      const v = (words[++i] ?? "").replace(/^["']|["']$/g, "");
+      if (!exists(v)) return undefined;
+      out.push(w, v);
+      named = true;
+    } else if (w === "-p" || w === "--pattern" || w === "-k") out.push(w, shellWord((words[++i] ?? "").replace(/^["']|["']$/g, "")));
+    else if (w.startsWith("-")) return undefined;
+    else if (exists(w)) {
+      out.push(w);
+      named = true;
+    } else return undefined;
+  }
+  return named ? out.join(" ") : undefined;
+}
+
+function shellWord(s: string): string {
+  return /^[\w./:=@%+,-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`;
 }
 
 /**

@@ -277,7 +277,7 @@ export function specFromFacts(
       ),
     ],
     env,
-    testCommand: facts.unittestCommand ? unittestCommand(facts.testPaths) : "pytest -rA",
+    testCommand: facts.unittestCommand ? unittestCommand(facts.testPaths, facts.unittestArgs) : "pytest -rA",
     logParser: facts.unittestCommand ? "unittest" : "pytest",
   });
   const provenance: Provenance = {
@@ -309,8 +309,13 @@ export function specFromFacts(
   return { spec, provenance, testPaths: facts.testPaths, extras: [...new Set(extras)] };
 }
 
-/** `python -m unittest discover -v` from the top level, starting in the first test path (when there is one). */
-export function unittestCommand(testPaths: string[]): string {
+/**
+ * The unittest command: the repository's own invocation with `-v` when it names what to run
+ * (`args`, {@link RepoFacts.unittestArgs}), else `python -m unittest discover -v` from the top
+ * level, starting in the first test path (when there is one).
+ */
+export function unittestCommand(testPaths: string[], args?: string): string {
+  if (args) return args.startsWith("discover") ? `python -m unittest discover -v${args.slice("discover".length)}` : `python -m unittest -v ${args}`;
   const start = testPaths[0];
   return `python -m unittest discover -v -t .${start ? ` -s ${start}` : ""}`;
 }
@@ -530,6 +535,13 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
   if (cfg && /INTERNALERROR/.test(log) && !/PytestConfigWarning/.test(testCommand)) {
     testCommand += " -W ignore::pytest.PytestConfigWarning";
     changes.push({ trigger: cfg[0], change: "ignore pytest config warnings (an ini option this pytest or plugin version does not know, made an error by filterwarnings)" });
+  }
+  // CPython 3.11.2 (bookworm) can fail inside pytest's assertion rewriter on some test modules
+  // ("SystemError: AST constructor recursion depth mismatch"): plain asserts avoid the rewriter.
+  const ast = /SystemError: AST constructor recursion depth mismatch[^\n]*/.exec(log);
+  if (ast && spec.logParser === "pytest" && !/--assert=plain/.test(testCommand)) {
+    testCommand += " --assert=plain";
+    changes.push({ trigger: ast[0], change: "run with --assert=plain (the interpreter fails while pytest rewrites a test module's asserts)" });
   }
   // Markers registered by a plugin the suite lacks: an error under --strict-markers, or a
   // PytestUnknownMarkWarning made an error by `filterwarnings = error`. Install the plugin; when it
