@@ -138,6 +138,8 @@ async function referenceRun(image: string, spec: ImageSpec, testPaths: string[],
     "exec 2>&1",
     `cd ${shellQuote(spec.workdir)}`,
     "export PYTHONDONTWRITEBYTECODE=1",
+    // pytest cuts its short summary lines to the terminal's width: wide enough to keep the exception's message.
+    "export COLUMNS=240",
     ...spec.evalPreamble,
     // A unittest command carries its start directory; pytest gets the test paths and no cache.
     spec.logParser === "unittest" ? `timeout -k 5 ${timeoutSeconds} ${spec.testCommand}` : `timeout -k 5 ${timeoutSeconds} ${spec.testCommand} -p no:cacheprovider ${testPaths.map(shellQuote).join(" ")}`,
