@@ -462,6 +462,8 @@ describe("class 1: requirement roles", () => {
     expect(f.dependencies).toEqual([]);
     expect(f.testDependencies.map((d) => d.normalized)).toEqual(expect.arrayContaining(["pytest", "coverage", "forager-missing-test-helper"]));
     expect(f.requirementFiles).toEqual([{ file: "requirements.txt", role: "test", reason: expect.stringMatching(/most of its entries are test tooling/) }]);
+    const dir = repo({ "requirements/base.txt": "six\n", "requirements/fuzzing.txt": "forager-fuzzer\n", "tests/test_a.py": TEST_PY });
+    expect(readRepository(dir.tree).requirementFiles.map((x) => [x.file, x.role])).toEqual([["requirements/base.txt", "runtime"], ["requirements/fuzzing.txt", "test"]]);
     const beside = repo({
       "pyproject.toml": '[project]\nname = "bpkg"\nversion = "1"\ndependencies = ["six"]\n',
       "requirements.txt": "six==1.16\nforager-missing-dev-thing\n",

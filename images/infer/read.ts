@@ -541,6 +541,7 @@ export function readRepository(tree: GitTree): RepoFacts {
     else if (ciFiles.includes(f)) [role, reason] = ["test", "the CI installs it for its test run"];
     else if (TEST_REQUIREMENT_FILE.test(f)) [role, reason] = ["test", `its name (${name}) says test or development`];
     else if (declaresRuntime) [role, reason] = ["test", "the package metadata declares the runtime requirements itself; a requirements file beside it is a development list"];
+    else if (f.includes("/") && !/^(base|main|prod|production|runtime|install|common|core|requirements)\.(txt|in)$/i.test(name)) [role, reason] = ["test", `one of several lists in ${f.slice(0, f.lastIndexOf("/"))}/ that is not the base one (${name})`];
     else if (list.length && list.filter((r) => testTooling(r.name)).length * 2 >= list.length) [role, reason] = ["test", `most of its entries are test tooling (${list.filter((r) => testTooling(r.name)).map((r) => r.name).slice(0, 4).join(", ")})`];
     else [role, reason] = ["runtime", "no package metadata declares runtime requirements"];
     facts.requirementFiles.push({ file: f, role, reason });
