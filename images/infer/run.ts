@@ -232,9 +232,9 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
 /** Seconds one test may take after a reference run hit its limit (pytest-timeout's `--timeout`). */
 export const PER_TEST_TIMEOUT = 60;
 
-/** A rejection worth the other suite: anything but a timeout or a repository with no tests (neither depends on the packages). */
+/** A rejection worth the other suite: anything but a timeout, a repository with no tests or an incomplete clone (none depends on the packages). */
 function fallbackWorthy(run: SuiteRun): boolean {
-  return !/timed out|^no tests found/.test(run.result.reason);
+  return !/timed out|^no tests found|^incomplete clone/.test(run.result.reason);
 }
 
 /** The message of a git failure, an incomplete clone named as such (images/infer/verdict.ts). */
