@@ -4,6 +4,7 @@
  * class 6, rejects with a readable reason) after it. Each case is one to three builds of a tiny
  * repository on forager's base images (bookworm, and trixie for the suite fallback).
  */
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -116,6 +117,22 @@ describe.skipIf(!docker)("issue 30 classes, end to end", () => {
       expect(o.result.reason).toBe("no tests collected: pytest INTERNALERROR: RuntimeError: the suite needs FORAGER_FAKE_SERVICE");
       expect(o.result.cause).toBe("pytest configuration");
       expect(o.inferred!.provenance.attempts).toEqual([{ attempt: 1, suite: "bookworm", step: "reference run", outcome: "no tests collected", decisive: ["pytest INTERNALERROR: RuntimeError: the suite needs FORAGER_FAKE_SERVICE"] }]);
+    },
+    900_000,
+  );
+
+  it(
+    "class 6: a clone missing a blob of older history still builds at a commit whose own tree is complete",
+    async () => {
+      const r = makeRepo(
+        path.join(tmp, `r${n++}`),
+        { "setup.py": "from setuptools import setup\nsetup(name='histpkg', version='0.1', packages=['histpkg'])\n", "histpkg/__init__.py": "", "tests/test_a.py": "def test_a():\n    assert True\n", "old.txt": "gone from the clone\n" },
+        { message: "drop old.txt", files: { "old.txt": null } },
+      );
+      const blob = execFileSync("git", ["-C", r.dir, "rev-parse", `${r.shas[0]}:old.txt`], { encoding: "utf8" }).trim();
+      fs.rmSync(path.join(r.dir, ".git", "objects", blob.slice(0, 2), blob.slice(2)));
+      const o = await inferImage({ repo: r.dir, name: "example/histpkg", stateDir, flakyRuns: 0, suites: ["bookworm"], out: path.join(tmp, "c6b.json") });
+      expect(o.result.reason).toMatch(/1\/1 pass/);
     },
     900_000,
   );
