@@ -620,6 +620,19 @@ describe("class 4: the repository's own pytest configuration decides what is col
     const both = repo({ "pytest.ini": "[pytest]\ntestpaths = t2\n", "pyproject.toml": '[tool.pytest.ini_options]\ntestpaths = ["t1"]\n', "t1/test_a.py": TEST_PY, "t2/test_b.py": TEST_PY });
     expect(readRepository(both.tree)).toMatchObject({ pytestConfigFile: "pytest.ini", testPaths: ["t2"] });
   });
+  it("a test script the repository's Makefile runs directly (test/test.py, outside python_files) is given to pytest by name", () => {
+    const r = repo({
+      "setup.py": "from setuptools import setup\nsetup(name='spkg')\n",
+      Makefile: "lint:\n\tflake8\n\ntest:\n\tcoverage run --source=spkg ./test/test.py -v\n",
+      "spkg/__init__.py": "",
+      "test/__init__.py": "",
+      "test/test.py": "import unittest\n\nclass T(unittest.TestCase):\n    def test_x(self):\n        self.assertTrue(True)\n",
+      "test/test_shells.py": TEST_PY,
+    });
+    const f = readRepository(r.tree);
+    expect(f.testPaths).toEqual(["test", "test/test.py"]);
+    expect(f.testPathsReason).toMatch(/; and test\/test\.py, which the repository's test commands run directly$/);
+  });
   it("a unittest suite runs the way the repository's CI invokes it (a dotted start module under src/, a pattern)", async () => {
     const { unittestInvocation } = await import("../images/infer/read");
     const files = ["src/gpkg/__init__.py", "src/gpkg/tests/__init__.py", "src/gpkg/tests/test_a.py", "tests/x_check.py"];

@@ -213,7 +213,10 @@ function testCommandsIn(text: string): string[] {
   const out: string[] = [];
   for (const line of text.split("\n")) {
     const l = line.trim().replace(/^-\s*/, "");
-    if (/(^|\s|&&\s*)((python3?|uv run|poetry run|pdm run|hatch run)\s+(-m\s+)?)?(pytest|unittest|tox|nox|coverage run)\b/.test(l) && l.length < 300) out.push(l);
+    const runsTool = /(^|\s|&&\s*)((python3?|uv run|poetry run|pdm run|hatch run)\s+(-m\s+)?)?(pytest|unittest|tox|nox|coverage run)\b/.test(l);
+    // A test script run directly: `python tests/run_tests.py`, `./test/test.py`.
+    const runsScript = /(^|\s|&&\s*)(python3?(\.\d+)?\s+|\.\/)[\w./-]*test[\w./-]*\.py\b/i.test(l);
+    if ((runsTool || runsScript) && l.length < 300) out.push(l);
   }
   return out;
 }
@@ -468,6 +471,20 @@ export function readRepository(tree: GitTree): RepoFacts {
     facts.pytestLines = chosen.lines;
     for (const [k, v] of Object.entries(chosen.lines)) facts.pytestOptions[k] = v.join(" ");
   }
+  // Makefile: the recipes of test targets (`test`, `tests`, `check`, `test-*`) are test commands too.
+  const makefile = tree.read("Makefile");
+  if (makefile !== undefined) {
+    facts.filesRead.push("Makefile");
+    let inTest = false;
+    const recipe: string[] = [];
+    for (const line of makefile.split("\n")) {
+      if (/^\t/.test(line)) {
+        if (inTest) recipe.push(line.trim().replace(/^[@-]+/, ""));
+      } else if (/^[\w.-]+\s*:(?!=)/.test(line)) inTest = /^(test|tests|check|test-[\w-]+|tests-[\w-]+)\s*:/.test(line);
+      else if (line.trim()) inTest = false;
+    }
+    facts.testCommands.push(...testCommandsIn(recipe.join("\n")));
+  }
   const noxfile = tree.read("noxfile.py");
   if (noxfile !== undefined) {
     facts.filesRead.push("noxfile.py");
@@ -635,6 +652,23 @@ function shellWord(s: string): string {
 }
 
 /**
+ * Python test files a command line runs directly: `python [-m coverage run …] path.py`,
+ * `coverage run [options] path.py`, `./path.py` — only files of the tree whose name says test
+ * (setup.py, conftest.py and runners of other tools excluded).
+ */
+export function testScriptsIn(command: string, files: string[]): string[] {
+  const out: string[] = [];
+  for (const w of command.split(/\s+/)) {
+    const p = w.replace(/^["']|["']$/g, "").replace(/^\.\//, "").replace(/^\{toxinidir\}\//, "");
+    if (!p.endsWith(".py") || !files.includes(p)) continue;
+    const base = p.slice(p.lastIndexOf("/") + 1);
+    if (/^(setup|conftest|noxfile|manage)\.py$/.test(base) || !/test/i.test(p)) continue;
+    if (!out.includes(p)) out.push(p);
+  }
+  return out;
+}
+
+/**
  * The paths the reference run gives pytest, following the repository before adding any: (1) its
  * `testpaths`, (2) the paths its CI, tox or nox pytest invocations name, (3) a conventional
  * directory (tests/, test/, testing/), (4) the root (no path: pytest walks the rootdir). The first
@@ -655,14 +689,26 @@ function chooseTestPaths(tree: GitTree, facts: RepoFacts): void {
     { paths: ci, reason: "the paths its CI, tox or nox pytest commands name" },
     { paths: conventional, reason: "a conventional test directory" },
   ];
+  // Test scripts the repository's own commands run directly (`coverage run test/test.py`,
+  // `python tests/run.py`): pytest collects a file given by name whatever python_files says.
+  const scripts = [...new Set(facts.testCommands.flatMap((c) => testScriptsIn(c, tree.files)))];
+  const withScripts = (paths: string[], reason: string) => {
+    const extra = scripts.filter((f) => !collectedFiles(tree.files, paths, cfg).includes(f));
+    facts.testPaths = [...paths, ...extra];
+    facts.testPathsReason = reason + (extra.length ? `; and ${extra.join(", ")}, which the repository's test commands run directly` : "");
+  };
   for (const c of candidates) {
     if (!c.paths.length) continue;
     const n = collectedFiles(tree.files, c.paths, cfg).length;
     if (n > 0) {
-      facts.testPaths = c.paths;
-      facts.testPathsReason = `${c.reason}: ${n} test file${n === 1 ? "" : "s"} under python_files ${(cfg.pythonFiles ?? ["test_*.py", "*_test.py"]).join(" ")}`;
+      withScripts(c.paths, `${c.reason}: ${n} test file${n === 1 ? "" : "s"} under python_files ${(cfg.pythonFiles ?? ["test_*.py", "*_test.py"]).join(" ")}`);
       return;
     }
+  }
+  if (scripts.length) {
+    withScripts([], "the test scripts the repository's test commands run directly");
+    facts.testPathsReason = `${scripts.join(", ")}: the test scripts the repository's test commands run directly`;
+    return;
   }
   const root = collectedFiles(tree.files, [], cfg).length;
   facts.testPaths = [];
