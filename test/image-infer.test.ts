@@ -704,6 +704,7 @@ describe("class 5: version skew walks back by dependency-file dates", () => {
     expect(versionSkew("E   TypeError: Can't instantiate abstract class Impl with abstract method new_hook", "mypkg")).toMatch(/abstract method new_hook/);
     expect(versionSkew("E   AttributeError: module 'importlib_metadata' has no attribute 'packages_distributions'", "mypkg")).toMatch(/importlib_metadata/);
     expect(versionSkew("E   ImportError: cannot import name 'helper' from 'mypkg.util'", "mypkg")).toBeUndefined();
+    expect(versionSkew("E       TypeError: TestServer.__init__() got an unexpected keyword argument 'engine'", "pysocks")).toMatch(/unexpected keyword argument 'engine'/);
     expect(versionSkew("1 failed, 9 passed")).toBeUndefined();
   });
 });
