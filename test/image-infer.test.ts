@@ -534,6 +534,10 @@ describe("class 2: the suite chosen by what it satisfies", () => {
     expect(rank(facts(["six"])).order.map((f) => f.suite)).toEqual(["bookworm", "trixie"]);
     expect(rank(facts(["six"], ["pytest>=8"])).order[0]!.suite).toBe("bookworm"); // pytest not in these fake tables: missing on both
     expect(rank(facts(["six"], [], ">=3.12")).order.map((f) => f.suite)).toEqual(["trixie"]);
+    // Neither meets the lower bound: the newer packaged version is the closer one.
+    const both = rank(facts(["attrs>=26"]));
+    expect(both.order.map((f) => f.suite)).toEqual(["trixie", "bookworm"]);
+    expect(both.reason).toMatch(/^trixie: neither satisfies every specifier; its packaged versions are the newer ones/);
   });
 });
 
@@ -617,6 +621,9 @@ describe("class 4: the repository's own pytest configuration decides what is col
     // pytest 9's native table is read like ini_options; pytest.ini wins over pyproject.toml.
     const native = repo({ "pyproject.toml": '[tool.pytest]\ntestpaths = ["checks"]\npython_files = ["check_*.py"]\n', "checks/check_a.py": TEST_PY });
     expect(readRepository(native.tree).testPaths).toEqual(["checks"]);
+    // pytest's minversion is a requirement on pytest.
+    const min = repo({ "tox.ini": "[pytest]\nminversion = 8.0\n", "tests/test_a.py": TEST_PY });
+    expect(readRepository(min.tree).testDependencies).toEqual([expect.objectContaining({ name: "pytest", specifier: ">=8.0", from: "tox.ini pytest minversion" })]);
     const both = repo({ "pytest.ini": "[pytest]\ntestpaths = t2\n", "pyproject.toml": '[tool.pytest.ini_options]\ntestpaths = ["t1"]\n', "t1/test_a.py": TEST_PY, "t2/test_b.py": TEST_PY });
     expect(readRepository(both.tree)).toMatchObject({ pytestConfigFile: "pytest.ini", testPaths: ["t2"] });
   });
@@ -720,6 +727,8 @@ describe("class 6: readable rejections", () => {
     const coll = "____ ERROR collecting tests/test_a.py ____\ntests/test_a.py:1: in <module>\n    import zzz\nE   ModuleNotFoundError: No module named 'zzz'\n____ ERROR collecting tests/test_b.py ____\n'm' not found in `markers` configuration option\n=== short test summary info ===\n";
     expect(decisiveLines(coll)).toEqual(["collecting tests/test_a.py: ModuleNotFoundError: No module named 'zzz'", "collecting tests/test_b.py: 'm' not found in `markers` configuration option"]);
     expect(decisiveLines("FAILED tests/test_a.py::test_x - AssertionError: 1 != 2\n1 failed")).toEqual(["FAILED tests/test_a.py::test_x - AssertionError: 1 != 2"]);
+    const bare = ['Traceback (most recent call last):', '  File "/usr/lib/python3/dist-packages/_pytest/config/argparsing.py", line 215, in addini', '    assert type in (None, "string")', "           ^^^^^^^^^^^^^^^^^^^^^", "AssertionError", "forager-exit-code=1"].join("\n");
+    expect(decisiveLines(bare)).toEqual(['AssertionError at /usr/lib/python3/dist-packages/_pytest/config/argparsing.py:215 (assert type in (None, "string"))']);
     expect(decisiveLines("ERROR: test_x (t.T.test_x)\n----\nTraceback (most recent call last):\n  File \"t.py\", line 3\nValueError: bad\n\n----")).toEqual(["ERROR: test_x (t.T.test_x): ValueError: bad"]);
   });
   it("an incomplete clone (a missing git object) is named as such", async () => {

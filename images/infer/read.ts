@@ -470,6 +470,9 @@ export function readRepository(tree: GitTree): RepoFacts {
     facts.pytestConfigFile = chosen.file;
     facts.pytestLines = chosen.lines;
     for (const [k, v] of Object.entries(chosen.lines)) facts.pytestOptions[k] = v.join(" ");
+    // `minversion` is a requirement on pytest: an older pytest stops before collecting.
+    const min = /^\s*(\d+(?:\.\d+)*)\s*$/.exec(chosen.lines.minversion?.join(" ") ?? "");
+    if (min) facts.testDependencies.push({ name: "pytest", normalized: "pytest", extras: [], specifier: `>=${min[1]}`, marker: "", from: `${chosen.file} pytest minversion` });
   }
   // Makefile: the recipes of test targets (`test`, `tests`, `check`, `test-*`) are test commands too.
   const makefile = tree.read("Makefile");

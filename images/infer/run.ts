@@ -470,7 +470,8 @@ async function inferOnSuite(
   }
   const c = result;
   const decisive = c.decisive?.[0] ?? firstError(lastLog);
-  const skew = versionSkew(lastLog, facts.projectName ?? repo.split("/")[1]);
+  // Skew seen in the log, else a runtime requirement whose specifier the suite's package does not meet.
+  const skew = versionSkew(lastLog, facts.projectName ?? repo.split("/")[1]) ?? (fit.outdatedRuntime.length ? `runtime requirement outside the packaged version: ${fit.outdatedRuntime.join("; ")}` : undefined);
   if (skew) c.skew = skew;
   if (c.testsCollected === 0) {
     if (/forager-exit-code=(124|137)\s*$/.test(lastLog.trim())) return done(`reference run timed out after ${timeout} s (no pytest summary)`);

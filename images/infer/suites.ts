@@ -16,6 +16,7 @@ import { BASE_SUITE, BASE_SUITES, baseImageTag, type BaseSuite, ensureBaseImage 
 import { runInImage } from "../docker";
 import { defaultStateDir } from "../state";
 import { DebianMapper, notNeeded, parseVersionTable } from "./debian";
+import { compare as pep440Compare } from "@renovatebot/pep440";
 import { markerActive, pythonSatisfies } from "./pep508";
 import type { RepoFacts, SourcedRequirement } from "./read";
 
@@ -178,7 +179,27 @@ export function suiteFit(facts: Pick<RepoFacts, "requiresPython" | "dependencies
  */
 export function rankSuites(fits: SuiteFit[]): { order: SuiteFit[]; reason: string } {
   const ok = fits.filter((f) => f.pythonOk);
-  const key = (f: SuiteFit) => [f.missingRuntime.length, f.outdatedRuntime.length, f.missingTest.length + f.outdatedTest.length];
+  // Where no suite satisfies a lower bound, the newer packaged version is the closer one: on a
+  // tie, the suite with more of the newest versions among its outdated requirements comes first.
+  const versionOf = (entry: string) => /\(\w+ has ([^)]+)\)$/.exec(entry)?.[1];
+  const distOf = (entry: string) => entry.split(/[<>=!~ ]/)[0]!;
+  const newest = new Map<string, string>();
+  const newer = (a: string, b: string) => {
+    try {
+      return pep440Compare(a, b) > 0;
+    } catch {
+      return false;
+    }
+  };
+  for (const f of ok) {
+    for (const e of [...f.outdatedRuntime, ...f.outdatedTest]) {
+      const v = versionOf(e);
+      const cur = newest.get(distOf(e));
+      if (v && (!cur || newer(v, cur))) newest.set(distOf(e), v);
+    }
+  }
+  const closer = (f: SuiteFit) => [...f.outdatedRuntime, ...f.outdatedTest].filter((e) => versionOf(e) !== newest.get(distOf(e))).length;
+  const key = (f: SuiteFit) => [f.missingRuntime.length, f.outdatedRuntime.length, f.missingTest.length + f.outdatedTest.length, closer(f)];
   const order = ok
     .map((f, i) => ({ f, i }))
     .sort((a, b) => {
@@ -200,7 +221,9 @@ export function rankSuites(fits: SuiteFit[]): { order: SuiteFit[]; reason: strin
         ? "the only suite whose Python satisfies requires-python"
         : fits.indexOf(first) === 0 && others.every((o) => !o.pythonOk || key(o).join() === key(first).join())
           ? "both satisfy the same requirements; the first in preference order"
-          : "it satisfies more of the requirements";
+          : others.every((o) => !o.pythonOk || key(o).slice(0, 3).join() === key(first).slice(0, 3).join())
+            ? "neither satisfies every specifier; its packaged versions are the newer ones"
+            : "it satisfies more of the requirements";
   return { order, reason: `${first.suite}: ${why}. ${fits.map(describe).join("; ")}` };
 }
 

@@ -92,6 +92,18 @@ export function decisiveLines(log: string, max = 6): string[] {
   const build = lines.find((l) => /fatal error:|No matching distribution found|ResolutionImpossible|^E: (Unable|Package|Version)|^ERROR: (Could not|Failed|No matching)|^fatal: |^error: (?!subprocess-exited-with-error|metadata-generation-failed)/.test(l.trim()));
   push(build);
   if (/forager-exit-code=(124|137)\s*$/.test(log.trim())) push("the reference run was stopped by its time limit");
+  // A plain traceback (pytest stopped while starting up): its final exception, with the frame
+  // that raised it when the exception carries no message (a bare AssertionError).
+  if (!out.length) {
+    const i = lines.map((l) => exceptionLine(l) && !/^\s/.test(l)).lastIndexOf(true);
+    if (i >= 0) {
+      const exc = exceptionOf(lines[i]!);
+      const frame = lines.slice(0, i).reverse().findIndex((l) => /^\s*File "[^"]+", line \d+/.test(l));
+      const at = frame >= 0 ? /File "([^"]+)", line (\d+)/.exec(lines[i - 1 - frame]!) : null;
+      const code = frame >= 0 ? lines[i - frame]?.trim() : undefined;
+      push(exc?.message || !at ? lines[i] : `${lines[i]!.trim()} at ${at[1]}:${at[2]}${code && !/^\^+$/.test(code) ? ` (${code})` : ""}`);
+    }
+  }
   if (!out.length) push(lines.filter((l) => l.trim() && !/^forager-exit-code=/.test(l)).pop());
   return out.slice(0, max);
 }
