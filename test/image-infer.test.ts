@@ -705,6 +705,24 @@ describe("class 5: version skew walks back by dependency-file dates", () => {
     expect(skewTarget(dir, head!, ["bookworm", "trixie"])!.commit).toBe(may2024);
     expect(skewTarget(dir, may2024!, ["bookworm", "trixie"])!.commit).toBe(old);
   });
+  it("a runtime requirement beyond every suite's package: back to the newest dependency state a suite satisfies, found statically", async () => {
+    const { dir, shas } = datedRepo([
+      { date: "2024-01-10T00:00:00Z", message: "six any", files: { "pyproject.toml": pp("six>=1.0"), "skewpkg/__init__.py": "", "tests/test_a.py": TEST_PY } },
+      { date: "2024-02-01T00:00:00Z", message: "code", files: { "skewpkg/a.py": "x = 1\n" } },
+      { date: "2025-12-01T00:00:00Z", message: "six from the future", files: { "pyproject.toml": pp("six>=99") } },
+      { date: "2025-12-02T00:00:00Z", message: "code", files: { "skewpkg/a.py": "x = 2\n" } },
+    ]);
+    const [, feb2024, , head] = shas;
+    const built: string[] = [];
+    const infer = async (o: InferOptions): Promise<InferOutcome> => {
+      built.push(o.commit!);
+      const ok = o.commit === feb2024;
+      return { repo: "x/skewpkg", commit: o.commit!, files: [], result: { accepted: ok, reason: ok ? "1/1 pass" : "version skew: 0/1 pass", ...(ok ? {} : { skew: "runtime requirement outside the packaged version: six>=99 (bookworm has 1.16.0)" }), python: "3.11.2", testsCollected: 1, passed: ok ? 1 : 0, failed: ok ? 0 : 1, skipped: 0, passRate: ok ? 1 : 0, flaky: [], buildSeconds: 0, imageMb: 0, attempts: 1, sourceInstall: false } };
+    };
+    const w = await latestRunnable({ repo: dir, infer, maxTries: 3, stateDir: path.join(tmp, "walkstate"), suites: ["bookworm"] });
+    expect(built).toEqual([head, feb2024]);
+    expect(w.tries[0]!.reason).toMatch(/version skew: back to [0-9a-f]{12} \(dependency files of 2024-01-10\), the newest whose runtime requirements bookworm satisfies/);
+  });
   it("reads version skew from a test log (a name the packaged version lacks, an abstract method added later), not from the project's own modules", async () => {
     const { versionSkew } = await import("../images/infer/verdict");
     expect(versionSkew("E   ImportError: cannot import name 'Converter' from 'attrs' (/usr/lib/python3/dist-packages/attrs/__init__.py)", "mypkg")).toMatch(/^ImportError: cannot import name 'Converter' from 'attrs'/);

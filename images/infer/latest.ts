@@ -4,10 +4,12 @@
  * `inferImage`. A commit that fails the static check (no suite's Python satisfies requires-python,
  * or every suite that fits lacks a runtime dependency) fails the same way at every older commit with
  * the same dependency files, so the walk steps over all of them to the parent of the newest commit
- * that changed one. A commit rejected for version skew (tests failing at import against a packaged
- * dependency of another era, on every suite tried) jumps by dependency-file dates: to the newest
- * commit dated before the release of the newest suite whose packages predate the commit's
- * dependency files (images/infer/suites.ts SUITE_RELEASED), else to the previous dependency set.
+ * that changed one. A commit rejected for version skew on every suite tried jumps by dependency
+ * files: when a runtime requirement's specifier is beyond every suite's package, to the newest
+ * earlier dependency state some suite satisfies (read statically, {@link satisfiableTarget});
+ * when tests fail at import against a packaged dependency of another era, to the newest commit
+ * dated before the release of the newest suite whose packages predate the commit's dependency
+ * files (images/infer/suites.ts SUITE_RELEASED), else to the previous dependency set.
  * A suite that ran out of time ends the walk (an older commit is no shorter); any other rejection
  * is followed by the parent.
  */
@@ -97,6 +99,33 @@ export function skewTarget(gitDir: string, commit: string, suites: BaseSuite[] =
 }
 
 /**
+ * The newest older commit whose dependency files some suite satisfies in full (every runtime
+ * requirement packaged, within its specifier; Python within requires-python), found statically:
+ * for each earlier dependency state (the commits that changed a dependency file, newest first, at
+ * most `maxStates`), the newest commit that has it is read and its suites fitted. For a commit
+ * rejected because a runtime requirement's lower bound is above every suite's package.
+ * @returns the commit and why, or undefined when none of those states fits.
+ */
+export async function satisfiableTarget(gitDir: string, commit: string, opts: { suites?: BaseSuite[]; stateDir?: string; name?: string; maxStates?: number } = {}): Promise<{ commit: string; why: string } | undefined> {
+  const changes = git(gitDir, ["log", "--first-parent", `--max-count=${(opts.maxStates ?? 60) + 1}`, "--format=%H %cI", commit, "--", ...DEPENDENCY_FILES]).split("\n").filter(Boolean).map((l) => l.split(" ") as [string, string]);
+  for (let i = 1; i < changes.length; i++) {
+    // The state introduced by changes[i] lasts until changes[i - 1]: its newest commit is that one's parent.
+    let target: string;
+    try {
+      target = git(gitDir, ["rev-parse", `${changes[i - 1]![0]}^1`]);
+    } catch {
+      return undefined;
+    }
+    const facts = readRepository(new GitTree(gitDir, target));
+    const self = facts.projectName ? normalizeName(facts.projectName) : (opts.name ?? "").split("/")[1]?.toLowerCase();
+    const { fits } = await suiteFits(facts, opts.suites ?? SUITE_ORDER, { ...(opts.stateDir ? { stateDir: opts.stateDir } : {}), ...(self ? { self } : {}) });
+    const ok = rankSuites(fits).order.find((f) => !f.missingRuntime.length && !f.outdatedRuntime.length);
+    if (ok) return { commit: target, why: `back to ${target.slice(0, 12)} (dependency files of ${changes[i]![1].slice(0, 10)}), the newest whose runtime requirements ${ok.suite} satisfies` };
+  }
+  return undefined;
+}
+
+/**
  * Walk back from `from` (default HEAD) for at most `maxTries` commits looked at. `infer` replaces
  * {@link inferImage} (tests).
  * @returns the commit chosen, each try with its reason, and the accepted outcome.
@@ -141,7 +170,12 @@ export async function latestRunnable(o: InferOptions & { from?: string; maxTries
     }
     const decisive = out.result.decisive ?? [];
     if (out.result.skew) {
-      const t = skewTarget(gitDir, commit, o.suites ?? SUITE_ORDER);
+      // A requirement's bound no suite meets: the newest dependency state some suite meets, found
+      // statically; skew seen only at import: the era of the suites' packages.
+      const bound = /^runtime requirement outside/.test(out.result.skew)
+        ? await satisfiableTarget(gitDir, commit, { ...(o.suites ? { suites: o.suites } : {}), ...(o.stateDir ? { stateDir: o.stateDir } : {}), ...(o.name ? { name: o.name } : {}) })
+        : undefined;
+      const t = bound ?? skewTarget(gitDir, commit, o.suites ?? SUITE_ORDER);
       tries.push({ commit, verdict: "rejected", reason: `${out.result.reason}${t ? `; version skew: ${t.why}` : ""}`, ...(decisive.length ? { decisive } : {}) });
       say(`${commit.slice(0, 12)} rejected: ${out.result.reason}${t ? `; ${t.why}` : ""}`);
       commit = t?.commit;
