@@ -44,8 +44,8 @@ export interface RepoFacts {
   /** File a VCS version plugin writes at build time (hatch-vcs version-file, setuptools-scm write_to / version_file). */
   versionFile?: string;
   /**
-   * C (or Cython) extension modules built by setup.py (`Extension(`, `ext_modules`, `cythonize(`
-   * with .c / .pyx sources in the tree): the image gets a compiler and builds them in place.
+   * C, C++ or Cython extension modules built by setup.py (`Extension(`, `ext_modules`, `cythonize(`
+   * with .c / .cpp / .pyx sources in the tree): the image gets a compiler and builds them in place.
    * "cython" when .pyx sources are among them.
    */
   cExtensions?: "c" | "cython";
@@ -213,7 +213,7 @@ function testCommandsIn(text: string): string[] {
   const out: string[] = [];
   for (const line of text.split("\n")) {
     const l = line.trim().replace(/^-\s*/, "");
-    const runsTool = /(^|\s|&&\s*)((python3?|uv run|poetry run|pdm run|hatch run)\s+(-m\s+)?)?(pytest|unittest|tox|nox|coverage run)\b/.test(l);
+    const runsTool = /(^|\s|&&\s*)((python3?|uv run|poetry run|pdm run|hatch run)\s+(-m\s+)?)?(pytest|py\.test|unittest|tox|nox|coverage run)(?=\s|$)/.test(l) && !/\bpip3? (un)?install\b/.test(l);
     // A test script run directly: `python tests/run_tests.py`, `./test/test.py`.
     const runsScript = /(^|\s|&&\s*)(python3?(\.\d+)?\s+|\.\/)[\w./-]*test[\w./-]*\.py\b/i.test(l);
     if ((runsTool || runsScript) && l.length < 300) out.push(l);
@@ -509,7 +509,7 @@ export function readRepository(tree: GitTree): RepoFacts {
     if (facts.backend === "unknown" && !buildBackend) buildBackend = "setuptools";
     const nameLit = /\bsetup\s*\([\s\S]*?\bname\s*=\s*(['"])([A-Za-z0-9][\w.-]*)\1/.exec(setupPy);
     if (!projectName && nameLit) projectName = nameLit[2];
-    if (/\bExtension\s*\(|\bext_modules\s*=\s*(?!\[\s*\])|\bcythonize\s*\(/.test(setupPy) && tree.files.some((f) => /\.(c|pyx)$/.test(f) && !/(^|\/)(tests?|docs?|benchmarks?)\//.test(f))) {
+    if (/\bExtension\s*\(|\bext_modules\s*=\s*(?!\[\s*\])|\bcythonize\s*\(/.test(setupPy) && tree.files.some((f) => /\.(c|cc|cpp|cxx|pyx)$/.test(f) && !/(^|\/)(tests?|docs?|benchmarks?)\//.test(f))) {
       facts.cExtensions = tree.files.some((f) => f.endsWith(".pyx")) ? "cython" : "c";
     }
     // A setup.py that reads a requirements file for install_requires names it.
