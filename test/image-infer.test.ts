@@ -392,6 +392,7 @@ describe("repair rules", () => {
     expect(repairFromLog(base, "1 failed, 9 passed", mapper)).toBeUndefined();
     const internal = "INTERNALERROR>   File \"/usr/lib/python3/dist-packages/_pytest/config/__init__.py\"\nINTERNALERROR> pytest.PytestConfigWarning: Unknown config option: asyncio_default_fixture_loop_scope";
     expect(repairFromLog(base, internal, mapper)!.spec.testCommand).toBe("pytest -rA -W ignore::pytest.PytestConfigWarning");
+    expect(repairFromLog(base, "E       distutils.errors.CompileError: error: command 'x86_64-linux-gnu-gcc' failed: No such file or directory", mapper)!.spec.systemPackages).toEqual(expect.arrayContaining(["build-essential", "python3-dev"]));
     expect(repairFromLog(base, "INTERNALERROR> SystemError: AST constructor recursion depth mismatch (before=114, after=165)", mapper)!.spec.testCommand).toBe("pytest -rA --assert=plain");
     // The project's own module is never "repaired" with Debian's copy of the project.
     expect(repairFromLog({ ...base, repo: "x/six" }, "E   ModuleNotFoundError: No module named 'six._version'", mapper)).toBeUndefined();
@@ -621,6 +622,9 @@ describe("class 4: the repository's own pytest configuration decides what is col
     // pytest 9's native table is read like ini_options; pytest.ini wins over pyproject.toml.
     const native = repo({ "pyproject.toml": '[tool.pytest]\ntestpaths = ["checks"]\npython_files = ["check_*.py"]\n', "checks/check_a.py": TEST_PY });
     expect(readRepository(native.tree).testPaths).toEqual(["checks"]);
+    // Plugins' configuration options and required_plugins are requirements on the plugins.
+    const plug = repo({ "pytest.ini": "[pytest]\nDJANGO_SETTINGS_MODULE = site.settings\nrequired_plugins = pytest-timeout>=2 pytest-env\n", "tests/test_a.py": TEST_PY });
+    expect(readRepository(plug.tree).testDependencies.map((r) => r.name + r.specifier)).toEqual(["pytest-django", "pytest-timeout>=2", "pytest-env"]);
     // pytest's minversion is a requirement on pytest.
     const min = repo({ "tox.ini": "[pytest]\nminversion = 8.0\n", "tests/test_a.py": TEST_PY });
     expect(readRepository(min.tree).testDependencies).toEqual([expect.objectContaining({ name: "pytest", specifier: ">=8.0", from: "tox.ini pytest minversion" })]);

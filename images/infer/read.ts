@@ -129,6 +129,25 @@ export function testTooling(dist: string): boolean {
   );
 }
 
+/** pytest configuration options that belong to a plugin, and the plugin's distribution. */
+export const INI_PLUGINS: Record<string, string> = {
+  DJANGO_SETTINGS_MODULE: "pytest-django",
+  django_find_project: "pytest-django",
+  asyncio_mode: "pytest-asyncio",
+  asyncio_default_fixture_loop_scope: "pytest-asyncio",
+  env: "pytest-env",
+  timeout: "pytest-timeout",
+  timeout_method: "pytest-timeout",
+  mock_use_standalone_module: "pytest-mock",
+  trio_mode: "pytest-trio",
+  qt_api: "pytest-qt",
+  mpl_baseline_path: "pytest-mpl",
+  doctest_plus: "pytest-doctestplus",
+  doctest_rst: "pytest-doctestplus",
+  httpserver_listen_address: "pytest-httpserver",
+  rsyncdirs: "pytest-xdist",
+};
+
 /** Requirements files never read: documentation, lint, typing and release lists. */
 const SKIPPED_REQUIREMENT_FILE = /(^|[/_.-])(docs?|lint|linting|typ(e|es|ing)|mypy|release|publish|bench(mark)?s?|style|format|pre-commit)([/_.-]|$)/i;
 /** Requirements file names that say test or development. */
@@ -470,6 +489,12 @@ export function readRepository(tree: GitTree): RepoFacts {
     facts.pytestConfigFile = chosen.file;
     facts.pytestLines = chosen.lines;
     for (const [k, v] of Object.entries(chosen.lines)) facts.pytestOptions[k] = v.join(" ");
+    // Options of plugins in the configuration, and `required_plugins`, are requirements on those plugins.
+    for (const key of Object.keys(chosen.lines)) {
+      const plugin = INI_PLUGINS[key];
+      if (plugin) facts.testDependencies.push({ name: plugin, normalized: normalizeName(plugin), extras: [], specifier: "", marker: "", from: `${chosen.file} pytest option ${key}` });
+    }
+    facts.testDependencies.push(...reqs((chosen.lines.required_plugins ?? []).flatMap((l) => l.split(/\s+(?![<>=!~])/)), `${chosen.file} pytest required_plugins`));
     // `minversion` is a requirement on pytest: an older pytest stops before collecting.
     const min = /^\s*(\d+(?:\.\d+)*)\s*$/.exec(chosen.lines.minversion?.join(" ") ?? "");
     if (min) facts.testDependencies.push({ name: "pytest", normalized: "pytest", extras: [], specifier: `>=${min[1]}`, marker: "", from: `${chosen.file} pytest minversion` });

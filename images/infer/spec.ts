@@ -536,6 +536,13 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
     testCommand += " -W ignore::pytest.PytestConfigWarning";
     changes.push({ trigger: cfg[0], change: "ignore pytest config warnings (an ini option this pytest or plugin version does not know, made an error by filterwarnings)" });
   }
+  // Tests that compile C code (a test building an extension module) need the compiler.
+  const cc = /error: command '[^']*gcc' failed|(?:x86_64-linux-gnu-)?gcc: (?:not found|No such file or directory)|unable to execute '[^']*gcc'|fatal error: Python\.h: No such file or directory/.exec(log);
+  if (cc && !system.has("build-essential") && !pip) {
+    system.add("build-essential");
+    system.add("python3-dev");
+    changes.push({ trigger: cc[0], change: "add build-essential python3-dev (the tests compile C code)" });
+  }
   // CPython 3.11.2 (bookworm) can fail inside pytest's assertion rewriter on some test modules
   // ("SystemError: AST constructor recursion depth mismatch"): plain asserts avoid the rewriter.
   const ast = /SystemError: AST constructor recursion depth mismatch[^\n]*/.exec(log);
