@@ -10,7 +10,7 @@ import path from "node:path";
 import type { Command } from "commander";
 import { defaultStateDir } from "../state";
 import { latestRunnable, type RunnableTry } from "./latest";
-import { inferImage, type InferOutcome } from "./run";
+import { inferImage, nameFromRepo, type InferOutcome } from "./run";
 import type { SetupAgent } from "./setup";
 import { causeOf, incompleteClone, verdictTable } from "./verdict";
 
@@ -137,7 +137,7 @@ export function registerInferCommand(images: Command, makeSetupAgent?: SetupAgen
             if (last) line = summaryLine(last, (performance.now() - t0) / 1000, w.tries);
             else {
               const t = w.tries[w.tries.length - 1];
-              line = { ...failedLine(repo, `no runnable commit in ${w.tries.length} tries${t ? `; last: ${t.reason}` : ""}`, (performance.now() - t0) / 1000, t?.decisive), latest_runnable: { commit: null, tries: w.tries } };
+              line = { ...failedLine(o.repo && o.name ? o.name : nameFromRepo(repo), `no runnable commit in ${w.tries.length} tries${t ? `; last: ${t.reason}` : ""}`, (performance.now() - t0) / 1000, t?.decisive), latest_runnable: { commit: null, tries: w.tries } };
             }
           } else {
             const out = await inferImage(opts);
@@ -145,7 +145,7 @@ export function registerInferCommand(images: Command, makeSetupAgent?: SetupAgen
           }
         } catch (err) {
           const msg = (err as Error).message;
-          line = failedLine(repo, incompleteClone(msg) ?? `error: ${msg.split("\n")[0]}`, (performance.now() - t0) / 1000);
+          line = failedLine(o.repo && o.name ? o.name : nameFromRepo(repo), incompleteClone(msg) ?? `error: ${msg.split("\n")[0]}`, (performance.now() - t0) / 1000);
         }
         rows.push(line);
         if (summary) fs.writeSync(summary, JSON.stringify(line) + "\n");

@@ -182,7 +182,7 @@ export function causeOf(accepted: boolean, reason: string, decisive: string[] = 
   if (/timed out|time limit/.test(reason)) return "timeout";
   if (/^build failed/.test(reason)) return "build failed";
   if (/^no tests found/.test(reason)) return "no tests found";
-  if (/^no tests collected/.test(reason)) return /pytest (INTERNALERROR|could not parse)|usage:|error: unrecognized|ImportError while loading conftest|not found in `markers`|PytestConfigWarning/.test(all) ? "pytest configuration" : "no tests collected";
+  if (/^no tests collected/.test(reason)) return /pytest (INTERNALERROR|could not parse)|usage:|error: unrecognized|ImportError while loading conftest|not found in `markers`|PytestConfigWarning|'minversion' requires pytest/.test(all) ? "pytest configuration" : "no tests collected";
   if (/pass \(/.test(reason)) return "tests failing";
   return "error";
 }
