@@ -744,6 +744,8 @@ describe("class 6: readable rejections", () => {
     const internal = ["INTERNALERROR> Traceback (most recent call last):", 'INTERNALERROR>   File "/w/conftest.py", line 2, in pytest_configure', 'INTERNALERROR>     raise RuntimeError("needs X")', "INTERNALERROR> RuntimeError: needs X", "forager-exit-code=3"].join("\n");
     expect(decisiveLines(internal)[0]).toBe("pytest INTERNALERROR: RuntimeError: needs X");
     expect(causeOf(false, "no tests collected: pytest INTERNALERROR: RuntimeError: needs X")).toBe("pytest configuration");
+    expect(causeOf(false, "no tests collected: git submodule libx is not in the clone (the tests need it): FileNotFoundError: x")).toBe("missing submodule");
+    expect(readRepository(repo({ ".gitmodules": '[submodule "libx"]\n\tpath = libx\n\turl = https://example.invalid/libx\n', "tests/test_a.py": TEST_PY }).tree).submodules).toEqual(["libx"]);
     const wf = "ERROR: while parsing the following warning configuration:\n\n  ignore::absent.W\n\nThis error occurred:\n\nTraceback (most recent call last):\n  File \"x\", line 1\nModuleNotFoundError: No module named 'absent'\n";
     expect(decisiveLines(wf)[0]).toBe("pytest could not parse the warning filter ignore::absent.W: ModuleNotFoundError: No module named 'absent'");
     const coll = "____ ERROR collecting tests/test_a.py ____\ntests/test_a.py:1: in <module>\n    import zzz\nE   ModuleNotFoundError: No module named 'zzz'\n____ ERROR collecting tests/test_b.py ____\n'm' not found in `markers` configuration option\n=== short test summary info ===\n";
@@ -766,6 +768,8 @@ describe("class 6: readable rejections", () => {
       msg = gitFailure(err);
     }
     expect(msg).toMatch(new RegExp(`^incomplete clone: git object of tests/test_a\\.py at ${r.commit.slice(0, 12)} is missing \\(bad object\\); the clone or fetch stopped early, fetch the repository again$`));
+    const { incompleteClone } = await import("../images/infer/verdict");
+    expect(incompleteClone(`Command failed: git checkout -B main ${r.commit}\nerror: unable to read sha1 file of static/app.js.map (aadc532980d3a44eb226cca99d1cbe3d97bb5d7a)`)).toMatch(/^incomplete clone: git object aadc532980d3 \(static\/app\.js\.map\) is missing/);
     await expect(inferImage({ repo: r.dir, name: "x/pkg", stateDir: path.join(tmp, "walkstate"), suites: ["bookworm"], out: path.join(tmp, "ic.json") })).rejects.toThrow(/^incomplete clone: git object/);
   });
   it("the verdict table groups repositories by cause, with counts and minutes", async () => {

@@ -77,6 +77,8 @@ export interface RepoFacts {
   pytestConfigFile?: string;
   /** Why {@link testPaths} are what they are (the repository's testpaths, its CI's pytest arguments, a conventional directory, or the root). */
   testPathsReason?: string;
+  /** Paths of git submodules (`.gitmodules`): not part of the commit's tree, so absent from the image. */
+  submodules?: string[];
   /** How each requirements file was classified (runtime or test) and why. */
   requirementFiles: { file: string; role: "runtime" | "test"; reason: string }[];
   /** Extras and dependency groups the CI, tox or nox install for their test runs (normalized names). */
@@ -344,6 +346,11 @@ export function readRepository(tree: GitTree): RepoFacts {
     filesRead: [],
     warnings: [],
   };
+  const gitmodules = tree.read(".gitmodules");
+  if (gitmodules !== undefined) {
+    const subs = [...gitmodules.matchAll(/^\s*path\s*=\s*(\S+)\s*$/gm)].map((m) => m[1]!.replace(/\/+$/, ""));
+    if (subs.length) facts.submodules = subs;
+  }
   let buildBackend = "";
   /** Whether the package metadata itself declares the runtime requirements (then a requirements file is not where they live). */
   let declaresRuntime = false;

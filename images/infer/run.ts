@@ -469,7 +469,10 @@ async function inferOnSuite(
     applyRepair(inferred, r, attempt);
   }
   const c = result;
-  const decisive = c.decisive?.[0] ?? firstError(lastLog);
+  let decisive = c.decisive?.[0] ?? firstError(lastLog);
+  // A git submodule the tests read is not in the clone (forager builds from the commit's tree, offline).
+  const sub = facts.submodules?.find((p) => lastLog.includes(`/testbed/${p}/`) || lastLog.includes(` ${p}/`) || lastLog.includes(`'${p}/`));
+  if (sub) decisive = `git submodule ${sub} is not in the clone (the tests need it): ${decisive}`;
   // Skew seen in the log, else a runtime requirement whose specifier the suite's package does not meet.
   const skew = versionSkew(lastLog, facts.projectName ?? repo.split("/")[1]) ?? (fit.outdatedRuntime.length ? `runtime requirement outside the packaged version: ${fit.outdatedRuntime.join("; ")}` : undefined);
   if (skew) c.skew = skew;

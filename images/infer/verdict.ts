@@ -9,6 +9,7 @@
 export const CAUSES = [
   "accepted",
   "incomplete clone",
+  "missing submodule",
   "python version",
   "missing runtime dependency",
   "version skew",
@@ -146,9 +147,13 @@ const MISSING_OBJECT = /(bad object|missing (blob|tree|commit) object|unable to 
 export function incompleteClone(message: string): string | undefined {
   const m = MISSING_OBJECT.exec(message);
   if (!m) return undefined;
+  // git names the object several ways: `sha1 file of PATH (SHA)`, `SHA for 'PATH'`, `COMMIT:PATH`, or the sha alone.
+  const ofFile = /file of (\S+) \(([0-9a-f]{40})\)/.exec(message) ?? /\b([0-9a-f]{40}) for '([^']+)'/.exec(message);
   const file = /\b([0-9a-f]{40}):(\S+)/.exec(message);
-  const sha = /\b([0-9a-f]{40})\b/.exec(message)?.[1] ?? /\b([0-9a-f]{7,39})\b/.exec(m[0])?.[1];
-  const what = file ? `of ${file[2]} at ${file[1]!.slice(0, 12)} ` : sha ? `${sha.slice(0, 12)} ` : "";
+  const sha = /\b([0-9a-f]{40})\b/.exec(m[0])?.[1] ?? /\b([0-9a-f]{40})\b/.exec(message.slice(message.indexOf(m[0])))?.[1] ?? /\b([0-9a-f]{40})\b/.exec(message)?.[1];
+  const what = ofFile
+    ? ofFile[0].startsWith("file of") ? `${ofFile[2]!.slice(0, 12)} (${ofFile[1]}) ` : `${ofFile[1]!.slice(0, 12)} (${ofFile[2]}) `
+    : file ? `of ${file[2]} at ${file[1]!.slice(0, 12)} ` : sha ? `${sha.slice(0, 12)} ` : "";
   return `incomplete clone: git object ${what}is missing (${clean(m[0], 80)}); the clone or fetch stopped early, fetch the repository again`;
 }
 
@@ -177,6 +182,7 @@ export function causeOf(accepted: boolean, reason: string, decisive: string[] = 
   if (/^incomplete clone/m.test(all)) return "incomplete clone";
   if (/^error: /.test(reason)) return incompleteClone(reason) ? "incomplete clone" : "error";
   if (/requires-python .* excludes/.test(reason)) return "python version";
+  if (/git submodule \S+ is not in the clone/.test(reason)) return "missing submodule";
   if (/no Debian package in|runtime dependenc/.test(reason)) return "missing runtime dependency";
   if (/^version skew|version skew:/.test(reason)) return "version skew";
   if (/timed out|time limit/.test(reason)) return "timeout";
