@@ -523,7 +523,7 @@ export async function buildInstanceImage(specInput: ImageSpecInput, opts: BuildO
     progress(
       "prepare",
       `prepared ${prepared.commit.slice(0, 12)}: ${prepared.commitCount} commits, ${prepared.deletedRefs} refs removed, ` +
-        `tags kept: ${prepared.keptTags.length} (${prepared.seconds.toFixed(1)} s)`,
+        `tags kept: ${prepared.keptTags.length}${prepared.shallow ? ", older history incomplete in the source: the commit alone" : ""} (${prepared.seconds.toFixed(1)} s)`,
     );
     const hash = sha256(canonicalJson(instanceHashInputs(spec, env.hash, prepared.commit, branch)));
     const tag = instanceTag(spec.repo, prepared.commit, hash);

@@ -9,7 +9,8 @@
  *     except, with `keepAncestorTags`, tags that point at the commit or its ancestors;
  *  4. expire the reflog and delete `.git/logs`, FETCH_HEAD, ORIG_HEAD…;
  *  5. `git repack -a -d` (pulls borrowed objects in, drops unreachable ones), drop the
- *     alternates link, `git gc --prune=now`;
+ *     alternates link, `git gc --prune=now`; a source missing objects of older history keeps
+ *     the commit alone (a shallow boundary at it) when its own tree is complete;
  *  6. verify: every commit object left is the commit or one of its ancestors, only the allowed
  *     refs exist, no remote is configured. So no later commit (a fix) is reachable by any git
  *     command, including `git cat-file -e <sha>`.
@@ -37,6 +38,11 @@ export interface PreparedRepo {
   commitCount: number;
   /** Wall time, seconds. */
   seconds: number;
+  /**
+   * True when the source lacked objects of older history (an interrupted fetch) and the commit's
+   * own tree was complete: the commit is kept alone, as a shallow boundary (`.git/shallow`).
+   */
+  shallow?: boolean;
 }
 
 export interface PrepareOptions {
@@ -149,7 +155,21 @@ export async function prepareRepository(
   fs.rmSync(path.join(destDir, ".git", "logs"), { recursive: true, force: true });
 
   // Objects: copy what is reachable (also from alternates), drop the rest and the alternates link.
-  await raw(["repack", "-a", "-d", "-q"]);
+  let shallow = false;
+  try {
+    await raw(["repack", "-a", "-d", "-q"]);
+  } catch (err) {
+    // A source missing objects of older history (its checkout above succeeded, so the commit's
+    // own tree is complete): keep the commit alone, cut from its parents, and no tag.
+    if (!/missing (blob|tree|commit)|unable to read|could not read|bad object/i.test((err as Error).message)) throw err;
+    const tags = (await raw(["for-each-ref", "--format=%(refname)", "refs/tags"])).split("\n").map((x) => x.trim()).filter(Boolean);
+    if (tags.length) await updateRefStdin(destDir, tags.map((r) => `delete ${r}\n`).join(""));
+    for (const t of tags) keep.delete(t);
+    keptTags.length = 0;
+    fs.writeFileSync(path.join(destDir, ".git", "shallow"), `${sha}\n`);
+    await raw(["repack", "-a", "-d", "-q"]);
+    shallow = true;
+  }
   fs.rmSync(path.join(destDir, ".git", "objects", "info", "alternates"), { force: true });
   // A source that is a partial clone lends "promisor" packs; repack keeps every object of a
   // promisor pack, reachable or not. Every object we need is now local: drop the promisor
@@ -173,6 +193,7 @@ export async function prepareRepository(
     deletedRefs: toDelete.length,
     commitCount,
     seconds: (Date.now() - started) / 1000,
+    ...(shallow ? { shallow } : {}),
   };
 }
 

@@ -7,6 +7,7 @@
  * Also the base suites, noxfile.py, the unittest parser and --latest-runnable (no Docker: the
  * walk is given a scripted inference).
  */
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -182,7 +183,8 @@ describe("reading repositories", () => {
     expect(f.testPaths).toEqual(["test"]);
     expect(f.workflowPythons).toEqual(["3.9", "3.12"]);
     expect(f.testCommands).toContain("python -m unittest discover");
-    expect(f.testDependencies.map((d) => d.normalized).sort()).toEqual(["attrs", "attrs", "freezegun", "pyyaml"]);
+    expect([...new Set(f.testDependencies.map((d) => d.normalized))].sort()).toEqual(["attrs", "freezegun", "pyyaml"]);
+    expect(f.dependencies.map((d) => d.normalized)).toEqual(["six"]);
     expect(f.filesRead).toEqual(expect.arrayContaining(["requirements/tests.txt", "requirements/base.txt", "tox.ini", ".github/workflows/ci.yml"]));
   });
 
@@ -252,6 +254,7 @@ describe("noxfile.py and unittest", () => {
       install: ["freezegun", "PyYAML>=6", "ruff"],
       requirementFiles: ["requirements/test.txt"],
       commands: ["pytest -x", "python -m unittest discover -v"],
+      extras: ["test"],
     });
     const r = repo({ "setup.py": "from setuptools import setup\nsetup(name='pkg')\n", "noxfile.py": NOX, "requirements/test.txt": "six\n", "pkg/__init__.py": "", "tests/test_a.py": TEST_PY });
     const f = readRepository(r.tree);
@@ -329,7 +332,7 @@ describe("--latest-runnable", () => {
       const accepted = o.commit === good;
       return { repo: "x/pkg", commit: o.commit!, files: [], result: { accepted, reason: accepted ? "1/1 pass" : "0/1 pass", python: "3.11.2", testsCollected: 1, passed: accepted ? 1 : 0, failed: accepted ? 0 : 1, skipped: 0, passRate: accepted ? 1 : 0, flaky: [], buildSeconds: 0, imageMb: 0, attempts: 1, sourceInstall: false } };
     };
-    const w = await latestRunnable({ repo: r.dir, infer, stateDir: path.join(tmp, "walkstate") });
+    const w = await latestRunnable({ repo: r.dir, infer, stateDir: path.join(tmp, "walkstate"), suites: ["bookworm"] });
     expect(w.commit).toBe(good);
     expect(w.tries.map((t) => [t.commit, t.verdict])).toEqual([
       [head, "skipped"],
@@ -338,7 +341,7 @@ describe("--latest-runnable", () => {
     ]);
     expect(w.tries[0]!.reason).toMatch(new RegExp(`requires-python >=3\\.14 excludes .*same dependency files back to ${needs!.slice(0, 12)}`));
     expect(built).toEqual([broken, good]);
-    const bounded = await latestRunnable({ repo: r.dir, infer, maxTries: 2, stateDir: path.join(tmp, "walkstate") });
+    const bounded = await latestRunnable({ repo: r.dir, infer, maxTries: 2, stateDir: path.join(tmp, "walkstate"), suites: ["bookworm"] });
     expect(bounded.commit).toBeUndefined();
     expect(bounded.tries).toHaveLength(2);
   });
@@ -389,6 +392,8 @@ describe("repair rules", () => {
     expect(repairFromLog(base, "1 failed, 9 passed", mapper)).toBeUndefined();
     const internal = "INTERNALERROR>   File \"/usr/lib/python3/dist-packages/_pytest/config/__init__.py\"\nINTERNALERROR> pytest.PytestConfigWarning: Unknown config option: asyncio_default_fixture_loop_scope";
     expect(repairFromLog(base, internal, mapper)!.spec.testCommand).toBe("pytest -rA -W ignore::pytest.PytestConfigWarning");
+    expect(repairFromLog(base, "E       distutils.errors.CompileError: error: command 'x86_64-linux-gnu-gcc' failed: No such file or directory", mapper)!.spec.systemPackages).toEqual(expect.arrayContaining(["build-essential", "python3-dev"]));
+    expect(repairFromLog(base, "INTERNALERROR> SystemError: AST constructor recursion depth mismatch (before=114, after=165)", mapper)!.spec.testCommand).toBe("pytest -rA --assert=plain");
     // The project's own module is never "repaired" with Debian's copy of the project.
     expect(repairFromLog({ ...base, repo: "x/six" }, "E   ModuleNotFoundError: No module named 'six._version'", mapper)).toBeUndefined();
   });
@@ -441,4 +446,339 @@ describe.skipIf(!docker)("inferImage in Docker", () => {
     },
     900_000,
   );
+});
+
+// ---- Issue 30: the classes of rejection seen on repositories nobody chose (fast parts; the
+// Docker end-to-end cases are in test/image-infer-classes.test.ts). ----
+
+describe("class 1: requirement roles", () => {
+  it("a requirements.txt of test tooling, or one beside package metadata, is a test list; a file the metadata reads is runtime", () => {
+    const tooling = repo({
+      "setup.py": "from setuptools import setup\nsetup(name='rpkg', packages=['rpkg'])\n",
+      "requirements.txt": "pytest>=7\ncoverage\nforager-missing-test-helper\n",
+      "rpkg/__init__.py": "",
+      "tests/test_a.py": TEST_PY,
+    });
+    const f = readRepository(tooling.tree);
+    expect(f.dependencies).toEqual([]);
+    expect(f.testDependencies.map((d) => d.normalized)).toEqual(expect.arrayContaining(["pytest", "coverage", "forager-missing-test-helper"]));
+    expect(f.requirementFiles).toEqual([{ file: "requirements.txt", role: "test", reason: expect.stringMatching(/most of its entries are test tooling/) }]);
+    const dir = repo({ "requirements/base.txt": "six\n", "requirements/fuzzing.txt": "forager-fuzzer\n", "tests/test_a.py": TEST_PY });
+    expect(readRepository(dir.tree).requirementFiles.map((x) => [x.file, x.role])).toEqual([["requirements/base.txt", "runtime"], ["requirements/fuzzing.txt", "test"]]);
+    const beside = repo({
+      "pyproject.toml": '[project]\nname = "bpkg"\nversion = "1"\ndependencies = ["six"]\n',
+      "requirements.txt": "six==1.16\nforager-missing-dev-thing\n",
+      "bpkg/__init__.py": "",
+      "tests/test_a.py": TEST_PY,
+    });
+    const g = readRepository(beside.tree);
+    expect(g.dependencies.map((d) => d.normalized)).toEqual(["six"]);
+    expect(g.requirementFiles[0]).toMatchObject({ role: "test", reason: expect.stringMatching(/metadata declares the runtime requirements/) });
+    const dynamic = repo({
+      "pyproject.toml": '[project]\nname = "dpkg"\nversion = "1"\ndynamic = ["dependencies"]\n\n[tool.setuptools.dynamic]\ndependencies = {file = ["requirements.txt"]}\n',
+      "requirements.txt": "six\npytest-forager-plugin\n",
+      "dpkg/__init__.py": "",
+      "tests/test_a.py": TEST_PY,
+    });
+    const h = readRepository(dynamic.tree);
+    expect(h.dependencies.map((d) => d.normalized)).toEqual(["six"]);
+    // A test plugin is never a runtime requirement, wherever it is listed.
+    expect(h.testDependencies.map((d) => d.normalized)).toEqual(["pytest-forager-plugin"]);
+  });
+
+  it("CI install lines, tox extras and the project's own extras in a test group are test requirements", () => {
+    const r = repo({
+      "pyproject.toml": '[project]\nname = "cpkg"\nversion = "1"\ndependencies = []\n\n[project.optional-dependencies]\nsocks = ["PySocks"]\nyaml = ["PyYAML"]\nfast = ["attrs"]\n\n[dependency-groups]\ntest = ["cpkg[socks]"]\n',
+      "tox.ini": "[testenv]\nextras = yaml\ncommands = pytest\n",
+      "ci/reqs.txt": "freezegun\n",
+      ".github/workflows/t.yml": "on: push\njobs:\n  t:\n    steps:\n      - run: |\n          python -m pip install -r ci/reqs.txt hypothesis 'pytest-mock>=3' -e .\n          pytest tests\n",
+      "cpkg/__init__.py": "",
+      "tests/test_a.py": TEST_PY,
+    });
+    const f = readRepository(r.tree);
+    expect(f.testExtras).toEqual(["socks", "yaml"]);
+    expect(f.testDependencies.map((d) => d.normalized)).toEqual(expect.arrayContaining(["freezegun", "hypothesis", "pytest-mock", "pysocks", "pyyaml"]));
+    expect(f.extraDependencies.map((d) => d.normalized)).toEqual(["attrs"]);
+    expect(f.requirementFiles).toEqual([{ file: "ci/reqs.txt", role: "test", reason: "the CI installs it for its test run" }]);
+  });
+
+  it("--latest-runnable does not skip a commit whose only missing package is a test helper", async () => {
+    const r = repo({
+      "setup.py": "from setuptools import setup\nsetup(name='rpkg', packages=['rpkg'])\n",
+      "requirements.txt": "pytest\ncoverage\nforager-missing-test-helper\n",
+      "rpkg/__init__.py": "",
+      "tests/test_a.py": TEST_PY,
+    });
+    const { staticProblem } = await import("../images/infer/latest");
+    expect(await staticProblem(r.dir, r.commit, { stateDir: path.join(tmp, "walkstate"), suites: ["bookworm"] })).toBeUndefined();
+    const runtime = repo({ "pyproject.toml": '[project]\nname = "q"\nversion = "1"\ndependencies = ["forager-missing-runtime-lib"]\n', "tests/test_a.py": TEST_PY });
+    expect(await staticProblem(runtime.dir, runtime.commit, { stateDir: path.join(tmp, "walkstate"), suites: ["bookworm"] })).toMatch(/runtime dependency with no Debian package in bookworm: bookworm: forager-missing-runtime-lib/);
+  });
+});
+
+describe("class 2: the suite chosen by what it satisfies", () => {
+  const fake = (suite: string, versions: Record<string, string>, names = Object.keys(versions)) => new DebianMapper({ suite, distFile, packageNames: names, versions: new Map(Object.entries(versions)) });
+  const facts = (deps: string[], test: string[] = [], requiresPython = ">=3.9") => ({
+    requiresPython,
+    dependencies: deps.map((d) => ({ ...parseRequirement(d)!, from: "pyproject.toml" })),
+    testDependencies: test.map((d) => ({ ...parseRequirement(d)!, from: "tests" })),
+  });
+  const bookworm = fake("bookworm", { "python3-attr": "22.2.0-1", "python3-six": "1.16.0-4" });
+  const trixie = fake("trixie", { "python3-attr": "25.3.0-1", "python3-six": "1.17.0-1", "python3-newonly": "2.0-1" });
+  it("prefers the suite whose packages are within the specifiers, and the one that has a runtime package the other lacks; bookworm on a tie", async () => {
+    const { rankSuites, suiteFit } = await import("../images/infer/suites");
+    const rank = (f: ReturnType<typeof facts>) => rankSuites([suiteFit(f, "bookworm", "3.11.2", bookworm), suiteFit(f, "trixie", "3.13.5", trixie)]);
+    const outdated = rank(facts(["attrs>=24.1", "six"]));
+    expect(outdated.order.map((f) => f.suite)).toEqual(["trixie", "bookworm"]);
+    expect(outdated.reason).toMatch(/^trixie: it satisfies more of the requirements\. bookworm \(Python 3\.11\.2\): 0 runtime requirement\(s\) missing, 1 outside the specifier \(attrs>=24\.1 \(bookworm has 22\.2\.0\)\)/);
+    expect(rank(facts(["newonly"])).order[0]!.suite).toBe("trixie");
+    expect(rank(facts(["six"])).order.map((f) => f.suite)).toEqual(["bookworm", "trixie"]);
+    expect(rank(facts(["six"], ["pytest>=8"])).order[0]!.suite).toBe("bookworm"); // pytest not in these fake tables: missing on both
+    expect(rank(facts(["six"], [], ">=3.12")).order.map((f) => f.suite)).toEqual(["trixie"]);
+    // Neither meets the lower bound: the newer packaged version is the closer one.
+    const both = rank(facts(["attrs>=26"]));
+    expect(both.order.map((f) => f.suite)).toEqual(["trixie", "bookworm"]);
+    expect(both.reason).toMatch(/^trixie: neither satisfies every specifier; its packaged versions are the newer ones/);
+  });
+});
+
+describe("class 3: pytest configuration errors before collection", () => {
+  const r = repo({ "setup.py": "from setuptools import setup\nsetup()\n", "tests/test_a.py": TEST_PY });
+  const base = specFromFacts(readRepository(r.tree), new DebianMapper({ distFile, packageNames: ["python3-pytest-cov"] }), { repo: "x/pkg", commit: r.commit }).spec;
+  const m = new DebianMapper({ distFile, packageNames: ["python3-pytest-cov"] });
+  it("an unknown marker: the plugin that registers it, else forager's marker plugin", async () => {
+    const { registeredMarkers } = await import("../images/infer/spec");
+    const log = [
+      "__________________________ ERROR collecting test_a.py __________________________",
+      "E   pytest.PytestUnknownMarkWarning: Unknown pytest.mark.no_cover - is this a typo?  You can register custom marks to avoid this warning",
+      "__________________________ ERROR collecting test_b.py __________________________",
+      "'lonely_mark' not found in `markers` configuration option",
+      "=========================== short test summary info ============================",
+    ].join("\n");
+    const rep = repairFromLog(base, log, m)!;
+    expect(rep.spec.systemPackages).toContain("python3-pytest-cov");
+    expect(rep.spec.testCommand).toBe("pytest -rA -p forager_markers");
+    expect(registeredMarkers(rep.spec.install)).toEqual(["lonely_mark"]);
+    expect(rep.changes.map((c) => c.change)).toEqual([expect.stringMatching(/^add python3-pytest-cov \(the marker no_cover is registered by pytest-cov/), expect.stringMatching(/^register the marker lonely_mark \(no known plugin registers it\)/)]);
+    // Once the plugin is installed and the marker still unknown, it is registered by forager.
+    const again = repairFromLog(rep.spec, log.replace("lonely_mark", "other_mark"), m)!;
+    expect(registeredMarkers(again.spec.install)).toEqual(["lonely_mark", "no_cover", "other_mark"]);
+    expect(again.spec.install.filter((l) => l.includes("forager_markers.py"))).toHaveLength(1);
+  });
+  it("a warning filter whose category's module is not installed: overridden, the other filters kept", async () => {
+    const { filterOverride } = await import("../images/infer/spec");
+    const log = [
+      "ERROR: while parsing the following warning configuration:",
+      "",
+      "  ignore::nosuchmod_xyz.SomeWarning",
+      "",
+      "This error occurred:",
+      "",
+      "Traceback (most recent call last):",
+      '  File "/usr/lib/python3/dist-packages/_pytest/config/__init__.py", line 1728, in _resolve_warning_category',
+      "ModuleNotFoundError: No module named 'nosuchmod_xyz'",
+    ].join("\n");
+    const filters = ["error", "ignore::nosuchmod_xyz.SomeWarning", "ignore:it's old:DeprecationWarning"];
+    const rep = repairFromLog(base, log, m, [], { filterwarnings: filters })!;
+    expect(rep.spec.testCommand).toBe(`pytest -rA -o 'filterwarnings=error\nignore:it'\\''s old:DeprecationWarning'`);
+    expect(filterOverride(rep.spec.testCommand)).toEqual(["error", "ignore:it's old:DeprecationWarning"]);
+    expect(rep.changes[rep.changes.length - 1]!.change).toMatch(/^override filterwarnings without ignore::nosuchmod_xyz\.SomeWarning \(its category's module nosuchmod_xyz cannot be installed; the other 2 filters kept\)/);
+    // A second bad filter later: removed from the override, not from the original list.
+    const log2 = log.replace(/nosuchmod_xyz/g, "other_absent");
+    const rep2 = repairFromLog(rep.spec, log2, m, [], { filterwarnings: [...filters, "ignore::other_absent.W"] });
+    expect(rep2).toBeUndefined(); // the override no longer holds that filter: nothing to do
+  });
+});
+
+describe("class 4: the repository's own pytest configuration decides what is collected", () => {
+  it("python_files = test.py and norecursedirs = * at the root; CI paths; pytest 9's [tool.pytest]", async () => {
+    const { collectedFiles, pytestArgPaths, fnmatchEx } = await import("../images/infer/collect");
+    const r = repo({
+      "pyproject.toml": '[project]\nname = "rootpkg"\nversion = "1"\n\n[tool.pytest.ini_options]\npython_files = "test.py"\nnorecursedirs = "*"\n',
+      "rootpkg/__init__.py": "",
+      "test.py": TEST_PY,
+      "tests/data/case1/test.py": "this is data, not Python\n",
+      "tests/data/case1/input.txt": "x\n",
+    });
+    const f = readRepository(r.tree);
+    expect(f.pytestConfigFile).toBe("pyproject.toml");
+    expect(f.testPaths).toEqual([]);
+    expect(f.testPathsReason).toMatch(/^the root, as pytest with no arguments walks it: 1 test file under python_files test\.py and norecursedirs \*/);
+    expect(collectedFiles(r.tree.files, ["tests"], { pythonFiles: ["test.py"], norecursedirs: ["*"] })).toEqual([]);
+    expect(collectedFiles(["a/b/test_x.py", "a/build/test_y.py", "a/.hidden/test_z.py", "a/c_test.py", "a/__init__.py"], ["a"])).toEqual(["a/b/test_x.py", "a/c_test.py"]);
+    expect(fnmatchEx("testing/python/*.py", "testing/python/raises.py")).toBe(true);
+    expect(pytestArgPaths("python -m pytest -n 4 -k 'not slow' tests/unit {posargs}", ["tests/unit/test_a.py"])).toEqual(["tests/unit"]);
+    expect(pytestArgPaths("coverage run -m pytest src/pkg/tests::test_x", ["src/pkg/tests/test_x.py"])).toEqual(["src/pkg/tests"]);
+    expect(pytestArgPaths("python -m unittest discover tests", ["tests/test_a.py"])).toEqual([]);
+    // The CI names the suite's directory: followed before a conventional one.
+    const ci = repo({
+      "setup.py": "from setuptools import setup\nsetup(name='cipkg')\n",
+      ".github/workflows/t.yml": "on: push\njobs:\n  t:\n    steps:\n      - run: pytest -q src/cipkg/checks\n",
+      "src/cipkg/__init__.py": "",
+      "src/cipkg/checks/test_core.py": TEST_PY,
+      "tests/test_legacy.py": TEST_PY,
+    });
+    expect(readRepository(ci.tree).testPaths).toEqual(["src/cipkg/checks"]);
+    // pytest 9's native table is read like ini_options; pytest.ini wins over pyproject.toml.
+    const native = repo({ "pyproject.toml": '[tool.pytest]\ntestpaths = ["checks"]\npython_files = ["check_*.py"]\n', "checks/check_a.py": TEST_PY });
+    expect(readRepository(native.tree).testPaths).toEqual(["checks"]);
+    // Plugins' configuration options and required_plugins are requirements on the plugins.
+    const plug = repo({ "pytest.ini": "[pytest]\nDJANGO_SETTINGS_MODULE = site.settings\nrequired_plugins = pytest-timeout>=2 pytest-env\n", "tests/test_a.py": TEST_PY });
+    expect(readRepository(plug.tree).testDependencies.map((r) => r.name + r.specifier)).toEqual(["pytest-django", "pytest-timeout>=2", "pytest-env"]);
+    // pytest's minversion is a requirement on pytest.
+    const min = repo({ "tox.ini": "[pytest]\nminversion = 8.0\n", "tests/test_a.py": TEST_PY });
+    expect(readRepository(min.tree).testDependencies).toEqual([expect.objectContaining({ name: "pytest", specifier: ">=8.0", from: "tox.ini pytest minversion" })]);
+    const both = repo({ "pytest.ini": "[pytest]\ntestpaths = t2\n", "pyproject.toml": '[tool.pytest.ini_options]\ntestpaths = ["t1"]\n', "t1/test_a.py": TEST_PY, "t2/test_b.py": TEST_PY });
+    expect(readRepository(both.tree)).toMatchObject({ pytestConfigFile: "pytest.ini", testPaths: ["t2"] });
+  });
+  it("a test script the repository's Makefile runs directly (test/test.py, outside python_files) is given to pytest by name", () => {
+    const r = repo({
+      "setup.py": "from setuptools import setup\nsetup(name='spkg')\n",
+      Makefile: "lint:\n\tflake8\n\ntest:\n\tcoverage run --source=spkg ./test/test.py -v\n",
+      "spkg/__init__.py": "",
+      "test/__init__.py": "",
+      "test/test.py": "import unittest\n\nclass T(unittest.TestCase):\n    def test_x(self):\n        self.assertTrue(True)\n",
+      "test/test_shells.py": TEST_PY,
+    });
+    const f = readRepository(r.tree);
+    expect(f.testPaths).toEqual(["test", "test/test.py"]);
+    expect(f.testPathsReason).toMatch(/; and test\/test\.py, which the repository's test commands run directly$/);
+  });
+  it("a unittest suite runs the way the repository's CI invokes it (a dotted start module under src/, a pattern)", async () => {
+    const { unittestInvocation } = await import("../images/infer/read");
+    const files = ["src/gpkg/__init__.py", "src/gpkg/tests/__init__.py", "src/gpkg/tests/test_a.py", "tests/x_check.py"];
+    expect(unittestInvocation("python -m unittest discover -v gpkg.tests", files)).toBe("discover gpkg.tests");
+    expect(unittestInvocation('python3 -m unittest discover -s tests -p "*_check.py" -b', files)).toBe("discover -s tests -p '*_check.py'");
+    expect(unittestInvocation("python -m unittest discover", files)).toBeUndefined();
+    expect(unittestInvocation("python -m unittest {posargs}", files)).toBeUndefined();
+    const r = repo({
+      "setup.py": "from setuptools import setup\nsetup(name='gpkg', package_dir={'': 'src'})\n",
+      ".github/workflows/t.yml": "on: push\njobs:\n  t:\n    steps:\n      - run: python -m unittest discover -v gpkg.tests\n",
+      "src/gpkg/__init__.py": "",
+      "src/gpkg/tests/__init__.py": "",
+      "src/gpkg/tests/test_a.py": "import unittest\n\nclass T(unittest.TestCase):\n    def test_x(self):\n        self.assertTrue(True)\n",
+    });
+    const f = readRepository(r.tree);
+    expect(f.unittestArgs).toBe("discover gpkg.tests");
+    expect(specFromFacts(f, mapper, { repo: "x/gpkg", commit: r.commit }).spec.testCommand).toBe("python -m unittest discover -v gpkg.tests");
+  });
+});
+
+describe("class 5: version skew walks back by dependency-file dates", () => {
+  /** A repository with commits at given dates (committer and author). */
+  function datedRepo(commits: { date: string; files: Record<string, string>; message: string }[]) {
+    const dir = path.join(tmp, `dated${n++}`);
+    fs.mkdirSync(dir, { recursive: true });
+    const g = (args: string[], date?: string) =>
+      execFileSync("git", args, { cwd: dir, encoding: "utf8", env: { ...process.env, GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@example.invalid", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@example.invalid", ...(date ? { GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date } : {}) } }).trim();
+    g(["init", "-q", "-b", "main"]);
+    const shas: string[] = [];
+    for (const c of commits) {
+      for (const [f, t] of Object.entries(c.files)) {
+        fs.mkdirSync(path.dirname(path.join(dir, f)), { recursive: true });
+        fs.writeFileSync(path.join(dir, f), t);
+      }
+      g(["add", "-A"]);
+      g(["commit", "-q", "-m", c.message], c.date);
+      shas.push(g(["rev-parse", "HEAD"]));
+    }
+    return { dir, shas };
+  }
+  const pp = (dep: string) => `[project]\nname = "skewpkg"\nversion = "1"\ndependencies = ["${dep}"]\n`;
+  it("skips to the newest commit before the newest suite's release that predates the dependency files, not one commit at a time", async () => {
+    const { dir, shas } = datedRepo([
+      { date: "2023-01-10T00:00:00Z", message: "old era", files: { "pyproject.toml": pp("six"), "skewpkg/__init__.py": "", "tests/test_a.py": TEST_PY } },
+      { date: "2024-03-01T00:00:00Z", message: "deps of 2024", files: { "pyproject.toml": pp("six>=1.16") } },
+      { date: "2024-05-01T00:00:00Z", message: "code", files: { "skewpkg/a.py": "x = 1\n" } },
+      { date: "2025-10-01T00:00:00Z", message: "deps of late 2025", files: { "pyproject.toml": pp("six>=1.17") } },
+      { date: "2025-11-01T00:00:00Z", message: "code", files: { "skewpkg/a.py": "x = 2\n" } },
+    ]);
+    const [old, , may2024, , head] = shas;
+    const built: string[] = [];
+    const infer = async (o: InferOptions): Promise<InferOutcome> => {
+      built.push(o.commit!);
+      const ok = o.commit === old;
+      return { repo: "x/skewpkg", commit: o.commit!, files: [], result: { accepted: ok, reason: ok ? "1/1 pass" : "version skew: 0/1 pass", ...(ok ? {} : { skew: "ImportError: cannot import name 'X' from 'six'" }), python: "3.11.2", testsCollected: 1, passed: ok ? 1 : 0, failed: ok ? 0 : 1, skipped: 0, passRate: ok ? 1 : 0, flaky: [], buildSeconds: 0, imageMb: 0, attempts: 1, sourceInstall: false } };
+    };
+    const w = await latestRunnable({ repo: dir, infer, maxTries: 4, stateDir: path.join(tmp, "walkstate"), suites: ["bookworm"] });
+    expect(w.commit).toBe(old);
+    expect(built).toEqual([head, old]);
+    expect(w.tries[0]!.reason).toMatch(/version skew: its dependency files \(2025-10-01\) are newer than bookworm's packages \(released 2023-06-10\): back to [0-9a-f]{12} \(2023-01-10\)/);
+    // With both suites' eras: trixie's first (2025-08-09), then bookworm's.
+    const { skewTarget } = await import("../images/infer/latest");
+    expect(skewTarget(dir, head!, ["bookworm", "trixie"])!.commit).toBe(may2024);
+    expect(skewTarget(dir, may2024!, ["bookworm", "trixie"])!.commit).toBe(old);
+  });
+  it("a runtime requirement beyond every suite's package: back to the newest dependency state a suite satisfies, found statically", async () => {
+    const { dir, shas } = datedRepo([
+      { date: "2024-01-10T00:00:00Z", message: "six any", files: { "pyproject.toml": pp("six>=1.0"), "skewpkg/__init__.py": "", "tests/test_a.py": TEST_PY } },
+      { date: "2024-02-01T00:00:00Z", message: "code", files: { "skewpkg/a.py": "x = 1\n" } },
+      { date: "2025-12-01T00:00:00Z", message: "six from the future", files: { "pyproject.toml": pp("six>=99") } },
+      { date: "2025-12-02T00:00:00Z", message: "code", files: { "skewpkg/a.py": "x = 2\n" } },
+    ]);
+    const [, feb2024, , head] = shas;
+    const built: string[] = [];
+    const infer = async (o: InferOptions): Promise<InferOutcome> => {
+      built.push(o.commit!);
+      const ok = o.commit === feb2024;
+      return { repo: "x/skewpkg", commit: o.commit!, files: [], result: { accepted: ok, reason: ok ? "1/1 pass" : "version skew: 0/1 pass", ...(ok ? {} : { skew: "runtime requirement outside the packaged version: six>=99 (bookworm has 1.16.0)" }), python: "3.11.2", testsCollected: 1, passed: ok ? 1 : 0, failed: ok ? 0 : 1, skipped: 0, passRate: ok ? 1 : 0, flaky: [], buildSeconds: 0, imageMb: 0, attempts: 1, sourceInstall: false } };
+    };
+    const w = await latestRunnable({ repo: dir, infer, maxTries: 3, stateDir: path.join(tmp, "walkstate"), suites: ["bookworm"] });
+    expect(built).toEqual([head, feb2024]);
+    expect(w.tries[0]!.reason).toMatch(/version skew: back to [0-9a-f]{12} \(dependency files of 2024-01-10\), the newest whose runtime requirements bookworm satisfies/);
+  });
+  it("reads version skew from a test log (a name the packaged version lacks, an abstract method added later), not from the project's own modules", async () => {
+    const { versionSkew } = await import("../images/infer/verdict");
+    expect(versionSkew("E   ImportError: cannot import name 'Converter' from 'attrs' (/usr/lib/python3/dist-packages/attrs/__init__.py)", "mypkg")).toMatch(/^ImportError: cannot import name 'Converter' from 'attrs'/);
+    expect(versionSkew("E   TypeError: Can't instantiate abstract class Impl with abstract method new_hook", "mypkg")).toMatch(/abstract method new_hook/);
+    expect(versionSkew("E   AttributeError: module 'importlib_metadata' has no attribute 'packages_distributions'", "mypkg")).toMatch(/importlib_metadata/);
+    expect(versionSkew("E   ImportError: cannot import name 'helper' from 'mypkg.util'", "mypkg")).toBeUndefined();
+    expect(versionSkew("E       TypeError: TestServer.__init__() got an unexpected keyword argument 'engine'", "pysocks")).toMatch(/unexpected keyword argument 'engine'/);
+    expect(versionSkew("1 failed, 9 passed")).toBeUndefined();
+  });
+});
+
+describe("class 6: readable rejections", () => {
+  it("decisive lines: the final exception of an INTERNALERROR, the warning filter pytest could not parse, collection errors, failures", async () => {
+    const { decisiveLines, causeOf } = await import("../images/infer/verdict");
+    const internal = ["INTERNALERROR> Traceback (most recent call last):", 'INTERNALERROR>   File "/w/conftest.py", line 2, in pytest_configure', 'INTERNALERROR>     raise RuntimeError("needs X")', "INTERNALERROR> RuntimeError: needs X", "forager-exit-code=3"].join("\n");
+    expect(decisiveLines(internal)[0]).toBe("pytest INTERNALERROR: RuntimeError: needs X");
+    expect(causeOf(false, "no tests collected: pytest INTERNALERROR: RuntimeError: needs X")).toBe("pytest configuration");
+    expect(causeOf(false, "no tests collected: git submodule libx is not in the clone (the tests need it): FileNotFoundError: x")).toBe("missing submodule");
+    expect(readRepository(repo({ ".gitmodules": '[submodule "libx"]\n\tpath = libx\n\turl = https://example.invalid/libx\n', "tests/test_a.py": TEST_PY }).tree).submodules).toEqual(["libx"]);
+    const wf = "ERROR: while parsing the following warning configuration:\n\n  ignore::absent.W\n\nThis error occurred:\n\nTraceback (most recent call last):\n  File \"x\", line 1\nModuleNotFoundError: No module named 'absent'\n";
+    expect(decisiveLines(wf)[0]).toBe("pytest could not parse the warning filter ignore::absent.W: ModuleNotFoundError: No module named 'absent'");
+    const coll = "____ ERROR collecting tests/test_a.py ____\ntests/test_a.py:1: in <module>\n    import zzz\nE   ModuleNotFoundError: No module named 'zzz'\n____ ERROR collecting tests/test_b.py ____\n'm' not found in `markers` configuration option\n=== short test summary info ===\n";
+    expect(decisiveLines(coll)).toEqual(["collecting tests/test_a.py: ModuleNotFoundError: No module named 'zzz'", "collecting tests/test_b.py: 'm' not found in `markers` configuration option"]);
+    expect(decisiveLines("FAILED tests/test_a.py::test_x - AssertionError: 1 != 2\n1 failed")).toEqual(["FAILED tests/test_a.py::test_x - AssertionError: 1 != 2"]);
+    const bare = ['Traceback (most recent call last):', '  File "/usr/lib/python3/dist-packages/_pytest/config/argparsing.py", line 215, in addini', '    assert type in (None, "string")', "           ^^^^^^^^^^^^^^^^^^^^^", "AssertionError", "forager-exit-code=1"].join("\n");
+    expect(decisiveLines(bare)).toEqual(['AssertionError at /usr/lib/python3/dist-packages/_pytest/config/argparsing.py:215 (assert type in (None, "string"))']);
+    expect(decisiveLines("ERROR: test_x (t.T.test_x)\n----\nTraceback (most recent call last):\n  File \"t.py\", line 3\nValueError: bad\n\n----")).toEqual(["ERROR: test_x (t.T.test_x): ValueError: bad"]);
+  });
+  it("an incomplete clone (a missing git object) is named as such", async () => {
+    const { gitFailure } = await import("../images/infer/run");
+    const r = repo({ "setup.py": "from setuptools import setup\nsetup()\n", "pkg/__init__.py": "x = 1\n", "tests/test_a.py": TEST_PY });
+    const blob: string = execFileSync("git", ["-C", r.dir, "rev-parse", `${r.commit}:tests/test_a.py`], { encoding: "utf8" }).trim();
+    fs.rmSync(path.join(r.dir, ".git", "objects", blob.slice(0, 2), blob.slice(2)));
+    let msg = "";
+    try {
+      readRepository(new GitTree(r.dir, r.commit));
+      for (const f of ["tests/test_a.py"]) new GitTree(r.dir, r.commit).read(f);
+    } catch (err) {
+      msg = gitFailure(err);
+    }
+    expect(msg).toMatch(new RegExp(`^incomplete clone: git object of tests/test_a\\.py at ${r.commit.slice(0, 12)} is missing \\(bad object\\); the clone or fetch stopped early, fetch the repository again$`));
+    const { incompleteClone } = await import("../images/infer/verdict");
+    expect(incompleteClone(`Command failed: git checkout -B main ${r.commit}\nerror: unable to read sha1 file of static/app.js.map (aadc532980d3a44eb226cca99d1cbe3d97bb5d7a)`)).toMatch(/^incomplete clone: git object aadc532980d3 \(static\/app\.js\.map\) is missing/);
+    await expect(inferImage({ repo: r.dir, name: "x/pkg", stateDir: path.join(tmp, "walkstate"), suites: ["bookworm"], out: path.join(tmp, "ic.json") })).rejects.toThrow(/^incomplete clone: git object/);
+  });
+  it("the verdict table groups repositories by cause, with counts and minutes", async () => {
+    const { verdictTable } = await import("../images/infer/verdict");
+    const row = (repo: string, accepted: boolean, reason: string) => ({ repo, commit: "0123456789abcdef", accepted, reason, tests_collected: 3, passed: accepted ? 3 : 0, failed: accepted ? 0 : 3, skipped: 0, deselected: [], total_seconds: 90, suite: "bookworm" });
+    const t = verdictTable([row("a/one", true, "3/3 pass"), row("b/two", false, "no tests collected: pytest INTERNALERROR: RuntimeError: x"), row("c/three", false, "0/3 pass (0.0% < 80%): FAILED t::x - E"), row("d/four", true, "3/3 pass")]);
+    expect(t[0]).toBe("accepted (2)");
+    expect(t.indexOf("pytest configuration (1)")).toBeLessThan(t.indexOf("tests failing (1)"));
+    expect(t.find((l) => l.includes("b/two"))).toMatch(/0123456789ab\s+bookworm\s+1\.5 min\s+3 collected, 0 passed, 3 failed, 0 skipped, 0 deselected\s+no tests collected: pytest INTERNALERROR/);
+    expect(t[t.length - 1]).toBe("accepted 2/4 (50%)");
+  });
 });

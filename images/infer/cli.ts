@@ -1,16 +1,18 @@
 /**
  * `forager images infer`: one repository (`--repo`) or a batch (`--repos DIR|FILE`), with
- * progress on stderr, a table at the end and `--summary FILE` as JSON lines (one object per
- * repository: repo, commit, accepted, reason, python, tests_collected, pass_rate, flaky,
- * build_seconds, image_mb).
+ * progress on stderr, the verdicts grouped by cause at the end (images/infer/verdict.ts) and
+ * `--summary FILE` as JSON lines (one object per repository: repo, commit, accepted, cause,
+ * reason, decisive lines, suite, python, tests collected / passed / failed / skipped,
+ * deselected files, pass_rate, flaky, build and total seconds, image_mb, the walk's tries).
  */
 import fs from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
 import { defaultStateDir } from "../state";
 import { latestRunnable, type RunnableTry } from "./latest";
-import { inferImage, type InferOutcome } from "./run";
+import { inferImage, nameFromRepo, type InferOutcome } from "./run";
 import type { SetupAgent } from "./setup";
+import { causeOf, incompleteClone, verdictTable } from "./verdict";
 
 /** Repositories of a batch: a file of paths/URLs (one a line, `#` comments), or a directory of clones (`DIR/x`, `DIR/x/repo`). */
 export function batchRepos(arg: string): string[] {
@@ -32,12 +34,17 @@ export function batchRepos(arg: string): string[] {
 /** The summary object of one outcome (the `--summary` JSON line). */
 export function summaryLine(o: InferOutcome, seconds: number, tries?: RunnableTry[]) {
   const r = o.result;
+  const lastTry = tries && !r.accepted ? tries[tries.length - 1] : undefined;
+  const reason = tries && !r.accepted ? `no runnable commit in ${tries.length} tr${tries.length === 1 ? "y" : "ies"}; last: ${lastTry?.reason ?? r.reason}` : r.reason;
   return {
-    ...(tries ? { latest_runnable: { commit: o.result.accepted ? o.commit : null, tries: tries.map((t) => ({ commit: t.commit, verdict: t.verdict, reason: t.reason })) } } : {}),
+    ...(tries ? { latest_runnable: { commit: o.result.accepted ? o.commit : null, tries: tries.map((t) => ({ commit: t.commit, verdict: t.verdict, reason: t.reason, ...(t.decisive ? { decisive: t.decisive } : {}) })) } } : {}),
     repo: o.repo,
     commit: o.commit,
     accepted: r.accepted,
-    reason: r.reason,
+    cause: causeOf(r.accepted, lastTry?.reason ?? r.reason, lastTry?.decisive ?? r.decisive ?? []),
+    reason,
+    decisive: r.decisive ?? [],
+    suite: o.inferred?.provenance.suite,
     python: r.python,
     backend: o.inferred?.provenance.backend,
     layout: o.inferred?.provenance.layout,
@@ -59,8 +66,8 @@ export function summaryLine(o: InferOutcome, seconds: number, tries?: RunnableTr
 }
 
 /** The summary line of a repository with no outcome (an error, or no runnable commit). */
-function failedLine(repo: string, reason: string, seconds: number): ReturnType<typeof summaryLine> {
-  return { repo, commit: "", accepted: false, reason, python: "", backend: undefined, layout: undefined, tests_collected: 0, passed: 0, failed: 0, skipped: 0, pass_rate: 0, flaky: 0, build_seconds: 0, total_seconds: seconds, image_mb: 0, attempts: 0, source_install: false, changes: [], deselected: [], spec: "" };
+function failedLine(repo: string, reason: string, seconds: number, decisive: string[] = []): ReturnType<typeof summaryLine> {
+  return { repo, commit: "", accepted: false, cause: causeOf(false, reason, decisive), reason, decisive, suite: undefined, python: "", backend: undefined, layout: undefined, tests_collected: 0, passed: 0, failed: 0, skipped: 0, pass_rate: 0, flaky: 0, build_seconds: 0, total_seconds: seconds, image_mb: 0, attempts: 0, source_install: false, changes: [], deselected: [], spec: "" };
 }
 
 /** Makes the set-up agent of `--model-url` (given by the CLI layer, which may reach the agent). */
@@ -130,26 +137,25 @@ export function registerInferCommand(images: Command, makeSetupAgent?: SetupAgen
             if (last) line = summaryLine(last, (performance.now() - t0) / 1000, w.tries);
             else {
               const t = w.tries[w.tries.length - 1];
-              line = { ...failedLine(repo, `no runnable commit in ${w.tries.length} tries${t ? `; last: ${t.reason}` : ""}`, (performance.now() - t0) / 1000), latest_runnable: { commit: null, tries: w.tries } };
+              line = { ...failedLine(o.repo && o.name ? o.name : nameFromRepo(repo), `no runnable commit in ${w.tries.length} tries${t ? `; last: ${t.reason}` : ""}`, (performance.now() - t0) / 1000, t?.decisive), latest_runnable: { commit: null, tries: w.tries } };
             }
           } else {
             const out = await inferImage(opts);
             line = summaryLine(out, (performance.now() - t0) / 1000);
           }
         } catch (err) {
-          line = failedLine(repo, `error: ${(err as Error).message.split("\n")[0]}`, (performance.now() - t0) / 1000);
+          const msg = (err as Error).message;
+          line = failedLine(o.repo && o.name ? o.name : nameFromRepo(repo), incompleteClone(msg) ?? `error: ${msg.split("\n")[0]}`, (performance.now() - t0) / 1000);
         }
         rows.push(line);
         if (summary) fs.writeSync(summary, JSON.stringify(line) + "\n");
         process.stderr.write(`  → ${line.accepted ? "ACCEPTED" : "rejected"}: ${line.reason}\n`);
       }
       if (summary) fs.closeSync(summary);
-      console.log(["repo", "verdict", "commit", "backend", "tests", "pass", "flaky", "build s", "MB", "reason"].join("\t"));
-      for (const r of rows) {
-        console.log([r.repo, r.accepted ? "accepted" : "rejected", r.commit.slice(0, 12), r.backend ?? "", r.tests_collected, r.pass_rate.toFixed(3), r.flaky, r.build_seconds, r.image_mb, r.reason].join("\t"));
-      }
+      // The verdicts, grouped by cause: readable at a glance.
+      console.log("");
+      for (const l of verdictTable(rows)) console.log(l);
       const acc = rows.filter((r) => r.accepted).length;
-      console.log(`accepted ${acc}/${rows.length} (${rows.length ? ((acc / rows.length) * 100).toFixed(0) : 0}%)`);
       process.exitCode = acc === rows.length ? 0 : 1;
     });
 }

@@ -15,11 +15,13 @@ import { ImageSpecSchema, type ImageSpec, type RepoSource } from "../spec";
 import { defaultStateDir } from "../state";
 import type { BaseSuite } from "../base";
 import type { DebianMapper } from "./debian";
+import { normalizeName } from "./pep508";
 import { pipPreflight } from "./pip";
-import { GitTree, readRepository } from "./read";
+import { GitTree, readRepository, type RepoFacts } from "./read";
 import { applySetupProposal, workbenchSpec, type SetupAgent } from "./setup";
-import { BASE_PACKAGES, repairFromLog, repairPipBuild, replaceUnavailable, specFromFacts, SUITE_PYTHON, type InferredSpec, type InferResult, type PipPlan, type Provenance, type RepairContext } from "./spec";
-import { chooseSuite, mapperForSuite, SUITE_ORDER, suiteIndex } from "./suites";
+import { BASE_PACKAGES, repairFromLog, repairPipBuild, replaceUnavailable, specFromFacts, type InferredSpec, type InferResult, type PipPlan, type Provenance, type RepairContext } from "./spec";
+import { mapperForSuite, rankSuites, SUITE_ORDER, suiteFits, type SuiteFit } from "./suites";
+import { causeOf, decisiveLines, incompleteClone, versionSkew } from "./verdict";
 
 export interface InferOptions {
   /** A local clone (bare or not) or a git URL (cloned on the host). */
@@ -136,6 +138,8 @@ async function referenceRun(image: string, spec: ImageSpec, testPaths: string[],
     "exec 2>&1",
     `cd ${shellQuote(spec.workdir)}`,
     "export PYTHONDONTWRITEBYTECODE=1",
+    // pytest cuts its short summary lines to the terminal's width: wide enough to keep the exception's message.
+    "export COLUMNS=240",
     ...spec.evalPreamble,
     // A unittest command carries its start directory; pytest gets the test paths and no cache.
     spec.logParser === "unittest" ? `timeout -k 5 ${timeoutSeconds} ${spec.testCommand}` : `timeout -k 5 ${timeoutSeconds} ${spec.testCommand} -p no:cacheprovider ${testPaths.map(shellQuote).join(" ")}`,
@@ -161,20 +165,121 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
     if (!fs.existsSync(gitDir)) execFileSync("git", ["clone", "--bare", "-q", o.repo, gitDir], { stdio: "ignore" });
     source = { type: "path", path: gitDir };
   } else source = { type: "path", path: path.resolve(o.repo) };
-  const commit = git(gitDir, ["rev-parse", `${o.commit ?? "HEAD"}^{commit}`]);
   const repo = o.name ?? nameFromRepo(o.repo);
-  const out = o.out ?? storedSpecPath(repo, commit, stateDir);
-  const minPass = o.minPass ?? 0.8;
   const tRead = performance.now();
-  const seconds = { read: 0, build: 0, reference: 0 };
-  const tree = new GitTree(gitDir, commit);
-  const facts = readRepository(tree);
-  // The interpreter: the first suite (bookworm, then trixie) whose Python satisfies requires-python.
-  const choice = chooseSuite(facts.requiresPython, SUITE_PYTHON, o.suites ?? SUITE_ORDER);
-  const suite: BaseSuite = "suite" in choice ? choice.suite : (o.suites ?? SUITE_ORDER)[0]!;
-  const python = (await suiteIndex(suite, stateDir, say)).python;
-  const mapper = o.mapper && o.mapper.suite === suite ? o.mapper : await mapperForSuite(suite, stateDir, say);
-  if ("suite" in choice) say(`suite ${suite} (Python ${python}) for requires-python ${facts.requiresPython ?? "(none)"}`);
+  let commit: string;
+  let tree: GitTree;
+  let facts: RepoFacts;
+  try {
+    commit = git(gitDir, ["rev-parse", `${o.commit ?? "HEAD"}^{commit}`]);
+    tree = new GitTree(gitDir, commit);
+    facts = readRepository(tree);
+  } catch (err) {
+    throw new Error(gitFailure(err));
+  }
+  const out = o.out ?? storedSpecPath(repo, commit, stateDir);
+  const pipIndex = o.pipIndex ?? (process.env.FORAGER_PIP_INDEX || undefined);
+  const cutoff = o.pipCutoff ?? (process.env.FORAGER_PIP_CUTOFF || undefined);
+  const pip: PipPlan | undefined = pipIndex ? { index: pipIndex, ...(cutoff ? { uploadedBefore: pipCutoffInstant(cutoff, gitDir, commit) } : {}) } : undefined;
+  if (pip) say(`dependencies from the pip index ${pip.index}${pip.uploadedBefore ? `, files uploaded before ${pip.uploadedBefore}` : ""}`);
+  // The suite: the one that satisfies most of what the repository asks for (its Python, its
+  // requirements packaged, their versions within the specifiers); the others in order after it.
+  const suites = o.suites ?? SUITE_ORDER;
+  const selfName = facts.projectName ? normalizeName(facts.projectName) : (repo.split("/")[1] ?? "").toLowerCase();
+  const { fits, mappers } = await suiteFits(facts, suites, { stateDir, self: selfName, ...(o.mapper ? { mapper: o.mapper } : {}), pip: Boolean(pip), onProgress: say });
+  const ranked = rankSuites(fits);
+  const order = ranked.order.length ? ranked.order : [fits[0]!];
+  if (ranked.order.length) say(`suite ${ranked.reason.split(".")[0]}`);
+  const seconds = { read: (performance.now() - tRead) / 1000, build: 0, reference: 0 };
+  const tried: { suite: string; reason: string }[] = [];
+  let best: SuiteRun | undefined;
+  for (const [i, fit] of order.entries()) {
+    const mapper = mappers.get(fit.suite) ?? (o.mapper && o.mapper.suite === fit.suite ? o.mapper : await mapperForSuite(fit.suite, stateDir, say));
+    const run = await inferOnSuite(o, { repo, commit, gitDir, source, tree, facts, stateDir, fit, mapper, ...(pip ? { pip } : {}), say, seconds, problem: ranked.order.length ? undefined : ranked.reason });
+    if (!best || run.result.accepted || run.result.passed > best.result.passed) best = run;
+    if (run.result.accepted) break;
+    tried.push({ suite: fit.suite, reason: run.result.reason });
+    const next = order[i + 1];
+    if (!next || !fallbackWorthy(run)) break;
+    say(`${fit.suite} rejected (${run.result.reason}); trying ${next.suite} before rejecting`);
+  }
+  const b = best!;
+  const prov = b.inferred.provenance;
+  const others = tried.filter((t) => t.suite !== b.fit.suite);
+  prov.suiteChoice = {
+    suite: b.fit.suite,
+    reason: b.fit.suite === order[0]!.suite ? ranked.reason : `${others.map((t) => `${t.suite} rejected (${t.reason})`).join("; ")}: fell back to ${b.fit.suite}. First choice was ${ranked.reason}`,
+    fits,
+    tried: others,
+  };
+  const result = b.result;
+  result.cause = causeOf(result.accepted, result.reason, result.decisive ?? []);
+  prov.result = result;
+  const files: string[] = [];
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, JSON.stringify(b.inferred.spec, null, 2) + "\n");
+  fs.writeFileSync(`${out}.provenance.json`, JSON.stringify(prov, null, 2) + "\n");
+  files.push(out, `${out}.provenance.json`);
+  if (b.statuses) {
+    const statusesFile = `${out}.statuses.json`;
+    fs.writeFileSync(statusesFile, JSON.stringify({ repo, commit, image: b.image, runs: b.statuses.runs, flaky: result.flaky, statuses: b.statuses.statuses }, null, 2) + "\n");
+    files.push(statusesFile);
+  }
+  seconds.build = result.buildSeconds;
+  return { repo, commit, result, inferred: b.inferred, files, seconds, ...(b.image ? { image: b.image } : {}) };
+}
+
+/** Seconds one test may take after a reference run hit its limit (pytest-timeout's `--timeout`). */
+export const PER_TEST_TIMEOUT = 60;
+
+/** A rejection worth the other suite: anything but a timeout, a repository with no tests or an incomplete clone (none depends on the packages). */
+function fallbackWorthy(run: SuiteRun): boolean {
+  return !/timed out|^no tests found|^incomplete clone/.test(run.result.reason);
+}
+
+/** The message of a git failure, an incomplete clone named as such (images/infer/verdict.ts). */
+export function gitFailure(err: unknown): string {
+  const e = err as Error & { stderr?: string | Buffer };
+  const text = `${e.message ?? String(err)}\n${e.stderr ? String(e.stderr) : ""}`;
+  return incompleteClone(text) ?? text.split("\n").find((l) => /^(fatal|error):/.test(l.trim()))?.trim() ?? (e.message ?? String(err)).split("\n")[0]!;
+}
+
+/** One suite's inference: the spec, its result, the image and per-test statuses when accepted. */
+interface SuiteRun {
+  fit: SuiteFit;
+  result: InferResult;
+  inferred: InferredSpec;
+  image?: string;
+  statuses?: { runs: number; statuses: Record<string, string> };
+}
+
+/**
+ * Build, run and repair on one suite (at most `maxAttempts` builds + reference runs, the set-up
+ * agent once when the heuristics give up). Writes nothing; adds its seconds to `ctx.seconds`.
+ */
+async function inferOnSuite(
+  o: InferOptions,
+  ctx: {
+    repo: string;
+    commit: string;
+    gitDir: string;
+    source: RepoSource;
+    tree: GitTree;
+    facts: RepoFacts;
+    stateDir: string;
+    fit: SuiteFit;
+    mapper: DebianMapper;
+    pip?: PipPlan;
+    say: (m: string) => void;
+    seconds: { read: number; build: number; reference: number };
+    /** Set when no suite's Python fits: the rejection reason, nothing is built. */
+    problem?: string | undefined;
+  },
+): Promise<SuiteRun> {
+  const { repo, commit, gitDir, source, tree, facts, stateDir, fit, mapper, pip, say, seconds } = ctx;
+  const suite = fit.suite;
+  const python = fit.python;
+  const minPass = o.minPass ?? 0.8;
   const result: InferResult = {
     accepted: false,
     reason: "",
@@ -190,16 +295,23 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
     attempts: 0,
     sourceInstall: false,
   };
-  const pipIndex = o.pipIndex ?? (process.env.FORAGER_PIP_INDEX || undefined);
-  const cutoff = o.pipCutoff ?? (process.env.FORAGER_PIP_CUTOFF || undefined);
-  const pip: PipPlan | undefined = pipIndex ? { index: pipIndex, ...(cutoff ? { uploadedBefore: pipCutoffInstant(cutoff, gitDir, commit) } : {}) } : undefined;
-  if (pip) say(`dependencies from the pip index ${pip.index}${pip.uploadedBefore ? `, files uploaded before ${pip.uploadedBefore}` : ""}`);
   /** Distributions the pip index could not give (learned from failed builds). */
   const pipUnavailable: string[] = [];
   const inferred = specFromFacts(facts, mapper, { repo, commit, source, scmVersion: scmVersion(gitDir, commit), suite, python, ...(pip ? { pip } : {}) });
-  const repairCtx = (): RepairContext => ({ ...(pip ? { pip: { unavailable: pipUnavailable } } : {}), extras: inferred.extras });
-  if (o.extraEnv) inferred.spec = { ...inferred.spec, env: { ...inferred.spec.env, ...o.extraEnv } };
   const prov: Provenance = inferred.provenance;
+  prov.attempts = [];
+  const repairCtx = (): RepairContext => ({ ...(pip ? { pip: { unavailable: pipUnavailable } } : {}), extras: inferred.extras, ...(facts.pytestLines.filterwarnings ? { filterwarnings: facts.pytestLines.filterwarnings } : {}) });
+  if (o.extraEnv) inferred.spec = { ...inferred.spec, env: { ...inferred.spec.env, ...o.extraEnv } };
+  let image: string | undefined;
+  const done = (reason: string, accepted = false, statuses?: SuiteRun["statuses"]): SuiteRun => {
+    result.reason = reason;
+    result.accepted = accepted;
+    return { fit, result, inferred, ...(image ? { image } : {}), ...(statuses ? { statuses } : {}) };
+  };
+  if (ctx.problem) return done(ctx.problem);
+  // Test files that import a test requirement no package provides: deselected before the first build.
+  const pre = deselectUnobtainable(tree, inferred);
+  if (pre.length) say(`deselected before building: ${pre.map((d) => d.path).join(", ")}`);
   /**
    * Before each build, ask the index about the pythonPackages not asked about yet (pip stops at
    * the first requirement it cannot find: without this, each would cost a failed build).
@@ -211,35 +323,27 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
     if (!ask.length) return;
     for (const x of ask) preflighted.add(x);
     const missing = await pipPreflight(ask, pip.index, { python, ...(pip.uploadedBefore ? { before: new Date(pip.uploadedBefore) } : {}) });
-    const pre = replaceUnavailable(inferred.spec, missing.map((m) => ({ requirement: m.requirement, trigger: `pip index preflight: ${m.reason}` })), mapper);
-    if (pre) {
-      pipUnavailable.push(...pre.unavailable);
-      applyRepair(inferred, pre, attempt);
-      say(`pip index preflight: ${pre.changes.map((c) => c.change.split(":")[0]).join("; ")}`);
+    const pr = replaceUnavailable(inferred.spec, missing.map((m) => ({ requirement: m.requirement, trigger: `pip index preflight: ${m.reason}` })), mapper);
+    if (pr) {
+      pipUnavailable.push(...pr.unavailable);
+      applyRepair(inferred, pr, attempt);
+      say(`pip index preflight: ${pr.changes.map((c) => c.change.split(":")[0]).join("; ")}`);
     }
   };
+  const tPre = performance.now();
   await preflight(0);
-  seconds.read = (performance.now() - tRead) / 1000;
-  const files: string[] = [];
-  const finish = (reason: string, accepted = false): InferOutcome => {
-    result.reason = reason;
-    result.accepted = accepted;
-    prov.result = result;
-    fs.mkdirSync(path.dirname(out), { recursive: true });
-    fs.writeFileSync(out, JSON.stringify(inferred.spec, null, 2) + "\n");
-    fs.writeFileSync(`${out}.provenance.json`, JSON.stringify(prov, null, 2) + "\n");
-    files.unshift(out, `${out}.provenance.json`);
-    seconds.build = result.buildSeconds;
-    return { repo, commit, result, inferred, files, seconds, ...(image ? { image } : {}) };
-  };
-  let image: string | undefined;
-  if ("reason" in choice) return finish(choice.reason);
-  if (!facts.testPaths.length && !tree.files.some((f) => /(^|\/)test_[^/]*\.py$/.test(f))) return finish("no tests found (no tests/, test/, testing/ or test_*.py)");
+  seconds.read += (performance.now() - tPre) / 1000;
+  if (!facts.testPaths.length && !tree.files.some((f) => /(^|\/)test_[^/]*\.py$/.test(f)) && /^no test file found/.test(facts.testPathsReason ?? "no test file found")) return done("no tests found (no tests/, test/, testing/ or test_*.py, and the repository's pytest configuration selects no file)");
   const maxAttempts = o.maxAttempts ?? 6;
   const timeout = o.testTimeoutSeconds ?? 900;
   let lastLog = "";
   let limit = maxAttempts;
   let agentAsked = false;
+  const record = (attempt: number, step: string, outcome: string, log: string) => {
+    const decisive = decisiveLines(log);
+    prov.attempts!.push({ attempt, suite, step, outcome, decisive });
+    result.decisive = decisive;
+  };
   /** The set-up agent's turn (once): true when its proposal changed the spec, which then gets 2 more attempts. */
   const askAgent = async (attempt: number, failedBuild?: ImageBuildError): Promise<boolean> => {
     if (!o.setupAgent || agentAsked) return false;
@@ -278,7 +382,7 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
     result.attempts = attempt;
     if (attempt > 1) await preflight(attempt - 1);
     const spec = inferred.spec;
-    say(`attempt ${attempt}: build (${spec.systemPackages.length} packages${spec.pythonPackages.length ? `, ${spec.pythonPackages.length} from pip` : ""})`);
+    say(`attempt ${attempt} (${suite}): build (${spec.systemPackages.length} packages${spec.pythonPackages.length ? `, ${spec.pythonPackages.length} from pip` : ""})`);
     const t0 = performance.now();
     let log: string;
     try {
@@ -294,6 +398,8 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
       log = run.log;
       const c = countStatuses(run.statuses);
       Object.assign(result, { testsCollected: c.collected, passed: c.passed, failed: c.failed, skipped: c.skipped, passRate: c.passRate });
+      const timedOut = /forager-exit-code=(124|137)\s*$/.test(log.trim());
+      record(attempt, "reference run", c.collected ? `${c.passed}/${c.passed + c.failed} pass` : timedOut ? "timed out" : "no tests collected", log);
       if (c.collected > 0 && c.passRate >= minPass) {
         // Two more runs: tests whose status changes are flaky.
         const runs = [run.statuses];
@@ -305,18 +411,20 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
         }
         const flaky = [...run.statuses.keys()].filter((id) => runs.some((r) => r.get(id) !== run.statuses.get(id))).sort();
         result.flaky = flaky;
-        const statusesFile = `${out}.statuses.json`;
-        fs.mkdirSync(path.dirname(out), { recursive: true });
-        fs.writeFileSync(statusesFile, JSON.stringify({ repo, commit, image: b.tag, runs: runs.length, flaky, statuses: Object.fromEntries([...run.statuses].sort()) }, null, 2) + "\n");
-        files.push(statusesFile);
         const info = await inspectImage(b.tag);
         result.imageMb = Math.round(((info?.Size ?? 0) / 1e6) * 10) / 10;
-        return finish(`${c.passed}/${c.passed + c.failed} pass (${(c.passRate * 100).toFixed(1)}% ≥ ${minPass * 100}%)`, true);
+        delete result.decisive;
+        return done(`${c.passed}/${c.passed + c.failed} pass (${(c.passRate * 100).toFixed(1)}% ≥ ${minPass * 100}%)`, true, { runs: runs.length, statuses: Object.fromEntries([...run.statuses].sort()) });
       }
     } catch (err) {
       result.buildSeconds += (performance.now() - t0) / 1000;
-      if (!(err instanceof ImageBuildError)) throw err;
+      if (!(err instanceof ImageBuildError)) {
+        const ic = incompleteClone(`${(err as Error).message}`);
+        if (ic) return done(ic);
+        throw err;
+      }
       log = (fs.existsSync(err.logFile) ? fs.readFileSync(err.logFile, "utf8") : "") + "\n" + err.logTail.join("\n");
+      record(attempt, `build: ${err.step ?? err.layer}`, "build failed", log);
       if (/Unable to locate package|has no installation candidate/.test(log)) {
         const bad = [...log.matchAll(/Unable to locate package (\S+)/g)].map((m) => m[1]!);
         if (bad.length) {
@@ -326,6 +434,8 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
         }
       }
       lastLog = log;
+      const ic = incompleteClone(log);
+      if (ic) return done(ic);
       const pr = pip && /pythonPackages/.test(err.step ?? "") ? repairPipBuild(spec, log, mapper) : undefined;
       if (pr) {
         pipUnavailable.push(...pr.unavailable);
@@ -334,11 +444,21 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
       }
       const r = repairFromLog(spec, log, mapper, prov.deselected.map((d) => d.path), repairCtx());
       if (!r && (await askAgent(attempt, err))) continue;
-      if (!r) return finish(`build failed at ${err.step ?? err.layer}: ${buildError(log) ?? err.logTail.filter(Boolean).slice(-1)[0] ?? err.message}`);
+      if (!r) return done(`build failed at ${err.step ?? err.layer}: ${buildError(log) ?? result.decisive?.[0] ?? err.logTail.filter(Boolean).slice(-1)[0] ?? err.message}`);
       applyRepair(inferred, r, attempt);
       continue;
     }
     lastLog = log;
+    // A run stopped by its time limit: once, a per-test limit (pytest-timeout), so that a test
+    // that hangs (a server it waits for, no network) fails alone and the rest of the suite reports.
+    if (/forager-exit-code=(124|137)\s*$/.test(log.trim()) && spec.logParser === "pytest" && !/--timeout[= ]/.test(spec.testCommand) && attempt < limit) {
+      const m = mapper.map("pytest-timeout");
+      if (m) {
+        inferred.spec = ImageSpecSchema.parse({ ...spec, systemPackages: [...new Set([...spec.systemPackages, m.package])].sort(), testCommand: `${spec.testCommand} --timeout=${PER_TEST_TIMEOUT}` });
+        prov.changes.push({ attempt, trigger: `reference run stopped after ${timeout} s`, change: `add ${m.package} and --timeout=${PER_TEST_TIMEOUT} (a test that hangs fails alone)` });
+        continue;
+      }
+    }
     const r = repairFromLog(spec, log, mapper, prov.deselected.map((d) => d.path), repairCtx());
     if (r && attempt < limit) {
       applyRepair(inferred, r, attempt);
@@ -349,11 +469,58 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
     applyRepair(inferred, r, attempt);
   }
   const c = result;
+  let decisive = c.decisive?.[0] ?? firstError(lastLog);
+  // A git submodule the tests read is not in the clone (forager builds from the commit's tree, offline).
+  const sub = facts.submodules?.find((p) => lastLog.includes(`/testbed/${p}/`) || lastLog.includes(` ${p}/`) || lastLog.includes(`'${p}/`));
+  if (sub) decisive = `git submodule ${sub} is not in the clone (the tests need it): ${decisive}`;
+  // Skew seen in the log, else a runtime requirement whose specifier the suite's package does not meet.
+  const skew = versionSkew(lastLog, facts.projectName ?? repo.split("/")[1]) ?? (fit.outdatedRuntime.length ? `runtime requirement outside the packaged version: ${fit.outdatedRuntime.join("; ")}` : undefined);
+  if (skew) c.skew = skew;
   if (c.testsCollected === 0) {
-    if (/forager-exit-code=(124|137)\s*$/.test(lastLog.trim())) return finish(`reference run timed out after ${timeout} s (no pytest summary)`);
-    return finish(`no tests collected: ${firstError(lastLog)}`);
+    if (/forager-exit-code=(124|137)\s*$/.test(lastLog.trim())) return done(`reference run timed out after ${timeout} s (no pytest summary)`);
+    if (skew) return done(`version skew: no tests collected: ${skew}`);
+    return done(`no tests collected: ${decisive}`);
   }
-  return finish(`${c.passed}/${c.passed + c.failed} pass (${(c.passRate * 100).toFixed(1)}% < ${minPass * 100}%): ${firstError(lastLog)}`);
+  const counts = `${c.passed}/${c.passed + c.failed} pass (${(c.passRate * 100).toFixed(1)}% < ${minPass * 100}%)`;
+  if (skew) return done(`version skew: ${counts}: ${skew}`);
+  return done(`${counts}: ${decisive}`);
+}
+
+/**
+ * Test files that import, at module level, a test requirement no package of the suite provides:
+ * deselected before the first build (`--ignore=FILE`, the reason in the provenance), so a missing
+ * test helper costs no attempt and never rejects the repository. Import names tried for a
+ * distribution `foo-bar`: `foo_bar`, `foobar`, and without a `python-` prefix.
+ * @returns the files deselected.
+ */
+export function deselectUnobtainable(tree: GitTree, inferred: InferredSpec): { path: string; reason: string }[] {
+  if (inferred.spec.logParser !== "pytest") return [];
+  const missing = inferred.provenance.packages.filter((p) => p.role === "test" && p.skipped && /no Debian package|pip index/.test(p.skipped));
+  if (!missing.length) return [];
+  const imports = new Map<string, string>();
+  for (const p of missing) {
+    const n = normalizeName(p.dist);
+    for (const i of [n.replace(/-/g, "_"), n.replace(/-/g, ""), n.replace(/^python-/, "").replace(/-/g, "_")]) if (i) imports.set(i, p.dist);
+  }
+  const out: { path: string; reason: string }[] = [];
+  const under = inferred.testPaths;
+  for (const f of tree.files) {
+    if (!/(^|\/)(test_[^/]*|[^/]*_test)\.py$/.test(f) || (under.length && !under.some((p) => f === p || f.startsWith(`${p}/`)))) continue;
+    const text = tree.read(f) ?? "";
+    const m = /^(?:import|from)\s+([A-Za-z_]\w*)/gm;
+    for (const x of text.matchAll(m)) {
+      const dist = imports.get(x[1]!.toLowerCase());
+      if (dist) {
+        out.push({ path: f, reason: `imports ${x[1]} (test requirement ${dist}, which has no package in ${inferred.provenance.suite ?? "the suite"}): dropped, file deselected` });
+        break;
+      }
+    }
+  }
+  if (!out.length) return [];
+  inferred.spec = ImageSpecSchema.parse({ ...inferred.spec, testCommand: `${inferred.spec.testCommand} ${out.map((d) => `--ignore=${d.path}`).join(" ")}` });
+  inferred.provenance.deselected.push(...out);
+  for (const d of out) inferred.provenance.changes.push({ attempt: 0, trigger: d.reason.split(" (")[0]!, change: `deselect ${d.path}` });
+  return out;
 }
 
 function applyRepair(inferred: InferredSpec, r: NonNullable<ReturnType<typeof repairFromLog>>, attempt: number) {

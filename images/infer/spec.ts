@@ -3,6 +3,7 @@
  * after a failed build or reference run. Pure functions (no Docker), so they are tested fast.
  */
 import { z } from "zod";
+import { shellQuote } from "../../lib/shell";
 import { BASE_SUITES, baseImageTag, type BaseSuite } from "../base";
 import { ImageSpecSchema, type ImageSpec } from "../spec";
 import { backendPackages, type DebianMapper, notNeeded } from "./debian";
@@ -23,6 +24,13 @@ export const PackageDecisionSchema = z.object({
   version: z.string().optional(),
   /** Why nothing was installed: "marker false", "tooling", "no Debian package". */
   skipped: z.string().optional(),
+  /**
+   * What the repository needs it for: "build" (build-system requires), "runtime" (PEP 621
+   * dependencies, install_requires, poetry main, a runtime requirements file) or "test" (test
+   * extras and groups, tox/nox deps, test requirements files, CI install lines). A missing test
+   * requirement is dropped (the files importing it deselected); only a runtime one can reject.
+   */
+  role: z.enum(["build", "runtime", "test"]).optional(),
 });
 
 /** One change made by the repair loop. */
@@ -52,8 +60,47 @@ export const InferResultSchema = z.object({
   imageMb: z.number(),
   attempts: z.number().int(),
   sourceInstall: z.boolean(),
+  /** The cause class of the verdict (images/infer/verdict.ts CAUSES). */
+  cause: z.string().optional(),
+  /** The decisive lines of the last attempt's log (the exception and its message, the failing step). */
+  decisive: z.array(z.string()).optional(),
+  /** The version-skew line, when the last attempt failed at import against a packaged dependency of another era. */
+  skew: z.string().optional(),
 });
 export type InferResult = z.infer<typeof InferResultSchema>;
+
+/** One build + reference run of the repair loop, as the provenance keeps it. */
+export const AttemptRecordSchema = z.object({
+  attempt: z.number().int(),
+  suite: z.string(),
+  /** The step that decided it: `build: <layer or step>` or `reference run`. */
+  step: z.string(),
+  /** `build failed`, `no tests collected`, `timed out`, or `P/N pass`. */
+  outcome: z.string(),
+  /** The decisive lines of its log (images/infer/verdict.ts decisiveLines). */
+  decisive: z.array(z.string()),
+});
+export type AttemptRecord = z.infer<typeof AttemptRecordSchema>;
+
+/** How one suite fits the repository (images/infer/suites.ts SuiteFit). */
+export const SuiteFitSchema = z.object({
+  suite: z.string(),
+  python: z.string(),
+  pythonOk: z.boolean(),
+  missingRuntime: z.array(z.string()),
+  outdatedRuntime: z.array(z.string()),
+  missingTest: z.array(z.string()),
+  outdatedTest: z.array(z.string()),
+});
+
+/** Why the base suite is the one it is, and the suites tried before it. */
+export const SuiteChoiceSchema = z.object({
+  suite: z.string(),
+  reason: z.string(),
+  fits: z.array(SuiteFitSchema),
+  /** Suites tried before this one, each with its verdict (a rejection falls back to the next suite). */
+  tried: z.array(z.object({ suite: z.string(), reason: z.string() })),
+});
 
 /** Why the spec is what it is: every fact read, package chosen or skipped, and repair made. */
 export const ProvenanceSchema = z.object({
@@ -77,6 +124,15 @@ export const ProvenanceSchema = z.object({
   pipIndex: z.string().optional(),
   deselected: z.array(z.object({ path: z.string(), reason: z.string() })),
   changes: z.array(RepairChangeSchema),
+  /** How each requirements file was classified (runtime or test) and why. */
+  requirementFiles: z.array(z.object({ file: z.string(), role: z.enum(["runtime", "test"]), reason: z.string() })).optional(),
+  /** Extras and groups installed for the test run because the CI, tox or nox install them. */
+  testExtras: z.array(z.string()).optional(),
+  /** Why the test paths are what they are. */
+  testPathsReason: z.string().optional(),
+  suiteChoice: SuiteChoiceSchema.optional(),
+  /** Every build + reference run, with its decisive lines. */
+  attempts: z.array(AttemptRecordSchema).optional(),
   result: InferResultSchema.optional(),
 });
 export type Provenance = z.infer<typeof ProvenanceSchema>;
@@ -95,7 +151,7 @@ export interface InferredSpec {
 export const BASE_PACKAGES = ["python3-pip", "python3-setuptools", "python3-wheel", "python-is-python3", "python3-pytest"];
 
 /** The install line: an editable install offline, else a `.pth` to the source root (the backend in the suite is too old, or a C build fails). */
-export function installLine(layout: "src" | "flat", workdir: string, versionFile?: { path: string; version: string }, dist?: { name: string; version: string; entryPoints?: Record<string, Record<string, string>> }): string {
+export function installLine(layout: "src" | "flat", workdir: string, versionFile?: { path: string; version: string }, dist?: { name: string; version: string; entryPoints?: Record<string, Record<string, string>> }, buildExt = false): string {
   const root = layout === "src" ? `${workdir}/src` : workdir;
   // The .pth route registers no metadata: a minimal dist-info (name, version, entry points) lets
   // importlib.metadata and entry-point plugin lookups (e.g. Markdown's own extensions) find the project.
@@ -113,10 +169,12 @@ export function installLine(layout: "src" | "flat", workdir: string, versionFile
   }
   // The file a VCS version plugin would have written at build time (the .pth route skips the build).
   const vf = versionFile && /^[\w./-]+\.py$/.test(versionFile.path) ? `test -e ${versionFile.path} || printf '__version__ = version = "%s"\\n__version_tuple__ = version_tuple = (%s)\\n' ${versionFile.version} ${versionFile.version.split(".").join(",")} > ${versionFile.path}; ` : "";
+  // C extensions: built in place, so that the working tree (and the .pth route) imports them.
+  const ext = buildExt ? `; python3 setup.py build_ext --inplace >/tmp/forager-build-ext.log 2>&1 || { tail -n 15 /tmp/forager-build-ext.log; echo "forager-infer: build_ext --inplace failed"; }` : "";
   return (
     "pip install --no-index --no-deps --no-build-isolation --break-system-packages -e . >/tmp/forager-install.log 2>&1 || " +
     `{ tail -n 15 /tmp/forager-install.log; echo "forager-infer: source install (.pth to ${root})"; ` +
-    `${vf}${meta}echo ${root} > "$(python3 -c 'import site; print(site.getsitepackages()[0])')/forager-source.pth"; }`
+    `${vf}${meta}echo ${root} > "$(python3 -c 'import site; print(site.getsitepackages()[0])')/forager-source.pth"; }${ext}`
   );
 }
 
@@ -157,26 +215,34 @@ export function specFromFacts(
   if (!opts.pip) {
     for (const p of backendPackages(facts.backend, suite)) system.add(p);
     if (facts.usesScm) system.add("python3-setuptools-scm");
+    // C extension modules: a compiler and Python's headers (Cython's compiler for .pyx sources).
+    if (facts.cExtensions) for (const p of ["build-essential", "python3-dev", ...(facts.cExtensions === "cython" ? ["cython3"] : [])]) system.add(p);
   } else if (facts.usesScm && !facts.buildRequires.some((r) => /setuptools-scm|hatch-vcs/.test(r.normalized))) pip.push("setuptools-scm");
   const seen = new Set<string>();
   const versionWarnings: string[] = [];
   const self = opts.repo.split("/")[1]?.toLowerCase();
-  for (const r of [...facts.buildRequires, ...facts.dependencies, ...facts.testDependencies]) {
-    if (seen.has(r.normalized) || r.normalized === self) continue;
+  const selfName = facts.projectName ? normalizeName(facts.projectName) : undefined;
+  const roled = [
+    ...facts.buildRequires.map((r) => ({ r, role: "build" as const })),
+    ...facts.dependencies.map((r) => ({ r, role: "runtime" as const })),
+    ...facts.testDependencies.map((r) => ({ r, role: "test" as const })),
+  ];
+  for (const { r, role } of roled) {
+    if (seen.has(r.normalized) || r.normalized === self || (selfName && r.normalized === selfName)) continue;
     if (!markerActive(r.marker, py)) {
-      packages.push({ dist: r.name, from: r.from, skipped: `marker false on Python ${py}: ${r.marker}` });
+      packages.push({ dist: r.name, from: r.from, role, skipped: `marker false on Python ${py}: ${r.marker}` });
       continue;
     }
     seen.add(r.normalized);
     if (notNeeded(r.name)) {
-      packages.push({ dist: r.name, from: r.from, skipped: "tooling or standard-library backport, not needed to run tests" });
+      packages.push({ dist: r.name, from: r.from, role, skipped: "tooling or standard-library backport, not needed to run tests" });
       continue;
     }
     if (opts.pip) {
-      if (r.url) packages.push({ dist: r.name, from: r.from, skipped: `direct reference ${r.url}: a build reaches only the pip index` });
+      if (r.url) packages.push({ dist: r.name, from: r.from, role, skipped: `direct reference ${r.url}: a build reaches only the pip index` });
       else {
         pip.push(pipRequirement(r));
-        packages.push({ dist: r.name, from: r.from, package: pipRequirement(r), via: "pip index" });
+        packages.push({ dist: r.name, from: r.from, role, package: pipRequirement(r), via: "pip index" });
       }
       continue;
     }
@@ -185,11 +251,11 @@ export function specFromFacts(
       system.add(m.package);
       // Debian gives one version per suite: say when it is outside what the repository asks for.
       const version = r.specifier ? mapper.version(m.package) : undefined;
-      packages.push({ dist: r.name, from: r.from, package: m.package, via: m.via, ...(version ? { version } : {}) });
+      packages.push({ dist: r.name, from: r.from, role, package: m.package, via: m.via, ...(version ? { version } : {}) });
       if (version && !pythonSatisfies(version, r.specifier)) {
         versionWarnings.push(`${m.package} ${version} does not satisfy ${r.name}${r.specifier} (${r.from}); tests that need it may fail (a pip index, --pip-index, would give a fitting release)`);
       }
-    } else packages.push({ dist: r.name, from: r.from, skipped: `no Debian package in ${suite}` });
+    } else packages.push({ dist: r.name, from: r.from, role, skipped: role === "runtime" ? `no Debian package in ${suite}` : `no Debian package in ${suite}; a ${role} requirement: dropped (test files that import it are deselected)` });
   }
   const env: Record<string, string> = { PIP_DISABLE_PIP_VERSION_CHECK: "1" };
   if (facts.usesScm) env.SETUPTOOLS_SCM_PRETEND_VERSION = opts.scmVersion ?? "0.0.0";
@@ -207,10 +273,11 @@ export function specFromFacts(
         "/testbed",
         facts.versionFile ? { path: facts.versionFile, version: opts.scmVersion ?? "0.0.0" } : undefined,
         facts.projectName ? { name: facts.projectName, version: facts.projectVersion ?? opts.scmVersion ?? "0.0.0", ...(facts.entryPoints ? { entryPoints: facts.entryPoints } : {}) } : undefined,
+        Boolean(facts.cExtensions) && !opts.pip,
       ),
     ],
     env,
-    testCommand: facts.unittestCommand ? unittestCommand(facts.testPaths) : "pytest -rA",
+    testCommand: facts.unittestCommand ? unittestCommand(facts.testPaths, facts.unittestArgs) : "pytest -rA",
     logParser: facts.unittestCommand ? "unittest" : "pytest",
   });
   const provenance: Provenance = {
@@ -232,15 +299,23 @@ export function specFromFacts(
     ...(opts.pip ? { pipIndex: opts.pip.index } : {}),
     deselected: [],
     changes: [],
+    ...(facts.requirementFiles.length ? { requirementFiles: facts.requirementFiles } : {}),
+    ...(facts.testExtras.length ? { testExtras: facts.testExtras } : {}),
+    ...(facts.testPathsReason ? { testPathsReason: facts.testPathsReason } : {}),
   };
   const extras = facts.extraDependencies
-    .filter((r) => !r.url && r.normalized !== self && !seen.has(r.normalized) && !notNeeded(r.name) && markerActive(r.marker, py))
+    .filter((r) => !r.url && r.normalized !== self && r.normalized !== selfName && !seen.has(r.normalized) && !notNeeded(r.name) && markerActive(r.marker, py))
     .map(pipRequirement);
   return { spec, provenance, testPaths: facts.testPaths, extras: [...new Set(extras)] };
 }
 
-/** `python -m unittest discover -v` from the top level, starting in the first test path (when there is one). */
-export function unittestCommand(testPaths: string[]): string {
+/**
+ * The unittest command: the repository's own invocation with `-v` when it names what to run
+ * (`args`, {@link RepoFacts.unittestArgs}), else `python -m unittest discover -v` from the top
+ * level, starting in the first test path (when there is one).
+ */
+export function unittestCommand(testPaths: string[], args?: string): string {
+  if (args) return args.startsWith("discover") ? `python -m unittest discover -v${args.slice("discover".length)}` : `python -m unittest -v ${args}`;
   const start = testPaths[0];
   return `python -m unittest discover -v -t .${start ? ` -s ${start}` : ""}`;
 }
@@ -281,6 +356,75 @@ export const OPTION_PLUGINS: Record<string, string> = {
   "--mypy": "pytest-mypy",
 };
 
+/** pytest markers registered by plugins, and the plugin distribution that registers each. */
+export const MARKER_PLUGINS: Record<string, string> = {
+  no_cover: "pytest-cov",
+  asyncio: "pytest-asyncio",
+  timeout: "pytest-timeout",
+  benchmark: "pytest-benchmark",
+  django_db: "pytest-django",
+  flaky: "flaky",
+  order: "pytest-order",
+  dependency: "pytest-dependency",
+  xdist_group: "pytest-xdist",
+  trio: "pytest-trio",
+  vcr: "pytest-recording",
+  freeze_time: "pytest-freezer",
+  httpx_mock: "pytest-httpx",
+  forked: "pytest-forked",
+  repeat: "pytest-repeat",
+  remote_data: "pytest-remotedata",
+  mpl_image_compare: "pytest-mpl",
+  qt_no_exception_capture: "pytest-qt",
+  hypothesis: "hypothesis",
+  flaky_reruns: "pytest-rerunfailures",
+  subprocess: "pytest-subprocess",
+  doctest_plus: "pytest-doctestplus",
+  parallel_threads: "pytest-run-parallel",
+  thread_unsafe: "pytest-run-parallel",
+  datafiles: "pytest-datafiles",
+  memray: "pytest-memray",
+  enable_socket: "pytest-socket",
+  disable_socket: "pytest-socket",
+  allow_hosts: "pytest-socket",
+};
+
+/** The module forager writes into site-packages to register markers whose plugin cannot be installed (loaded with `-p`). */
+export const MARKERS_PLUGIN = "forager_markers";
+
+/** The install line writing {@link MARKERS_PLUGIN} with these markers registered. */
+export function markersPluginLine(markers: string[]): string {
+  const py = [
+    '"""Registered by forager images infer: markers whose plugin is not installed."""',
+    `MARKERS = ${JSON.stringify([...markers].sort())}`,
+    "",
+    "def pytest_configure(config):",
+    "    for m in MARKERS:",
+    '        config.addinivalue_line("markers", m + ": registered by forager (the plugin that registers it is not installed)")',
+    "",
+  ].join("\n");
+  return `echo ${Buffer.from(py).toString("base64")} | base64 -d > "$(python3 -c 'import site; print(site.getsitepackages()[0])')/${MARKERS_PLUGIN}.py"`;
+}
+
+/** The markers a {@link markersPluginLine} registers (from the spec's install lines), or [] when it has none. */
+export function registeredMarkers(install: string[]): string[] {
+  for (const l of install) {
+    const m = new RegExp(`^echo (\\S+) \\| base64 -d > .*/${MARKERS_PLUGIN}\\.py"$`).exec(l);
+    if (m) {
+      const js = /MARKERS = (\[.*\])/.exec(Buffer.from(m[1]!, "base64").toString())?.[1];
+      if (js) return JSON.parse(js) as string[];
+    }
+  }
+  return [];
+}
+
+/** The `-o filterwarnings=…` override of a test command, as a list, when it has one. */
+export function filterOverride(testCommand: string): string[] | undefined {
+  const m = /-o '(filterwarnings=(?:[^']|'\\'')*)'/.exec(testCommand) ?? /-o (filterwarnings=\S*)/.exec(testCommand);
+  if (!m) return undefined;
+  return m[1]!.replace(/'\\''/g, "'").slice("filterwarnings=".length).split("\n").filter(Boolean);
+}
+
 /** One repair: the spec after the change, the change, and files newly deselected. */
 export interface Repair {
   spec: ImageSpec;
@@ -297,6 +441,8 @@ export interface RepairContext {
    * them, all are added at once (a suite that imports one extra usually imports each in turn).
    */
   extras?: string[];
+  /** The repository's pytest `filterwarnings` lines (its configuration file), for overriding one that pytest cannot parse. */
+  filterwarnings?: string[];
 }
 
 /**
@@ -390,8 +536,60 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
     testCommand += " -W ignore::pytest.PytestConfigWarning";
     changes.push({ trigger: cfg[0], change: "ignore pytest config warnings (an ini option this pytest or plugin version does not know, made an error by filterwarnings)" });
   }
+  // Tests that compile C code (a test building an extension module) need the compiler.
+  const cc = /error: command '[^']*gcc' failed|(?:x86_64-linux-gnu-)?gcc: (?:not found|No such file or directory)|unable to execute '[^']*gcc'|fatal error: Python\.h: No such file or directory/.exec(log);
+  if (cc && !system.has("build-essential") && !pip) {
+    system.add("build-essential");
+    system.add("python3-dev");
+    changes.push({ trigger: cc[0], change: "add build-essential python3-dev (the tests compile C code)" });
+  }
+  // CPython 3.11.2 (bookworm) can fail inside pytest's assertion rewriter on some test modules
+  // ("SystemError: AST constructor recursion depth mismatch"): plain asserts avoid the rewriter.
+  const ast = /SystemError: AST constructor recursion depth mismatch[^\n]*/.exec(log);
+  if (ast && spec.logParser === "pytest" && !/--assert=plain/.test(testCommand)) {
+    testCommand += " --assert=plain";
+    changes.push({ trigger: ast[0], change: "run with --assert=plain (the interpreter fails while pytest rewrites a test module's asserts)" });
+  }
+  // Markers registered by a plugin the suite lacks: an error under --strict-markers, or a
+  // PytestUnknownMarkWarning made an error by `filterwarnings = error`. Install the plugin; when it
+  // cannot be had, register the marker with forager's own small plugin.
+  let install = [...spec.install];
+  const registered = new Set(registeredMarkers(install));
+  const toRegister: string[] = [];
+  for (const m of log.matchAll(/Unknown pytest\.mark\.(\w+)|'(\w+)' not found in `markers` configuration option/g)) {
+    const marker = (m[1] ?? m[2])!;
+    if (registered.has(marker) || toRegister.includes(marker)) continue;
+    const dist = MARKER_PLUGINS[marker];
+    const before = changes.length;
+    if (dist && addDist(dist, m[0], `the marker ${marker} is registered by ${dist}`)) continue;
+    if (changes.length > before) continue;
+    // The plugin is installed already (or unobtainable) and the marker still unknown: register it.
+    toRegister.push(marker);
+    changes.push({ trigger: m[0], change: `register the marker ${marker} (${dist ? `its plugin ${dist} ${system.has(mapper.map(dist)?.package ?? "-") ? "does not register it in this version" : "cannot be installed"}` : "no known plugin registers it"}) with forager's ${MARKERS_PLUGIN} plugin (-p ${MARKERS_PLUGIN})` });
+  }
+  if (toRegister.length) {
+    const all = [...registered, ...toRegister];
+    install = [...install.filter((l) => !l.includes(`/${MARKERS_PLUGIN}.py"`)), markersPluginLine(all)];
+    if (!testCommand.includes(`-p ${MARKERS_PLUGIN}`)) testCommand += ` -p ${MARKERS_PLUGIN}`;
+  }
+  // A warning filter pytest cannot parse (its category's module is not installed): install the
+  // module when it can be had (the missing-module rule above); otherwise override the
+  // configuration's filterwarnings without that one filter.
+  for (const m of log.matchAll(/while parsing the following warning configuration:\s*\n(?:\s*(?:INTERNALERROR>)?\s*\n)*\s*(?:INTERNALERROR>)?\s*(\S[^\n]*)/g)) {
+    const filter = m[1]!.trim();
+    const category = filter.split(":")[2]?.trim() ?? "";
+    const module = category.includes(".") ? category.slice(0, category.lastIndexOf(".")) : "";
+    const top = module.split(".")[0] ?? "";
+    const obtainable = top && !unobtainable.has(top) && changes.some((c) => c.trigger.includes(`'${module}`) || c.trigger.includes(`'${top}`));
+    if (obtainable) continue;
+    const current = filterOverride(testCommand) ?? ctx.filterwarnings;
+    if (!current || !current.some((f) => f.trim() === filter)) continue;
+    const kept = current.filter((f) => f.trim() !== filter);
+    testCommand = testCommand.replace(/ -o '(filterwarnings=(?:[^']|'\\'')*)'| -o filterwarnings=\S*/, "") + ` -o ${shellQuote(`filterwarnings=${kept.join("\n")}`)}`;
+    changes.push({ trigger: `pytest could not parse the warning filter ${filter}`, change: `override filterwarnings without ${filter} (${module ? `its category's module ${module} cannot be installed` : "its category cannot be imported"}; the other ${kept.length} filters kept)` });
+  }
   if (!changes.length) return undefined;
-  return { spec: ImageSpecSchema.parse({ ...spec, systemPackages: [...system].sort(), pythonPackages: python, testCommand }), changes, deselected };
+  return { spec: ImageSpecSchema.parse({ ...spec, systemPackages: [...system].sort(), pythonPackages: python, testCommand, install }), changes, deselected };
 }
 
 /** C headers sdists commonly need, and the Debian package that ships each (bookworm and trixie). */

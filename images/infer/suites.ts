@@ -15,8 +15,10 @@ import path from "node:path";
 import { BASE_SUITE, BASE_SUITES, baseImageTag, type BaseSuite, ensureBaseImage } from "../base";
 import { runInImage } from "../docker";
 import { defaultStateDir } from "../state";
-import { DebianMapper, parseVersionTable } from "./debian";
-import { pythonSatisfies } from "./pep508";
+import { DebianMapper, notNeeded, parseVersionTable } from "./debian";
+import { compare as pep440Compare } from "@renovatebot/pep440";
+import { markerActive, pythonSatisfies } from "./pep508";
+import type { RepoFacts, SourcedRequirement } from "./read";
 
 /** Suites in order of preference (bookworm first: the default image every earlier spec uses). */
 export const SUITE_ORDER: BaseSuite[] = ["bookworm", "trixie"];
@@ -117,4 +119,142 @@ export async function mapperForSuite(suite: BaseSuite, stateDir = defaultStateDi
       : new DebianMapper({ suite, ...(idx.distFile ? { distFile: idx.distFile } : {}), ...(idx.packageNames ? { packageNames: idx.packageNames } : {}), ...(idx.versions ? { versions: idx.versions } : {}) });
   mappers.set(key, m);
   return m;
+}
+
+/**
+ * When each suite's package versions were fixed (its release date, ISO 8601): the era of its
+ * packages, for `--latest-runnable`'s walk back past version skew (images/infer/latest.ts).
+ */
+export const SUITE_RELEASED: Record<BaseSuite, string> = { bookworm: "2023-06-10", trixie: "2025-08-09" };
+
+/** How well one suite satisfies a repository: its Python, and the requirements it lacks or has at a version outside the specifier. */
+export interface SuiteFit {
+  suite: BaseSuite;
+  python: string;
+  /** Whether the suite's Python satisfies requires-python. */
+  pythonOk: boolean;
+  /** Runtime requirements (marker true, not tooling) with no package in the suite. */
+  missingRuntime: string[];
+  /** Runtime requirements whose packaged version is outside their specifier (`name>=2 (has 1.4)`). */
+  outdatedRuntime: string[];
+  /** The same for test requirements (pytest's own specifier included). */
+  missingTest: string[];
+  outdatedTest: string[];
+}
+
+/**
+ * What a suite satisfies of a repository's requirements.
+ * @param facts the repository's facts (requires-python, dependencies, test dependencies).
+ * @param self the project's own normalized name (never a requirement of itself).
+ */
+export function suiteFit(facts: Pick<RepoFacts, "requiresPython" | "dependencies" | "testDependencies">, suite: BaseSuite, python: string, mapper: DebianMapper, self?: string): SuiteFit {
+  const fit: SuiteFit = { suite, python, pythonOk: pythonSatisfies(python, facts.requiresPython), missingRuntime: [], outdatedRuntime: [], missingTest: [], outdatedTest: [] };
+  const seen = new Set<string>();
+  const check = (list: SourcedRequirement[], missing: string[], outdated: string[]) => {
+    for (const r of list) {
+      if (seen.has(r.normalized) || r.normalized === self || r.url || !markerActive(r.marker, python)) continue;
+      if (notNeeded(r.name) && r.normalized !== "pytest") continue;
+      seen.add(r.normalized);
+      const m = mapper.map(r.name);
+      if (!m) {
+        missing.push(r.name);
+        continue;
+      }
+      if (!r.specifier) continue;
+      const v = mapper.version(m.package);
+      if (v && !pythonSatisfies(v, r.specifier)) outdated.push(`${r.name}${r.specifier} (${suite} has ${v})`);
+    }
+  };
+  check(facts.dependencies, fit.missingRuntime, fit.outdatedRuntime);
+  check(facts.testDependencies, fit.missingTest, fit.outdatedTest);
+  return fit;
+}
+
+/**
+ * Suites in the order to try them: those whose Python satisfies requires-python, by fewest
+ * runtime requirements missing, then fewest outside their specifier, then fewest test
+ * requirements missing or outside, then the preference order given (bookworm first).
+ * @returns the order and the reason for the first choice, for the provenance; `order` is empty
+ * when no suite's Python fits.
+ */
+export function rankSuites(fits: SuiteFit[]): { order: SuiteFit[]; reason: string } {
+  const ok = fits.filter((f) => f.pythonOk);
+  // Where no suite satisfies a lower bound, the newer packaged version is the closer one: on a
+  // tie, the suite with more of the newest versions among its outdated requirements comes first.
+  const versionOf = (entry: string) => /\(\w+ has ([^)]+)\)$/.exec(entry)?.[1];
+  const distOf = (entry: string) => entry.split(/[<>=!~ ]/)[0]!;
+  const newest = new Map<string, string>();
+  const newer = (a: string, b: string) => {
+    try {
+      return pep440Compare(a, b) > 0;
+    } catch {
+      return false;
+    }
+  };
+  for (const f of ok) {
+    for (const e of [...f.outdatedRuntime, ...f.outdatedTest]) {
+      const v = versionOf(e);
+      const cur = newest.get(distOf(e));
+      if (v && (!cur || newer(v, cur))) newest.set(distOf(e), v);
+    }
+  }
+  const closer = (f: SuiteFit) => [...f.outdatedRuntime, ...f.outdatedTest].filter((e) => versionOf(e) !== newest.get(distOf(e))).length;
+  const key = (f: SuiteFit) => [f.missingRuntime.length, f.outdatedRuntime.length, f.missingTest.length + f.outdatedTest.length, closer(f)];
+  const order = ok
+    .map((f, i) => ({ f, i }))
+    .sort((a, b) => {
+      const ka = key(a.f);
+      const kb = key(b.f);
+      for (let j = 0; j < ka.length; j++) if (ka[j] !== kb[j]) return ka[j]! - kb[j]!;
+      return a.i - b.i;
+    })
+    .map((x) => x.f);
+  const describe = (f: SuiteFit) =>
+    `${f.suite} (Python ${f.python}): ${f.pythonOk ? "" : "Python excluded by requires-python; "}${f.missingRuntime.length} runtime requirement(s) missing${f.missingRuntime.length ? ` (${f.missingRuntime.slice(0, 4).join(", ")})` : ""}, ${f.outdatedRuntime.length} outside the specifier${f.outdatedRuntime.length ? ` (${f.outdatedRuntime.slice(0, 3).join("; ")})` : ""}, ${f.missingTest.length + f.outdatedTest.length} test requirement(s) missing or outside${f.missingTest.length + f.outdatedTest.length ? ` (${[...f.missingTest, ...f.outdatedTest].slice(0, 4).join(", ")})` : ""}`;
+  if (!order.length) return { order, reason: `no suite's Python satisfies requires-python: ${fits.map(describe).join("; ")}` };
+  const first = order[0]!;
+  const others = fits.filter((f) => f !== first);
+  const why =
+    others.length === 0
+      ? "the only suite allowed"
+      : others.every((o) => !o.pythonOk)
+        ? "the only suite whose Python satisfies requires-python"
+        : fits.indexOf(first) === 0 && others.every((o) => !o.pythonOk || key(o).join() === key(first).join())
+          ? "both satisfy the same requirements; the first in preference order"
+          : others.every((o) => !o.pythonOk || key(o).slice(0, 3).join() === key(first).slice(0, 3).join())
+            ? "neither satisfies every specifier; its packaged versions are the newer ones"
+            : "it satisfies more of the requirements";
+  return { order, reason: `${first.suite}: ${why}. ${fits.map(describe).join("; ")}` };
+}
+
+/**
+ * The fit of each suite for a repository's facts. A suite whose Python (as {@link BASE_SUITES}
+ * records it) is excluded by requires-python is not read further; the others' package indexes
+ * are loaded (read once from their base image, then cached). With `pip`, only the interpreter
+ * counts (dependencies come from the index).
+ * @param mapper used for its own suite instead of loading that suite's mapper (tests).
+ */
+export async function suiteFits(
+  facts: Pick<RepoFacts, "requiresPython" | "dependencies" | "testDependencies">,
+  suites: BaseSuite[],
+  opts: { stateDir?: string; self?: string; mapper?: DebianMapper; pip?: boolean; onProgress?: (m: string) => void } = {},
+): Promise<{ fits: SuiteFit[]; mappers: Map<BaseSuite, DebianMapper> }> {
+  const fits: SuiteFit[] = [];
+  const mappers = new Map<BaseSuite, DebianMapper>();
+  const none = { missingRuntime: [], outdatedRuntime: [], missingTest: [], outdatedTest: [] };
+  for (const s of suites) {
+    if (!pythonSatisfies(BASE_SUITES[s], facts.requiresPython)) {
+      fits.push({ suite: s, python: BASE_SUITES[s], pythonOk: false, ...none });
+      continue;
+    }
+    const python = (await suiteIndex(s, opts.stateDir, opts.onProgress)).python;
+    if (opts.pip) {
+      fits.push({ suite: s, python, pythonOk: pythonSatisfies(python, facts.requiresPython), ...none });
+      continue;
+    }
+    const mapper = opts.mapper && opts.mapper.suite === s ? opts.mapper : await mapperForSuite(s, opts.stateDir, opts.onProgress);
+    mappers.set(s, mapper);
+    fits.push(suiteFit(facts, s, python, mapper, opts.self));
+  }
+  return { fits, mappers };
 }
