@@ -12,6 +12,7 @@ const LAYERS = [
   ["orchestrator"],
   ["traces"],
   ["taskgen"],
+  ["infer"],
   ["agent"],
   ["rewards"],
   ["tasks"],

@@ -9,29 +9,9 @@ import { defineConfig } from "vitest/config";
  */
 export default defineConfig({
   test: {
-    include: [
-      "test/forgery.test.ts",
-      "test/agent.test.ts",
-      "test/agent-env.test.ts",
-      "test/eval-plan.test.ts",
-      "test/commits-select.test.ts",
-      "test/mutate-operators.test.ts",
-      "test/image-infer.test.ts",
-      "test/setup-agent.test.ts",
-      "test/pip-index.test.ts",
-      "test/orchestrator-compose.test.ts",
-      "test/orchestrator-records.test.ts",
-      "test/cluster-units.test.ts",
-      "test/grading.test.ts",
-      "test/inference-client.test.ts",
-      "test/inference-routing.test.ts",
-      "test/log-parsers.test.ts",
-      "test/parse.test.ts",
-      "test/similarity.test.ts",
-      "test/swebench-tasks.test.ts",
-      "test/tokenizer.test.ts",
-      "test/tools-runtime.test.ts",
-    ],
+    // The naming rule: a file named *.unit.test.ts needs no Docker engine (its Docker cases, if any,
+    // skip themselves) and runs here as well as in `npm test`.
+    include: ["test/**/*.unit.test.ts"],
     testTimeout: 60_000,
     reporters: ["default"],
   },

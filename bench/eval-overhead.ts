@@ -14,7 +14,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { buildInstanceImage } from "../images/build";
-import { runInImage } from "../images/docker";
+import { runInImage } from "../sandbox/oneshot";
 import { loadSweBenchSpecs, specForSweBench } from "../images/swebench-specs";
 import { testDirectives } from "../tasks/directives";
 import { evaluatePatch, isPytestCommand } from "../rewards/evaluate";

@@ -23,7 +23,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { docker } from "../images/docker";
-import { inferImage } from "../images/infer/run";
+import { inferImage } from "../infer/run";
 import { percentile, round, stringFlag, type BenchMain } from "./lib";
 
 const CREATED: Record<string, Record<string, string>> = {

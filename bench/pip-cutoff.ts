@@ -3,11 +3,11 @@
  * `--projects` projects × `--releases` releases (hand-made wheels, test/helpers/pip-index.ts);
  * project pages fetched directly and through the date-filtering view (images/pip-cutoff.ts),
  * interleaved in one run, so the ratio holds on a noisy machine; then one preflight
- * (images/infer/pip.ts) of every project, as inference runs it before a build.
+ * (infer/pip.ts) of every project, as inference runs it before a build.
  * `npm run bench -- pip-cutoff [--projects 40] [--releases 30] [--rounds 5]`.
  */
 import { request } from "undici";
-import { pipPreflight } from "../images/infer/pip";
+import { pipPreflight } from "../infer/pip";
 import { SIMPLE_JSON, startCutoffIndex } from "../images/pip-cutoff";
 import { startTestIndex, type TestRelease } from "../test/helpers/pip-index";
 import { type BenchMain, timed } from "./lib";

@@ -9,8 +9,8 @@ import { formatRegistry, obtainInstanceImage, parseRegistryOption } from "../ima
 import { knownIssue, loadSweBenchSpecs, networkRequirement, specForSweBench } from "../images/swebench-specs";
 import { findRepository } from "../rewards/eval-run";
 import { loadSweBench } from "../tasks/swebench";
-import { registerInferCommand } from "../images/infer/cli";
-import { modelSetupAgent } from "../taskgen/setup/agent";
+import { registerInferCommand } from "./infer";
+import { modelSetupAgent } from "../infer/setup-agent";
 
 /** Bytes → "1.23 GB" (decimal units, as docker prints). */
 export function formatBytes(n: number): string {

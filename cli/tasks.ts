@@ -13,8 +13,8 @@ import { commitOrHead, int } from "./options";
 import { UsageError } from "./exit-codes";
 import { ImageSpecSchema, type ImageSpecInput, type RepoSource } from "../images/spec";
 import { defaultStateDir } from "../images/state";
-import { inferredSpecFile, nameFromRepo } from "../images/infer/run";
-import { modelSetupAgent } from "../taskgen/setup/agent";
+import { inferredSpecFile, nameFromRepo } from "../infer/run";
+import { modelSetupAgent } from "../infer/setup-agent";
 import { InferenceClient } from "../inference-client/client";
 import { generateMutateTasks, type MutateProgress } from "../taskgen/mutate/generate";
 import { OPERATOR_NAMES, parseOperatorList } from "../taskgen/mutate/operators";
@@ -72,7 +72,7 @@ export function existingTaskIds(file: string): string[] {
   return ids;
 }
 
-/** `owner/name` from a URL or path: the one reader, images/infer/run.ts nameFromRepo. */
+/** `owner/name` from a URL or path: the one reader, infer/run.ts nameFromRepo. */
 export const repoNameFrom = nameFromRepo;
 
 /** The spec: `--spec FILE` (JSON ImageSpec input) or a plain pytest default. */
@@ -132,7 +132,7 @@ export function registerTaskCommands(program: Command): void {
         const n = fs.readFileSync(o.out, "utf8").split("\n").filter((l) => l.trim() !== "").length;
         throw new UsageError(`--out ${o.out} already holds ${n} line(s): pass --resume to continue that run, or remove the file to start anew`);
       }
-      // Without --spec: the stored inferred spec, else one inferred now (images/infer), else the plain default.
+      // Without --spec: the stored inferred spec, else one inferred now (infer/), else the plain default.
       const say = (m: string) => process.stderr.write(`[infer] ${m}\n`);
       // With --model-url the same model is the set-up agent when inference's heuristics give up.
       const setupAgent = o.modelUrl
@@ -276,7 +276,7 @@ export function registerCommitsCommand(tasks: Command): void {
     .option("--max <n>", "tasks wanted", int, 20)
     .option("--max-candidates <n>", "candidates tried at most (default 10 × max)", int)
     .option("--max-seconds <s>", "start no new candidate after this many seconds (the run ends cleanly, --resume continues it)", int)
-    .option("--spec <file>", "image spec JSON for every dependency set (default: inferred per dependency set, images/infer)")
+    .option("--spec <file>", "image spec JSON for every dependency set (default: inferred per dependency set, infer/)")
     .option("--model-url <url>", "OpenAI-compatible server: statements back-translated by the model (template fallback); also the set-up agent when a dependency set's spec is inferred")
     .option("--model <name>", "model name for --model-url")
     .option("--reruns <n>", "extra runs of both sides for flakiness", int, 2)

@@ -1,13 +1,12 @@
 /**
  * The shared Docker client for the images module (and anything else that wants one), plus
- * small helpers over it: engine info, image existence and inspection, and a one-shot
- * "run a command in a fresh container and remove it" used by verification and tests.
+ * small helpers over it: engine info, image existence and inspection, and reading Docker's
+ * JSON-lines progress streams. (A one-shot run in a fresh container is sandbox/oneshot.ts.)
  *
  * Connection: `DOCKER_HOST` when it is a `unix://` path or `tcp://host:port`, else the socket
  * `/var/run/docker.sock`. Only the engine's API is used (no docker CLI).
  */
 import Docker from "dockerode";
-import { PassThrough } from "node:stream";
 import { EnvironmentError } from "../lib/errors";
 
 let client: Docker | undefined;
@@ -82,76 +81,6 @@ export async function inspectImage(ref: string): Promise<Docker.ImageInspectInfo
 /** True when an image with this tag (or id) exists locally. */
 export async function imageExists(tag: string): Promise<boolean> {
   return (await inspectImage(tag)) !== undefined;
-}
-
-/** Result of {@link runInImage}. */
-export interface RunResult {
-  exitCode: number;
-  stdout: string;
-  stderr: string;
-  /** Wall time in seconds. */
-  seconds: number;
-}
-
-/**
- * Run `cmd` (argv, or a string for `bash -lc`) in a fresh container of `image`, wait for it,
- * collect stdout/stderr, and remove the container whatever happens. Network "none" unless
- * told otherwise. Meant for checks and tests, not for agent sandboxes.
- *
- * @param opts.timeoutMs kill the container after this many ms (default 120 000).
- * @throws EnvironmentError when the engine fails or the timeout is hit.
- */
-export async function runInImage(
-  image: string,
-  cmd: string | string[],
-  opts: { network?: string; workdir?: string; env?: Record<string, string>; timeoutMs?: number; user?: string } = {},
-): Promise<RunResult> {
-  const d = docker();
-  const started = Date.now();
-  const argv = typeof cmd === "string" ? ["bash", "-c", cmd] : cmd;
-  const container = await d.createContainer({
-    Image: image,
-    Cmd: argv,
-    WorkingDir: opts.workdir,
-    User: opts.user,
-    Env: Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
-    Labels: { "forager.kind": "probe" },
-    HostConfig: { NetworkMode: opts.network ?? "none", AutoRemove: false },
-    AttachStdout: true,
-    AttachStderr: true,
-    Tty: false,
-  });
-  const out = new PassThrough();
-  const errS = new PassThrough();
-  const outChunks: Buffer[] = [];
-  const errChunks: Buffer[] = [];
-  out.on("data", (c: Buffer) => outChunks.push(c));
-  errS.on("data", (c: Buffer) => errChunks.push(c));
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    const stream = await container.attach({ stream: true, stdout: true, stderr: true });
-    d.modem.demuxStream(stream, out, errS);
-    const ended = new Promise<void>((resolve) => stream.on("end", () => resolve()));
-    await container.start();
-    const timeoutMs = opts.timeoutMs ?? 120_000;
-    let timedOut = false;
-    timer = setTimeout(() => {
-      timedOut = true;
-      container.kill().catch(() => undefined);
-    }, timeoutMs);
-    const res = (await container.wait()) as { StatusCode: number };
-    await Promise.race([ended, new Promise((r) => setTimeout(r, 2000))]);
-    if (timedOut) throw new EnvironmentError(`command in ${image} timed out after ${timeoutMs} ms: ${argv.join(" ")}`);
-    return {
-      exitCode: res.StatusCode,
-      stdout: Buffer.concat(outChunks).toString("utf8"),
-      stderr: Buffer.concat(errChunks).toString("utf8"),
-      seconds: (Date.now() - started) / 1000,
-    };
-  } finally {
-    if (timer) clearTimeout(timer);
-    await container.remove({ force: true }).catch(() => undefined);
-  }
 }
 
 /** One event of a Docker JSON-lines progress stream (build, pull, import). */

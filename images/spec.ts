@@ -34,7 +34,7 @@ export const RepoSourceSchema = z.discriminatedUnion("type", [
 ]);
 export type RepoSource = z.infer<typeof RepoSourceSchema>;
 
-/** Names of the test-log parsers (images/log-parsers). */
+/** Names of the test-log parsers (suite/log-parsers). */
 export const LogParserNameSchema = z.enum(["pytest", "django", "sympy", "unittest"]);
 export type LogParserName = z.infer<typeof LogParserNameSchema>;
 

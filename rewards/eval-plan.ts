@@ -39,7 +39,7 @@ import {
 import { gradeInstance, LOG_MARKERS, type InstanceReport, type ResolutionStatus, type TestsStatus } from "./grading";
 import type { EvalOutcome } from "./outcome";
 import { evidenceOf, parseChannel, type ChannelRecord } from "./records";
-import type { StatusMap } from "../images/log-parsers";
+import type { StatusMap } from "../suite/log-parsers";
 
 /** How a patch was applied (the harness's commands, in order). */
 export const ApplyMethodSchema = z.enum(["git_apply", "git_apply_reject", "patch_fuzz"]);

@@ -41,7 +41,7 @@ import type { Task } from "../tasks/schema";
 import { openTaskSandbox } from "../tasks/sandbox";
 import { escapeMarkers, makeNonce, nonceMarkers, type MachineryFlag } from "./forgery";
 import { gradeInstance, InstanceReportSchema, LOG_MARKERS, ResolutionStatusSchema, TestsStatusSchema } from "./grading";
-import { TEST_STATUSES } from "../images/log-parsers";
+import { TEST_STATUSES } from "../suite/log-parsers";
 import { EvalOutcomeSchema, type EvalOutcome } from "./outcome";
 import {
   APPLY_COMMANDS,

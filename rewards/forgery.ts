@@ -23,7 +23,7 @@ import { diffBlocks, diffHeaderPaths, headerName, stripAB } from "../lib/diff";
 import { LOG_MARKERS, readEvalLog } from "./grading";
 
 export { diffHeaderPaths, unquoteCPath } from "../lib/diff";
-import { parseTestLog, type ParseOptions, type StatusMap, type TestStatus } from "../images/log-parsers";
+import { parseTestLog, type ParseOptions, type StatusMap, type TestStatus } from "../suite/log-parsers";
 import { pytestStatusesFromRecords, sympyStatusesFromRecords, unittestStatusesFromRecords, type ChannelRecord } from "./records";
 
 /**

@@ -22,7 +22,7 @@
  */
 import { z } from "zod";
 import type { LogParserName } from "../images/spec";
-import { parseTestLog, type ParseOptions, type StatusMap, type TestStatus } from "../images/log-parsers";
+import { parseTestLog, type ParseOptions, type StatusMap, type TestStatus } from "../suite/log-parsers";
 
 // ---------------------------------------------------------------------------------------------
 // Schemas (the one definition of the report records)

@@ -18,7 +18,7 @@
  * skipped (each record is one write below PIPE_BUF, so none is split).
  */
 import { z } from "zod";
-import { shortenPathOption, type StatusMap, type TestStatus } from "../images/log-parsers";
+import { shortenPathOption, type StatusMap, type TestStatus } from "../suite/log-parsers";
 
 /** The prefix of every record line. */
 export const RECORD_MAGIC = "@@forager-rec@@";

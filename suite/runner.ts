@@ -5,7 +5,7 @@
  * (taskgen/mutate/validate.ts MutateRunner, which adds the reference run under coverage and the
  * candidates), commit mining (taskgen/commits) and the validation benchmark.
  */
-import { parsePytestJunitXml, parseTestLog, type StatusMap } from "../images/log-parsers";
+import { parsePytestJunitXml, parseTestLog, type StatusMap } from "./log-parsers";
 import { ImageSpecSchema, type ImageSpec, type ImageSpecInput } from "../images/spec";
 import { Sandbox } from "../sandbox/sandbox";
 import { EXIT_CODE_LINE, testRunScript } from "./script";

@@ -10,7 +10,7 @@
  * - a stale tag in the registry (another image under the expected name) is rebuilt and pushed over;
  * - the registry down: the call says so, retries, and completes once it is back.
  * The multi-host version (network namespaces, engines per host, kill -9) is test/cluster-multihost.test.ts;
- * option parsing and capacity (no engine) test/cluster-units.test.ts.
+ * option parsing and capacity (no engine) test/cluster-units.unit.test.ts.
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";

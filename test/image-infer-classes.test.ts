@@ -9,9 +9,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { latestRunnable } from "../images/infer/latest";
-import { inferImage } from "../images/infer/run";
-import { registeredMarkers } from "../images/infer/spec";
+import { latestRunnable } from "../infer/latest";
+import { inferImage } from "../infer/run";
+import { registeredMarkers } from "../infer/spec";
 import { dockerUp } from "./helpers/docker-probe";
 import { makeRepo } from "./helpers/git-fixtures";
 

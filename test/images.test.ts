@@ -19,7 +19,8 @@ import {
   pruneImages,
   type InstanceBuildResult,
 } from "../images/build";
-import { docker, imageExists, inspectImage, runInImage } from "../images/docker";
+import { docker, imageExists, inspectImage } from "../images/docker";
+import { runInImage } from "../sandbox/oneshot";
 import { prepareRepository } from "../images/repo";
 import { ImageSpecSchema, type ImageSpecInput } from "../images/spec";
 import { withFileLock } from "../images/state";

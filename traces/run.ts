@@ -8,7 +8,7 @@
 import fs from "node:fs";
 import { fileURLToPath } from "node:url";
 import { ImageSpecSchema, type ImageSpec, type ImageSpecInput } from "../images/spec";
-import { parseTestLog, type StatusMap } from "../images/log-parsers";
+import { parseTestLog, type StatusMap } from "../suite/log-parsers";
 import { Sandbox } from "../sandbox/sandbox";
 import { formatZodIssues } from "../lib/zod-util";
 import { shellQuote } from "../lib/shell";

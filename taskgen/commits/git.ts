@@ -5,7 +5,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { GitTree, readRepository } from "../../images/infer/read";
+import { GitTree, readRepository } from "../../infer/read";
 import { parseGitLog, type CommitRecord } from "./select";
 
 /** Run git on `gitDir`; returns stdout. @throws Error with git's stderr when git fails. */
@@ -78,7 +78,7 @@ export function dependencyFilesKey(gitDir: string, sha: string): string {
 
 /**
  * The dependency key of a commit: sha-256 (first 16 hex digits) of what its dependency files
- * declare, as images/infer/read.ts reads them: build backend, build requirements, dependencies,
+ * declare, as infer/read.ts reads them: build backend, build requirements, dependencies,
  * test dependencies (name, extras, specifier, url, marker), Requires-Python, SCM versioning,
  * version file, layout, test runner and pytest options. An edit of those files that declares the
  * same (a version bump, a linter setting) keeps the key, so the set keeps its spec and image;

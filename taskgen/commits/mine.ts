@@ -4,7 +4,7 @@
  *   candidates (select.ts) on the first-parent history, newest first
  *   dependency change between parent and commit → rejected ("new-dependency")
  *   groups by the parent's dependency key (git.ts dependencyKey): one image spec (--spec, else
- *     inferred by images/infer at the group's newest commit; inferred too when the given spec does
+ *     inferred by infer/ at the group's newest commit; inferred too when the given spec does
  *     not build there, "inferred-fallback") and ONE instance image per group,
  *     built at the group's newest commit: every parent and fix of the group is its ancestor, so
  *     their objects are in the image
@@ -24,8 +24,8 @@ import fs from "node:fs";
 import { diffBlocks } from "../../lib/diff";
 import { buildInstanceImage, repoSlug, type BuildOptions } from "../../images/build";
 import { inspectImage } from "../../images/docker";
-import { inferredSpecFile } from "../../images/infer/run";
-import type { SetupAgent } from "../../images/infer/setup";
+import { inferredSpecFile } from "../../infer/run";
+import type { SetupAgent } from "../../infer/setup";
 import { ImageSpecSchema, type ImageSpec, type ImageSpecInput, type RepoSource } from "../../images/spec";
 import type { InferenceClient } from "../../inference-client/client";
 import { PINNED_GIT, startTreeLines } from "../../tasks/start";

@@ -3,7 +3,7 @@
  * without spawning git: common prefix and suffix lines are trimmed, the middle is aligned by a
  * longest-common-subsequence table (bug edits are small, so the middle is small), and hunks
  * closer than 2×context lines are merged, as `git diff` does. `git apply` accepts the output
- * (checked in test/mutate-operators.test.ts).
+ * (checked in test/mutate-operators.unit.test.ts).
  */
 
 /** Split into lines keeping track of a missing final newline. */

@@ -24,7 +24,7 @@ import path from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { writeFileAtomic } from "../../lib/fs";
 import { ImageSpecSchema, type ImageSpec, type ImageSpecInput } from "../../images/spec";
-import type { StatusMap } from "../../images/log-parsers";
+import type { StatusMap } from "../../suite/log-parsers";
 import type { Sandbox } from "../../sandbox/sandbox";
 import { rng, shuffle, type Candidate, type SourceFile } from "./candidates";
 import { selectionArgs, testRunScript } from "../../suite/script";

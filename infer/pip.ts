@@ -9,7 +9,7 @@
  * The index stays the judge: anything this cannot decide is left to pip.
  */
 import { request } from "undici";
-import { SIMPLE_JSON, SimpleProjectSchema, uploadedBefore } from "../pip-cutoff";
+import { SIMPLE_JSON, SimpleProjectSchema, uploadedBefore } from "../images/pip-cutoff";
 import { parseRequirement, pythonSatisfies } from "./pep508";
 
 /** One requirement the index cannot give, and why. */

@@ -18,7 +18,7 @@ import {
   testsStatusFor,
   type GradeInput,
 } from "../rewards/grading";
-import { parseTestLog, type TestStatus } from "../images/log-parsers";
+import { parseTestLog, type TestStatus } from "../suite/log-parsers";
 
 const sm = (o: Record<string, TestStatus>) => new Map(Object.entries(o));
 

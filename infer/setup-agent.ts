@@ -1,23 +1,23 @@
 /**
  * The set-up agent of `forager images infer --model-url` (issue 10): when the heuristics' repair
  * loop gives up, a model works in a sandbox of the last image built (after a failed build: a
- * workbench image of the repository without the failing step, images/infer/setup.ts), with the same episode
+ * workbench image of the repository without the failing step, infer/setup.ts), with the same episode
  * machinery, CWM tools and trajectory record as every other episode (agent/episode.ts runEpisode).
  * It is asked to make the test suite run and to write what it found into {@link SETUP_FILE} at the
  * repository root, then submit the diff that adds that file. The proposal is read from the
- * submitted patch (zod, images/infer/setup.ts) and inference checks it like any other spec (build,
+ * submitted patch (zod, infer/setup.ts) and inference checks it like any other spec (build,
  * reference run, accept or reject), so the model's word is never taken for a result.
  * Sandboxes have no network: the agent can find a test command, environment variables or local
  * install steps, and name Debian packages that the build (which reaches the package index) adds.
  */
 import path from "node:path";
-import { runEpisode } from "../../agent/episode";
-import { HttpPolicy, type Policy } from "../../agent/policy";
-import { writeTrajectory } from "../../agent/trajectory";
-import { SETUP_FILE, parseSetupProposal, type SetupAgent, type SetupContext } from "../../images/infer/setup";
-import { InferenceClient } from "../../inference-client/client";
-import { diffBlocks } from "../../lib/diff";
-import { TaskSchema, type Task } from "../../tasks/schema";
+import { runEpisode } from "../agent/episode";
+import { HttpPolicy, type Policy } from "../agent/policy";
+import { writeTrajectory } from "../agent/trajectory";
+import { SETUP_FILE, parseSetupProposal, type SetupAgent, type SetupContext } from "./setup";
+import { InferenceClient } from "../inference-client/client";
+import { diffBlocks } from "../lib/diff";
+import { TaskSchema, type Task } from "../tasks/schema";
 
 /** Options of {@link modelSetupAgent}. */
 export interface SetupAgentOptions {

@@ -1,12 +1,12 @@
 /**
  * What a set-up agent may change in an inferred image spec (`forager images infer --model-url`,
  * issue 10), and how the change is applied. The agent itself (an episode with the CWM tools) lives
- * above this layer, in taskgen/setup/agent.ts; inference only sees a {@link SetupAgent} callback and
+ * above this layer, in infer/setup-agent.ts; inference only sees a {@link SetupAgent} callback and
  * checks its result like any other spec: build, reference run, accept or reject.
  */
 import { z } from "zod";
-import { formatZodIssues } from "../../lib/zod-util";
-import type { ImageSpec } from "../spec";
+import { formatZodIssues } from "../lib/zod-util";
+import type { ImageSpec } from "../images/spec";
 
 /** The file the set-up agent writes at the repository root (and submits as a patch). */
 export const SETUP_FILE = ".forager-setup.json";

@@ -9,15 +9,15 @@
  * earlier dependency state some suite satisfies (read statically, {@link satisfiableTarget});
  * when tests fail at import against a packaged dependency of another era, to the newest commit
  * dated before the release of the newest suite whose packages predate the commit's dependency
- * files (images/infer/suites.ts SUITE_RELEASED), else to the previous dependency set.
+ * files (infer/debian-suites.ts SUITE_RELEASED), else to the previous dependency set.
  * A suite that ran out of time ends the walk (an older commit is no shorter); any other rejection
  * is followed by the parent.
  */
-import type { BaseSuite } from "../base";
+import type { BaseSuite } from "../images/base";
 import { normalizeName } from "./pep508";
 import { GitTree, readRepository } from "./read";
 import { git, gitFailure, inferImage, type InferOptions, type InferOutcome } from "./run";
-import { rankSuites, SUITE_ORDER, SUITE_RELEASED, suiteFits } from "./suites";
+import { rankSuites, SUITE_ORDER, SUITE_RELEASED, suiteFits } from "./debian-suites";
 
 /** Files whose change can change what a commit needs (dependency and interpreter declarations). */
 export const DEPENDENCY_FILES = ["pyproject.toml", "setup.cfg", "setup.py", "requirements*.txt", "requirements/*.txt", "tox.ini", "noxfile.py", "Pipfile"];
@@ -28,7 +28,7 @@ export interface RunnableTry {
   /** "accepted", "skipped" (static check, no build) or "rejected" (built, suite not accepted). */
   verdict: "accepted" | "skipped" | "rejected";
   reason: string;
-  /** The decisive lines of the rejection (images/infer/verdict.ts), when it was built. */
+  /** The decisive lines of the rejection (infer/verdict.ts), when it was built. */
   decisive?: string[];
 }
 

@@ -1,6 +1,6 @@
 /**
- * The set-up agent of `forager images infer --model-url` (taskgen/setup/agent.ts,
- * images/infer/setup.ts): the proposal's schema and application without Docker; in Docker, a
+ * The set-up agent of `forager images infer --model-url` (infer/setup-agent.ts,
+ * infer/setup.ts): the proposal's schema and application without Docker; in Docker, a
  * created repository whose suite the heuristics cannot make run (its conftest needs an
  * environment variable), an episode driven by a scripted OpenAI-compatible server on loopback,
  * and inference checking the proposal like any other spec; and a build that fails (a pip sdist
@@ -10,12 +10,12 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { DebianMapper } from "../images/infer/debian";
-import { buildError, inferImage } from "../images/infer/run";
-import { repairPipBuild } from "../images/infer/spec";
-import { applySetupProposal, parseSetupProposal, SETUP_FILE, workbenchSpec } from "../images/infer/setup";
+import { DebianMapper } from "../infer/debian";
+import { buildError, inferImage } from "../infer/run";
+import { repairPipBuild } from "../infer/spec";
+import { applySetupProposal, parseSetupProposal, SETUP_FILE, workbenchSpec } from "../infer/setup";
 import { ImageSpecSchema } from "../images/spec";
-import { addedFileContent, modelSetupAgent, setupTask } from "../taskgen/setup/agent";
+import { addedFileContent, modelSetupAgent, setupTask } from "../infer/setup-agent";
 import { dockerUp } from "./helpers/docker-probe";
 import { makeRepo } from "./helpers/git-fixtures";
 import { startTestIndex } from "./helpers/pip-index";

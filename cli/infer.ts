@@ -1,6 +1,6 @@
 /**
  * `forager images infer`: one repository (`--repo`) or a batch (`--repos DIR|FILE`), with
- * progress on stderr, the verdicts grouped by cause at the end (images/infer/verdict.ts) and
+ * progress on stderr, the verdicts grouped by cause at the end (infer/verdict.ts) and
  * `--summary FILE` as JSON lines (one object per repository: repo, commit, accepted, cause,
  * reason, decisive lines, suite, python, tests collected / passed / failed / skipped,
  * deselected files, pass_rate, flaky, build and total seconds, image_mb, the walk's tries).
@@ -8,11 +8,11 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import { defaultStateDir } from "../state";
-import { latestRunnable, type RunnableTry } from "./latest";
-import { inferImage, nameFromRepo, type InferOutcome } from "./run";
-import type { SetupAgent } from "./setup";
-import { causeOf, incompleteClone, verdictTable } from "./verdict";
+import { defaultStateDir } from "../images/state";
+import { latestRunnable, type RunnableTry } from "../infer/latest";
+import { inferImage, nameFromRepo, type InferOutcome } from "../infer/run";
+import type { SetupAgent } from "../infer/setup";
+import { causeOf, incompleteClone, verdictTable } from "../infer/verdict";
 
 /** Repositories of a batch: a file of paths/URLs (one a line, `#` comments), or a directory of clones (`DIR/x`, `DIR/x/repo`). */
 export function batchRepos(arg: string): string[] {

@@ -20,7 +20,7 @@
  *   when it has one;
  * - sympy: the bare function name, `test_name`.
  */
-import type { LogParserName } from "./spec";
+import type { LogParserName } from "../images/spec";
 
 /** The statuses a parser records (the harness's TestStatus values). */
 export const TEST_STATUSES = ["PASSED", "FAILED", "SKIPPED", "ERROR", "XFAIL"] as const;

@@ -12,9 +12,9 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { BASE_SUITE, BASE_SUITES, baseImageTag, type BaseSuite, ensureBaseImage } from "../base";
-import { runInImage } from "../docker";
-import { defaultStateDir } from "../state";
+import { BASE_SUITE, BASE_SUITES, baseImageTag, type BaseSuite, ensureBaseImage } from "../images/base";
+import { runInImage } from "../sandbox/oneshot";
+import { defaultStateDir } from "../images/state";
 import { DebianMapper, notNeeded, parseVersionTable } from "./debian";
 import { compare as pep440Compare } from "@renovatebot/pep440";
 import { markerActive, pythonSatisfies } from "./pep508";
@@ -123,7 +123,7 @@ export async function mapperForSuite(suite: BaseSuite, stateDir = defaultStateDi
 
 /**
  * When each suite's package versions were fixed (its release date, ISO 8601): the era of its
- * packages, for `--latest-runnable`'s walk back past version skew (images/infer/latest.ts).
+ * packages, for `--latest-runnable`'s walk back past version skew (infer/latest.ts).
  */
 export const SUITE_RELEASED: Record<BaseSuite, string> = { bookworm: "2023-06-10", trixie: "2025-08-09" };
 

@@ -3,9 +3,9 @@
  * after a failed build or reference run. Pure functions (no Docker), so they are tested fast.
  */
 import { z } from "zod";
-import { shellQuote } from "../../lib/shell";
-import { BASE_SUITES, baseImageTag, type BaseSuite } from "../base";
-import { ImageSpecSchema, type ImageSpec } from "../spec";
+import { shellQuote } from "../lib/shell";
+import { BASE_SUITES, baseImageTag, type BaseSuite } from "../images/base";
+import { ImageSpecSchema, type ImageSpec } from "../images/spec";
 import { backendPackages, type DebianMapper, notNeeded } from "./debian";
 import { markerActive, normalizeName, parseRequirement, pythonSatisfies, type Requirement } from "./pep508";
 import type { RepoFacts } from "./read";
@@ -60,7 +60,7 @@ export const InferResultSchema = z.object({
   imageMb: z.number(),
   attempts: z.number().int(),
   sourceInstall: z.boolean(),
-  /** The cause class of the verdict (images/infer/verdict.ts CAUSES). */
+  /** The cause class of the verdict (infer/verdict.ts CAUSES). */
   cause: z.string().optional(),
   /** The decisive lines of the last attempt's log (the exception and its message, the failing step). */
   decisive: z.array(z.string()).optional(),
@@ -77,12 +77,12 @@ export const AttemptRecordSchema = z.object({
   step: z.string(),
   /** `build failed`, `no tests collected`, `timed out`, or `P/N pass`. */
   outcome: z.string(),
-  /** The decisive lines of its log (images/infer/verdict.ts decisiveLines). */
+  /** The decisive lines of its log (infer/verdict.ts decisiveLines). */
   decisive: z.array(z.string()),
 });
 export type AttemptRecord = z.infer<typeof AttemptRecordSchema>;
 
-/** How one suite fits the repository (images/infer/suites.ts SuiteFit). */
+/** How one suite fits the repository (infer/debian-suites.ts SuiteFit). */
 export const SuiteFitSchema = z.object({
   suite: z.string(),
   python: z.string(),

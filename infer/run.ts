@@ -7,20 +7,21 @@
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { shellQuote } from "../../lib/shell";
-import { parseTestLog } from "../log-parsers";
-import { buildInstanceImage, ImageBuildError } from "../build";
-import { inspectImage, runInImage } from "../docker";
-import { ImageSpecSchema, type ImageSpec, type RepoSource } from "../spec";
-import { defaultStateDir } from "../state";
-import type { BaseSuite } from "../base";
+import { parseTestLog } from "../suite/log-parsers";
+import { testRunScript } from "../suite/script";
+import { buildInstanceImage, ImageBuildError } from "../images/build";
+import { inspectImage } from "../images/docker";
+import { runInImage } from "../sandbox/oneshot";
+import { ImageSpecSchema, type ImageSpec, type RepoSource } from "../images/spec";
+import { defaultStateDir } from "../images/state";
+import type { BaseSuite } from "../images/base";
 import type { DebianMapper } from "./debian";
 import { normalizeName } from "./pep508";
 import { pipPreflight } from "./pip";
 import { GitTree, readRepository, type RepoFacts } from "./read";
 import { applySetupProposal, workbenchSpec, type SetupAgent } from "./setup";
 import { BASE_PACKAGES, repairFromLog, repairPipBuild, replaceUnavailable, specFromFacts, type InferredSpec, type InferResult, type PipPlan, type Provenance, type RepairContext } from "./spec";
-import { mapperForSuite, rankSuites, SUITE_ORDER, suiteFits, type SuiteFit } from "./suites";
+import { mapperForSuite, rankSuites, SUITE_ORDER, suiteFits, type SuiteFit } from "./debian-suites";
 import { causeOf, decisiveLines, incompleteClone, versionSkew } from "./verdict";
 
 export interface InferOptions {
@@ -49,7 +50,7 @@ export interface InferOptions {
   suites?: BaseSuite[];
   /**
    * Asked once when the heuristics give up after a reference run (`--model-url`): its proposal is
-   * applied and checked by up to 2 more builds + reference runs, like any repair. See images/infer/setup.ts.
+   * applied and checked by up to 2 more builds + reference runs, like any repair. See infer/setup.ts.
    */
   setupAgent?: SetupAgent;
   /**
@@ -134,17 +135,15 @@ export function countStatuses(statuses: Map<string, string>): { collected: numbe
 }
 
 async function referenceRun(image: string, spec: ImageSpec, testPaths: string[], timeoutSeconds: number) {
-  const script = [
-    "exec 2>&1",
-    `cd ${shellQuote(spec.workdir)}`,
-    "export PYTHONDONTWRITEBYTECODE=1",
-    // pytest cuts its short summary lines to the terminal's width: wide enough to keep the exception's message.
-    "export COLUMNS=240",
-    ...spec.evalPreamble,
-    // A unittest command carries its start directory; pytest gets the test paths and no cache.
-    spec.logParser === "unittest" ? `timeout -k 5 ${timeoutSeconds} ${spec.testCommand}` : `timeout -k 5 ${timeoutSeconds} ${spec.testCommand} -p no:cacheprovider ${testPaths.map(shellQuote).join(" ")}`,
-    'echo "forager-exit-code=$?"',
-  ].join("\n");
+  // The one test-run script builder (suite/script.ts). pytest cuts its short summary lines to the
+  // terminal's width: COLUMNS wide enough to keep the exception's message. A unittest command
+  // carries its start directory; pytest gets the test paths and no cache.
+  const script = testRunScript(spec, {
+    noBytecode: true,
+    env: ["export COLUMNS=240"],
+    timeoutSeconds,
+    ...(spec.logParser === "unittest" ? {} : { extraArgs: "-p no:cacheprovider", directives: testPaths }),
+  });
   const r = await runInImage(image, script, { network: "none", timeoutMs: (timeoutSeconds + 60) * 1000 });
   const log = r.stdout + r.stderr;
   return { log, statuses: parseTestLog(spec.logParser, log, { repo: spec.repo }), seconds: r.seconds };
@@ -237,7 +236,7 @@ function fallbackWorthy(run: SuiteRun): boolean {
   return !/timed out|^no tests found|^incomplete clone/.test(run.result.reason);
 }
 
-/** The message of a git failure, an incomplete clone named as such (images/infer/verdict.ts). */
+/** The message of a git failure, an incomplete clone named as such (infer/verdict.ts). */
 export function gitFailure(err: unknown): string {
   const e = err as Error & { stderr?: string | Buffer };
   const text = `${e.message ?? String(err)}\n${e.stderr ? String(e.stderr) : ""}`;

@@ -1,5 +1,5 @@
 /**
- * Test-log parsers (images/log-parsers.ts). Inline logs are real runner output (pytest 9.0 `-rA`
+ * Test-log parsers (suite/log-parsers.ts). Inline logs are real runner output (pytest 9.0 `-rA`
  * and `-rA -v`, pytest JUnit XML, Python 3.11 unittest verbosity 2, sympy's verbose reporter),
  * trimmed; the expectations for the harness-covered lines were checked against the SWE-bench
  * harness v5.0.0 parsers. When /work/shared/datasets is present, every FAIL_TO_PASS and
@@ -17,7 +17,7 @@ import {
   parseSympyLog,
   parseTestLog,
   type StatusMap,
-} from "../images/log-parsers";
+} from "../suite/log-parsers";
 
 const obj = (m: StatusMap) => Object.fromEntries(m);
 

@@ -1,5 +1,5 @@
 /**
- * images/infer: reading created repositories of each backend (setuptools, flit, hatch, poetry,
+ * infer/: reading created repositories of each backend (setuptools, flit, hatch, poetry,
  * pdm) and runner (pytest, unittest), PEP 508 requirements and markers, Debian mapping, the
  * repair rules on real-looking logs (fast, no Docker); then one small repository end to end in
  * Docker: a missing pytest plugin repaired, a file needing an unobtainable dependency deselected,
@@ -12,15 +12,15 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { DebianMapper, parseVersionTable, upstreamVersion } from "../images/infer/debian";
-import { evaluateMarker, linuxEnvironment, parseRequirement } from "../images/infer/pep508";
-import { GitTree, multilineIni, noxfileFacts, readRepository, setupPyLists } from "../images/infer/read";
-import { parseUnittestLog } from "../images/log-parsers";
-import { inferImage, pytestVariant, scmVersion } from "../images/infer/run";
-import { pythonProblem, repairFromLog, specFromFacts } from "../images/infer/spec";
-import { chooseSuite } from "../images/infer/suites";
-import { latestRunnable } from "../images/infer/latest";
-import type { InferOutcome, InferOptions } from "../images/infer/run";
+import { DebianMapper, parseVersionTable, upstreamVersion } from "../infer/debian";
+import { evaluateMarker, linuxEnvironment, parseRequirement } from "../infer/pep508";
+import { GitTree, multilineIni, noxfileFacts, readRepository, setupPyLists } from "../infer/read";
+import { parseUnittestLog } from "../suite/log-parsers";
+import { inferImage, pytestVariant, scmVersion } from "../infer/run";
+import { pythonProblem, repairFromLog, specFromFacts } from "../infer/spec";
+import { chooseSuite } from "../infer/debian-suites";
+import { latestRunnable } from "../infer/latest";
+import type { InferOutcome, InferOptions } from "../infer/run";
 import { baseImageTag, suiteOfTag } from "../images/base";
 import { DEFAULT_BASE_IMAGE } from "../images/spec";
 import { dockerUp } from "./helpers/docker-probe";
@@ -509,7 +509,7 @@ describe("class 1: requirement roles", () => {
       "rpkg/__init__.py": "",
       "tests/test_a.py": TEST_PY,
     });
-    const { staticProblem } = await import("../images/infer/latest");
+    const { staticProblem } = await import("../infer/latest");
     expect(await staticProblem(r.dir, r.commit, { stateDir: path.join(tmp, "walkstate"), suites: ["bookworm"] })).toBeUndefined();
     const runtime = repo({ "pyproject.toml": '[project]\nname = "q"\nversion = "1"\ndependencies = ["forager-missing-runtime-lib"]\n', "tests/test_a.py": TEST_PY });
     expect(await staticProblem(runtime.dir, runtime.commit, { stateDir: path.join(tmp, "walkstate"), suites: ["bookworm"] })).toMatch(/runtime dependency with no Debian package in bookworm: bookworm: forager-missing-runtime-lib/);
@@ -526,7 +526,7 @@ describe("class 2: the suite chosen by what it satisfies", () => {
   const bookworm = fake("bookworm", { "python3-attr": "22.2.0-1", "python3-six": "1.16.0-4" });
   const trixie = fake("trixie", { "python3-attr": "25.3.0-1", "python3-six": "1.17.0-1", "python3-newonly": "2.0-1" });
   it("prefers the suite whose packages are within the specifiers, and the one that has a runtime package the other lacks; bookworm on a tie", async () => {
-    const { rankSuites, suiteFit } = await import("../images/infer/suites");
+    const { rankSuites, suiteFit } = await import("../infer/debian-suites");
     const rank = (f: ReturnType<typeof facts>) => rankSuites([suiteFit(f, "bookworm", "3.11.2", bookworm), suiteFit(f, "trixie", "3.13.5", trixie)]);
     const outdated = rank(facts(["attrs>=24.1", "six"]));
     expect(outdated.order.map((f) => f.suite)).toEqual(["trixie", "bookworm"]);
@@ -547,7 +547,7 @@ describe("class 3: pytest configuration errors before collection", () => {
   const base = specFromFacts(readRepository(r.tree), new DebianMapper({ distFile, packageNames: ["python3-pytest-cov"] }), { repo: "x/pkg", commit: r.commit }).spec;
   const m = new DebianMapper({ distFile, packageNames: ["python3-pytest-cov"] });
   it("an unknown marker: the plugin that registers it, else forager's marker plugin", async () => {
-    const { registeredMarkers } = await import("../images/infer/spec");
+    const { registeredMarkers } = await import("../infer/spec");
     const log = [
       "__________________________ ERROR collecting test_a.py __________________________",
       "E   pytest.PytestUnknownMarkWarning: Unknown pytest.mark.no_cover - is this a typo?  You can register custom marks to avoid this warning",
@@ -566,7 +566,7 @@ describe("class 3: pytest configuration errors before collection", () => {
     expect(again.spec.install.filter((l) => l.includes("forager_markers.py"))).toHaveLength(1);
   });
   it("a warning filter whose category's module is not installed: overridden, the other filters kept", async () => {
-    const { filterOverride } = await import("../images/infer/spec");
+    const { filterOverride } = await import("../infer/spec");
     const log = [
       "ERROR: while parsing the following warning configuration:",
       "",
@@ -592,7 +592,7 @@ describe("class 3: pytest configuration errors before collection", () => {
 
 describe("class 4: the repository's own pytest configuration decides what is collected", () => {
   it("python_files = test.py and norecursedirs = * at the root; CI paths; pytest 9's [tool.pytest]", async () => {
-    const { collectedFiles, pytestArgPaths, fnmatchEx } = await import("../images/infer/collect");
+    const { collectedFiles, pytestArgPaths, fnmatchEx } = await import("../infer/collect");
     const r = repo({
       "pyproject.toml": '[project]\nname = "rootpkg"\nversion = "1"\n\n[tool.pytest.ini_options]\npython_files = "test.py"\nnorecursedirs = "*"\n',
       "rootpkg/__init__.py": "",
@@ -645,7 +645,7 @@ describe("class 4: the repository's own pytest configuration decides what is col
     expect(f.testPathsReason).toMatch(/; and test\/test\.py, which the repository's test commands run directly$/);
   });
   it("a unittest suite runs the way the repository's CI invokes it (a dotted start module under src/, a pattern)", async () => {
-    const { unittestInvocation } = await import("../images/infer/read");
+    const { unittestInvocation } = await import("../infer/read");
     const files = ["src/gpkg/__init__.py", "src/gpkg/tests/__init__.py", "src/gpkg/tests/test_a.py", "tests/x_check.py"];
     expect(unittestInvocation("python -m unittest discover -v gpkg.tests", files)).toBe("discover gpkg.tests");
     expect(unittestInvocation('python3 -m unittest discover -s tests -p "*_check.py" -b', files)).toBe("discover -s tests -p '*_check.py'");
@@ -705,7 +705,7 @@ describe("class 5: version skew walks back by dependency-file dates", () => {
     expect(built).toEqual([head, old]);
     expect(w.tries[0]!.reason).toMatch(/version skew: its dependency files \(2025-10-01\) are newer than bookworm's packages \(released 2023-06-10\): back to [0-9a-f]{12} \(2023-01-10\)/);
     // With both suites' eras: trixie's first (2025-08-09), then bookworm's.
-    const { skewTarget } = await import("../images/infer/latest");
+    const { skewTarget } = await import("../infer/latest");
     expect(skewTarget(dir, head!, ["bookworm", "trixie"])!.commit).toBe(may2024);
     expect(skewTarget(dir, may2024!, ["bookworm", "trixie"])!.commit).toBe(old);
   });
@@ -728,7 +728,7 @@ describe("class 5: version skew walks back by dependency-file dates", () => {
     expect(w.tries[0]!.reason).toMatch(/version skew: back to [0-9a-f]{12} \(dependency files of 2024-01-10\), the newest whose runtime requirements bookworm satisfies/);
   });
   it("reads version skew from a test log (a name the packaged version lacks, an abstract method added later), not from the project's own modules", async () => {
-    const { versionSkew } = await import("../images/infer/verdict");
+    const { versionSkew } = await import("../infer/verdict");
     expect(versionSkew("E   ImportError: cannot import name 'Converter' from 'attrs' (/usr/lib/python3/dist-packages/attrs/__init__.py)", "mypkg")).toMatch(/^ImportError: cannot import name 'Converter' from 'attrs'/);
     expect(versionSkew("E   TypeError: Can't instantiate abstract class Impl with abstract method new_hook", "mypkg")).toMatch(/abstract method new_hook/);
     expect(versionSkew("E   AttributeError: module 'importlib_metadata' has no attribute 'packages_distributions'", "mypkg")).toMatch(/importlib_metadata/);
@@ -740,7 +740,7 @@ describe("class 5: version skew walks back by dependency-file dates", () => {
 
 describe("class 6: readable rejections", () => {
   it("decisive lines: the final exception of an INTERNALERROR, the warning filter pytest could not parse, collection errors, failures", async () => {
-    const { decisiveLines, causeOf } = await import("../images/infer/verdict");
+    const { decisiveLines, causeOf } = await import("../infer/verdict");
     const internal = ["INTERNALERROR> Traceback (most recent call last):", 'INTERNALERROR>   File "/w/conftest.py", line 2, in pytest_configure', 'INTERNALERROR>     raise RuntimeError("needs X")', "INTERNALERROR> RuntimeError: needs X", "forager-exit-code=3"].join("\n");
     expect(decisiveLines(internal)[0]).toBe("pytest INTERNALERROR: RuntimeError: needs X");
     expect(causeOf(false, "no tests collected: pytest INTERNALERROR: RuntimeError: needs X")).toBe("pytest configuration");
@@ -756,7 +756,7 @@ describe("class 6: readable rejections", () => {
     expect(decisiveLines("ERROR: test_x (t.T.test_x)\n----\nTraceback (most recent call last):\n  File \"t.py\", line 3\nValueError: bad\n\n----")).toEqual(["ERROR: test_x (t.T.test_x): ValueError: bad"]);
   });
   it("an incomplete clone (a missing git object) is named as such", async () => {
-    const { gitFailure } = await import("../images/infer/run");
+    const { gitFailure } = await import("../infer/run");
     const r = repo({ "setup.py": "from setuptools import setup\nsetup()\n", "pkg/__init__.py": "x = 1\n", "tests/test_a.py": TEST_PY });
     const blob: string = execFileSync("git", ["-C", r.dir, "rev-parse", `${r.commit}:tests/test_a.py`], { encoding: "utf8" }).trim();
     fs.rmSync(path.join(r.dir, ".git", "objects", blob.slice(0, 2), blob.slice(2)));
@@ -768,12 +768,12 @@ describe("class 6: readable rejections", () => {
       msg = gitFailure(err);
     }
     expect(msg).toMatch(new RegExp(`^incomplete clone: git object of tests/test_a\\.py at ${r.commit.slice(0, 12)} is missing \\(bad object\\); the clone or fetch stopped early, fetch the repository again$`));
-    const { incompleteClone } = await import("../images/infer/verdict");
+    const { incompleteClone } = await import("../infer/verdict");
     expect(incompleteClone(`Command failed: git checkout -B main ${r.commit}\nerror: unable to read sha1 file of static/app.js.map (aadc532980d3a44eb226cca99d1cbe3d97bb5d7a)`)).toMatch(/^incomplete clone: git object aadc532980d3 \(static\/app\.js\.map\) is missing/);
     await expect(inferImage({ repo: r.dir, name: "x/pkg", stateDir: path.join(tmp, "walkstate"), suites: ["bookworm"], out: path.join(tmp, "ic.json") })).rejects.toThrow(/^incomplete clone: git object/);
   });
   it("the verdict table groups repositories by cause, with counts and minutes", async () => {
-    const { verdictTable } = await import("../images/infer/verdict");
+    const { verdictTable } = await import("../infer/verdict");
     const row = (repo: string, accepted: boolean, reason: string) => ({ repo, commit: "0123456789abcdef", accepted, reason, tests_collected: 3, passed: accepted ? 3 : 0, failed: accepted ? 0 : 3, skipped: 0, deselected: [], total_seconds: 90, suite: "bookworm" });
     const t = verdictTable([row("a/one", true, "3/3 pass"), row("b/two", false, "no tests collected: pytest INTERNALERROR: RuntimeError: x"), row("c/three", false, "0/3 pass (0.0% < 80%): FAILED t::x - E"), row("d/four", true, "3/3 pass")]);
     expect(t[0]).toBe("accepted (2)");
