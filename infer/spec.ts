@@ -556,9 +556,13 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
   let install = [...spec.install];
   const registered = new Set(registeredMarkers(install));
   const toRegister: string[] = [];
+  const seenMarkers = new Set<string>();
   for (const m of log.matchAll(/Unknown pytest\.mark\.(\w+)|'(\w+)' not found in `markers` configuration option/g)) {
     const marker = (m[1] ?? m[2])!;
-    if (registered.has(marker) || toRegister.includes(marker)) continue;
+    // A log names an unknown marker once per line that meets it (collection, the short summary):
+    // decide once per marker.
+    if (registered.has(marker) || toRegister.includes(marker) || seenMarkers.has(marker)) continue;
+    seenMarkers.add(marker);
     const dist = MARKER_PLUGINS[marker];
     const before = changes.length;
     if (dist && addDist(dist, m[0], `the marker ${marker} is registered by ${dist}`)) continue;
