@@ -233,7 +233,8 @@ export function setupPyLists(text: string): { installRequires: string[]; testsRe
 function testCommandsIn(text: string): string[] {
   const out: string[] = [];
   for (const line of text.split("\n")) {
-    const l = line.trim().replace(/^-\s*/, "");
+    // Python takes `-m`'s module joined or apart (`python3 -munittest`): read it apart.
+    const l = line.trim().replace(/^-\s*/, "").replace(/(\bpython3?(?:\.\d+)?\s+)-m(?=\w)/, "$1-m ");
     const runsTool = /(^|\s|&&\s*)((python3?|uv run|poetry run|pdm run|hatch run)\s+(-m\s+)?)?(pytest|py\.test|unittest|tox|nox|coverage run)(?=\s|$)/.test(l) && !/\bpip3? (un)?install\b/.test(l);
     // A test script run directly: `python tests/run_tests.py`, `./test/test.py`.
     const runsScript = /(^|\s|&&\s*)(python3?(\.\d+)?\s+|\.\/)[\w./-]*test[\w./-]*\.py\b/i.test(l);
@@ -507,9 +508,11 @@ export function readRepository(tree: GitTree): RepoFacts {
     if (min) facts.testDependencies.push({ name: "pytest", normalized: "pytest", extras: [], specifier: `>=${min[1]}`, marker: "", from: `${chosen.file} pytest minversion` });
   }
   // Makefile: the recipes of test targets (`test`, `tests`, `check`, `test-*`) are test commands too.
-  const makefile = tree.read("Makefile");
-  if (makefile !== undefined) {
-    facts.filesRead.push("Makefile");
+  // The file make reads: the first of GNUmakefile, makefile, Makefile (GNU make's lookup order).
+  const makeName = ["GNUmakefile", "makefile", "Makefile"].find((n) => tree.read(n) !== undefined);
+  const makefile = makeName ? tree.read(makeName) : undefined;
+  if (makeName && makefile !== undefined) {
+    facts.filesRead.push(makeName);
     let inTest = false;
     const recipe: string[] = [];
     for (const line of makefile.split("\n")) {
@@ -620,7 +623,8 @@ export function readRepository(tree: GitTree): RepoFacts {
   facts.backend = backendOf(buildBackend || (pyText && obj(obj((safeToml(pyText) ?? {}).tool).poetry).name ? "poetry" : ""), facts.buildRequires);
   if (facts.backend === "unknown" && setupPy !== undefined) facts.backend = "setuptools";
   chooseTestPaths(tree, facts);
-  const testFiles = tree.files.filter((f) => /(^|\/)(test_[^/]*|[^/]*_test)\.py$/.test(f) && (facts.testPaths.length === 0 || facts.testPaths.some((p) => f.startsWith(p))));
+  // Sampled for the runner: pytest's default file names, and unittest's default pattern test*.py (tests.py at the root, say).
+  const testFiles = tree.files.filter((f) => /(^|\/)(test[^/]*|[^/]*_test)\.py$/.test(f) && (facts.testPaths.length === 0 || facts.testPaths.some((p) => f.startsWith(p))));
   const samples = testFiles.slice(0, 20).map((f) => tree.read(f) ?? "");
   const pytestSeen = Object.keys(facts.pytestOptions).length > 0 || tree.has("conftest.py") || tree.files.some((f) => f.endsWith("/conftest.py")) || samples.some((s) => /\bimport pytest\b|\bfrom pytest\b/.test(s)) || facts.testDependencies.some((r) => r.normalized === "pytest");
   facts.runner = !pytestSeen && samples.some((s) => /\bunittest\b/.test(s)) ? "unittest" : "pytest";

@@ -332,7 +332,9 @@ async function inferOnSuite(
   const tPre = performance.now();
   await preflight(0);
   seconds.read += (performance.now() - tPre) / 1000;
-  if (!facts.testPaths.length && !tree.files.some((f) => /(^|\/)test_[^/]*\.py$/.test(f)) && /^no test file found/.test(facts.testPathsReason ?? "no test file found")) return done("no tests found (no tests/, test/, testing/ or test_*.py, and the repository's pytest configuration selects no file)");
+  // A file the runner's own discovery finds: unittest's default pattern is test*.py, pytest's test_*.py.
+  const discovered = facts.unittestCommand ? /(^|\/)test[^/]*\.py$/ : /(^|\/)test_[^/]*\.py$/;
+  if (!facts.testPaths.length && !tree.files.some((f) => discovered.test(f)) && /^no test file found/.test(facts.testPathsReason ?? "no test file found")) return done("no tests found (no tests/, test/, testing/ or test_*.py, and the repository's pytest configuration selects no file)");
   const maxAttempts = o.maxAttempts ?? 6;
   const timeout = o.testTimeoutSeconds ?? 900;
   let lastLog = "";

@@ -644,6 +644,18 @@ describe("class 4: the repository's own pytest configuration decides what is col
     expect(f.testPaths).toEqual(["test", "test/test.py"]);
     expect(f.testPathsReason).toMatch(/; and test\/test\.py, which the repository's test commands run directly$/);
   });
+  it("the makefile make would read (GNUmakefile, makefile, Makefile) and `python3 -munittest` in its test recipe: a unittest suite", () => {
+    const r = repo({
+      "setup.py": "from setuptools import setup\nsetup(name='jpkg', py_modules=['jpkg'])\n",
+      makefile: "help:\n\t@echo targets\n\ntest:\n\tpython3 -munittest\n\ncoverage:\n\tcoverage run --source=jpkg tests.py\n",
+      "jpkg.py": "def one():\n    return 1\n",
+      "tests.py": "import unittest\nimport jpkg\n\nclass T(unittest.TestCase):\n    def test_one(self):\n        self.assertEqual(jpkg.one(), 1)\n",
+    });
+    const f = readRepository(r.tree);
+    expect(f.filesRead).toContain("makefile");
+    expect(f.testCommands).toContain("python3 -m unittest");
+    expect(f).toMatchObject({ runner: "unittest", unittestCommand: true });
+  });
   it("a unittest suite runs the way the repository's CI invokes it (a dotted start module under src/, a pattern)", async () => {
     const { unittestInvocation } = await import("../infer/read");
     const files = ["src/gpkg/__init__.py", "src/gpkg/tests/__init__.py", "src/gpkg/tests/test_a.py", "tests/x_check.py"];
