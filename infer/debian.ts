@@ -12,7 +12,7 @@ import fs from "node:fs";
 import { normalizeName } from "./pep508";
 
 /** Where a mapping came from. */
-export type MappingSource = "dh-python" | "package-index" | "stdlib" | "tool";
+export type MappingSource = "dh-python" | "package-index" | "stdlib" | "tool" | "system-data";
 
 export interface DebianMapping {
   package: string;
@@ -38,6 +38,13 @@ export function notNeeded(dist: string): boolean {
   const n = normalizeName(dist);
   return NOT_NEEDED.has(n) || /^(sphinx|types-|mkdocs|flake8-|pytest-pretty|pallets-sphinx)/.test(n);
 }
+
+/**
+ * Distributions that ship, for platforms without it, data the system provides: PyPI's `tzdata` is
+ * the IANA time zone database, a fallback for systems that lack one; on Debian `zoneinfo` reads it
+ * from /usr/share/zoneinfo (package tzdata). Mapped to the system package.
+ */
+export const SYSTEM_DATA: Record<string, string> = { tzdata: "tzdata" };
 
 /** Import names whose distribution differs, for ModuleNotFoundError repairs. */
 export const IMPORT_TO_DIST: Record<string, string> = {
@@ -124,6 +131,7 @@ export class DebianMapper {
   map(dist: string): DebianMapping | undefined {
     const n = normalizeName(dist);
     if (n === "pytest") return { package: "python3-pytest", via: "tool" };
+    if (SYSTEM_DATA[n]) return { package: SYSTEM_DATA[n], via: "system-data" };
     const fromDh = this.dist.get(n);
     if (fromDh && (this.packages.size === 0 || this.packages.has(fromDh))) return { package: fromDh, via: "dh-python" };
     for (const cand of [`python3-${n}`, `python3-${n.replace(/^python-/, "")}`, `python3-${n.replace(/-/g, "")}`, `python3-${n.replace(/^py/, "")}`]) {

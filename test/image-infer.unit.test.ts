@@ -347,6 +347,14 @@ describe("--latest-runnable", () => {
   });
 });
 
+describe("Debian mapping", () => {
+  it("PyPI's tzdata (the time zone database as a fallback) is the system's tzdata package, not a python3- package", () => {
+    expect(mapper.map("tzdata")).toEqual({ package: "tzdata", via: "system-data" });
+    expect(mapper.map("python-dateutil")).toEqual({ package: "python3-dateutil", via: "package-index" });
+    expect(mapper.map("forager-nowhere")).toBeUndefined();
+  });
+});
+
 describe("Debian versions", () => {
   it("upstream versions of Debian versions; a mapped package outside the requirement's specifier is a warning in the provenance", () => {
     expect(["22.2.0-1", "1:2.3+dfsg-1", "2.0~rc1-2", "8.10.0-2", "1.26.12+dfsg-1"].map(upstreamVersion)).toEqual(["22.2.0", "2.3", "2.0rc1", "8.10.0", "1.26.12"]);
