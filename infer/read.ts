@@ -721,10 +721,13 @@ function chooseTestPaths(tree: GitTree, facts: RepoFacts): void {
   };
   const exists = (p: string) => tree.files.some((f) => f === p || f.startsWith(p.replace(/\/$/, "") + "/"));
   const configured = (facts.pytestLines.testpaths ?? []).flatMap((l) => l.split(/\s+/)).filter(Boolean).map((p) => p.replace(/\/$/, ""));
-  const ci = [...new Set(facts.testCommands.flatMap((c) => pytestArgPaths(c, tree.files)))];
+  // A path under another path of the same list is dropped: the directory collects it already, and
+  // pytest 8 given a directory and a file inside it collects only the file (seen with 8.3.5).
+  const outermost = (paths: string[]) => paths.filter((p) => !paths.some((q) => q !== p && p.startsWith(q.replace(/\/+$/, "") + "/")));
+  const ci = outermost([...new Set(facts.testCommands.flatMap((c) => pytestArgPaths(c, tree.files)))]);
   const conventional = ["tests", "test", "testing"].filter(exists).slice(0, 1);
   const candidates: { paths: string[]; reason: string }[] = [
-    { paths: configured.filter(exists), reason: `the repository's testpaths (${facts.pytestConfigFile})` },
+    { paths: outermost(configured.filter(exists)), reason: `the repository's testpaths (${facts.pytestConfigFile})` },
     { paths: ci, reason: "the paths its CI, tox or nox pytest commands name" },
     { paths: conventional, reason: "a conventional test directory" },
   ];

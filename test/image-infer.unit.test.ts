@@ -652,6 +652,16 @@ describe("class 4: the repository's own pytest configuration decides what is col
     expect(f.testPaths).toEqual(["test", "test/test.py"]);
     expect(f.testPathsReason).toMatch(/; and test\/test\.py, which the repository's test commands run directly$/);
   });
+  it("test paths named by two commands, a directory and a file inside it: the directory alone (pytest 8 would collect only the file)", () => {
+    const r = repo({
+      "setup.py": "from setuptools import setup\nsetup(name='dpkg')\n",
+      "tox.ini": "[testenv]\ncommands =\n    pytest --cov=dpkg {posargs: tests}\n\n[testenv:data]\ncommands =\n    pytest {posargs:tests/test_data.py}\n",
+      "dpkg/__init__.py": "",
+      "tests/test_a.py": TEST_PY,
+      "tests/test_data.py": TEST_PY,
+    });
+    expect(readRepository(r.tree).testPaths).toEqual(["tests"]);
+  });
   it("the makefile make would read (GNUmakefile, makefile, Makefile) and `python3 -munittest` in its test recipe: a unittest suite", () => {
     const r = repo({
       "setup.py": "from setuptools import setup\nsetup(name='jpkg', py_modules=['jpkg'])\n",
