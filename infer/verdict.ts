@@ -81,7 +81,14 @@ export function decisiveLines(log: string, max = 6): string[] {
   if (!failed.length && !collecting.length) {
     const e = lines.filter((l) => /^E\s+\S/.test(l) && exceptionLine(l));
     for (const l of e.slice(0, 2)) push(l.replace(/^E\s+/, ""));
+    // A summary line with no message (a fixture error, say): the test and the first `E` line.
+    const bare = lines.filter((l) => /^(FAILED|ERROR) \S+\s*$/.test(l));
+    const firstE = lines.find((l) => /^E\s+\S/.test(l));
+    if (bare.length && !e.length) push(`${bare[0]!.trim()}${firstE ? `: ${clean(firstE.replace(/^E\s+/, ""))}` : ""}`);
   }
+  // Nothing collected at all: say so with what pytest was given, rather than its closing banner.
+  const zero = lines.find((l) => /^collected 0 items\b/.test(l));
+  if (zero && !out.length) push(`pytest collected 0 items${/no tests ran/.test(log) ? " (no tests ran)" : ""}: the paths given hold no test pytest recognises`);
   // unittest: the error headers and the exception under each.
   for (let i = 0; i < lines.length && out.length < max + 2; i++) {
     if (/^(ERROR|FAIL): \S+ \(/.test(lines[i]!)) {
@@ -105,7 +112,9 @@ export function decisiveLines(log: string, max = 6): string[] {
       push(exc?.message || !at ? lines[i] : `${lines[i]!.trim()} at ${at[1]}:${at[2]}${code && !/^\^+$/.test(code) ? ` (${code})` : ""}`);
     }
   }
-  if (!out.length) push(lines.filter((l) => l.trim() && !/^forager-exit-code=/.test(l)).pop());
+  // Last resort: the last line that is not pytest's closing banner (`==== 1 error in 0.03s ====`).
+  const meaningful = lines.filter((l) => l.trim() && !/^forager-exit-code=/.test(l));
+  if (!out.length) push(meaningful.filter((l) => !/^=+ .* =+$/.test(l.trim())).pop() ?? meaningful.pop());
   return out.slice(0, max);
 }
 

@@ -769,6 +769,19 @@ describe("class 5: version skew walks back by dependency-file dates", () => {
 });
 
 describe("class 6: readable rejections", () => {
+  it("a rejection's decisive line is never pytest's closing banner: a fixture error names the test and its E line; nothing collected says so", async () => {
+    const { decisiveLines } = await import("../infer/verdict");
+    const fixture = [
+      "collected 1 item", "", "run_tests.py E", "", "==================================== ERRORS ====================================",
+      "_________________________ ERROR at setup of test_file __________________________", "file /testbed/run_tests.py, line 99",
+      "  def test_file(filename, lines, code, options):", "E       fixture 'filename' not found", ">       available fixtures: capfd, capsys",
+      "=========================== short test summary info ============================", "ERROR run_tests.py::test_file",
+      "=============================== 1 error in 0.03s ===============================", "forager-exit-code=1",
+    ].join("\n");
+    expect(decisiveLines(fixture)).toEqual(["ERROR run_tests.py::test_file: fixture 'filename' not found"]);
+    const none = ["============================= test session starts ==============================", "collected 0 items", "", "============================ no tests ran in 0.00s =============================", "forager-exit-code=5"].join("\n");
+    expect(decisiveLines(none)[0]).toMatch(/^pytest collected 0 items \(no tests ran\)/);
+  });
   it("decisive lines: the final exception of an INTERNALERROR, the warning filter pytest could not parse, collection errors, failures", async () => {
     const { decisiveLines, causeOf } = await import("../infer/verdict");
     const internal = ["INTERNALERROR> Traceback (most recent call last):", 'INTERNALERROR>   File "/w/conftest.py", line 2, in pytest_configure', 'INTERNALERROR>     raise RuntimeError("needs X")', "INTERNALERROR> RuntimeError: needs X", "forager-exit-code=3"].join("\n");
