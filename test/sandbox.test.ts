@@ -291,6 +291,10 @@ describe("reaper", () => {
       `import { Sandbox } from ${JSON.stringify(join(process.cwd(), "sandbox/sandbox"))};\n` +
         `const a = await Sandbox.create({ image: ${JSON.stringify(BASE_IMAGE)} });\n` +
         `const b = await Sandbox.create({ image: ${JSON.stringify(BASE_IMAGE)} });\n` +
+        // A one-shot container (image inference's reference runs) left running by the killed owner.
+        `import { runInImage } from ${JSON.stringify(join(process.cwd(), "sandbox/oneshot"))};\n` +
+        `void runInImage(${JSON.stringify(BASE_IMAGE)}, "sleep 600", { timeoutMs: 600_000 }).catch(() => {});\n` +
+        `await new Promise((r) => setTimeout(r, 3000));\n` +
         `console.log(JSON.stringify([a.id, b.id]));\nsetInterval(() => {}, 1000);\n`,
     );
     const child = spawn(process.execPath, ["--import", "tsx/esm", script], { cwd: process.cwd(), stdio: ["ignore", "pipe", "inherit"] });
@@ -305,7 +309,12 @@ describe("reaper", () => {
     });
     child.kill("SIGKILL");
     await new Promise((r) => child.on("exit", r));
+    const probesOf = async () => (await dockerClient().listContainers({ all: true, filters: { label: [`forager.owner.pid=${child.pid}`, "forager.kind=probe"] } })).map((c) => c.Id);
+    const probes = await probesOf();
+    expect(probes).toHaveLength(1);
     const reaped = await reapSandboxes();
+    expect(reaped.map((r) => r.id)).toContain(probes[0]);
+    expect(await probesOf()).toEqual([]);
     expect(reaped.map((r) => r.id).sort()).toEqual(expect.arrayContaining([...ids].sort()));
     expect(reaped.every((r) => r.reason === "owner_gone" || r.reason === "expired")).toBe(true);
     for (const id of ids) await expect(dockerClient().getContainer(id).inspect()).rejects.toMatchObject({ statusCode: 404 });
