@@ -4,6 +4,7 @@
  * from ../shared/reference/cwm-environment.md.
  */
 import { z } from "zod";
+import { selfIdentity } from "../lib/process";
 
 /** Capabilities kept when all others are dropped: enough for git, pip and most test suites. */
 export const DEFAULT_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"];
@@ -62,3 +63,22 @@ export const LABELS = {
   run: "forager.run",
   episode: "forager.episode",
 } as const;
+
+/**
+ * The labels that make a container forager's and name its owner process: what the reaper
+ * (reaper.ts) reads to remove the containers of a dead owner or past `lifetimeSeconds`. Used by
+ * sandboxes and one-shot containers alike.
+ */
+export function ownerLabels(lifetimeSeconds: number): Record<string, string> {
+  const me = selfIdentity();
+  const now = Date.now();
+  return {
+    [LABELS.forager]: "1",
+    [LABELS.owner]: `${me.host}/${me.pid}/${me.start}`,
+    [LABELS.ownerPid]: String(me.pid),
+    [LABELS.ownerStart]: me.start,
+    [LABELS.host]: me.host,
+    [LABELS.createdAt]: new Date(now).toISOString(),
+    [LABELS.expiresAt]: new Date(now + lifetimeSeconds * 1000).toISOString(),
+  };
+}

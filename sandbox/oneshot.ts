@@ -7,8 +7,7 @@
 import { PassThrough } from "node:stream";
 import { docker } from "../images/docker";
 import { EnvironmentError } from "../lib/errors";
-import { selfIdentity } from "../lib/process";
-import { LABELS } from "./config";
+import { ownerLabels } from "./config";
 
 /** Result of {@link runInImage}. */
 export interface RunResult {
@@ -43,7 +42,7 @@ export async function runInImage(
     Env: Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
     // The owner labels of a sandbox: a one-shot container whose process was killed before its
     // `finally` ran is removed by `forager sandbox reap` (and by workers at start) like any sandbox.
-    Labels: oneshotLabels(opts.timeoutMs ?? 120_000),
+    Labels: { "forager.kind": "probe", ...ownerLabels((opts.timeoutMs ?? 120_000) / 1000 + 60) },
     HostConfig: { NetworkMode: opts.network ?? "none", AutoRemove: false },
     AttachStdout: true,
     AttachStderr: true,
@@ -80,20 +79,4 @@ export async function runInImage(
     if (timer) clearTimeout(timer);
     await container.remove({ force: true }).catch(() => undefined);
   }
-}
-
-/** Labels of a one-shot container: forager's, its owner process, created and expiry times (timeout + 60 s). */
-function oneshotLabels(timeoutMs: number): Record<string, string> {
-  const me = selfIdentity();
-  const now = Date.now();
-  return {
-    "forager.kind": "probe",
-    [LABELS.forager]: "1",
-    [LABELS.owner]: `${me.host}/${me.pid}/${me.start}`,
-    [LABELS.ownerPid]: String(me.pid),
-    [LABELS.ownerStart]: me.start,
-    [LABELS.host]: me.host,
-    [LABELS.createdAt]: new Date(now).toISOString(),
-    [LABELS.expiresAt]: new Date(now + timeoutMs + 60_000).toISOString(),
-  };
 }

@@ -20,8 +20,7 @@ import tar from "tar-fs";
 import tarStream from "tar-stream";
 import { EnvironmentError } from "../lib/errors";
 import { silentLogger, type Logger } from "../lib/log";
-import { selfIdentity } from "../lib/process";
-import { LABELS, SandboxConfigSchema, type SandboxConfig, type SandboxConfigInput } from "./config";
+import { ownerLabels, SandboxConfigSchema, type SandboxConfig, type SandboxConfigInput } from "./config";
 import { FrameDemuxer } from "./demux";
 import { dockerClient, isGoneError } from "./docker";
 import { shellQuote } from "../lib/shell";
@@ -148,19 +147,8 @@ export class Sandbox implements Runtime, Container {
     const config = SandboxConfigSchema.parse(input);
     const docker = opts.docker ?? dockerClient();
     const log = opts.logger ?? silentLogger;
-    const me = selfIdentity();
-    const now = Date.now();
     const name = `${config.namePrefix}-${randomBytes(6).toString("hex")}`;
-    const labels: Record<string, string> = {
-      ...config.labels,
-      [LABELS.forager]: "1",
-      [LABELS.owner]: `${me.host}/${me.pid}/${me.start}`,
-      [LABELS.ownerPid]: String(me.pid),
-      [LABELS.ownerStart]: me.start,
-      [LABELS.host]: me.host,
-      [LABELS.createdAt]: new Date(now).toISOString(),
-      [LABELS.expiresAt]: new Date(now + config.lifetimeSeconds * 1000).toISOString(),
-    };
+    const labels: Record<string, string> = { ...config.labels, ...ownerLabels(config.lifetimeSeconds) };
     let container: Docker.Container | undefined;
     let workdir: string;
     try {
