@@ -147,12 +147,14 @@ export interface SuiteFit {
  * @param facts the repository's facts (requires-python, dependencies, test dependencies).
  * @param self the project's own normalized name (never a requirement of itself).
  */
-export function suiteFit(facts: Pick<RepoFacts, "requiresPython" | "dependencies" | "testDependencies">, suite: BaseSuite, python: string, mapper: DebianMapper, self?: string): SuiteFit {
+export function suiteFit(facts: Pick<RepoFacts, "requiresPython" | "dependencies" | "testDependencies"> & Partial<Pick<RepoFacts, "siblings">>, suite: BaseSuite, python: string, mapper: DebianMapper, self?: string): SuiteFit {
   const fit: SuiteFit = { suite, python, pythonOk: pythonSatisfies(python, facts.requiresPython), missingRuntime: [], outdatedRuntime: [], missingTest: [], outdatedTest: [] };
   const seen = new Set<string>();
   const check = (list: SourcedRequirement[], missing: string[], outdated: string[]) => {
     for (const r of list) {
       if (seen.has(r.normalized) || r.normalized === self || r.url || !markerActive(r.marker, python)) continue;
+      // A project of the same repository is installed from the tree: never missing.
+      if (facts.siblings?.some((p) => p.normalized === r.normalized)) continue;
       if (notNeeded(r.name) && r.normalized !== "pytest") continue;
       seen.add(r.normalized);
       const m = mapper.map(r.name);
@@ -235,7 +237,7 @@ export function rankSuites(fits: SuiteFit[]): { order: SuiteFit[]; reason: strin
  * @param mapper used for its own suite instead of loading that suite's mapper (tests).
  */
 export async function suiteFits(
-  facts: Pick<RepoFacts, "requiresPython" | "dependencies" | "testDependencies">,
+  facts: Pick<RepoFacts, "requiresPython" | "dependencies" | "testDependencies"> & Partial<Pick<RepoFacts, "siblings">>,
   suites: BaseSuite[],
   opts: { stateDir?: string; self?: string; mapper?: DebianMapper; pip?: boolean; onProgress?: (m: string) => void } = {},
 ): Promise<{ fits: SuiteFit[]; mappers: Map<BaseSuite, DebianMapper> }> {

@@ -11,13 +11,17 @@
  * dated before the release of the newest suite whose packages predate the commit's dependency
  * files (infer/debian-suites.ts SUITE_RELEASED), else to the previous dependency set.
  * A suite that ran out of time ends the walk (an older commit is no shorter); any other rejection
- * is followed by the parent.
+ * is followed by the parent. When the walk ends with nothing accepted and some commit was skipped
+ * only for runtime dependencies with no package, the newest such commit is built once more without
+ * them (one try beyond `maxTries`): a dependency only some modules import costs only their tests.
  */
+import fs from "node:fs";
 import type { BaseSuite } from "../images/base";
 import { normalizeName } from "./pep508";
 import { GitTree, readRepository } from "./read";
 import { git, gitFailure, inferImage, type InferOptions, type InferOutcome } from "./run";
 import { rankSuites, SUITE_ORDER, SUITE_RELEASED, suiteFits } from "./debian-suites";
+import { causeOf } from "./verdict";
 
 /** Files whose change can change what a commit needs (dependency and interpreter declarations). */
 export const DEPENDENCY_FILES = ["pyproject.toml", "setup.cfg", "setup.py", "requirements*.txt", "requirements/*.txt", "tox.ini", "noxfile.py", "Pipfile"];
@@ -150,11 +154,14 @@ export async function latestRunnable(o: InferOptions & { from?: string; maxTries
     }
   };
   let last: InferOutcome | undefined;
+  /** The newest commit skipped only because a runtime dependency has no package: built without it when the walk finds nothing. */
+  let partial: { commit: string; problem: string } | undefined;
   while (commit && tries.length < max) {
     const problem = await staticProblem(gitDir, commit, { ...(o.stateDir ? { stateDir: o.stateDir } : {}), ...(o.suites ? { suites: o.suites } : {}), ...(o.name ? { name: o.name } : {}), pip: Boolean(o.pipIndex ?? process.env.FORAGER_PIP_INDEX) });
     if (problem) {
       // Same dependency files back to the newest commit that changed one: same verdict; step over them.
       const changed = git(gitDir, ["log", "-1", "--first-parent", "--format=%H", commit, "--", ...DEPENDENCY_FILES]);
+      if (!partial && /^runtime dependenc/.test(problem)) partial = { commit, problem };
       tries.push({ commit, verdict: "skipped", reason: problem + (changed && changed !== commit ? ` (same dependency files back to ${changed.slice(0, 12)})` : "") });
       say(`${commit.slice(0, 12)} skipped: ${problem}`);
       commit = changed ? parent(changed) : undefined;
@@ -186,6 +193,29 @@ export async function latestRunnable(o: InferOptions & { from?: string; maxTries
     // A suite too long for the limit is as long one commit earlier: the walk stops there.
     if (/timed out/.test(out.result.reason)) break;
     commit = parent(commit);
+  }
+  if (partial) {
+    // No commit of the walk has every runtime dependency packaged: the newest one is built without
+    // the missing ones. Test files that fail importing them are deselected by the repair loop; a
+    // suite that needs them everywhere ends "most of the suite deselected" or failing, and the
+    // reason names the missing dependencies either way.
+    say(`${partial.commit.slice(0, 12)}: no commit in ${max} tries has every runtime dependency packaged; building it without them`);
+    const { infer, maxTries: _m, from: _f, ...io } = o;
+    const out = await (infer ?? inferImage)({ ...io, commit: partial.commit });
+    const missing = partial.problem.replace(/ \(same dependency files.*$/, "");
+    if (!out.result.accepted) {
+      out.result.reason = `${missing}; built without them: ${out.result.reason}`;
+      out.result.cause = causeOf(false, out.result.reason, out.result.decisive ?? []);
+      const provFile = out.files.find((f) => f.endsWith(".provenance.json"));
+      if (provFile && out.inferred) {
+        out.inferred.provenance.result = out.result;
+        fs.writeFileSync(provFile, JSON.stringify(out.inferred.provenance, null, 2) + "\n");
+      }
+    }
+    const decisive = out.result.decisive ?? [];
+    tries.push({ commit: partial.commit, verdict: out.result.accepted ? "accepted" : "rejected", reason: `built without the missing runtime dependencies: ${out.result.reason}`, ...(decisive.length ? { decisive } : {}) });
+    if (out.result.accepted) return { commit: partial.commit, tries, outcome: out };
+    last = out;
   }
   return { tries, ...(last ? { outcome: last } : {}) };
 }

@@ -79,6 +79,11 @@ export interface RepoFacts {
   testPathsReason?: string;
   /** Paths of git submodules (`.gitmodules`): not part of the commit's tree, so absent from the image. */
   submodules?: string[];
+  /**
+   * Other Python projects of the same repository ({@link siblingProjects}): a requirement naming
+   * one is installed from the tree, never looked up in Debian (flit's `flit_core/`, say).
+   */
+  siblings?: SiblingProject[];
   /** How each requirements file was classified (runtime or test) and why. */
   requirementFiles: { file: string; role: "runtime" | "test"; reason: string }[];
   /** Extras and dependency groups the CI, tox or nox install for their test runs (normalized names). */
@@ -252,7 +257,9 @@ function pyStrings(args: string): string[] {
  * A noxfile read statically (no code runs): the string arguments of every `session.install(…)`
  * (requirements; `-r FILE` followed; `-e`, `.`, `.[extra]` and other options skipped) and every
  * `session.run(…)` whose first argument runs tests (`pytest`, `python -m pytest|unittest`,
- * `coverage run`), joined into a command line.
+ * `coverage run`), joined into a command line. `nox.project.dependency_groups(pyproject, "g")`
+ * inside an install names PEP 735 groups: they go to `extras` (groups and extras are both
+ * "wanted for the test run"), not to the requirements.
  * @returns `{install, requirementFiles, commands}` in file order.
  */
 export function noxfileFacts(text: string): { install: string[]; requirementFiles: string[]; commands: string[]; extras: string[] } {
@@ -262,8 +269,14 @@ export function noxfileFacts(text: string): { install: string[]; requirementFile
   const extras: string[] = [];
   // Calls whose argument list holds no nested parentheses (the common form); `*LIST` splats are not followed.
   for (const m of text.matchAll(/\bsession\.(install|run)\s*\(([^()]*(?:\([^()]*\)[^()]*)*)\)/g)) {
+    // nox's `nox.project.dependency_groups(pyproject, "test", …)`: the PEP 735 groups it names
+    // (their requirements come from pyproject.toml), never requirements themselves.
+    const inner = m[2]!.replace(/\b(?:nox\.project\.)?dependency_groups\s*\(([^()]*)\)/g, (_all, groupArgs: string) => {
+      if (m[1] === "install") extras.push(...pyStrings(groupArgs));
+      return "";
+    });
     // Keyword arguments (env=…, external=…) come after the positional ones: cut them off.
-    const args = pyStrings(m[2]!.replace(/(?:^|,)\s*[A-Za-z_]\w*\s*=(?!=)[\s\S]*$/, ""));
+    const args = pyStrings(inner.replace(/(?:^|,)\s*[A-Za-z_]\w*\s*=(?!=)[\s\S]*$/, ""));
     if (m[1] === "install") {
       for (let i = 0; i < args.length; i++) {
         const a = args[i]!;
@@ -347,6 +360,8 @@ export function readRepository(tree: GitTree): RepoFacts {
     filesRead: [],
     warnings: [],
   };
+  const siblings = siblingProjects(tree);
+  if (siblings.length) facts.siblings = siblings;
   const gitmodules = tree.read(".gitmodules");
   if (gitmodules !== undefined) {
     const subs = [...gitmodules.matchAll(/^\s*path\s*=\s*(\S+)\s*$/gm)].map((m) => m[1]!.replace(/\/+$/, ""));
@@ -757,6 +772,38 @@ function chooseTestPaths(tree: GitTree, facts: RepoFacts): void {
   facts.testPathsReason = root
     ? `the root, as pytest with no arguments walks it: ${root} test file${root === 1 ? "" : "s"} under python_files ${(cfg.pythonFiles ?? ["test_*.py", "*_test.py"]).join(" ")}${cfg.norecursedirs ? ` and norecursedirs ${cfg.norecursedirs.join(" ")}` : ""}`
     : "no test file found under the repository's pytest configuration";
+}
+
+/** A Python project in a subdirectory of the repository: its name (as declared and normalized), directory and import root. */
+export interface SiblingProject {
+  name: string;
+  normalized: string;
+  /** Its directory, relative to the repository root. */
+  dir: string;
+  /** The directory its packages import from: `dir/src` for a src layout, else `dir`. */
+  importRoot: string;
+}
+
+/**
+ * Python projects below the root, one or two directories deep (a `pyproject.toml` with
+ * `[project] name`, or a `setup.py` with a literal `name=`), outside test, documentation and
+ * example directories (whose projects are fixtures). A monorepo's packages, or a project that
+ * ships its own build backend as a second distribution.
+ */
+export function siblingProjects(tree: GitTree): SiblingProject[] {
+  const out: SiblingProject[] = [];
+  for (const f of tree.files) {
+    const m = /^((?:[^/]+\/){1,2})(pyproject\.toml|setup\.py)$/.exec(f);
+    if (!m) continue;
+    const dir = m[1]!.replace(/\/$/, "");
+    if (/(^|\/)(tests?|testing|docs?|examples?|fixtures?|samples?|data|vendor(ed)?|_vendor|third_party)(\/|$)/i.test(dir)) continue;
+    const text = tree.read(f) ?? "";
+    const name = m[2] === "pyproject.toml" ? obj(obj(safeToml(text) ?? {}).project).name : /\bname\s*=\s*["']([A-Za-z0-9][\w.-]*)["']/.exec(text)?.[1];
+    if (typeof name !== "string" || !name || out.some((p) => p.dir === dir)) continue;
+    const src = tree.files.some((x) => x.startsWith(`${dir}/src/`) && x.endsWith("/__init__.py"));
+    out.push({ name, normalized: normalizeName(name), dir, importRoot: src ? `${dir}/src` : dir });
+  }
+  return out;
 }
 
 function safeToml(text: string): Obj | undefined {

@@ -228,6 +228,14 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
   return { repo, commit, result, inferred: b.inferred, files, seconds, ...(b.image ? { image: b.image } : {}) };
 }
 
+/**
+ * Test files of a run by pytest's default names (`test_*.py`, `*_test.py`) under the test paths
+ * (the whole tree when there are none); 0 when the suite names its files otherwise.
+ */
+export function testFileCount(files: string[], testPaths: string[]): number {
+  return files.filter((f) => /(^|\/)(test_[^/]*|[^/]*_test)\.py$/.test(f) && (!testPaths.length || testPaths.some((p) => f === p || f.startsWith(`${p.replace(/\/+$/, "")}/`)))).length;
+}
+
 /** Seconds one test may take after a reference run hit its limit (pytest-timeout's `--timeout`). */
 export const PER_TEST_TIMEOUT = 60;
 
@@ -299,7 +307,8 @@ async function inferOnSuite(
   const inferred = specFromFacts(facts, mapper, { repo, commit, source, scmVersion: scmVersion(gitDir, commit), suite, python, ...(pip ? { pip } : {}) });
   const prov: Provenance = inferred.provenance;
   prov.attempts = [];
-  const repairCtx = (): RepairContext => ({ ...(pip ? { pip: { unavailable: pipUnavailable } } : {}), extras: inferred.extras, ...(facts.pytestLines.filterwarnings ? { filterwarnings: facts.pytestLines.filterwarnings } : {}) });
+  const testFiles = testFileCount(tree.files, inferred.testPaths);
+  const repairCtx = (): RepairContext => ({ ...(pip ? { pip: { unavailable: pipUnavailable } } : {}), extras: inferred.extras, ...(facts.pytestLines.filterwarnings ? { filterwarnings: facts.pytestLines.filterwarnings } : {}), testFiles });
   if (o.extraEnv) inferred.spec = { ...inferred.spec, env: { ...inferred.spec.env, ...o.extraEnv } };
   let image: string | undefined;
   const done = (reason: string, accepted = false, statuses?: SuiteRun["statuses"]): SuiteRun => {
@@ -401,6 +410,12 @@ async function inferOnSuite(
       Object.assign(result, { testsCollected: c.collected, passed: c.passed, failed: c.failed, skipped: c.skipped, passRate: c.passRate });
       const timedOut = /forager-exit-code=(124|137)\s*$/.test(log.trim());
       record(attempt, "reference run", c.collected ? `${c.passed}/${c.passed + c.failed} pass` : timedOut ? "timed out" : "no tests collected", log);
+      // A suite most of whose files were deselected (missing modules, collection errors) is not
+      // the repository's suite any more: never accepted, whatever the rest passes.
+      const gone = prov.deselected.length;
+      if (c.collected > 0 && c.passRate >= minPass && testFiles && gone * 2 > testFiles) {
+        return done(`most of the suite deselected: ${gone} of ${testFiles} test files (${prov.deselected.slice(0, 2).map((d) => `${d.path}: ${d.reason}`).join("; ")})`);
+      }
       if (c.collected > 0 && c.passRate >= minPass) {
         // Two more runs: tests whose status changes are flaky.
         const runs = [run.statuses];

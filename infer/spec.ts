@@ -179,6 +179,19 @@ export function installLine(layout: "src" | "flat", workdir: string, versionFile
 }
 
 /**
+ * The install line of a sibling project (infer/read.ts `siblingProjects`): an offline editable
+ * install of `dir`, else a `.pth` to its import root (its build backend may be itself, or absent
+ * from the suite).
+ */
+export function siblingInstallLine(dir: string, importRoot: string, workdir: string): string {
+  const log = `/tmp/forager-install-${dir.replace(/[^\w.-]+/g, "_")}.log`;
+  return (
+    `pip install --no-index --no-deps --no-build-isolation --break-system-packages -e ${shellQuote(`./${dir}`)} >${log} 2>&1 || ` +
+    `{ tail -n 5 ${log}; echo "forager-infer: source install of ${dir} (.pth to ${workdir}/${importRoot})"; echo ${shellQuote(`${workdir}/${importRoot}`)} >> "$(python3 -c 'import site; print(site.getsitepackages()[0])')/forager-siblings.pth"; }`
+  );
+}
+
+/**
  * Where dependencies come from when a pip index is configured (FORAGER_PIP_INDEX or
  * `--pip-index`): requirements go to `pythonPackages` as written (markers evaluated here), the
  * build backend too; Debian gives only the interpreter, pip and pytest.
@@ -219,6 +232,7 @@ export function specFromFacts(
     if (facts.cExtensions) for (const p of ["build-essential", "python3-dev", ...(facts.cExtensions === "cython" ? ["cython3"] : [])]) system.add(p);
   } else if (facts.usesScm && !facts.buildRequires.some((r) => /setuptools-scm|hatch-vcs/.test(r.normalized))) pip.push("setuptools-scm");
   const seen = new Set<string>();
+  const siblingInstalls: string[] = [];
   const versionWarnings: string[] = [];
   const self = opts.repo.split("/")[1]?.toLowerCase();
   const selfName = facts.projectName ? normalizeName(facts.projectName) : undefined;
@@ -234,6 +248,13 @@ export function specFromFacts(
       continue;
     }
     seen.add(r.normalized);
+    const sibling = facts.siblings?.find((p) => p.normalized === r.normalized);
+    if (sibling) {
+      // A second project of the same repository: installed from the tree, like the project itself.
+      siblingInstalls.push(siblingInstallLine(sibling.dir, sibling.importRoot, "/testbed"));
+      packages.push({ dist: r.name, from: r.from, role, package: sibling.dir, via: "repository (a project in this repository's tree)" });
+      continue;
+    }
     if (notNeeded(r.name)) {
       packages.push({ dist: r.name, from: r.from, role, skipped: "tooling or standard-library backport, not needed to run tests" });
       continue;
@@ -268,6 +289,7 @@ export function specFromFacts(
     pythonPackages: pip,
     ...(opts.pip?.uploadedBefore ? { pipUploadedBefore: opts.pip.uploadedBefore } : {}),
     install: [
+      ...siblingInstalls,
       installLine(
         facts.layout,
         "/testbed",
@@ -443,13 +465,19 @@ export interface RepairContext {
   extras?: string[];
   /** The repository's pytest `filterwarnings` lines (its configuration file), for overriding one that pytest cannot parse. */
   filterwarnings?: string[];
+  /**
+   * How many test files the run covers (pytest's default file names under the test paths): the
+   * collection-error rule deselects failing files only while they are at most a third of them.
+   */
+  testFiles?: number;
 }
 
 /**
  * Read a build or test log and change the spec. Rules, in order: missing modules (add the mapped
  * package; when none exists, deselect the test files whose collection needed it), missing pytest
  * fixtures and async support (add the plugin), unrecognized command-line options (add the plugin,
- * else drop the repository's addopts). Returns undefined when no rule applies (nothing to repair).
+ * else drop the repository's addopts), …, and last, when nothing else applies, files that stop
+ * pytest at collection (deselected with their error, a minority of the test files only). Returns undefined when no rule applies (nothing to repair).
  */
 export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper, alreadyDeselected: string[] = [], ctx: RepairContext = {}): Repair | undefined {
   const pip = ctx.pip;
@@ -592,8 +620,31 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
     testCommand = testCommand.replace(/ -o '(filterwarnings=(?:[^']|'\\'')*)'| -o filterwarnings=\S*/, "") + ` -o ${shellQuote(`filterwarnings=${kept.join("\n")}`)}`;
     changes.push({ trigger: `pytest could not parse the warning filter ${filter}`, change: `override filterwarnings without ${filter} (${module ? `its category's module ${module} cannot be installed` : "its category cannot be imported"}; the other ${kept.length} filters kept)` });
   }
+  // pytest runs nothing when a file fails to collect ("Interrupted: N errors during collection"):
+  // when no rule above repairs it, the files that failed are deselected, each with its error, so
+  // the rest of the suite runs. Only a minority (at most a third of the test files, and never a
+  // conftest, which every file below it needs): a suite most of whose files fail is not repaired.
+  if (!changes.length && spec.logParser === "pytest" && /Interrupted: \d+ errors? during collection/.test(log) && ctx.testFiles) {
+    const failing = [...new Set(blocks.map((b) => b.file))].filter((f) => !alreadyDeselected.includes(f));
+    if (failing.length && !failing.some((f) => /(^|\/)conftest\.py$/.test(f)) && (alreadyDeselected.length + failing.length) * 3 <= ctx.testFiles) {
+      for (const f of failing) {
+        const text = blocks.find((b) => b.file === f)!.text;
+        const error = collectionError(text);
+        deselected.push({ path: f, reason: `fails to collect: ${error}` });
+        testCommand += ` --ignore=${shellQuote(f)}`;
+        changes.push({ trigger: `ERROR collecting ${f}: ${error}`, change: `deselect ${f} (pytest stops before running anything when a file fails to collect)` });
+      }
+    }
+  }
   if (!changes.length) return undefined;
   return { spec: ImageSpecSchema.parse({ ...spec, systemPackages: [...system].sort(), pythonPackages: python, testCommand, install }), changes, deselected };
+}
+
+/** The error of one "ERROR collecting FILE" block of a pytest log: its last `E   Name: message` line (else its last `E` line), at most 200 characters. */
+export function collectionError(block: string): string {
+  const es = block.split("\n").filter((l) => /^E\s+\S/.test(l)).map((l) => l.replace(/^E\s+/, "").trim());
+  const named = es.filter((l) => /^[\w.]*(Error|Exception|Exit|Interrupt)\b/.test(l));
+  return (named.slice(-1)[0] ?? es.slice(-1)[0] ?? block.split("\n").find((l) => l.trim())?.trim() ?? "collection error").slice(0, 200);
 }
 
 /** C headers sdists commonly need, and the Debian package that ships each (bookworm and trixie). */

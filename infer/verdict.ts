@@ -18,6 +18,7 @@ export const CAUSES = [
   "no tests found",
   "no tests collected",
   "timeout",
+  "suite mostly deselected",
   "tests failing",
   "error",
 ] as const;
@@ -198,6 +199,7 @@ export function causeOf(accepted: boolean, reason: string, decisive: string[] = 
   if (/^build failed/.test(reason)) return "build failed";
   if (/^no tests found/.test(reason)) return "no tests found";
   if (/^no tests collected/.test(reason)) return /pytest (INTERNALERROR|could not parse)|usage:|error: unrecognized|ImportError while loading conftest|not found in `markers`|PytestConfigWarning|'minversion' requires pytest/.test(all) ? "pytest configuration" : "no tests collected";
+  if (/^most of the suite deselected/.test(reason)) return "suite mostly deselected";
   if (/pass \(/.test(reason)) return "tests failing";
   return "error";
 }

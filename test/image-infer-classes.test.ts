@@ -136,4 +136,27 @@ describe.skipIf(!docker)("issue 30 classes, end to end", () => {
     },
     900_000,
   );
+  it(
+    "round 5: a second project of the repository is installed from the tree, and a file that stops pytest at collection is deselected with its error",
+    async () => {
+      const use = "from monopkg import double\n\ndef test_double():\n    assert double(2) == 4\n";
+      const r = repo({
+        "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n\n[project]\nname = "monopkg"\nversion = "0.1"\ndependencies = ["monocore"]\n\n[tool.setuptools]\npackages = ["monopkg"]\n',
+        "monopkg/__init__.py": "from monocore import FACTOR\n\ndef double(x):\n    return x * FACTOR\n",
+        "monocore/pyproject.toml": '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n\n[project]\nname = "monocore"\nversion = "0.1"\n',
+        "monocore/monocore/__init__.py": "FACTOR = 2\n",
+        "tests/test_a.py": use,
+        "tests/test_b.py": use,
+        "tests/test_c.py": use,
+        "tests/test_data.py": "import json, pathlib\nCASES = json.loads((pathlib.Path(__file__).parent / 'suite' / 'cases.json').read_text())\n\ndef test_cases():\n    assert CASES\n",
+      });
+      const w = await latestRunnable({ repo: r.dir, name: "example/monopkg", stateDir, maxTries: 2, flakyRuns: 0, suites: ["bookworm"], out: path.join(tmp, "c7.json") });
+      expect(w.tries.map((t) => t.verdict)).toEqual(["accepted"]);
+      const prov = w.outcome!.inferred!.provenance;
+      expect(prov.packages.find((p) => p.dist === "monocore")).toMatchObject({ package: "monocore", via: expect.stringMatching(/^repository/) });
+      expect(prov.deselected).toEqual([{ path: "tests/test_data.py", reason: expect.stringMatching(/^fails to collect: FileNotFoundError: .*cases\.json/) }]);
+      expect(w.outcome!.result).toMatchObject({ accepted: true, passed: 3, failed: 0, attempts: 2 });
+    },
+    900_000,
+  );
 });

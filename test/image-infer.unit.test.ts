@@ -18,7 +18,7 @@ import { GitTree, multilineIni, noxfileFacts, readRepository, setupPyLists } fro
 import { parseUnittestLog } from "../suite/log-parsers";
 import { inferImage, pytestVariant, scmVersion } from "../infer/run";
 import { pythonProblem, repairFromLog, specFromFacts } from "../infer/spec";
-import { chooseSuite } from "../infer/debian-suites";
+import { chooseSuite, suiteFit } from "../infer/debian-suites";
 import { latestRunnable } from "../infer/latest";
 import type { InferOutcome, InferOptions } from "../infer/run";
 import { baseImageTag, suiteOfTag } from "../images/base";
@@ -263,6 +263,16 @@ describe("noxfile.py and unittest", () => {
     expect(f.testCommands).toEqual(expect.arrayContaining(["pytest -x"]));
     expect(f.unittestCommand).toBe(false);
   });
+  it("reads nox's dependency_groups(pyproject, NAME) as the groups it names, not as requirements", () => {
+    const nox = ["import nox", "pyproject = nox.project.load_toml()", "@nox.session", "def tests(session):", '    session.install("-e.", *nox.project.dependency_groups(pyproject, "test"))', '    session.run("pytest")', ""].join("\n");
+    expect(noxfileFacts(nox)).toEqual({ install: [], requirementFiles: [], commands: ["pytest"], extras: ["test"] });
+    const py = ['[project]', 'name = "pkg"', 'dependencies = []', "[dependency-groups]", 'unit = ["freezegun"]', 'other = ["six"]', ""].join("\n");
+    const r = repo({ "pyproject.toml": py, "noxfile.py": nox.replace('"test"', '"unit"'), "pkg/__init__.py": "", "tests/test_a.py": TEST_PY });
+    const f = readRepository(r.tree);
+    expect(f.testDependencies.map((d) => d.normalized)).toContain("freezegun");
+    expect(f.testDependencies.map((d) => d.normalized)).not.toContain("unit");
+    expect(f.testDependencies.map((d) => d.normalized)).not.toContain("six");
+  });
   it("parses python -m unittest -v logs of Python 3.10 and 3.11+ into module.Class.name ids", () => {
     const log = [
       "test_a (tests.test_x.T) ... ok",
@@ -311,6 +321,27 @@ describe("noxfile.py and unittest", () => {
     const v = pytestVariant(file);
     expect(v).toBe(path.join(tmp, "ut-spec.pytest.json"));
     expect(JSON.parse(fs.readFileSync(v, "utf8"))).toMatchObject({ testCommand: "pytest -rA -o python_classes= -o python_functions=", logParser: "pytest", systemPackages: s.spec.systemPackages });
+  });
+});
+
+describe("projects of the same repository", () => {
+  it("a requirement naming a project in a subdirectory is installed from the tree, never missing; fixtures' projects are not projects", () => {
+    const r = repo({
+      "pyproject.toml": '[build-system]\nrequires = ["flit_core"]\nbuild-backend = "flit_core.buildapi"\n\n[project]\nname = "flit"\nversion = "1"\ndependencies = ["flit_core >=3.9", "six"]\n',
+      "flit/__init__.py": "",
+      "flit_core/pyproject.toml": '[project]\nname = "flit_core"\nversion = "3.9"\n',
+      "flit_core/flit_core/__init__.py": "",
+      "tests/samples/pyproject.toml": '[project]\nname = "six"\n',
+      "tests/test_a.py": TEST_PY,
+    });
+    const f = readRepository(r.tree);
+    expect(f.siblings).toEqual([{ name: "flit_core", normalized: "flit-core", dir: "flit_core", importRoot: "flit_core" }]);
+    const s = specFromFacts(f, mapper, { repo: "pypa/flit", commit: r.commit });
+    expect(s.provenance.packages.find((p) => p.dist === "flit_core")).toMatchObject({ package: "flit_core", via: expect.stringMatching(/^repository/) });
+    expect(s.spec.install[0]).toMatch(/^pip install --no-index --no-deps --no-build-isolation --break-system-packages -e \.\/flit_core .*\/testbed\/flit_core/);
+    expect(s.spec.systemPackages).toContain("python3-six");
+    expect(suiteFit(f, "bookworm", "3.11.2", mapper, "flit").missingRuntime).toEqual([]);
+    expect(suiteFit({ ...f, siblings: [] }, "bookworm", "3.11.2", mapper, "flit").missingRuntime).toEqual(["flit_core"]);
   });
 });
 
@@ -388,6 +419,38 @@ describe("repair rules", () => {
     expect(rep.changes.map((c) => c.change)).toEqual([expect.stringMatching(/^add python3-yaml/), "deselect tests/test_exotic.py"]);
     // The same log after the repair: nothing left to do.
     expect(repairFromLog(rep.spec, log, mapper, ["tests/test_exotic.py"])).toBeUndefined();
+  });
+
+  it("files that stop pytest at collection are deselected with their error, while they are a minority of the test files", () => {
+    const log = [
+      "==================================== ERRORS ====================================",
+      "____________________ ERROR collecting tests/test_suite.py ____________________",
+      "tests/test_suite.py:12: in <module>",
+      "    SUITE = json.loads((ROOT / 'suite' / 'tests.json').read_text())",
+      "E   FileNotFoundError: [Errno 2] No such file or directory: '/testbed/suite/tests.json'",
+      "____________________ ERROR collecting tests/test_zones.py ____________________",
+      "E   pytz.exceptions.UnknownTimeZoneError: 'America/Ciudad_Juarez'",
+      "=========================== short test summary info ============================",
+      "ERROR tests/test_suite.py - FileNotFoundError: [Errno 2] No such file or directory",
+      "ERROR tests/test_zones.py - pytz.exceptions.UnknownTimeZoneError",
+      "!!!!!!!!!!!!!!!!!!! Interrupted: 2 errors during collection !!!!!!!!!!!!!!!!!!!!",
+    ].join("\n");
+    // Without the count of test files the rule does not apply (nothing to compare a minority with).
+    expect(repairFromLog(base, log, mapper)).toBeUndefined();
+    const rep = repairFromLog(base, log, mapper, [], { testFiles: 10 })!;
+    expect(rep.deselected).toEqual([
+      { path: "tests/test_suite.py", reason: "fails to collect: FileNotFoundError: [Errno 2] No such file or directory: '/testbed/suite/tests.json'" },
+      { path: "tests/test_zones.py", reason: "fails to collect: pytz.exceptions.UnknownTimeZoneError: 'America/Ciudad_Juarez'" },
+    ]);
+    expect(rep.spec.testCommand).toBe("pytest -rA --ignore=tests/test_suite.py --ignore=tests/test_zones.py");
+    // A majority of the files failing is not repaired, nor is a conftest (every file below it needs it).
+    expect(repairFromLog(base, log, mapper, [], { testFiles: 5 })).toBeUndefined();
+    expect(repairFromLog(base, log.replace(/tests\/test_zones\.py/g, "tests/conftest.py"), mapper, [], { testFiles: 10 })).toBeUndefined();
+    // A missing module with a package comes first: the collection-error rule waits for its rerun.
+    const yaml = log.replace("E   FileNotFoundError: [Errno 2] No such file or directory: '/testbed/suite/tests.json'", "E   ModuleNotFoundError: No module named 'yaml'");
+    const first = repairFromLog(base, yaml, mapper, [], { testFiles: 10 })!;
+    expect(first.deselected).toEqual([]);
+    expect(first.spec.systemPackages).toContain("python3-yaml");
   });
 
   it("fixtures, async tests and plugin options map to plugins; an unknown option drops addopts", () => {
@@ -756,6 +819,30 @@ describe("class 5: version skew walks back by dependency-file dates", () => {
     const w = await latestRunnable({ repo: dir, infer, maxTries: 3, stateDir: path.join(tmp, "walkstate"), suites: ["bookworm"] });
     expect(built).toEqual([head, feb2024]);
     expect(w.tries[0]!.reason).toMatch(/version skew: back to [0-9a-f]{12} \(dependency files of 2024-01-10\), the newest whose runtime requirements bookworm satisfies/);
+  });
+  it("no commit with every runtime dependency packaged: the newest is built once without them, and a rejection names them", async () => {
+    const { dir, shas } = datedRepo([
+      { date: "2024-01-10T00:00:00Z", message: "first", files: { "pyproject.toml": pp("forager-nowhere"), "skewpkg/__init__.py": "", "tests/test_a.py": TEST_PY } },
+      { date: "2024-02-01T00:00:00Z", message: "code", files: { "skewpkg/a.py": "x = 1\n" } },
+    ]);
+    const [, head] = shas;
+    for (const accept of [true, false]) {
+      const built: string[] = [];
+      const infer = async (o: InferOptions): Promise<InferOutcome> => {
+        built.push(o.commit!);
+        return { repo: "x/skewpkg", commit: o.commit!, files: [], result: { accepted: accept, reason: accept ? "9/9 pass" : "most of the suite deselected: 2 of 3 test files", python: "3.11.2", testsCollected: 9, passed: 9, failed: 0, skipped: 0, passRate: 1, flaky: [], buildSeconds: 0, imageMb: 0, attempts: 1, sourceInstall: false } };
+      };
+      const w = await latestRunnable({ repo: dir, infer, maxTries: 3, stateDir: path.join(tmp, "walkstate"), suites: ["bookworm"] });
+      expect(built).toEqual([head]);
+      expect(w.tries.map((t) => t.verdict)).toEqual(["skipped", accept ? "accepted" : "rejected"]);
+      expect(w.tries[1]!.reason).toMatch(/^built without the missing runtime dependencies: /);
+      if (accept) expect(w.commit).toBe(head);
+      else {
+        expect(w.commit).toBeUndefined();
+        expect(w.outcome!.result.reason).toMatch(/^runtime dependency with no Debian package in bookworm: bookworm: forager-nowhere; built without them: most of the suite deselected/);
+        expect(w.outcome!.result.cause).toBe("missing runtime dependency");
+      }
+    }
   });
   it("reads version skew from a test log (a name the packaged version lacks, an abstract method added later), not from the project's own modules", async () => {
     const { versionSkew } = await import("../infer/verdict");
