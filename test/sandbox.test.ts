@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { dockerClient } from "../sandbox/docker";
 import { LABELS } from "../sandbox/config";
 import { reapSandboxes } from "../sandbox/reaper";
+import { runInImage } from "../sandbox/oneshot";
 import { Sandbox } from "../sandbox/sandbox";
 import { BASE_IMAGE, sandboxFactory } from "./helpers/sandbox";
 
@@ -182,6 +183,19 @@ describe("session", () => {
     expect(r.output.split("\n").at(-1)).toBe("lo");
     const dns = await sb.run("python3 -c \"import socket; socket.getaddrinfo('deb.debian.org', 80)\" 2>&1; echo rc=$?");
     expect(dns.output).toMatch(/rc=1/);
+  });
+
+  it("a sandbox and a one-shot container (a reference run) see the same loopback: ::1 binds in both, nothing beyond it", async () => {
+    const bind = "python3 -c \"import socket; s=socket.socket(socket.AF_INET6); s.bind(('::1', 0)); s.listen(); c=socket.create_connection(s.getsockname()[:2], 2); print('v6 ok')\" 2>&1; echo rc=$?";
+    const beyond = "ls /sys/class/net; python3 -c \"import socket; socket.create_connection(('2001:db8::1', 9), 2)\" 2>&1; echo rc=$?";
+    const sb = await newSandbox();
+    expect((await sb.run(bind)).output).toMatch(/v6 ok\s+rc=0/);
+    const r = await sb.run(beyond);
+    expect(r.output.split("\n")[0]).toBe("lo");
+    expect(r.output).toMatch(/rc=1/);
+    const one = await runInImage(BASE_IMAGE, `${bind}; ${beyond}`);
+    expect(one.stdout).toMatch(/v6 ok\s+rc=0\s+lo\s[\s\S]*rc=1/);
+    expect(one.stdout).not.toMatch(/^eth/m);
   });
 
   it("runs with dropped capabilities and no-new-privileges", async () => {
