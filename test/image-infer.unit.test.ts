@@ -16,7 +16,7 @@ import { DebianMapper, parseVersionTable, upstreamVersion } from "../infer/debia
 import { evaluateMarker, linuxEnvironment, parseRequirement } from "../infer/pep508";
 import { GitTree, multilineIni, noxfileFacts, readRepository, setupPyLists } from "../infer/read";
 import { parseUnittestLog } from "../suite/log-parsers";
-import { inferImage, pytestVariant, scmVersion } from "../infer/run";
+import { inferImage, pytestVariant, scmVersion, testFileCount } from "../infer/run";
 import { pythonProblem, repairFromLog, specFromFacts } from "../infer/spec";
 import { chooseSuite, suiteFit } from "../infer/debian-suites";
 import { latestRunnable } from "../infer/latest";
@@ -875,6 +875,9 @@ describe("class 6: readable rejections", () => {
     expect(decisiveLines(internal)[0]).toBe("pytest INTERNALERROR: RuntimeError: needs X");
     expect(causeOf(false, "no tests collected: pytest INTERNALERROR: RuntimeError: needs X")).toBe("pytest configuration");
     expect(causeOf(false, "no tests collected: git submodule libx is not in the clone (the tests need it): FileNotFoundError: x")).toBe("missing submodule");
+    expect(causeOf(false, "most of the suite deselected: 3 of 4 test files (tests/a.py: fails to collect: X)")).toBe("suite mostly deselected");
+    expect(testFileCount(["tests/test_a.py", "tests/b_test.py", "tests/helpers.py", "src/pkg/test_inline.py", "tests2/test_x.py"], ["tests"])).toBe(2);
+    expect(testFileCount(["tests/test_a.py", "src/pkg/test_inline.py"], [])).toBe(2);
     expect(readRepository(repo({ ".gitmodules": '[submodule "libx"]\n\tpath = libx\n\turl = https://example.invalid/libx\n', "tests/test_a.py": TEST_PY }).tree).submodules).toEqual(["libx"]);
     const wf = "ERROR: while parsing the following warning configuration:\n\n  ignore::absent.W\n\nThis error occurred:\n\nTraceback (most recent call last):\n  File \"x\", line 1\nModuleNotFoundError: No module named 'absent'\n";
     expect(decisiveLines(wf)[0]).toBe("pytest could not parse the warning filter ignore::absent.W: ModuleNotFoundError: No module named 'absent'");
