@@ -12,7 +12,7 @@ import { defaultStateDir } from "../images/state";
 import { latestRunnable, type RunnableTry } from "../infer/latest";
 import { inferImage, nameFromRepo, type InferOutcome } from "../infer/run";
 import type { SetupAgent } from "../infer/setup";
-import { causeOf, incompleteClone, verdictTable } from "../infer/verdict";
+import { causeOf, incompleteClone, verdictTable, type Cause } from "../infer/verdict";
 
 /** Repositories of a batch: a file of paths/URLs (one a line, `#` comments), or a directory of clones (`DIR/x`, `DIR/x/repo`). */
 export function batchRepos(arg: string): string[] {
@@ -41,7 +41,8 @@ export function summaryLine(o: InferOutcome, seconds: number, tries?: RunnableTr
     repo: o.repo,
     commit: o.commit,
     accepted: r.accepted,
-    cause: causeOf(r.accepted, lastTry?.reason ?? r.reason, lastTry?.decisive ?? r.decisive ?? []),
+    // The outcome's own cause when it has one (the walk's last build: latest.ts may have refined it).
+    cause: (!r.accepted && lastTry?.commit === o.commit && (r.cause as Cause | undefined)) || causeOf(r.accepted, lastTry?.reason ?? r.reason, lastTry?.decisive ?? r.decisive ?? []),
     reason,
     decisive: r.decisive ?? [],
     suite: o.inferred?.provenance.suite,

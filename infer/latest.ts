@@ -204,8 +204,11 @@ export async function latestRunnable(o: InferOptions & { from?: string; maxTries
     const out = await (infer ?? inferImage)({ ...io, commit: partial.commit });
     const missing = partial.problem.replace(/ \(same dependency files.*$/, "");
     if (!out.result.accepted) {
+      // The missing dependencies are the cause unless nothing depended on them (no suite at all, a
+      // clone that lacks objects, a time limit).
+      const own = causeOf(false, out.result.reason, out.result.decisive ?? []);
       out.result.reason = `${missing}; built without them: ${out.result.reason}`;
-      out.result.cause = causeOf(false, out.result.reason, out.result.decisive ?? []);
+      out.result.cause = ["no tests found", "incomplete clone", "timeout"].includes(own) ? own : causeOf(false, out.result.reason, out.result.decisive ?? []);
       const provFile = out.files.find((f) => f.endsWith(".provenance.json"));
       if (provFile && out.inferred) {
         out.inferred.provenance.result = out.result;

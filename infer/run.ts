@@ -490,7 +490,8 @@ async function inferOnSuite(
   const sub = facts.submodules?.find((p) => lastLog.includes(`/testbed/${p}/`) || lastLog.includes(` ${p}/`) || lastLog.includes(`'${p}/`));
   if (sub) decisive = `git submodule ${sub} is not in the clone (the tests need it): ${decisive}`;
   // Skew seen in the log, else a runtime requirement whose specifier the suite's package does not meet.
-  const skew = versionSkew(lastLog, facts.projectName ?? repo.split("/")[1]) ?? (fit.outdatedRuntime.length ? `runtime requirement outside the packaged version: ${fit.outdatedRuntime.join("; ")}` : undefined);
+  const local = [...new Set(tree.files.filter((f) => f.includes("/")).map((f) => (f.startsWith("src/") ? f.split("/")[1]! : f.split("/")[0]!)))];
+  const skew = versionSkew(lastLog, facts.projectName ?? repo.split("/")[1], local) ?? (fit.outdatedRuntime.length ? `runtime requirement outside the packaged version: ${fit.outdatedRuntime.join("; ")}` : undefined);
   if (skew) c.skew = skew;
   if (c.testsCollected === 0) {
     if (/forager-exit-code=(124|137)\s*$/.test(lastLog.trim())) return done(`reference run timed out after ${timeout} s (no pytest summary)`);

@@ -129,17 +129,20 @@ export function exceptionOf(line: string): { type: string; message: string } | u
  * Signs in a test log that an installed dependency is from another era than the code: a name
  * the package lacks (`cannot import name 'X' from 'pkg'`, `module 'pkg' has no attribute 'X'`),
  * an abstract method added later (`Can't instantiate abstract class … abstract method`), an
- * unexpected keyword. `own` is the project's import name (its own modules are not skew).
+ * unexpected keyword. `own` is the project's import name and `local` the top-level names of the
+ * repository's tree (its directories, and those under `src/`): their modules are not skew, nor is
+ * a module of "unknown location" (a directory with no `__init__.py`, e.g. a native part not built).
  * @returns the decisive line, or undefined when the log shows no skew.
  */
-export function versionSkew(log: string, own?: string): string | undefined {
-  const ownTop = own?.toLowerCase().replace(/-/g, "_");
+export function versionSkew(log: string, own?: string, local: string[] = []): string | undefined {
+  const mine = new Set([own?.toLowerCase().replace(/-/g, "_"), ...local.map((x) => x.toLowerCase())].filter(Boolean));
+  const foreign = (mod: string) => !mine.has(mod.split(".")[0]!.toLowerCase());
   for (const line of log.split("\n")) {
     const l = line.replace(/^(INTERNALERROR>|E)\s+/, "").trim();
     let m = /ImportError: cannot import name '([\w.]+)' from '([\w.]+)'/.exec(l);
-    if (m && m[2]!.split(".")[0]!.toLowerCase() !== ownTop) return clean(l);
+    if (m && foreign(m[2]!) && !/\(unknown location\)/.test(l)) return clean(l);
     m = /AttributeError: module '([\w.]+)' has no attribute '(\w+)'/.exec(l);
-    if (m && m[1]!.split(".")[0]!.toLowerCase() !== ownTop && !/^(os|sys|builtins)$/.test(m[1]!)) return clean(l);
+    if (m && foreign(m[1]!) && !/^(os|sys|builtins)$/.test(m[1]!)) return clean(l);
     if (/TypeError: Can't instantiate abstract class \w+ (with|without an implementation for) abstract method/.test(l)) return clean(l);
     // A call into a dependency whose signature changed (the project's tests and code agree at any commit).
     if (/TypeError: [\w.]+\(\) got an unexpected keyword argument '\w+'/.test(l)) return clean(l);

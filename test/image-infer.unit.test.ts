@@ -852,6 +852,9 @@ describe("class 5: version skew walks back by dependency-file dates", () => {
     expect(versionSkew("E   ImportError: cannot import name 'helper' from 'mypkg.util'", "mypkg")).toBeUndefined();
     expect(versionSkew("E       TypeError: TestServer.__init__() got an unexpected keyword argument 'engine'", "pysocks")).toMatch(/unexpected keyword argument 'engine'/);
     expect(versionSkew("1 failed, 9 passed")).toBeUndefined();
+    // The repository's own tree (a native part not built: a directory with no __init__.py) is not skew.
+    expect(versionSkew("E   ImportError: cannot import name 'hook_str_module' from 'src.native' (unknown location)", "atheris", ["src", "contrib"])).toBeUndefined();
+    expect(versionSkew("E   ImportError: cannot import name 'x' from 'contrib.tools' (/testbed/contrib/tools/__init__.py)", "atheris", ["src", "contrib"])).toBeUndefined();
   });
 });
 
