@@ -769,6 +769,16 @@ function chooseTestPaths(tree: GitTree, facts: RepoFacts): void {
   }
   const root = collectedFiles(tree.files, [], cfg).length;
   facts.testPaths = [];
+  // No test file, but the configuration (or a test command) collects the modules' doctests
+  // (`--doctest-modules`) and some module has one: the suite is those doctests, from the root.
+  const doctests = /--doctest-modules\b/.test([facts.pytestOptions.addopts ?? "", ...facts.testCommands].join("\n"));
+  if (!root && doctests) {
+    const withDoctest = tree.files.filter((f) => f.endsWith(".py") && !/(^|\/)(docs?|tests?|build|dist)\//.test(f)).slice(0, 500).filter((f) => /^\s*>>> /m.test(tree.read(f) ?? ""));
+    if (withDoctest.length) {
+      facts.testPathsReason = `the root: no test file, and the repository's pytest collects the doctests of its modules (--doctest-modules; ${withDoctest.length} module${withDoctest.length === 1 ? "" : "s"} with one, e.g. ${withDoctest[0]})`;
+      return;
+    }
+  }
   facts.testPathsReason = root
     ? `the root, as pytest with no arguments walks it: ${root} test file${root === 1 ? "" : "s"} under python_files ${(cfg.pythonFiles ?? ["test_*.py", "*_test.py"]).join(" ")}${cfg.norecursedirs ? ` and norecursedirs ${cfg.norecursedirs.join(" ")}` : ""}`
     : "no test file found under the repository's pytest configuration";

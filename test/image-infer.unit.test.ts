@@ -324,6 +324,18 @@ describe("noxfile.py and unittest", () => {
   });
 });
 
+describe("a suite of doctests only", () => {
+  it("no test file, but pytest's addopts collect the modules' doctests: the suite is the root's doctests, not 'no test file found'", () => {
+    const ini = "[pytest]\naddopts=\n\t--doctest-modules\n\t--import-mode importlib\n";
+    const mod = 'def inc(x):\n    """\n    >>> inc(1)\n    2\n    """\n    return x + 1\n';
+    const f = readRepository(repo({ "pytest.ini": ini, "setup.py": "from setuptools import setup\nsetup(name='dt')\n", "dt/__init__.py": "", "dt/core.py": mod }).tree);
+    expect(f.testPaths).toEqual([]);
+    expect(f.testPathsReason).toMatch(/^the root: no test file, and the repository's pytest collects the doctests of its modules \(--doctest-modules; 1 module with one, e\.g\. dt\/core\.py\)/);
+    const none = readRepository(repo({ "pytest.ini": ini, "setup.py": "from setuptools import setup\nsetup(name='dt')\n", "dt/__init__.py": "", "dt/core.py": "x = 1\n" }).tree);
+    expect(none.testPathsReason).toMatch(/^no test file found/);
+  });
+});
+
 describe("projects of the same repository", () => {
   it("a requirement naming a project in a subdirectory is installed from the tree, never missing; fixtures' projects are not projects", () => {
     const r = repo({
