@@ -51,6 +51,17 @@ export const SandboxConfigSchema = z.object({
 export type SandboxConfig = z.infer<typeof SandboxConfigSchema>;
 export type SandboxConfigInput = z.input<typeof SandboxConfigSchema>;
 
+/**
+ * The network part of a container's settings, for sandboxes and one-shot containers alike:
+ * `NetworkMode` as given; with "none", the loopback interface only, as a test harness's container
+ * has it — `localhost` in /etc/hosts (the engine writes it for "none", not for a container created
+ * with `NetworkDisabled`, where `localhost` does not resolve) and IPv6 on loopback (`::1`, which
+ * "none" alone disables; local servers of test suites bind it). Nothing beyond loopback either way.
+ */
+export function networkSettings(network: string): { NetworkMode: string; Sysctls?: Record<string, string> } {
+  return network === "none" ? { NetworkMode: "none", Sysctls: { "net.ipv6.conf.lo.disable_ipv6": "0" } } : { NetworkMode: network };
+}
+
 /** Label keys every forager container carries. */
 export const LABELS = {
   forager: "forager",

@@ -7,7 +7,7 @@
 import { PassThrough } from "node:stream";
 import { docker } from "../images/docker";
 import { EnvironmentError } from "../lib/errors";
-import { ownerLabels } from "./config";
+import { networkSettings, ownerLabels } from "./config";
 
 /** Result of {@link runInImage}. */
 export interface RunResult {
@@ -43,12 +43,8 @@ export async function runInImage(
     // The owner labels of a sandbox: a one-shot container whose process was killed before its
     // `finally` ran is removed by `forager sandbox reap` (and by workers at start) like any sandbox.
     Labels: { "forager.kind": "probe", ...ownerLabels((opts.timeoutMs ?? 120_000) / 1000 + 60) },
-    // No network as a sandbox has none (sandbox.ts): NetworkDisabled too, which leaves the loopback
-    // interface its IPv6 (`::1`). With NetworkMode "none" alone the engine disables IPv6 on lo, and
-    // a reference run would fail tests (local servers on ::1) that pass in the agent's sandbox and
-    // at evaluation. Either way the container has loopback only.
-    NetworkDisabled: (opts.network ?? "none") === "none",
-    HostConfig: { NetworkMode: opts.network ?? "none", AutoRemove: false },
+    // The network of a sandbox (config.ts networkSettings): loopback only, localhost and ::1 there.
+    HostConfig: { ...networkSettings(opts.network ?? "none"), AutoRemove: false },
     AttachStdout: true,
     AttachStderr: true,
     Tty: false,

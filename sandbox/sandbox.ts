@@ -20,7 +20,7 @@ import tar from "tar-fs";
 import tarStream from "tar-stream";
 import { EnvironmentError } from "../lib/errors";
 import { silentLogger, type Logger } from "../lib/log";
-import { ownerLabels, SandboxConfigSchema, type SandboxConfig, type SandboxConfigInput } from "./config";
+import { networkSettings, ownerLabels, SandboxConfigSchema, type SandboxConfig, type SandboxConfigInput } from "./config";
 import { FrameDemuxer } from "./demux";
 import { dockerClient, isGoneError } from "./docker";
 import { shellQuote } from "../lib/shell";
@@ -161,9 +161,8 @@ export class Sandbox implements Runtime, Container {
         WorkingDir: config.workdir,
         Env: Object.entries(config.env).map(([k, v]) => `${k}=${v}`),
         User: config.user,
-        NetworkDisabled: config.network === "none",
         HostConfig: {
-          NetworkMode: config.network,
+          ...networkSettings(config.network),
           Memory: config.memoryBytes,
           MemorySwap: config.memoryBytes,
           NanoCpus: Math.round(config.cpus * 1e9),

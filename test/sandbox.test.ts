@@ -185,11 +185,15 @@ describe("session", () => {
     expect(dns.output).toMatch(/rc=1/);
   });
 
-  it("a sandbox and a one-shot container (a reference run) see the same loopback: ::1 binds in both, nothing beyond it", async () => {
+  it("a sandbox and a one-shot container (a reference run) see the same loopback: localhost and ::1 in both, nothing beyond it", async () => {
     const bind = "python3 -c \"import socket; s=socket.socket(socket.AF_INET6); s.bind(('::1', 0)); s.listen(); c=socket.create_connection(s.getsockname()[:2], 2); print('v6 ok')\" 2>&1; echo rc=$?";
     const beyond = "ls /sys/class/net; python3 -c \"import socket; socket.create_connection(('2001:db8::1', 9), 2)\" 2>&1; echo rc=$?";
     const sb = await newSandbox();
     expect((await sb.run(bind)).output).toMatch(/v6 ok\s+rc=0/);
+    // localhost resolves to both loopback addresses (a test's server on "localhost").
+    const names = "python3 -c \"import socket; print(sorted({a[4][0] for a in socket.getaddrinfo('localhost', 80)}))\"";
+    expect((await sb.run(names)).output.trim()).toBe("['127.0.0.1', '::1']");
+    expect((await runInImage(BASE_IMAGE, names)).stdout.trim()).toBe("['127.0.0.1', '::1']");
     const r = await sb.run(beyond);
     expect(r.output.split("\n")[0]).toBe("lo");
     expect(r.output).toMatch(/rc=1/);
