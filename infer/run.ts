@@ -307,7 +307,8 @@ async function inferOnSuite(
   const inferred = specFromFacts(facts, mapper, { repo, commit, source, scmVersion: scmVersion(gitDir, commit), suite, python, ...(pip ? { pip } : {}) });
   const prov: Provenance = inferred.provenance;
   prov.attempts = [];
-  const testFiles = testFileCount(tree.files, inferred.testPaths);
+  // A suite of no test_*.py files (the modules' doctests, say) counts its Python files instead.
+  const testFiles = testFileCount(tree.files, inferred.testPaths) || tree.files.filter((f) => f.endsWith(".py") && (!inferred.testPaths.length || inferred.testPaths.some((p) => f === p || f.startsWith(`${p.replace(/\/+$/, "")}/`)))).length;
   const repairCtx = (): RepairContext => ({ ...(pip ? { pip: { unavailable: pipUnavailable } } : {}), extras: inferred.extras, ...(facts.pytestLines.filterwarnings ? { filterwarnings: facts.pytestLines.filterwarnings } : {}), testFiles });
   if (o.extraEnv) inferred.spec = { ...inferred.spec, env: { ...inferred.spec.env, ...o.extraEnv } };
   let image: string | undefined;
