@@ -153,6 +153,7 @@ export async function latestRunnable(o: InferOptions & { from?: string; maxTries
       return undefined;
     }
   };
+  const { infer, maxTries: _m, from: _f, ...io } = o;
   let last: InferOutcome | undefined;
   /** The newest commit skipped only because a runtime dependency has no package: built without it when the walk finds nothing. */
   let partial: { commit: string; problem: string } | undefined;
@@ -168,7 +169,6 @@ export async function latestRunnable(o: InferOptions & { from?: string; maxTries
       continue;
     }
     say(`${commit.slice(0, 12)}: building and running its tests`);
-    const { infer, maxTries: _m, from: _f, ...io } = o;
     const out = await (infer ?? inferImage)({ ...io, commit });
     last = out;
     if (out.result.accepted) {
@@ -200,7 +200,6 @@ export async function latestRunnable(o: InferOptions & { from?: string; maxTries
     // suite that needs them everywhere ends "most of the suite deselected" or failing, and the
     // reason names the missing dependencies either way.
     say(`${partial.commit.slice(0, 12)}: no commit in ${max} tries has every runtime dependency packaged; building it without them`);
-    const { infer, maxTries: _m, from: _f, ...io } = o;
     const out = await (infer ?? inferImage)({ ...io, commit: partial.commit });
     const missing = partial.problem.replace(/ \(same dependency files.*$/, "");
     if (!out.result.accepted) {

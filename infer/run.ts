@@ -228,12 +228,22 @@ export async function inferImage(o: InferOptions): Promise<InferOutcome> {
   return { repo, commit, result, inferred: b.inferred, files, seconds, ...(b.image ? { image: b.image } : {}) };
 }
 
+/** Whether `file` is one of the test paths or under one (every file when there are none). */
+function underTestPaths(file: string, testPaths: string[]): boolean {
+  return !testPaths.length || testPaths.some((p) => file === p || file.startsWith(`${p.replace(/\/+$/, "")}/`));
+}
+
+/** Files by pytest's default test names (`test_*.py`, `*_test.py`) under the test paths (the whole tree when there are none). */
+function pytestTestFiles(files: string[], testPaths: string[]): string[] {
+  return files.filter((f) => /(^|\/)(test_[^/]*|[^/]*_test)\.py$/.test(f) && underTestPaths(f, testPaths));
+}
+
 /**
  * Test files of a run by pytest's default names (`test_*.py`, `*_test.py`) under the test paths
  * (the whole tree when there are none); 0 when the suite names its files otherwise.
  */
 export function testFileCount(files: string[], testPaths: string[]): number {
-  return files.filter((f) => /(^|\/)(test_[^/]*|[^/]*_test)\.py$/.test(f) && (!testPaths.length || testPaths.some((p) => f === p || f.startsWith(`${p.replace(/\/+$/, "")}/`)))).length;
+  return pytestTestFiles(files, testPaths).length;
 }
 
 /** Seconds one test may take after a reference run hit its limit (pytest-timeout's `--timeout`). */
@@ -308,7 +318,7 @@ async function inferOnSuite(
   const prov: Provenance = inferred.provenance;
   prov.attempts = [];
   // A suite of no test_*.py files (the modules' doctests, say) counts its Python files instead.
-  const testFiles = testFileCount(tree.files, inferred.testPaths) || tree.files.filter((f) => f.endsWith(".py") && (!inferred.testPaths.length || inferred.testPaths.some((p) => f === p || f.startsWith(`${p.replace(/\/+$/, "")}/`)))).length;
+  const testFiles = testFileCount(tree.files, inferred.testPaths) || tree.files.filter((f) => f.endsWith(".py") && underTestPaths(f, inferred.testPaths)).length;
   const repairCtx = (): RepairContext => ({ ...(pip ? { pip: { unavailable: pipUnavailable } } : {}), extras: inferred.extras, ...(facts.pytestLines.filterwarnings ? { filterwarnings: facts.pytestLines.filterwarnings } : {}), testFiles });
   if (o.extraEnv) inferred.spec = { ...inferred.spec, env: { ...inferred.spec.env, ...o.extraEnv } };
   let image: string | undefined;
@@ -521,9 +531,7 @@ export function deselectUnobtainable(tree: GitTree, inferred: InferredSpec): { p
     for (const i of [n.replace(/-/g, "_"), n.replace(/-/g, ""), n.replace(/^python-/, "").replace(/-/g, "_")]) if (i) imports.set(i, p.dist);
   }
   const out: { path: string; reason: string }[] = [];
-  const under = inferred.testPaths;
-  for (const f of tree.files) {
-    if (!/(^|\/)(test_[^/]*|[^/]*_test)\.py$/.test(f) || (under.length && !under.some((p) => f === p || f.startsWith(`${p}/`)))) continue;
+  for (const f of pytestTestFiles(tree.files, inferred.testPaths)) {
     const text = tree.read(f) ?? "";
     const m = /^(?:import|from)\s+([A-Za-z_]\w*)/gm;
     for (const x of text.matchAll(m)) {

@@ -150,6 +150,9 @@ export interface InferredSpec {
 /** Debian packages every inferred spec starts from (interpreter, pip, setuptools, wheel, pytest). */
 export const BASE_PACKAGES = ["python3-pip", "python3-setuptools", "python3-wheel", "python-is-python3", "python3-pytest"];
 
+/** The shell expression of the interpreter's site-packages directory (where `.pth` files and forager's plugin go). */
+const SITE_PACKAGES = "$(python3 -c 'import site; print(site.getsitepackages()[0])')";
+
 /** The install line: an editable install offline, else a `.pth` to the source root (the backend in the suite is too old, or a C build fails). */
 export function installLine(layout: "src" | "flat", workdir: string, versionFile?: { path: string; version: string }, dist?: { name: string; version: string; entryPoints?: Record<string, Record<string, string>> }, buildExt = false): string {
   const root = layout === "src" ? `${workdir}/src` : workdir;
@@ -163,7 +166,7 @@ export function installLine(layout: "src" | "flat", workdir: string, versionFile
       .join("\n");
     const b64 = (t: string) => Buffer.from(t).toString("base64");
     meta =
-      `d="$(python3 -c 'import site; print(site.getsitepackages()[0])')/${dir}"; mkdir -p "$d"; ` +
+      `d="${SITE_PACKAGES}/${dir}"; mkdir -p "$d"; ` +
       `echo ${b64(`Metadata-Version: 2.1\nName: ${dist.name}\nVersion: ${dist.version}\n`)} | base64 -d > "$d/METADATA"; ` +
       (eps ? `echo ${b64(eps)} | base64 -d > "$d/entry_points.txt"; ` : "");
   }
@@ -174,7 +177,7 @@ export function installLine(layout: "src" | "flat", workdir: string, versionFile
   return (
     "pip install --no-index --no-deps --no-build-isolation --break-system-packages -e . >/tmp/forager-install.log 2>&1 || " +
     `{ tail -n 15 /tmp/forager-install.log; echo "forager-infer: source install (.pth to ${root})"; ` +
-    `${vf}${meta}echo ${root} > "$(python3 -c 'import site; print(site.getsitepackages()[0])')/forager-source.pth"; }${ext}`
+    `${vf}${meta}echo ${root} > "${SITE_PACKAGES}/forager-source.pth"; }${ext}`
   );
 }
 
@@ -187,7 +190,7 @@ export function siblingInstallLine(dir: string, importRoot: string, workdir: str
   const log = `/tmp/forager-install-${dir.replace(/[^\w.-]+/g, "_")}.log`;
   return (
     `pip install --no-index --no-deps --no-build-isolation --break-system-packages -e ${shellQuote(`./${dir}`)} >${log} 2>&1 || ` +
-    `{ tail -n 5 ${log}; echo "forager-infer: source install of ${dir} (.pth to ${workdir}/${importRoot})"; echo ${shellQuote(`${workdir}/${importRoot}`)} >> "$(python3 -c 'import site; print(site.getsitepackages()[0])')/forager-siblings.pth"; }`
+    `{ tail -n 5 ${log}; echo "forager-infer: source install of ${dir} (.pth to ${workdir}/${importRoot})"; echo ${shellQuote(`${workdir}/${importRoot}`)} >> "${SITE_PACKAGES}/forager-siblings.pth"; }`
   );
 }
 
@@ -425,7 +428,7 @@ export function markersPluginLine(markers: string[]): string {
     '        config.addinivalue_line("markers", m + ": registered by forager (the plugin that registers it is not installed)")',
     "",
   ].join("\n");
-  return `echo ${Buffer.from(py).toString("base64")} | base64 -d > "$(python3 -c 'import site; print(site.getsitepackages()[0])')/${MARKERS_PLUGIN}.py"`;
+  return `echo ${Buffer.from(py).toString("base64")} | base64 -d > "${SITE_PACKAGES}/${MARKERS_PLUGIN}.py"`;
 }
 
 /** The markers a {@link markersPluginLine} registers (from the spec's install lines), or [] when it has none. */
