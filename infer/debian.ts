@@ -133,7 +133,9 @@ export class DebianMapper {
     if (n === "pytest") return { package: "python3-pytest", via: "tool" };
     if (SYSTEM_DATA[n]) return { package: SYSTEM_DATA[n], via: "system-data" };
     const fromDh = this.dist.get(n);
-    if (fromDh && (this.packages.size === 0 || this.packages.has(fromDh))) return { package: fromDh, via: "dh-python" };
+    // The package index lists python3-* names only: a table entry naming another package (Cython →
+    // cython3, flit → flit) is the suite's own table's word (it is built from that suite's archive).
+    if (fromDh && (this.packages.size === 0 || this.packages.has(fromDh) || !fromDh.startsWith("python3-"))) return { package: fromDh, via: "dh-python" };
     for (const cand of [`python3-${n}`, `python3-${n.replace(/^python-/, "")}`, `python3-${n.replace(/-/g, "")}`, `python3-${n.replace(/^py/, "")}`]) {
       if (this.packages.has(cand)) return { package: cand, via: "package-index" };
     }

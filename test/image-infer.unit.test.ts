@@ -37,7 +37,7 @@ function repo(files: Record<string, string>, tag?: string) {
 
 // A small mapping table in dh-python's format and a package index, so the test does not depend on the host.
 const distFile = path.join(tmp, "cpython3_fallback");
-fs.writeFileSync(distFile, "PyYAML python3-yaml\nattrs python3-attr\nfreezegun python3-freezegun\nPygments python3-pygments\n");
+fs.writeFileSync(distFile, "PyYAML python3-yaml\nattrs python3-attr\nfreezegun python3-freezegun\nPygments python3-pygments\nCython cython3\nGone python3-gone\n");
 const mapper = new DebianMapper({
   distFile,
   packageNames: ["python3-yaml", "python3-attr", "python3-freezegun", "python3-pygments", "python3-pytest-mock", "python3-pytest-cov", "python3-pytest-asyncio", "python3-hypothesis", "python3-dateutil", "python3-six"],
@@ -227,6 +227,14 @@ describe("base suites", () => {
     expect(s.spec.systemPackages).not.toContain("python3-pdm-pep517");
     expect(s.provenance.suite).toBe("trixie");
     expect(s.provenance.packages.find((p) => p.dist === "attrs")?.skipped).toMatch(/marker false on Python 3\.13\.5/);
+  });
+});
+
+describe("Debian mapping", () => {
+  it("takes dh-python's word for a package outside the python3-* index (Cython → cython3), not for a python3-* name the index lacks", () => {
+    expect(mapper.map("cython")).toEqual({ package: "cython3", via: "dh-python" });
+    expect(mapper.map("Gone")).toBeUndefined();
+    expect(mapper.map("PyYAML")).toEqual({ package: "python3-yaml", via: "dh-python" });
   });
 });
 
