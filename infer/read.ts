@@ -221,16 +221,28 @@ function normalizePath(p: string): string {
   return parts.join("/");
 }
 
-/** Statically read `name=[...]` / `name={...}` list literals of a setup.py call (no code runs). */
+/**
+ * Statically read `name=[...]` / `name={...}` list literals of a setup.py call (no code runs), and
+ * `name=VARIABLE` where the module assigns that variable a literal at the start of a line
+ * (`INSTALL_REQUIRES = [...]`, `EXTRAS = {...}`, `EXTRAS["dev"] = [...]`).
+ */
 export function setupPyLists(text: string): { installRequires: string[]; testsRequire: string[]; extras: Record<string, string[]> } {
   const strs = (body: string) => [...body.matchAll(/(['"])((?:(?!\1).)*)\1/g)].map((m) => m[2]!);
+  const esc = (v: string) => v.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  // The variable a keyword argument names (`install_requires=REQS,`), when it is a plain identifier.
+  const variable = (key: string) => new RegExp(`\\b${key}\\s*=\\s*([A-Za-z_]\\w*)\\s*[,)]`).exec(text)?.[1];
   const list = (key: string): string[] => {
     const m = new RegExp(`\\b${key}\\s*=\\s*\\[([^\\]]*)\\]`).exec(text);
-    return m ? strs(m[1]!) : [];
+    if (m) return strs(m[1]!);
+    const v = variable(key);
+    const a = v ? new RegExp(`^${esc(v)}\\s*=\\s*[\\[(]([^\\])]*)[\\])]`, "m").exec(text) : null;
+    return a ? strs(a[1]!) : [];
   };
   const extras: Record<string, string[]> = {};
-  const em = /\bextras_require\s*=\s*\{([\s\S]*?)\}\s*[,)]/.exec(text);
-  if (em) for (const m of em[1]!.matchAll(/(['"])([\w.-]+)\1\s*:\s*\[([^\]]*)\]/g)) extras[m[2]!] = strs(m[3]!);
+  const dictBody = (/\bextras_require\s*=\s*\{([\s\S]*?)\}\s*[,)]/.exec(text) ?? ((v) => (v ? new RegExp(`^${esc(v)}\\s*=\\s*\\{([\\s\\S]*?)^\\}`, "m").exec(text) : null))(variable("extras_require")))?.[1];
+  if (dictBody) for (const m of dictBody.matchAll(/(['"])([\w.-]+)\1\s*:\s*\[([^\]]*)\]/g)) extras[m[2]!] = strs(m[3]!);
+  const ev = variable("extras_require");
+  if (ev) for (const m of text.matchAll(new RegExp(`^${esc(ev)}\\[(['"])([\\w.-]+)\\1\\]\\s*=\\s*\\[([^\\]]*)\\]`, "gm"))) extras[m[2]!] = strs(m[3]!);
   return { installRequires: list("install_requires"), testsRequire: list("tests_require"), extras };
 }
 
@@ -551,7 +563,7 @@ export function readRepository(tree: GitTree): RepoFacts {
   if (setupPy !== undefined) {
     facts.filesRead.push("setup.py");
     const s = setupPyLists(setupPy);
-    if (/\binstall_requires\s*=\s*\[/.test(setupPy)) declaresRuntime = true;
+    if (/\binstall_requires\s*=\s*\[/.test(setupPy) || s.installRequires.length) declaresRuntime = true;
     facts.dependencies.push(...reqs(s.installRequires, "setup.py install_requires"));
     facts.testDependencies.push(...reqs(s.testsRequire, "setup.py tests_require"));
     for (const [k, v] of Object.entries(s.extras)) (TEST_GROUPS.test(k) ? facts.testDependencies : facts.extraDependencies).push(...reqs(v, `setup.py extras_require ${k}`, k));

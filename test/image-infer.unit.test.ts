@@ -195,6 +195,28 @@ describe("reading repositories", () => {
       testsRequire: [],
       extras: { test: ["c"], docs: ["d"] },
     });
+    // Lists held in module-level variables (a setup.py keeping them apart from the call).
+    const viaVariables = [
+      "#: runtime requirements",
+      "INSTALL_REQUIRES = [",
+      '    "humanize",',
+      '    "snaptime",',
+      "]",
+      "EXTRAS = {",
+      '    "docs": ["sphinx"],',
+      '    "tests": ["freezegun", "pytest"],',
+      "}",
+      'EXTRAS["dev"] = ["pre-commit"]',
+      "TESTS = ('mock',)",
+      "setup(name='m', install_requires=INSTALL_REQUIRES, extras_require=EXTRAS, tests_require=TESTS)",
+    ].join("\n");
+    expect(setupPyLists(viaVariables)).toEqual({
+      installRequires: ["humanize", "snaptime"],
+      testsRequire: ["mock"],
+      extras: { docs: ["sphinx"], tests: ["freezegun", "pytest"], dev: ["pre-commit"] },
+    });
+    // A call's result is not read as a list.
+    expect(setupPyLists("REQS = ['x']\nsetup(install_requires=reqs(), name='m')").installRequires).toEqual([]);
   });
 });
 
