@@ -760,9 +760,15 @@ function chooseTestPaths(tree: GitTree, facts: RepoFacts): void {
   ];
   // Test scripts the repository's own commands run directly (`coverage run test/test.py`,
   // `python tests/run.py`): pytest collects a file given by name whatever python_files says.
-  const scripts = [...new Set(facts.testCommands.flatMap((c) => testScriptsIn(c, tree.files)))];
+  // Only a script that defines tests (a test function, a TestCase, unittest's runner): a helper the
+  // commands run beside the suite (a script fetching fixtures) is not one.
+  const definesTests = (f: string) => /^\s*(async\s+)?def test|^\s*class \w+\([^)]*TestCase\b|\bunittest\.main\(|^\s*(import unittest|from unittest import)/m.test(tree.read(f) ?? "");
+  const scripts = [...new Set(facts.testCommands.flatMap((c) => testScriptsIn(c, tree.files)))].filter(definesTests);
   const withScripts = (paths: string[], reason: string) => {
     const extra = scripts.filter((f) => !collectedFiles(tree.files, paths, cfg).includes(f));
+    // pytest 8 given a directory and a file inside it collects only the file: a directory holding
+    // a script is given as the files it collects, beside the script.
+    paths = paths.flatMap((p) => (extra.some((f) => f.startsWith(p.replace(/\/+$/, "") + "/")) ? collectedFiles(tree.files, [p], cfg) : [p]));
     facts.testPaths = [...paths, ...extra];
     facts.testPathsReason = reason + (extra.length ? `; and ${extra.join(", ")}, which the repository's test commands run directly` : "");
   };

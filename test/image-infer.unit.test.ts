@@ -754,8 +754,19 @@ describe("class 4: the repository's own pytest configuration decides what is col
       "test/test_shells.py": TEST_PY,
     });
     const f = readRepository(r.tree);
-    expect(f.testPaths).toEqual(["test", "test/test.py"]);
+    // Its directory is given as the files it collects: pytest 8 given `test` and `test/test.py` collects only the script.
+    expect(f.testPaths).toEqual(["test/test_shells.py", "test/test.py"]);
     expect(f.testPathsReason).toMatch(/; and test\/test\.py, which the repository's test commands run directly$/);
+  });
+  it("a script the test commands run beside the suite that defines no test (a fixture fetcher) is not a test path", () => {
+    const r = repo({
+      "pyproject.toml": '[project]\nname = "mpkg"\n',
+      "tox.ini": "[testenv]\ncommands =\n    pytest {posargs:tests/}\n\n[testenv:spec]\ncommands = python tests/test_spec/get_spec.py\n",
+      "mpkg/__init__.py": "",
+      "tests/test_a.py": TEST_PY,
+      "tests/test_spec/get_spec.py": "import argparse\n\ndef main():\n    argparse.ArgumentParser().parse_args()\n",
+    });
+    expect(readRepository(r.tree).testPaths).toEqual(["tests"]);
   });
   it("test paths named by two commands, a directory and a file inside it: the directory alone (pytest 8 would collect only the file)", () => {
     const r = repo({
