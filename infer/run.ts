@@ -416,7 +416,10 @@ async function inferOnSuite(
       say(`attempt ${attempt}: reference run of ${b.tag}`);
       const run = await referenceRun(b.tag, spec, inferred.testPaths, timeout);
       seconds.reference += run.seconds;
-      log = run.log;
+      // A failed in-place extension build leaves the image buildable and the tests unable to
+      // import: its tail (the missing header, the library's config tool) goes to the repair.
+      const ext = /([\s\S]{0,3000})forager-infer: build_ext --inplace failed/.exec(buildLog)?.[1];
+      log = ext ? `${ext}forager-infer: build_ext --inplace failed\n${run.log}` : run.log;
       const c = countStatuses(run.statuses);
       Object.assign(result, { testsCollected: c.collected, passed: c.passed, failed: c.failed, skipped: c.skipped, passRate: c.passRate });
       const timedOut = /forager-exit-code=(124|137)\s*$/.test(log.trim());

@@ -567,6 +567,17 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
     testCommand += " -W ignore::pytest.PytestConfigWarning";
     changes.push({ trigger: cfg[0], change: "ignore pytest config warnings (an ini option this pytest or plugin version does not know, made an error by filterwarnings)" });
   }
+  // An extension module built in place that failed for a library's headers or its config tool
+  // (`fatal error: libxml/xmlversion.h`, `xml2-config: not found`): the library's -dev package.
+  if (/forager-infer: build_ext --inplace failed/.test(log)) {
+    for (const m of log.matchAll(/fatal error: ([\w/.+-]+\.h): No such file or directory/g)) {
+      const pkg = HEADER_PACKAGES[m[1]!];
+      if (pkg) add(pkg, m[0], `the in-place extension build includes ${m[1]}`);
+    }
+    for (const m of log.matchAll(/\b(xml2-config|xslt-config|pkg-config)\b[^\n]*(?:not found|No such file)/g)) {
+      for (const pkg of CONFIG_TOOL_PACKAGES[m[1]!] ?? []) add(pkg, m[0], `the in-place extension build runs ${m[1]}`);
+    }
+  }
   // Tests that compile C code (a test building an extension module) need the compiler.
   const cc = /error: command '[^']*gcc' failed|(?:x86_64-linux-gnu-)?gcc: (?:not found|No such file or directory)|unable to execute '[^']*gcc'|fatal error: Python\.h: No such file or directory/.exec(log);
   if (cc && !system.has("build-essential") && !pip) {
@@ -649,6 +660,13 @@ export function collectionError(block: string): string {
   const named = es.filter((l) => /^[\w.]*(Error|Exception|Exit|Interrupt)\b/.test(l));
   return (named.slice(-1)[0] ?? es.slice(-1)[0] ?? block.split("\n").find((l) => l.trim())?.trim() ?? "collection error").slice(0, 200);
 }
+
+/** Library configuration tools a setup.py runs to find headers, and the Debian packages that ship them (bookworm, trixie). */
+export const CONFIG_TOOL_PACKAGES: Record<string, string[]> = {
+  "xml2-config": ["libxml2-dev", "libxslt1-dev"],
+  "xslt-config": ["libxml2-dev", "libxslt1-dev"],
+  "pkg-config": ["pkg-config"],
+};
 
 /** C headers sdists commonly need, and the Debian package that ships each (bookworm and trixie). */
 export const HEADER_PACKAGES: Record<string, string> = {

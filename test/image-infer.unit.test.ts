@@ -463,6 +463,21 @@ describe("repair rules", () => {
     expect(repairFromLog(rep.spec, log, mapper, ["tests/test_exotic.py"])).toBeUndefined();
   });
 
+  it("an in-place extension build that failed for a library's headers or config tool adds the library's -dev package", () => {
+    const build = [
+      "src/ext/etree.c:96:10: fatal error: libxml/xmlversion.h: No such file or directory",
+      "/bin/sh: 1: xslt-config: not found",
+      "error: command '/usr/bin/x86_64-linux-gnu-gcc' failed with exit code 1",
+      "forager-infer: build_ext --inplace failed",
+      "E   ImportError: cannot import name 'etree' from 'ext' (/testbed/src/ext/__init__.py)",
+    ].join("\n");
+    const rep = repairFromLog(base, build, mapper)!;
+    expect(rep.spec.systemPackages).toEqual(expect.arrayContaining(["libxml2-dev", "libxslt1-dev"]));
+    expect(rep.changes[0]).toMatchObject({ trigger: expect.stringMatching(/libxml\/xmlversion\.h/), change: expect.stringMatching(/^add libxml2-dev/) });
+    // The same header in a test's own output, with no failed build: not this rule's business.
+    expect(repairFromLog(base, build.replace("forager-infer: build_ext --inplace failed", ""), mapper)?.spec.systemPackages ?? []).not.toContain("libxml2-dev");
+  });
+
   it("files that stop pytest at collection are deselected with their error, while they are a minority of the test files", () => {
     const log = [
       "==================================== ERRORS ====================================",
