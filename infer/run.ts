@@ -246,6 +246,27 @@ export function testFileCount(files: string[], testPaths: string[]): number {
   return pytestTestFiles(files, testPaths).length;
 }
 
+/**
+ * Whether a pytest run's tests come from none of the suite's test files: `expected` are the files
+ * by pytest's default names under the test paths (deselected ones taken out); a file counts as
+ * collected when a test id starts with it or the log reports it, or a conftest.py above it,
+ * skipped whole (`SKIPPED [1] tests/test_x.py:3: …`). Undefined (nothing to say) below 3 expected
+ * files or when any of them gave a test. Not "fewer than half": suites whose test_*.py files are
+ * helpers one runner module imports (PyYAML's legacy tests: 2 of 22) are real suites.
+ * @returns the counts and the files with no test.
+ */
+export function uncollectedFiles(expected: string[], testIds: Iterable<string>, log: string): { expected: number; covered: number; missing: string[] } | undefined {
+  if (expected.length < 3) return undefined;
+  const seen = new Set([...testIds].map((id) => id.split("::")[0]!));
+  const skippedWhole = [...log.matchAll(/^SKIPPED \[\d+\] (\S+?\.py):\d+/gm)].map((m) => m[1]!);
+  for (const s of skippedWhole) seen.add(s);
+  const underConftest = (f: string) => skippedWhole.some((s) => s.endsWith("conftest.py") && f.startsWith(s.slice(0, -"conftest.py".length)));
+  const hit = (f: string) => underConftest(f) || [...seen].some((s) => s === f || f.endsWith(`/${s}`) || s.endsWith(`/${f}`));
+  const missing = expected.filter((f) => !hit(f));
+  const covered = expected.length - missing.length;
+  return covered === 0 ? { expected: expected.length, covered, missing } : undefined;
+}
+
 /** Seconds one test may take after a reference run hit its limit (pytest-timeout's `--timeout`). */
 export const PER_TEST_TIMEOUT = 60;
 
@@ -430,6 +451,10 @@ async function inferOnSuite(
       if (c.collected > 0 && c.passRate >= minPass && testFiles && gone * 2 > testFiles) {
         return done(`most of the suite deselected: ${gone} of ${testFiles} test files (${prov.deselected.slice(0, 2).map((d) => `${d.path}: ${d.reason}`).join("; ")})`);
       }
+      // A run whose tests come from none of the suite's test files (a path argument that made
+      // pytest collect only a benchmark file, say) is not the repository's suite either.
+      const thin = c.collected > 0 && c.passRate >= minPass && spec.logParser === "pytest" && !facts.pytestLines.python_files ? uncollectedFiles(pytestTestFiles(tree.files, inferred.testPaths).filter((f) => !prov.deselected.some((d) => d.path === f)), run.statuses.keys(), log) : undefined;
+      if (thin) return done(`most test files collected nothing: tests from ${thin.covered} of ${thin.expected} test files (none from ${thin.missing.slice(0, 3).join(", ")}${thin.missing.length > 3 ? ", …" : ""})`);
       if (c.collected > 0 && c.passRate >= minPass) {
         // Two more runs: tests whose status changes are flaky.
         const runs = [run.statuses];

@@ -19,6 +19,7 @@ export const CAUSES = [
   "no tests collected",
   "timeout",
   "suite mostly deselected",
+  "suite mostly uncollected",
   "tests failing",
   "error",
 ] as const;
@@ -203,6 +204,7 @@ export function causeOf(accepted: boolean, reason: string, decisive: string[] = 
   if (/^no tests found/.test(reason)) return "no tests found";
   if (/^no tests collected/.test(reason)) return /pytest (INTERNALERROR|could not parse)|usage:|error: unrecognized|ImportError while loading conftest|not found in `markers`|PytestConfigWarning|'minversion' requires pytest/.test(all) ? "pytest configuration" : "no tests collected";
   if (/^most of the suite deselected/.test(reason)) return "suite mostly deselected";
+  if (/^most test files collected nothing/.test(reason)) return "suite mostly uncollected";
   if (/pass \(/.test(reason)) return "tests failing";
   return "error";
 }

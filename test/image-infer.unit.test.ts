@@ -16,7 +16,7 @@ import { DebianMapper, parseVersionTable, upstreamVersion } from "../infer/debia
 import { evaluateMarker, linuxEnvironment, parseRequirement } from "../infer/pep508";
 import { GitTree, multilineIni, noxfileFacts, readRepository, setupPyLists } from "../infer/read";
 import { parseUnittestLog } from "../suite/log-parsers";
-import { inferImage, pytestVariant, scmVersion, testFileCount } from "../infer/run";
+import { inferImage, pytestVariant, scmVersion, testFileCount, uncollectedFiles } from "../infer/run";
 import { pythonProblem, repairFromLog, specFromFacts } from "../infer/spec";
 import { chooseSuite, suiteFit } from "../infer/debian-suites";
 import { latestRunnable } from "../infer/latest";
@@ -947,6 +947,14 @@ describe("class 6: readable rejections", () => {
     expect(causeOf(false, "no tests collected: pytest INTERNALERROR: RuntimeError: needs X")).toBe("pytest configuration");
     expect(causeOf(false, "no tests collected: git submodule libx is not in the clone (the tests need it): FileNotFoundError: x")).toBe("missing submodule");
     expect(causeOf(false, "most of the suite deselected: 3 of 4 test files (tests/a.py: fails to collect: X)")).toBe("suite mostly deselected");
+    // A run whose tests all come from outside the suite's test files (a benchmark file given by path).
+    const suite = ["tests/test_a.py", "tests/test_b.py", "tests/sub/test_c.py"];
+    expect(uncollectedFiles(suite, ["benchmarking/bench_core.py::test_spec"], "")).toEqual({ expected: 3, covered: 0, missing: suite });
+    expect(uncollectedFiles(suite, ["tests/test_b.py::test_x"], "")).toBeUndefined();
+    // Skipped whole, by itself or by a conftest above it (a server the tests need): collected.
+    expect(uncollectedFiles(suite, [], "SKIPPED [1] tests/sub/conftest.py:4: needs a server\nSKIPPED [1] tests/test_a.py:2: no x")).toBeUndefined();
+    expect(uncollectedFiles(suite.slice(0, 2), [], "")).toBeUndefined();
+    expect(causeOf(false, "most test files collected nothing: tests from 0 of 13 test files (none from tests/test_a.py)")).toBe("suite mostly uncollected");
     expect(testFileCount(["tests/test_a.py", "tests/b_test.py", "tests/helpers.py", "src/pkg/test_inline.py", "tests2/test_x.py"], ["tests"])).toBe(2);
     expect(testFileCount(["tests/test_a.py", "src/pkg/test_inline.py"], [])).toBe(2);
     expect(readRepository(repo({ ".gitmodules": '[submodule "libx"]\n\tpath = libx\n\turl = https://example.invalid/libx\n', "tests/test_a.py": TEST_PY }).tree).submodules).toEqual(["libx"]);
