@@ -97,6 +97,23 @@ const VALUE_OPTIONS = new Set([
   "--benchmark-storage", "--html", "--report-log", "--pythonwarnings", "--store-durations", "--durations-path",
 ]);
 
+/** A command line's pytest invocation and the words after it (tox's `{posargs:…}` defaults read in), or undefined. */
+function pytestCall(command: string): RegExpExecArray | undefined {
+  const line = command.replace(/\{posargs:?([^}]*)\}/g, "$1").replace(/\{toxinidir\}\/?/g, "").replace(/\{[^}]*\}/g, "");
+  const m = /(?:^|[\s;&|(])(?:(?:python3?(?:\.\d+)?|uv run|poetry run|pdm run|hatch run|coverage run)\s+(?:-[\w-]+\s+)*-m\s+)?(?:py\.test|pytest)(?=\s|$)(.*)$/.exec(line);
+  return m && !/\bunittest\b/.test(line.slice(0, m.index + 20)) ? m : undefined;
+}
+
+/**
+ * Whether a command line runs pytest over its default collection: a pytest invocation that names
+ * no path of the tree (`pytest`, `uv run pytest --cov -n auto`, tox's `pytest {posargs}`), so the
+ * repository's testpaths, or its root, are what it runs.
+ */
+export function runsWholeSuite(command: string, files: string[]): boolean {
+  const m = pytestCall(command);
+  return !!m && !/--version|--help|--co\b|--collect-only|--fixtures|--markers/.test(m[1]!) && pytestArgPaths(command, files).length === 0;
+}
+
 /**
  * The test paths a pytest command line names (`pytest -x tests/unit`, `python -m pytest {posargs:tests}`,
  * `coverage run -m pytest src tests`), kept only when they exist in `files` (a file, or a
@@ -105,9 +122,8 @@ const VALUE_OPTIONS = new Set([
  * @returns the paths in command order, without duplicates; `[]` when the line is not a pytest run.
  */
 export function pytestArgPaths(command: string, files: string[]): string[] {
-  const line = command.replace(/\{posargs:?([^}]*)\}/g, "$1").replace(/\{toxinidir\}\/?/g, "").replace(/\{[^}]*\}/g, "");
-  const m = /(?:^|[\s;&|(])(?:(?:python3?(?:\.\d+)?|uv run|poetry run|pdm run|hatch run|coverage run)\s+(?:-[\w-]+\s+)*-m\s+)?(?:py\.test|pytest)(?=\s|$)(.*)$/.exec(line);
-  if (!m || /\bunittest\b/.test(line.slice(0, m.index + 20))) return [];
+  const m = pytestCall(command);
+  if (!m) return [];
   const words = m[1]!.split(/\s*(?:&&|\|\||;|\|)\s*/)[0]!.trim().split(/\s+/).filter(Boolean);
   const out: string[] = [];
   for (let i = 0; i < words.length; i++) {

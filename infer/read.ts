@@ -10,7 +10,7 @@ import { execFileSync } from "node:child_process";
 import { parse as parseIni } from "ini";
 import { parse as parseToml } from "smol-toml";
 import { parse as parseYaml } from "yaml";
-import { collectedFiles, pytestArgPaths } from "./collect";
+import { collectedFiles, pytestArgPaths, runsWholeSuite } from "./collect";
 import { normalizeName, parseRequirement, type Requirement } from "./pep508";
 
 /** Build backends forager knows how to provide. */
@@ -751,7 +751,12 @@ function chooseTestPaths(tree: GitTree, facts: RepoFacts): void {
   // A path under another path of the same list is dropped: the directory collects it already, and
   // pytest 8 given a directory and a file inside it collects only the file (seen with 8.3.5).
   const outermost = (paths: string[]) => paths.filter((p) => !paths.some((q) => q !== p && p.startsWith(q.replace(/\/+$/, "") + "/")));
-  const ci = outermost([...new Set(facts.testCommands.flatMap((c) => pytestArgPaths(c, tree.files)))]);
+  // A command of the repository that runs pytest's default collection (no path) says the suite is
+  // all of it: files other commands name (a packaging check's one file) do not narrow it to them.
+  // Directories named do (unit tests beside an integration directory, say).
+  const named = outermost([...new Set(facts.testCommands.flatMap((c) => pytestArgPaths(c, tree.files)))]);
+  const whole = facts.testCommands.some((c) => runsWholeSuite(c, tree.files));
+  const ci = whole && named.every((p) => tree.files.includes(p)) ? [] : named;
   const conventional = ["tests", "test", "testing"].filter(exists).slice(0, 1);
   const candidates: { paths: string[]; reason: string }[] = [
     { paths: outermost(configured.filter(exists)), reason: `the repository's testpaths (${facts.pytestConfigFile})` },

@@ -15,6 +15,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { DebianMapper, parseVersionTable, upstreamVersion } from "../infer/debian";
 import { evaluateMarker, linuxEnvironment, parseRequirement } from "../infer/pep508";
 import { GitTree, multilineIni, noxfileFacts, readRepository, setupPyLists } from "../infer/read";
+import { runsWholeSuite } from "../infer/collect";
 import { parseUnittestLog } from "../suite/log-parsers";
 import { inferImage, pytestVariant, scmVersion, testFileCount, uncollectedFiles } from "../infer/run";
 import { pythonProblem, repairFromLog, specFromFacts } from "../infer/spec";
@@ -772,6 +773,20 @@ describe("class 4: the repository's own pytest configuration decides what is col
     // Its directory is given as the files it collects: pytest 8 given `test` and `test/test.py` collects only the script.
     expect(f.testPaths).toEqual(["test/test_shells.py", "test/test.py"]);
     expect(f.testPathsReason).toMatch(/; and test\/test\.py, which the repository's test commands run directly$/);
+  });
+  it("a CI pytest run over the default collection beside one naming a file: the suite is the whole, not the one file", () => {
+    const r = repo({
+      "pyproject.toml": '[project]\nname = "cpkg"\n',
+      ".github/workflows/ci.yml": "jobs:\n  t:\n    steps:\n      - run: uv run --with=pytest-xdist pytest --cov -nlogical\n      - run: uv run --with=pyinstaller pytest tests/test_frozen.py -v\n",
+      "cpkg/__init__.py": "",
+      "tests/test_a.py": TEST_PY,
+      "tests/test_frozen.py": TEST_PY,
+    });
+    expect(readRepository(r.tree).testPaths).toEqual(["tests"]);
+    expect(runsWholeSuite("pytest --version", ["tests/test_a.py"])).toBe(false);
+    expect(runsWholeSuite("tox -e py", ["tests/test_a.py"])).toBe(false);
+    expect(runsWholeSuite("pytest {posargs}", ["tests/test_a.py"])).toBe(true);
+    expect(runsWholeSuite("pytest {posargs:tests}", ["tests/test_a.py"])).toBe(false);
   });
   it("a script the test commands run beside the suite that defines no test (a fixture fetcher) is not a test path", () => {
     const r = repo({
