@@ -499,6 +499,11 @@ export async function buildInstanceImage(specInput: ImageSpecInput, opts: BuildO
     workdir: spec.workdir,
   });
 
+  // A cached image's build log, when the build that made it kept one (what its build steps printed).
+  const keptLog = (tag: string) => {
+    const f = path.join(logDir, `${tagFileName(tag)}.log`);
+    return fs.existsSync(f) ? f : undefined;
+  };
   // Cache check before touching the repository, when the commit resolves cheaply.
   const early = await resolveCommitCheaply(source, spec.commit);
   if (early) {
@@ -509,7 +514,7 @@ export async function buildInstanceImage(specInput: ImageSpecInput, opts: BuildO
     if (hit) {
       await touch(stateDir, tag, hit);
       progress("cached", `instance ${tag} exists`);
-      return result(early, hash, hit, true);
+      return result(early, hash, hit, true, keptLog(tag));
     }
   }
 
@@ -532,7 +537,7 @@ export async function buildInstanceImage(specInput: ImageSpecInput, opts: BuildO
       if (hit) {
         await touch(stateDir, tag, hit);
         progress("cached", `instance ${tag} exists`);
-        return result(prepared.commit, hash, hit, true);
+        return result(prepared.commit, hash, hit, true, keptLog(tag));
       }
       const logFile = path.join(logDir, `${tagFileName(tag)}.log`);
       progress("build", `building ${tag}`);

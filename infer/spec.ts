@@ -577,6 +577,9 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
     for (const m of log.matchAll(/\b(xml2-config|xslt-config|pkg-config)\b[^\n]*(?:not found|No such file)/g)) {
       for (const pkg of CONFIG_TOOL_PACKAGES[m[1]!] ?? []) add(pkg, m[0], `the in-place extension build runs ${m[1]}`);
     }
+    // lxml's own words when xml2-config is missing.
+    const xml = /make sure the libxml2 and libxslt development packages are installed/.exec(log);
+    if (xml) for (const pkg of CONFIG_TOOL_PACKAGES["xml2-config"]!) add(pkg, xml[0], "the in-place extension build needs libxml2's and libxslt's headers");
   }
   // Tests that compile C code (a test building an extension module) need the compiler.
   const cc = /error: command '[^']*gcc' failed|(?:x86_64-linux-gnu-)?gcc: (?:not found|No such file or directory)|unable to execute '[^']*gcc'|fatal error: Python\.h: No such file or directory/.exec(log);

@@ -475,6 +475,8 @@ describe("repair rules", () => {
     const rep = repairFromLog(base, build, mapper)!;
     expect(rep.spec.systemPackages).toEqual(expect.arrayContaining(["libxml2-dev", "libxslt1-dev"]));
     expect(rep.changes[0]).toMatchObject({ trigger: expect.stringMatching(/libxml\/xmlversion\.h/), change: expect.stringMatching(/^add libxml2-dev/) });
+    const words = repairFromLog(base, "Building with Cython 3.0.11.\nError: Please make sure the libxml2 and libxslt development packages are installed.\nforager-infer: build_ext --inplace failed\n", mapper)!;
+    expect(words.spec.systemPackages).toEqual(expect.arrayContaining(["libxml2-dev", "libxslt1-dev"]));
     // The same header in a test's own output, with no failed build: not this rule's business.
     expect(repairFromLog(base, build.replace("forager-infer: build_ext --inplace failed", ""), mapper)?.spec.systemPackages ?? []).not.toContain("libxml2-dev");
   });
