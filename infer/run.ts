@@ -439,8 +439,9 @@ async function inferOnSuite(
       seconds.reference += run.seconds;
       // A failed in-place extension build leaves the image buildable and the tests unable to
       // import: its tail (the missing header, the library's config tool) goes to the repair.
-      const ext = /([\s\S]{0,3000})forager-infer: build_ext --inplace failed/.exec(buildLog)?.[1];
-      log = ext ? `${ext}forager-infer: build_ext --inplace failed\n${run.log}` : run.log;
+      log = run.log;
+      const extEnd = buildLog.lastIndexOf("\nforager-infer: build_ext --inplace failed");
+      if (extEnd >= 0) log = `${buildLog.slice(Math.max(0, extEnd - 3000), extEnd)}\nforager-infer: build_ext --inplace failed\n${run.log}`;
       const c = countStatuses(run.statuses);
       Object.assign(result, { testsCollected: c.collected, passed: c.passed, failed: c.failed, skipped: c.skipped, passRate: c.passRate });
       const timedOut = /forager-exit-code=(124|137)\s*$/.test(log.trim());
