@@ -533,6 +533,14 @@ async function inferOnSuite(
   const local = [...new Set(tree.files.filter((f) => f.includes("/")).map((f) => (f.startsWith("src/") ? f.split("/")[1]! : f.split("/")[0]!)))];
   const skew = versionSkew(lastLog, facts.projectName ?? repo.split("/")[1], local) ?? (fit.outdatedRuntime.length ? `runtime requirement outside the packaged version: ${fit.outdatedRuntime.join("; ")}` : undefined);
   if (skew) c.skew = skew;
+  // The extension modules built in place failed: that, not the tests' ImportError, is the cause.
+  const extEnd = lastLog.lastIndexOf("\nforager-infer: build_ext --inplace failed");
+  if (extEnd >= 0 && !skew) {
+    const tail = lastLog.slice(Math.max(0, extEnd - 3000), extEnd);
+    const why = decisiveLines(tail)[0] ?? tail.trim().split("\n").slice(-1)[0] ?? "";
+    const tests = c.testsCollected ? `${c.passed}/${c.passed + c.failed} pass` : "no tests collected";
+    return done(`build failed at the in-place extension build (python3 setup.py build_ext --inplace): ${why}; the tests then: ${tests}`);
+  }
   if (c.testsCollected === 0) {
     if (/forager-exit-code=(124|137)\s*$/.test(lastLog.trim())) return done(`reference run timed out after ${timeout} s (no pytest summary)`);
     if (skew) return done(`version skew: no tests collected: ${skew}`);
