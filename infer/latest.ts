@@ -192,6 +192,8 @@ export async function latestRunnable(o: InferOptions & { from?: string; maxTries
     say(`${commit.slice(0, 12)} rejected: ${out.result.reason}`);
     // A suite too long for the limit is as long one commit earlier: the walk stops there.
     if (/timed out/.test(out.result.reason)) break;
+    // Tests that fetch from the network fetch one commit earlier too.
+    if (/^tests need the network/.test(out.result.reason)) break;
     commit = parent(commit);
   }
   if (partial) {

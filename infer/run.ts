@@ -22,7 +22,7 @@ import { GitTree, readRepository, type RepoFacts } from "./read";
 import { applySetupProposal, workbenchSpec, type SetupAgent } from "./setup";
 import { BASE_PACKAGES, repairFromLog, repairPipBuild, replaceUnavailable, specFromFacts, type InferredSpec, type InferResult, type PipPlan, type Provenance, type RepairContext } from "./spec";
 import { mapperForSuite, rankSuites, SUITE_ORDER, suiteFits, type SuiteFit } from "./debian-suites";
-import { causeOf, decisiveLines, incompleteClone, versionSkew } from "./verdict";
+import { causeOf, decisiveLines, incompleteClone, networkNeed, versionSkew } from "./verdict";
 
 export interface InferOptions {
   /** A local clone (bare or not) or a git URL (cloned on the host). */
@@ -548,6 +548,8 @@ async function inferOnSuite(
   }
   const counts = `${c.passed}/${c.passed + c.failed} pass (${(c.passRate * 100).toFixed(1)}% < ${minPass * 100}%)`;
   if (skew) return done(`version skew: ${counts}: ${skew}`);
+  const net = networkNeed(lastLog, c.failed);
+  if (net) return done(`tests need the network (sandboxes have none): ${counts}: ${net}`);
   return done(`${counts}: ${decisive}`);
 }
 

@@ -20,6 +20,7 @@ export const CAUSES = [
   "timeout",
   "suite mostly deselected",
   "suite mostly uncollected",
+  "tests need the network",
   "tests failing",
   "error",
 ] as const;
@@ -151,6 +152,25 @@ export function versionSkew(log: string, own?: string, local: string[] = []): st
   return undefined;
 }
 
+/** Words of a failure to reach a host or a package index (DNS, routes, pip). A refused connection is not one: a test's own server on loopback refuses too. */
+const NETWORK = /Could not find a version that satisfies the requirement|No matching distribution found for|Temporary failure in name resolution|Name or service not known|No address associated with hostname|Network is unreachable|socket\.gaierror|getaddrinfo failed|NameResolutionError|Failed to resolve '|urlopen error \[Errno -?\d+\]/;
+
+/**
+ * Whether a failing suite fails for the network the sandbox does not have: at least 5 tests fail,
+ * and either lines naming a network failure ({@link NETWORK}: name resolution, unreachable routes,
+ * pip finding no distribution) number at least half of them, or the log's most decisive line
+ * ({@link decisiveLines}) is one (a session fixture that installs from an index fails once, and
+ * every test after it). Returns the network line, else undefined.
+ */
+export function networkNeed(log: string, failed: number): string | undefined {
+  if (failed < 5) return undefined;
+  const lines = log.split("\n").filter((l) => NETWORK.test(l));
+  if (!lines.length) return undefined;
+  const first = decisiveLines(log, 1)[0];
+  if (first && NETWORK.test(first)) return first;
+  return lines.length * 2 >= failed ? clean(lines[0]!.replace(/^(INTERNALERROR>|E)\s+/, "")) : undefined;
+}
+
 /** git's words for an object the repository does not have. */
 const MISSING_OBJECT = /(bad object|missing (blob|tree|commit) object|unable to read (tree|blob|commit)?\s*\w*|could not read (\w+ )?[0-9a-f]{7,}|object file .* is empty|loose object .* is corrupt|invalid object [0-9a-f]+|did not receive expected object|fatal: bad tree|unable to parse object|packfile .* cannot be accessed|is not a valid '?(tree|blob|commit)'? object|Not a valid object name)/i;
 
@@ -205,6 +225,7 @@ export function causeOf(accepted: boolean, reason: string, decisive: string[] = 
   if (/^no tests collected/.test(reason)) return /pytest (INTERNALERROR|could not parse)|usage:|error: unrecognized|ImportError while loading conftest|not found in `markers`|PytestConfigWarning|'minversion' requires pytest/.test(all) ? "pytest configuration" : "no tests collected";
   if (/^most of the suite deselected/.test(reason)) return "suite mostly deselected";
   if (/^most test files collected nothing/.test(reason)) return "suite mostly uncollected";
+  if (/^tests need the network/.test(reason)) return "tests need the network";
   if (/pass \(/.test(reason)) return "tests failing";
   return "error";
 }

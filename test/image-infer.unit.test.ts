@@ -972,6 +972,13 @@ describe("class 6: readable rejections", () => {
     expect(uncollectedFiles(suite, [], "SKIPPED [1] tests/sub/conftest.py:4: needs a server\nSKIPPED [1] tests/test_a.py:2: no x")).toBeUndefined();
     expect(uncollectedFiles(suite.slice(0, 2), [], "")).toBeUndefined();
     expect(causeOf(false, "most test files collected nothing: tests from 0 of 13 test files (none from tests/test_a.py)")).toBe("suite mostly uncollected");
+    const { networkNeed } = await import("../infer/verdict");
+    const pip = Array.from({ length: 6 }, (_, i) => `FAILED tests/test_install.py::test_${i} - ERROR: Could not find a version that satisfies the requirement Weblate==4.3.1 (from versions: none)`).join("\n");
+    expect(networkNeed(pip, 6)).toMatch(/^FAILED tests\/test_install\.py::test_0 - ERROR: Could not find a version/);
+    expect(networkNeed(pip.split("\n").slice(0, 2).join("\n").replace(/FAILED \S+ - /g, ""), 948)).toMatch(/^ERROR: Could not find a version/);
+    expect(networkNeed("FAILED t.py::a - AssertionError: 1 != 2\nFAILED t.py::b - AssertionError\nwarning: Name or service not known", 20)).toBeUndefined();
+    expect(networkNeed(pip.replace(/Could not find a version that satisfies the requirement/g, "ConnectionRefusedError: [Errno 111] Connection refused"), 6)).toBeUndefined();
+    expect(causeOf(false, "tests need the network (sandboxes have none): 1/949 pass (0.1% < 80%): ERROR: Could not find a version")).toBe("tests need the network");
     expect(testFileCount(["tests/test_a.py", "tests/b_test.py", "tests/helpers.py", "src/pkg/test_inline.py", "tests2/test_x.py"], ["tests"])).toBe(2);
     expect(testFileCount(["tests/test_a.py", "src/pkg/test_inline.py"], [])).toBe(2);
     expect(readRepository(repo({ ".gitmodules": '[submodule "libx"]\n\tpath = libx\n\turl = https://example.invalid/libx\n', "tests/test_a.py": TEST_PY }).tree).submodules).toEqual(["libx"]);
