@@ -653,9 +653,25 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
       }
     }
   }
+  // Tests that commit or tag in a git repository (their own, or one they make) need an identity:
+  // git refuses with "Please tell me who you are" where no user is configured.
+  let env = spec.env;
+  const ident = /Please tell me who you are|(?:Committer|Author) identity unknown|empty ident name/.exec(log);
+  if (ident && !env.GIT_COMMITTER_NAME) {
+    env = { ...env, ...GIT_IDENTITY };
+    changes.push({ trigger: ident[0], change: "set a git identity (GIT_AUTHOR_* and GIT_COMMITTER_* = forager <forager@localhost>): the tests commit or tag" });
+  }
   if (!changes.length) return undefined;
-  return { spec: ImageSpecSchema.parse({ ...spec, systemPackages: [...system].sort(), pythonPackages: python, testCommand, install }), changes, deselected };
+  return { spec: ImageSpecSchema.parse({ ...spec, systemPackages: [...system].sort(), pythonPackages: python, testCommand, install, env }), changes, deselected };
 }
+
+/** The git identity a repair gives an image whose tests commit or tag (the one forager's own commits in images use). */
+export const GIT_IDENTITY: Record<string, string> = {
+  GIT_AUTHOR_NAME: "forager",
+  GIT_AUTHOR_EMAIL: "forager@localhost",
+  GIT_COMMITTER_NAME: "forager",
+  GIT_COMMITTER_EMAIL: "forager@localhost",
+};
 
 /** The error of one "ERROR collecting FILE" block of a pytest log: its last `E   Name: message` line (else its last `E` line), at most 200 characters. */
 export function collectionError(block: string): string {

@@ -481,6 +481,14 @@ describe("repair rules", () => {
     expect(repairFromLog(base, build.replace("forager-infer: build_ext --inplace failed", ""), mapper)?.spec.systemPackages ?? []).not.toContain("libxml2-dev");
   });
 
+  it("tests that commit or tag where git has no identity get one, once", () => {
+    const log = "E             cmdline: git tag -m Test fixture tag -f v0.8.1 master~10\nE             stderr: 'Committer identity unknown\nE           *** Please tell me who you are.\nERROR test/test_actor.py::T::test_x - git.exc.GitCommandError: Cmd('git') failed due to: exit code(128)\n";
+    const rep = repairFromLog(base, log, mapper)!;
+    expect(rep.spec.env).toMatchObject({ GIT_COMMITTER_NAME: "forager", GIT_AUTHOR_EMAIL: "forager@localhost", PIP_DISABLE_PIP_VERSION_CHECK: "1" });
+    expect(rep.changes[0]!.change).toMatch(/^set a git identity/);
+    expect(repairFromLog(rep.spec, log, mapper)).toBeUndefined();
+  });
+
   it("files that stop pytest at collection are deselected with their error, while they are a minority of the test files", () => {
     const log = [
       "==================================== ERRORS ====================================",
