@@ -821,7 +821,8 @@ export interface SiblingProject {
  * Python projects below the root, one or two directories deep (a `pyproject.toml` with
  * `[project] name`, or a `setup.py` with a literal `name=`), outside test, documentation and
  * example directories (whose projects are fixtures). A monorepo's packages, or a project that
- * ships its own build backend as a second distribution.
+ * ships its own build backend as a second distribution. Rust extensions (maturin, setuptools-rust,
+ * a Cargo.toml) are not among them: their crates cannot be had offline.
  */
 export function siblingProjects(tree: GitTree): SiblingProject[] {
   const out: SiblingProject[] = [];
@@ -833,6 +834,9 @@ export function siblingProjects(tree: GitTree): SiblingProject[] {
     const text = tree.read(f) ?? "";
     const name = m[2] === "pyproject.toml" ? obj(obj(safeToml(text) ?? {}).project).name : /\bname\s*=\s*["']([A-Za-z0-9][\w.-]*)["']/.exec(text)?.[1];
     if (typeof name !== "string" || !name || out.some((p) => p.dir === dir)) continue;
+    // A Rust extension (maturin, setuptools-rust, a Cargo.toml) cannot be built from the tree
+    // offline (its crates come from crates.io): the requirement is looked up like any other.
+    if (tree.files.includes(`${dir}/Cargo.toml`) || /\b(maturin|setuptools[-_]rust)\b/.test(m[2] === "pyproject.toml" ? JSON.stringify(obj(safeToml(text) ?? {})["build-system"] ?? {}) : text)) continue;
     const src = tree.files.some((x) => x.startsWith(`${dir}/src/`) && x.endsWith("/__init__.py"));
     out.push({ name, normalized: normalizeName(name), dir, importRoot: src ? `${dir}/src` : dir });
   }

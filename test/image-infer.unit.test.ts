@@ -386,6 +386,17 @@ describe("projects of the same repository", () => {
     expect(suiteFit(f, "bookworm", "3.11.2", mapper, "flit").missingRuntime).toEqual([]);
     expect(suiteFit({ ...f, siblings: [] }, "bookworm", "3.11.2", mapper, "flit").missingRuntime).toEqual(["flit_core"]);
   });
+  it("a Rust extension in a subdirectory (maturin, a Cargo.toml) is not built from the tree: its requirement is looked up in Debian", () => {
+    const r = repo({
+      "pyproject.toml": '[project]\nname = "pyd"\nversion = "1"\ndependencies = ["pyd-core==2.4"]\n',
+      "pyd/__init__.py": "",
+      "pyd-core/pyproject.toml": "[build-system]\nrequires = ['maturin>=1,<2']\nbuild-backend = 'maturin'\n\n[project]\nname = 'pyd_core'\n",
+      "pyd-core/Cargo.toml": "[package]\nname = 'pyd-core'\n",
+      "pyd-core/python/pyd_core/__init__.py": "",
+      "tests/test_a.py": TEST_PY,
+    });
+    expect(readRepository(r.tree).siblings ?? []).toEqual([]);
+  });
 });
 
 describe("--latest-runnable", () => {
