@@ -270,9 +270,9 @@ export function uncollectedFiles(expected: string[], testIds: Iterable<string>, 
 /** Seconds one test may take after a reference run hit its limit (pytest-timeout's `--timeout`). */
 export const PER_TEST_TIMEOUT = 60;
 
-/** A rejection worth the other suite: anything but a timeout, a repository with no tests or an incomplete clone (none depends on the packages). */
+/** A rejection worth the other suite: anything but a timeout, a repository with no tests, an incomplete clone or tests that need the network (none depends on the packages). */
 function fallbackWorthy(run: SuiteRun): boolean {
-  return !/timed out|^no tests found|^incomplete clone/.test(run.result.reason);
+  return !/timed out|^no tests found|^incomplete clone|^tests need the network/.test(run.result.reason);
 }
 
 /** The message of a git failure, an incomplete clone named as such (infer/verdict.ts). */
