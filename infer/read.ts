@@ -444,9 +444,14 @@ export function readRepository(tree: GitTree): RepoFacts {
           facts.testDependencies.push(...reqs(strings(obj(v).dependencies), `pyproject.toml [tool.hatch.envs.${e}.dependencies]`));
           facts.testDependencies.push(...reqs(strings(obj(v)["extra-dependencies"]), `pyproject.toml [tool.hatch.envs.${e}.extra-dependencies]`));
           for (const x of strings(obj(v).features)) testGroupsWanted.add(normalizeName(x));
+          // Its scripts (`test = "python -m unittest discover -s pkg -p '*tests.py'"`): the repository's own test commands.
+          for (const cmd of Object.values(obj(obj(v).scripts)).flatMap((c) => strings(c))) facts.testCommands.push(...testCommandsIn(cmd));
         }
       }
       const pdm = obj(tool.pdm);
+      for (const [name, c] of Object.entries(obj(pdm.scripts))) {
+        if (TEST_GROUPS.test(name)) facts.testCommands.push(...testCommandsIn(typeof c === "string" ? c : String(obj(c).cmd ?? obj(c).shell ?? "")));
+      }
       for (const [g, v] of Object.entries(obj(pdm["dev-dependencies"]))) {
         if (TEST_GROUPS.test(g)) facts.testDependencies.push(...reqs(strings(v), `pyproject.toml [tool.pdm.dev-dependencies.${g}]`));
       }
@@ -651,7 +656,11 @@ export function readRepository(tree: GitTree): RepoFacts {
   if (facts.backend === "unknown" && setupPy !== undefined) facts.backend = "setuptools";
   chooseTestPaths(tree, facts);
   // Sampled for the runner: pytest's default file names, and unittest's default pattern test*.py (tests.py at the root, say).
-  const testFiles = tree.files.filter((f) => /(^|\/)(test[^/]*|[^/]*_test)\.py$/.test(f) && (facts.testPaths.length === 0 || facts.testPaths.some((p) => f.startsWith(p))));
+  // A pattern the repository's own `unittest discover -p PATTERN` names (`*tests.py`) samples its files too.
+  const patterns = facts.testCommands.flatMap((c) => [.../\bunittest\b.*?\s(?:-p|--pattern)\s+["']?([\w*?.\[\]-]+\.py)["']?/.exec(c)?.slice(1, 2) ?? []]);
+  const globRe = (g: string) => new RegExp(`(^|/)${g.replace(/[.+^${}()|\\]/g, "\\$&").replace(/\*/g, "[^/]*").replace(/\?/g, "[^/]")}$`);
+  const own = patterns.map(globRe);
+  const testFiles = tree.files.filter((f) => (/(^|\/)(test[^/]*|[^/]*_test)\.py$/.test(f) && (facts.testPaths.length === 0 || facts.testPaths.some((p) => f.startsWith(p)))) || own.some((r) => r.test(f)));
   const samples = testFiles.slice(0, 20).map((f) => tree.read(f) ?? "");
   const pytestSeen = Object.keys(facts.pytestOptions).length > 0 || tree.has("conftest.py") || tree.files.some((f) => f.endsWith("/conftest.py")) || samples.some((s) => /\bimport pytest\b|\bfrom pytest\b/.test(s)) || facts.testDependencies.some((r) => r.normalized === "pytest");
   facts.runner = !pytestSeen && samples.some((s) => /\bunittest\b/.test(s)) ? "unittest" : "pytest";

@@ -375,7 +375,8 @@ async function inferOnSuite(
   seconds.read += (performance.now() - tPre) / 1000;
   // A file the runner's own discovery finds: unittest's default pattern is test*.py, pytest's test_*.py.
   const discovered = facts.unittestCommand ? /(^|\/)test[^/]*\.py$/ : /(^|\/)test_[^/]*\.py$/;
-  if (!facts.testPaths.length && !tree.files.some((f) => discovered.test(f)) && /^no test file found/.test(facts.testPathsReason ?? "no test file found")) return done("no tests found (no tests/, test/, testing/ or test_*.py, and the repository's pytest configuration selects no file)");
+  // The repository's own `unittest discover … -p PATTERN` finds what its pattern says.
+  if (!facts.testPaths.length && !(facts.unittestCommand && facts.unittestArgs) && !tree.files.some((f) => discovered.test(f)) && /^no test file found/.test(facts.testPathsReason ?? "no test file found")) return done("no tests found (no tests/, test/, testing/ or test_*.py, and the repository's pytest configuration selects no file)");
   const maxAttempts = o.maxAttempts ?? 6;
   const timeout = o.testTimeoutSeconds ?? 900;
   let lastLog = "";

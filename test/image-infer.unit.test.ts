@@ -280,6 +280,17 @@ describe("noxfile.py and unittest", () => {
     "def ut(session):",
     '    session.run("python", "-m", "unittest", "discover", "-v")',
   ].join("\n");
+  it("a hatch env script running unittest discover with its own pattern (*tests.py): unittest, with the repository's arguments", () => {
+    const r = repo({
+      "pyproject.toml": '[project]\nname = "hdocs"\n\n[tool.hatch.envs.test.scripts]\ntest = \'python -m unittest discover -s hdocs -p "*tests.py"\'\n',
+      "hdocs/__init__.py": "",
+      "hdocs/tests/__init__.py": "",
+      "hdocs/tests/build_tests.py": "import unittest\n\nclass T(unittest.TestCase):\n    def test_x(self):\n        self.assertTrue(True)\n",
+    });
+    const f = readRepository(r.tree);
+    expect(f.testCommands).toEqual(['python -m unittest discover -s hdocs -p "*tests.py"']);
+    expect(f).toMatchObject({ runner: "unittest", unittestCommand: true, unittestArgs: "discover -s hdocs -p '*tests.py'" });
+  });
   it("reads session.install requirements (following -r) and session.run test commands statically", () => {
     expect(noxfileFacts(NOX)).toEqual({
       install: ["freezegun", "PyYAML>=6", "ruff"],
