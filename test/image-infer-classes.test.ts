@@ -159,4 +159,28 @@ describe.skipIf(!docker)("issue 30 classes, end to end", () => {
     },
     900_000,
   );
+  it(
+    "round 6: a test script the commands run directly inside the test directory, a fixture script beside it, and tests that tag: the whole directory runs, with a git identity",
+    async () => {
+      const t = "import subprocess\n\ndef test_tag(tmp_path):\n    subprocess.run(['git', 'init', '-q', str(tmp_path)], check=True)\n    subprocess.run(['git', '-C', str(tmp_path), 'commit', '-q', '--allow-empty', '-m', 'x'], check=True)\n";
+      const r = repo({
+        "setup.py": "from setuptools import setup\nsetup(name='scrpkg', version='0.1', packages=['scrpkg'])\n",
+        "scrpkg/__init__.py": "",
+        "tox.ini": "[testenv]\ncommands =\n    pytest {posargs}\n    python tests/runner.py\n    python tests/fixtures/get_data.py\n",
+        "tests/test_a.py": "def test_a():\n    assert 1\n",
+        "tests/test_b.py": "def test_b():\n    assert 1\n",
+        "tests/test_git.py": t,
+        "tests/runner.py": "import unittest\n\nclass R(unittest.TestCase):\n    def test_r(self):\n        self.assertTrue(True)\n\nif __name__ == '__main__':\n    unittest.main()\n",
+        "tests/fixtures/get_data.py": "import argparse\n\nif __name__ == '__main__':\n    argparse.ArgumentParser().parse_args()\n",
+      });
+      const w = await latestRunnable({ repo: r.dir, name: "example/scrpkg", stateDir, maxTries: 1, flakyRuns: 0, suites: ["bookworm"], out: path.join(tmp, "c8.json") });
+      expect(w.tries.map((x) => x.verdict)).toEqual(["accepted"]);
+      const o = w.outcome!;
+      // Before: pytest was given `tests tests/runner.py tests/fixtures/get_data.py` and collected nothing but the script.
+      expect(o.inferred!.provenance.testPaths).toEqual(["tests/test_a.py", "tests/test_b.py", "tests/test_git.py", "tests/runner.py"]);
+      expect(o.result).toMatchObject({ accepted: true, passed: 4, failed: 0 });
+      expect(o.inferred!.provenance.changes.map((c) => c.change)).toEqual([expect.stringMatching(/^set a git identity/)]);
+    },
+    900_000,
+  );
 });
