@@ -129,6 +129,51 @@ export async function satisfiableTarget(gitDir: string, commit: string, opts: { 
   return undefined;
 }
 
+/** The missing distributions of the first suite a static problem names ("… in trixie or bookworm: trixie: a, b; bookworm: c"). */
+export function missingOfFirstSuite(problem: string): string[] {
+  const m = /with no Debian package in [^:]+: [\w-]+: ([^;]+)/.exec(problem);
+  return m ? m[1]!.split(",").map((x) => x.trim()).filter(Boolean) : [];
+}
+
+/**
+ * Where the walk goes for runtime dependencies no suite packages: the parent of the oldest commit
+ * (first parents, at or before `commit`) that introduced one of `names` into the dependency files
+ * (git's pickaxe: the newest change of the name's number of occurrences, `-` `_` `.` alike, case
+ * ignored). `commit` undefined when a name was there from the first commit (no older commit lacks
+ * it: the walk ends). Undefined when no name is found in the history.
+ */
+export function beforeIntroduced(gitDir: string, commit: string, names: string[]): { commit: string | undefined; why: string } | undefined {
+  const intros: { name: string; sha: string; date: string }[] = [];
+  for (const name of names) {
+    const re = normalizeName(name).split("-").map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("[-_.]");
+    let out = "";
+    try {
+      out = git(gitDir, ["log", "-1", "--first-parent", "--format=%H %cs", "--pickaxe-regex", "--regexp-ignore-case", `-S${re}`, commit, "--", ...DEPENDENCY_FILES]);
+    } catch {
+      continue;
+    }
+    const [sha, date] = out.split(" ");
+    if (sha) intros.push({ name, sha, date: date ?? "" });
+  }
+  if (!intros.length) return undefined;
+  const isAncestor = (a: string, b: string) => {
+    try {
+      git(gitDir, ["merge-base", "--is-ancestor", a, b]);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const oldest = intros.reduce((a, b) => (isAncestor(a.sha, b.sha) ? a : b));
+  let p: string | undefined;
+  try {
+    p = git(gitDir, ["rev-parse", `${oldest.sha}^1`]);
+  } catch {
+    p = undefined;
+  }
+  return { commit: p, why: `back to before ${oldest.sha.slice(0, 12)} (${oldest.date}), which named ${oldest.name} in the dependency files` };
+}
+
 /**
  * Walk back from `from` (default HEAD) for at most `maxTries` commits looked at. `infer` replaces
  * {@link inferImage} (tests).
@@ -163,9 +208,13 @@ export async function latestRunnable(o: InferOptions & { from?: string; maxTries
       // Same dependency files back to the newest commit that changed one: same verdict; step over them.
       const changed = git(gitDir, ["log", "-1", "--first-parent", "--format=%H", commit, "--", ...DEPENDENCY_FILES]);
       if (!partial && /^runtime dependenc/.test(problem)) partial = { commit, problem };
-      tries.push({ commit, verdict: "skipped", reason: problem + (changed && changed !== commit ? ` (same dependency files back to ${changed.slice(0, 12)})` : "") });
-      say(`${commit.slice(0, 12)} skipped: ${problem}`);
-      commit = changed ? parent(changed) : undefined;
+      // Runtime dependencies with no package: straight to before the dependency files first named
+      // them (the oldest of their introductions), not one dependency change at a time.
+      const before: { commit: string | undefined; why: string } | undefined = /^runtime dependenc/.test(problem) ? beforeIntroduced(gitDir, commit, missingOfFirstSuite(problem)) : undefined;
+      const jump = before && before.commit !== (changed ? parent(changed) : undefined);
+      tries.push({ commit, verdict: "skipped", reason: problem + (jump ? ` (${before.why})` : changed && changed !== commit ? ` (same dependency files back to ${changed.slice(0, 12)})` : "") });
+      say(`${commit.slice(0, 12)} skipped: ${problem}${jump ? `; ${before.why}` : ""}`);
+      commit = before ? before.commit : changed ? parent(changed) : undefined;
       continue;
     }
     say(`${commit.slice(0, 12)}: building and running its tests`);

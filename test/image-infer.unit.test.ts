@@ -20,7 +20,7 @@ import { parseUnittestLog } from "../suite/log-parsers";
 import { inferImage, pytestVariant, scmVersion, testFileCount, uncollectedFiles } from "../infer/run";
 import { pythonProblem, repairFromLog, specFromFacts } from "../infer/spec";
 import { chooseSuite, suiteFit } from "../infer/debian-suites";
-import { latestRunnable } from "../infer/latest";
+import { beforeIntroduced, latestRunnable, missingOfFirstSuite } from "../infer/latest";
 import type { InferOutcome, InferOptions } from "../infer/run";
 import { baseImageTag, suiteOfTag } from "../images/base";
 import { DEFAULT_BASE_IMAGE } from "../images/spec";
@@ -411,6 +411,21 @@ describe("projects of the same repository", () => {
 });
 
 describe("--latest-runnable", () => {
+  it("a runtime dependency no suite packages: the walk goes straight to before the dependency files named it", () => {
+    const py = (deps: string) => `[project]\nname = "wpkg"\nversion = "1"\ndependencies = [${deps}]\n`;
+    const r = makeRepo(path.join(tmp, `walk${n++}`), { "pyproject.toml": py('"six"'), "wpkg/__init__.py": "" },
+      { message: "add typing_inspection", files: { "pyproject.toml": py('"six", "typing_inspection>=0.4"') } },
+      { message: "bump six", files: { "pyproject.toml": py('"six>=1.16", "typing_inspection>=0.4"') } },
+      { message: "bump it", files: { "pyproject.toml": py('"six>=1.16", "Typing-Inspection>=0.5"') } });
+    const head = r.shas[3]!;
+    const b = beforeIntroduced(r.dir, head, ["typing-inspection"])!;
+    expect(b.commit).toBe(r.shas[0]);
+    expect(b.why).toMatch(new RegExp(`^back to before ${r.shas[1]!.slice(0, 12)} .*named typing-inspection`));
+    // Named since the first commit: nothing older lacks it.
+    expect(beforeIntroduced(r.dir, head, ["six"])!.commit).toBeUndefined();
+    expect(beforeIntroduced(r.dir, head, ["absent-dist"])).toBeUndefined();
+    expect(missingOfFirstSuite("runtime dependencies with no Debian package in trixie or bookworm: trixie: typing-inspection; bookworm: annotated-types, typing-inspection")).toEqual(["typing-inspection"]);
+  });
   it("steps over commits with the same unsatisfiable dependency files, then over a rejected suite, to the newest runnable commit", async () => {
     const pp = (req: string) => `[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n\n[project]\nname = "pkg"\nversion = "1"\nrequires-python = "${req}"\n`;
     const r = makeRepo(
