@@ -267,6 +267,21 @@ export function uncollectedFiles(expected: string[], testIds: Iterable<string>, 
   return covered === 0 ? { expected: expected.length, covered, missing } : undefined;
 }
 
+/**
+ * "most tests skipped: N of M (reason)" when more than half of a run's tests were skipped, else
+ * undefined. Skips come from the statuses and from pytest's short summary, which groups the skips
+ * it reports by location with no test id (`SKIPPED [3] tests/t.py:9: could not import 'black'`):
+ * the larger of the two counts.
+ */
+export function mostlySkipped(log: string, c: { collected: number; skipped: number }): string | undefined {
+  const grouped = [...log.matchAll(/^SKIPPED \[(\d+)\] \S+?:\d+: /gm)].reduce((n, m) => n + Number(m[1]), 0);
+  const skipped = Math.max(c.skipped, grouped);
+  const total = c.collected - c.skipped + skipped;
+  if (!total || skipped * 2 <= total) return undefined;
+  const why = /^SKIPPED \[\d+\] \S+: (.*)$/m.exec(log)?.[1];
+  return `most tests skipped: ${skipped} of ${total}${why ? ` (${why.slice(0, 160)})` : ""}`;
+}
+
 /** Seconds one test may take after a reference run hit its limit (pytest-timeout's `--timeout`). */
 export const PER_TEST_TIMEOUT = 60;
 
@@ -457,6 +472,10 @@ async function inferOnSuite(
       // pytest collect only a benchmark file, say) is not the repository's suite either.
       const thin = c.collected > 0 && c.passRate >= minPass && spec.logParser === "pytest" && !facts.pytestLines.python_files ? uncollectedFiles(pytestTestFiles(tree.files, inferred.testPaths).filter((f) => !prov.deselected.some((d) => d.path === f)), run.statuses.keys(), log) : undefined;
       if (thin) return done(`most test files collected nothing: tests from ${thin.covered} of ${thin.expected} test files (none from ${thin.missing.slice(0, 3).join(", ")}${thin.missing.length > 3 ? ", …" : ""})`);
+      // A run most of whose tests are skipped (a dependency the tests skip without) says little
+      // about the code: not the repository's suite.
+      const skips = c.collected > 0 && c.passRate >= minPass ? mostlySkipped(log, c) : undefined;
+      if (skips) return done(skips);
       if (c.collected > 0 && c.passRate >= minPass) {
         // Two more runs: tests whose status changes are flaky.
         const runs = [run.statuses];

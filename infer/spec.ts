@@ -258,7 +258,9 @@ export function specFromFacts(
       packages.push({ dist: r.name, from: r.from, role, package: sibling.dir, via: "repository (a project in this repository's tree)" });
       continue;
     }
-    if (notNeeded(r.name)) {
+    // Tooling is not needed to run tests, unless the project itself needs it at runtime (a pytest
+    // plugin for black, flake8 or mypy imports it): a runtime requirement is installed when it can be.
+    if (notNeeded(r.name) && !(role === "runtime" && (opts.pip || mapper.map(r.name)))) {
       packages.push({ dist: r.name, from: r.from, role, skipped: "tooling or standard-library backport, not needed to run tests" });
       continue;
     }

@@ -20,6 +20,7 @@ export const CAUSES = [
   "timeout",
   "suite mostly deselected",
   "suite mostly uncollected",
+  "suite mostly skipped",
   "tests need the network",
   "tests failing",
   "error",
@@ -225,6 +226,7 @@ export function causeOf(accepted: boolean, reason: string, decisive: string[] = 
   if (/^no tests collected/.test(reason)) return /pytest (INTERNALERROR|could not parse)|usage:|error: unrecognized|ImportError while loading conftest|not found in `markers`|PytestConfigWarning|'minversion' requires pytest/.test(all) ? "pytest configuration" : "no tests collected";
   if (/^most of the suite deselected/.test(reason)) return "suite mostly deselected";
   if (/^most test files collected nothing/.test(reason)) return "suite mostly uncollected";
+  if (/^most tests skipped/.test(reason)) return "suite mostly skipped";
   if (/^tests need the network/.test(reason)) return "tests need the network";
   if (/pass \(/.test(reason)) return "tests failing";
   return "error";

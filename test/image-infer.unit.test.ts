@@ -17,7 +17,7 @@ import { evaluateMarker, linuxEnvironment, parseRequirement } from "../infer/pep
 import { GitTree, multilineIni, noxfileFacts, readRepository, setupPyLists } from "../infer/read";
 import { runsWholeSuite } from "../infer/collect";
 import { parseUnittestLog } from "../suite/log-parsers";
-import { inferImage, pytestVariant, scmVersion, testFileCount, uncollectedFiles } from "../infer/run";
+import { inferImage, mostlySkipped, pytestVariant, scmVersion, testFileCount, uncollectedFiles } from "../infer/run";
 import { pythonProblem, repairFromLog, specFromFacts } from "../infer/spec";
 import { chooseSuite, suiteFit } from "../infer/debian-suites";
 import { beforeIntroduced, latestRunnable, missingOfFirstSuite } from "../infer/latest";
@@ -258,6 +258,16 @@ describe("Debian mapping", () => {
     expect(mapper.map("cython")).toEqual({ package: "cython3", via: "dh-python" });
     expect(mapper.map("Gone")).toBeUndefined();
     expect(mapper.map("PyYAML")).toEqual({ package: "python3-yaml", via: "dh-python" });
+  });
+  it("tooling a project needs at runtime (a pytest plugin for black) is installed; as a test requirement it is not", () => {
+    const df = path.join(tmp, "fallback-black");
+    fs.writeFileSync(df, "black black\nflake8 flake8\n");
+    const m = new DebianMapper({ distFile: df, packageNames: ["python3-pytest"] });
+    const r = repo({ "pyproject.toml": '[project]\nname = "pytest-blk"\nversion = "1"\ndependencies = ["black", "pytest"]\n\n[project.optional-dependencies]\ntest = ["flake8"]\n', "pytest_blk.py": "", "tests/test_a.py": TEST_PY });
+    const s = specFromFacts(readRepository(r.tree), m, { repo: "x/pytest-blk", commit: r.commit });
+    expect(s.spec.systemPackages).toContain("black");
+    expect(s.spec.systemPackages).not.toContain("flake8");
+    expect(s.provenance.packages.find((p) => p.dist === "flake8")?.skipped).toMatch(/^tooling/);
   });
 });
 
@@ -1017,6 +1027,11 @@ describe("class 6: readable rejections", () => {
     expect(uncollectedFiles(suite, [], "SKIPPED [1] tests/sub/conftest.py:4: needs a server\nSKIPPED [1] tests/test_a.py:2: no x")).toBeUndefined();
     expect(uncollectedFiles(suite.slice(0, 2), [], "")).toBeUndefined();
     expect(causeOf(false, "most test files collected nothing: tests from 0 of 13 test files (none from tests/test_a.py)")).toBe("suite mostly uncollected");
+    // pytest-black without black: 1 test ran, 8 skipped with no id in the statuses.
+    const black = "PASSED tests/test_no_black.py::test_skipped\nSKIPPED [1] tests/test_black.py:9: could not import 'black': No module named 'black'\nSKIPPED [7] tests/test_black.py:14: could not import 'black'\n";
+    expect(mostlySkipped(black, { collected: 1, skipped: 0 })).toBe("most tests skipped: 8 of 9 (could not import 'black': No module named 'black')");
+    expect(mostlySkipped("SKIPPED [70] tests/test_x.py:3: needs pygments\n", { collected: 1079, skipped: 70 })).toBeUndefined();
+    expect(causeOf(false, "most tests skipped: 8 of 9 (x)")).toBe("suite mostly skipped");
     const { networkNeed } = await import("../infer/verdict");
     const pip = Array.from({ length: 6 }, (_, i) => `FAILED tests/test_install.py::test_${i} - ERROR: Could not find a version that satisfies the requirement Weblate==4.3.1 (from versions: none)`).join("\n");
     expect(networkNeed(pip, 6)).toMatch(/^FAILED tests\/test_install\.py::test_0 - ERROR: Could not find a version/);
