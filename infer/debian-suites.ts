@@ -95,13 +95,23 @@ export async function suiteIndex(suite: BaseSuite, stateDir = defaultStateDir(),
     fs.writeFileSync(versions, out.slice(v + 11, c));
     fs.writeFileSync(ver, py + "\n");
   }
+  // Versions of the packages dh-python's table names outside python3-* (cython3, black, flake8):
+  // read once, apart, so caches written before them stay valid.
+  const others = path.join(dir, "versions-dh-python.txt");
+  if (fs.existsSync(versions) && !fs.existsSync(others)) {
+    const pkgs = [...new Set(fs.readFileSync(dist, "utf8").split("\n").map((l) => l.trim().split(/\s+/)[1]).filter((p): p is string => !!p && !p.startsWith("python3-") && /^[a-z0-9][a-z0-9.+-]*$/.test(p)))];
+    onProgress?.(`reading ${suite}'s versions of ${pkgs.length} packages dh-python names outside python3-*`);
+    const r = await runInImage(baseImageTag(suite), ["export DEBIAN_FRONTEND=noninteractive", "apt-get update -q >/dev/null 2>&1", `apt-cache show --no-all-versions ${pkgs.join(" ")} 2>/dev/null | grep -E '^(Package|Version): ' || true`].join("\n"), { network: "host", timeoutMs: 300_000 });
+    if (r.exitCode === 0 && /^Package: /m.test(r.stdout)) fs.writeFileSync(others, r.stdout);
+  }
+  const table = [versions, others].filter((f) => fs.existsSync(f)).map((f) => fs.readFileSync(f, "utf8")).join("\n");
   return {
     suite,
     python: fs.readFileSync(ver, "utf8").trim(),
     distFile: dist,
     packageNames: fs.readFileSync(names, "utf8").split("\n").filter(Boolean),
     // Caches written before versions were read have none: versions are then unknown.
-    ...(fs.existsSync(versions) ? { versions: parseVersionTable(fs.readFileSync(versions, "utf8")) } : {}),
+    ...(fs.existsSync(versions) ? { versions: parseVersionTable(table) } : {}),
   };
 }
 
