@@ -657,7 +657,7 @@ export function readRepository(tree: GitTree): RepoFacts {
   chooseTestPaths(tree, facts);
   // Sampled for the runner: pytest's default file names, and unittest's default pattern test*.py (tests.py at the root, say).
   // A pattern the repository's own `unittest discover -p PATTERN` names (`*tests.py`) samples its files too.
-  const patterns = facts.testCommands.flatMap((c) => [.../\bunittest\b.*?\s(?:-p|--pattern)\s+["']?([\w*?.\[\]-]+\.py)["']?/.exec(c)?.slice(1, 2) ?? []]);
+  const patterns = facts.testCommands.flatMap((c) => [.../\bunittest\b.*?\s(?:-p|--pattern)\s+["']?([\w*?.[\]-]+\.py)["']?/.exec(c)?.slice(1, 2) ?? []]);
   const globRe = (g: string) => new RegExp(`(^|/)${g.replace(/[.+^${}()|\\]/g, "\\$&").replace(/\*/g, "[^/]*").replace(/\?/g, "[^/]")}$`);
   const own = patterns.map(globRe);
   const testFiles = tree.files.filter((f) => (/(^|\/)(test[^/]*|[^/]*_test)\.py$/.test(f) && (facts.testPaths.length === 0 || facts.testPaths.some((p) => f.startsWith(p)))) || own.some((r) => r.test(f)));
