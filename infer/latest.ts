@@ -210,11 +210,12 @@ export async function latestRunnable(o: InferOptions & { from?: string; maxTries
       if (!partial && /^runtime dependenc/.test(problem)) partial = { commit, problem };
       // Runtime dependencies with no package: straight to before the dependency files first named
       // them (the oldest of their introductions), not one dependency change at a time.
+      const stepped = changed ? parent(changed) : undefined;
       const before: { commit: string | undefined; why: string } | undefined = /^runtime dependenc/.test(problem) ? beforeIntroduced(gitDir, commit, missingOfFirstSuite(problem)) : undefined;
-      const jump = before && before.commit !== (changed ? parent(changed) : undefined);
+      const jump = before && before.commit !== stepped;
       tries.push({ commit, verdict: "skipped", reason: problem + (jump ? ` (${before.why})` : changed && changed !== commit ? ` (same dependency files back to ${changed.slice(0, 12)})` : "") });
       say(`${commit.slice(0, 12)} skipped: ${problem}${jump ? `; ${before.why}` : ""}`);
-      commit = before ? before.commit : changed ? parent(changed) : undefined;
+      commit = before ? before.commit : stepped;
       continue;
     }
     say(`${commit.slice(0, 12)}: building and running its tests`);

@@ -239,9 +239,9 @@ export function setupPyLists(text: string): { installRequires: string[]; testsRe
     return a ? strs(a[1]!) : [];
   };
   const extras: Record<string, string[]> = {};
-  const dictBody = (/\bextras_require\s*=\s*\{([\s\S]*?)\}\s*[,)]/.exec(text) ?? ((v) => (v ? new RegExp(`^${esc(v)}\\s*=\\s*\\{([\\s\\S]*?)^\\}`, "m").exec(text) : null))(variable("extras_require")))?.[1];
-  if (dictBody) for (const m of dictBody.matchAll(/(['"])([\w.-]+)\1\s*:\s*\[([^\]]*)\]/g)) extras[m[2]!] = strs(m[3]!);
   const ev = variable("extras_require");
+  const dictBody = (/\bextras_require\s*=\s*\{([\s\S]*?)\}\s*[,)]/.exec(text) ?? (ev ? new RegExp(`^${esc(ev)}\\s*=\\s*\\{([\\s\\S]*?)^\\}`, "m").exec(text) : null))?.[1];
+  if (dictBody) for (const m of dictBody.matchAll(/(['"])([\w.-]+)\1\s*:\s*\[([^\]]*)\]/g)) extras[m[2]!] = strs(m[3]!);
   if (ev) for (const m of text.matchAll(new RegExp(`^${esc(ev)}\\[(['"])([\\w.-]+)\\1\\]\\s*=\\s*\\[([^\\]]*)\\]`, "gm"))) extras[m[2]!] = strs(m[3]!);
   return { installRequires: list("install_requires"), testsRequire: list("tests_require"), extras };
 }

@@ -20,7 +20,7 @@ import { normalizeName } from "./pep508";
 import { pipPreflight } from "./pip";
 import { GitTree, readRepository, type RepoFacts } from "./read";
 import { applySetupProposal, workbenchSpec, type SetupAgent } from "./setup";
-import { BASE_PACKAGES, repairFromLog, repairPipBuild, replaceUnavailable, specFromFacts, type InferredSpec, type InferResult, type PipPlan, type Provenance, type RepairContext } from "./spec";
+import { BASE_PACKAGES, BUILD_EXT_FAILED, buildExtTail, repairFromLog, repairPipBuild, replaceUnavailable, specFromFacts, type InferredSpec, type InferResult, type PipPlan, type Provenance, type RepairContext } from "./spec";
 import { mapperForSuite, rankSuites, SUITE_ORDER, suiteFits, type SuiteFit } from "./debian-suites";
 import { causeOf, decisiveLines, incompleteClone, networkNeed, versionSkew } from "./verdict";
 
@@ -455,9 +455,8 @@ async function inferOnSuite(
       seconds.reference += run.seconds;
       // A failed in-place extension build leaves the image buildable and the tests unable to
       // import: its tail (the missing header, the library's config tool) goes to the repair.
-      log = run.log;
-      const extEnd = buildLog.lastIndexOf("\nforager-infer: build_ext --inplace failed");
-      if (extEnd >= 0) log = `${buildLog.slice(Math.max(0, extEnd - 3000), extEnd)}\nforager-infer: build_ext --inplace failed\n${run.log}`;
+      const ext = buildExtTail(buildLog);
+      log = ext === undefined ? run.log : `${ext}\n${BUILD_EXT_FAILED}\n${run.log}`;
       const c = countStatuses(run.statuses);
       Object.assign(result, { testsCollected: c.collected, passed: c.passed, failed: c.failed, skipped: c.skipped, passRate: c.passRate });
       const timedOut = /forager-exit-code=(124|137)\s*$/.test(log.trim());
@@ -554,9 +553,8 @@ async function inferOnSuite(
   const skew = versionSkew(lastLog, facts.projectName ?? repo.split("/")[1], local) ?? (fit.outdatedRuntime.length ? `runtime requirement outside the packaged version: ${fit.outdatedRuntime.join("; ")}` : undefined);
   if (skew) c.skew = skew;
   // The extension modules built in place failed: that, not the tests' ImportError, is the cause.
-  const extEnd = lastLog.lastIndexOf("\nforager-infer: build_ext --inplace failed");
-  if (extEnd >= 0 && !skew) {
-    const tail = lastLog.slice(Math.max(0, extEnd - 3000), extEnd);
+  const tail = buildExtTail(lastLog);
+  if (tail !== undefined && !skew) {
     const why = decisiveLines(tail)[0] ?? tail.trim().split("\n").slice(-1)[0] ?? "";
     const tests = c.testsCollected ? `${c.passed}/${c.passed + c.failed} pass` : "no tests collected";
     return done(`build failed at the in-place extension build (python3 setup.py build_ext --inplace): ${why}; the tests then: ${tests}`);

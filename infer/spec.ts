@@ -173,7 +173,7 @@ export function installLine(layout: "src" | "flat", workdir: string, versionFile
   // The file a VCS version plugin would have written at build time (the .pth route skips the build).
   const vf = versionFile && /^[\w./-]+\.py$/.test(versionFile.path) ? `test -e ${versionFile.path} || printf '__version__ = version = "%s"\\n__version_tuple__ = version_tuple = (%s)\\n' ${versionFile.version} ${versionFile.version.split(".").join(",")} > ${versionFile.path}; ` : "";
   // C extensions: built in place, so that the working tree (and the .pth route) imports them.
-  const ext = buildExt ? `; python3 setup.py build_ext --inplace >/tmp/forager-build-ext.log 2>&1 || { tail -n 15 /tmp/forager-build-ext.log; echo "forager-infer: build_ext --inplace failed"; }` : "";
+  const ext = buildExt ? `; python3 setup.py build_ext --inplace >/tmp/forager-build-ext.log 2>&1 || { tail -n 15 /tmp/forager-build-ext.log; echo "${BUILD_EXT_FAILED}"; }` : "";
   return (
     "pip install --no-index --no-deps --no-build-isolation --break-system-packages -e . >/tmp/forager-install.log 2>&1 || " +
     `{ tail -n 15 /tmp/forager-install.log; echo "forager-infer: source install (.pth to ${root})"; ` +
@@ -571,11 +571,8 @@ export function repairFromLog(spec: ImageSpec, log: string, mapper: DebianMapper
   }
   // An extension module built in place that failed for a library's headers or its config tool
   // (`fatal error: libxml/xmlversion.h`, `xml2-config: not found`): the library's -dev package.
-  if (/forager-infer: build_ext --inplace failed/.test(log)) {
-    for (const m of log.matchAll(/fatal error: ([\w/.+-]+\.h): No such file or directory/g)) {
-      const pkg = HEADER_PACKAGES[m[1]!];
-      if (pkg) add(pkg, m[0], `the in-place extension build includes ${m[1]}`);
-    }
+  if (log.includes(BUILD_EXT_FAILED)) {
+    for (const h of headerPackages(log)) add(h.pkg, h.trigger, `the in-place extension build includes ${h.header}`);
     for (const m of log.matchAll(/\b(xml2-config|xslt-config|pkg-config)\b[^\n]*(?:not found|No such file)/g)) {
       for (const pkg of CONFIG_TOOL_PACKAGES[m[1]!] ?? []) add(pkg, m[0], `the in-place extension build runs ${m[1]}`);
     }
@@ -682,6 +679,24 @@ export function collectionError(block: string): string {
   return (named.slice(-1)[0] ?? es.slice(-1)[0] ?? block.split("\n").find((l) => l.trim())?.trim() ?? "collection error").slice(0, 200);
 }
 
+/** The line the image build prints when `python3 setup.py build_ext --inplace` fails (the tail of its log printed before it). */
+export const BUILD_EXT_FAILED = "forager-infer: build_ext --inplace failed";
+
+/**
+ * The tail (at most 3000 characters) of a failed in-place extension build: what a build log
+ * printed before its own last {@link BUILD_EXT_FAILED} line (not the Dockerfile's echo of it), or
+ * undefined when the build did not fail.
+ */
+export function buildExtTail(log: string): string | undefined {
+  const end = log.lastIndexOf(`\n${BUILD_EXT_FAILED}`);
+  return end >= 0 ? log.slice(Math.max(0, end - 3000), end) : undefined;
+}
+
+/** The C headers a compiler could not find (`fatal error: X.h: No such file or directory`) that {@link HEADER_PACKAGES} knows. */
+export function headerPackages(log: string): { header: string; pkg: string; trigger: string }[] {
+  return [...log.matchAll(/fatal error: ([\w/.+-]+\.h): No such file or directory/g)].flatMap((m) => (HEADER_PACKAGES[m[1]!] ? [{ header: m[1]!, pkg: HEADER_PACKAGES[m[1]!]!, trigger: m[0] }] : []));
+}
+
 /** Library configuration tools a setup.py runs to find headers, and the Debian packages that ship them (bookworm, trixie). */
 export const CONFIG_TOOL_PACKAGES: Record<string, string[]> = {
   "xml2-config": ["libxml2-dev", "libxslt1-dev"],
@@ -732,10 +747,7 @@ export function repairPipBuild(spec: ImageSpec, log: string, mapper: DebianMappe
   if (cc) need(["build-essential", "python3-dev"], cc[0], "an sdist compiles a C extension");
   const pyh = /fatal error: Python\.h: No such file or directory/.exec(log);
   if (pyh) need(["python3-dev"], pyh[0], "an sdist compiles against Python's headers");
-  for (const m of log.matchAll(/fatal error: ([\w/.+-]+\.h): No such file or directory/g)) {
-    const pkg = HEADER_PACKAGES[m[1]!];
-    if (pkg) need([pkg, "build-essential", "python3-dev"], m[0], `${m[1]} comes from ${pkg}`);
-  }
+  for (const h of headerPackages(log)) need([h.pkg, "build-essential", "python3-dev"], h.trigger, `${h.header} comes from ${h.pkg}`);
   if (changes.length) return { spec: ImageSpecSchema.parse({ ...spec, systemPackages: [...system].sort() }), changes, deselected: [], unavailable: [] };
   if (/ResolutionImpossible|conflicting dependencies/.test(log) && python.some((x) => parseRequirement(x)?.specifier)) {
     python = python.map((x) => {
