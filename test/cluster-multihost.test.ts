@@ -140,7 +140,16 @@ describe.skipIf(unavailable !== undefined)("forager on two worker hosts (network
     // Then h2's worker alone, while an episode runs there: its engine and sandboxes stay.
     await until("an episode running on h2", async () => (await sandboxesOf(h2)).length > 0, 300_000);
     await c.killWorker(h2.workers[0]!);
-    const orphans = await h2.engine.listContainers({ filters: { label: [`${LABELS.run}=mh-b`] } });
+    // Requests the worker sent before it died (a create, a start, a remove) still finish inside
+    // the engine: take the orphans once h2's containers of the run are the same 3 s apart.
+    let last = "";
+    await until("h2's containers to settle after its worker died", async () => {
+      const now = (await h2.engine.listContainers({ all: true, filters: { label: [`${LABELS.run}=mh-b`] } })).map((x) => `${x.Id}:${x.State}`).sort().join(",");
+      const settled = now === last;
+      last = now;
+      return settled;
+    }, 60_000, 3000);
+    const orphans = await h2.engine.listContainers({ all: true, filters: { label: [`${LABELS.run}=mh-b`] } });
     expect(orphans.length).toBeGreaterThan(0);
     const dry = await c.onHost(h2, ["sandbox", "reap", "--dry-run"]);
     expect(dry.code).toBe(0);
