@@ -199,8 +199,27 @@ function requirementsFile(tree: GitTree, file: string, facts: RepoFacts, seen = 
   facts.filesRead.push(file);
   const out: SourcedRequirement[] = [];
   const dir = file.includes("/") ? file.slice(0, file.lastIndexOf("/") + 1) : "";
+  // pip joins a line ending in a backslash with the next (a comment line ends the joined line).
+  const lines: string[] = [];
+  let pending = "";
   for (const raw of text.split("\n")) {
-    const line = raw.trim();
+    const t = raw.trim();
+    if (pending && /^#/.test(t)) {
+      lines.push(pending);
+      pending = "";
+      continue;
+    }
+    const joined = pending ? `${pending} ${t}` : t;
+    if (joined.endsWith("\\")) pending = joined.slice(0, -1).trim();
+    else {
+      lines.push(joined);
+      pending = "";
+    }
+  }
+  if (pending) lines.push(pending);
+  for (const joined of lines) {
+    // pip's per-requirement options (pip-compile's `--hash=sha256:…`) are not part of the requirement.
+    const line = joined.replace(/\s--(?:hash|config-settings|global-option|install-option)[=\s]\S+/g, "").trim();
     const inc = /^(?:-r|--requirement)\s*=?\s*(\S+)/.exec(line);
     if (inc) {
       out.push(...requirementsFile(tree, normalizePath(dir + inc[1]!), facts, seen));
@@ -902,5 +921,25 @@ export function multilineIni(text: string, section: string, key: string): string
     if (inKey && /^\s+\S/.test(line)) out.push(line.trim());
     else if (inKey && line.trim() === "") continue;
   }
-  return out.filter((l) => l && !l.startsWith("#") && !l.startsWith(";"));
+  return joinContinued(out.filter((l) => l && !l.startsWith("#") && !l.startsWith(";")));
+}
+
+/**
+ * Lines ending in a backslash joined with the next line, as setuptools reads a setup.cfg
+ * requirement list (pkg_resources `join_continuation` after comments are dropped): `a >= 1; \`,
+ * `# why`, `python_implementation != "PyPy"` is one requirement with a marker, not two names.
+ */
+export function joinContinued(lines: string[]): string[] {
+  const out: string[] = [];
+  let pending = "";
+  for (const l of lines) {
+    const t = pending ? `${pending} ${l.trim()}` : l.trim();
+    if (t.endsWith("\\")) pending = t.slice(0, -1).trim();
+    else {
+      out.push(t);
+      pending = "";
+    }
+  }
+  if (pending) out.push(pending);
+  return out;
 }

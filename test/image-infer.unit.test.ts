@@ -191,6 +191,24 @@ describe("reading repositories", () => {
 
   it("reads multi-line INI values and setup.py literals without running code", () => {
     expect(multilineIni("[a]\nx =\n    one\n    # c\n    two\ny = 3\n", "a", "x")).toEqual(["one", "two"]);
+    // A requirement continued by a backslash over a comment onto its marker is one requirement
+    // (setuptools), not a name "python_implementation" (pytest-runner's setup.cfg read wrongly).
+    expect(multilineIni('[o]\nt =\n    pytest\n    pytest-black >= 0.3.7; \\\n        # why\n        python_implementation != "PyPy"\n    pytest-cov\n', "o", "t")).toEqual([
+      "pytest",
+      'pytest-black >= 0.3.7; python_implementation != "PyPy"',
+      "pytest-cov",
+    ]);
+    const cont = readRepository(
+      repo({
+        "setup.cfg": '[metadata]\nname = pkg\n\n[options.extras_require]\ntesting =\n    pytest-black >= 0.3.7; \\\n        # why\n        python_implementation != "PyPy"\n',
+        "requirements-test.txt": "freezegun \\\n    >=1.0 \\\n    --hash=sha256:00ff\nattrs; \\\n# comment ends the line\nsix\n",
+        "pkg/__init__.py": "",
+        "tests/test_a.py": TEST_PY,
+      }).tree,
+    );
+    expect([...new Set(cont.testDependencies.map((d) => d.normalized))].sort()).toEqual(["attrs", "freezegun", "pytest-black", "six"]);
+    expect(cont.testDependencies.find((d) => d.normalized === "pytest-black")?.marker).toMatch(/python_implementation/);
+    expect(cont.testDependencies.find((d) => d.normalized === "freezegun")?.specifier).toBe(">=1.0");
     expect(setupPyLists("setup(install_requires=[\"a>=1\", 'b'], extras_require={'test': ['c'], 'docs': ['d']},)")).toEqual({
       installRequires: ["a>=1", "b"],
       testsRequire: [],
