@@ -698,6 +698,7 @@ export function readRepository(tree: GitTree): RepoFacts {
       break;
     }
   }
+  discoveredByName(tree, facts);
   return facts;
 }
 
@@ -769,6 +770,11 @@ export function testScriptsIn(command: string, files: string[]): string[] {
  * whose files pytest would collect under the repository's python_files and norecursedirs wins
  * ({@link collectedFiles}); `[]` (the root) when none collects anything either.
  */
+/** Whether a Python file's text defines tests: a test function, a TestCase, unittest's runner or import. */
+function definesTests(text: string): boolean {
+  return /^\s*(async\s+)?def test|^\s*class \w+\([^)]*TestCase\b|\bunittest\.main\(|^\s*(import unittest|from unittest import)/m.test(text);
+}
+
 function chooseTestPaths(tree: GitTree, facts: RepoFacts): void {
   const cfg = {
     ...(facts.pytestLines.python_files ? { pythonFiles: facts.pytestLines.python_files.flatMap((l) => l.split(/\s+/)).filter(Boolean) } : {}),
@@ -795,8 +801,8 @@ function chooseTestPaths(tree: GitTree, facts: RepoFacts): void {
   // `python tests/run.py`): pytest collects a file given by name whatever python_files says.
   // Only a script that defines tests (a test function, a TestCase, unittest's runner): a helper the
   // commands run beside the suite (a script fetching fixtures) is not one.
-  const definesTests = (f: string) => /^\s*(async\s+)?def test|^\s*class \w+\([^)]*TestCase\b|\bunittest\.main\(|^\s*(import unittest|from unittest import)/m.test(tree.read(f) ?? "");
-  const scripts = [...new Set(facts.testCommands.flatMap((c) => testScriptsIn(c, tree.files)))].filter(definesTests);
+  const scriptDefinesTests = (f: string) => definesTests(tree.read(f) ?? "");
+  const scripts = [...new Set(facts.testCommands.flatMap((c) => testScriptsIn(c, tree.files)))].filter(scriptDefinesTests);
   const withScripts = (paths: string[], reason: string) => {
     const extra = scripts.filter((f) => !collectedFiles(tree.files, paths, cfg).includes(f));
     // pytest 8 given a directory and a file inside it collects only the file: a directory holding
@@ -833,6 +839,24 @@ function chooseTestPaths(tree: GitTree, facts: RepoFacts): void {
   facts.testPathsReason = root
     ? `the root, as pytest with no arguments walks it: ${root} test file${root === 1 ? "" : "s"} under python_files ${(cfg.pythonFiles ?? ["test_*.py", "*_test.py"]).join(" ")}${cfg.norecursedirs ? ` and norecursedirs ${cfg.norecursedirs.join(" ")}` : ""}`
     : "no test file found under the repository's pytest configuration";
+}
+
+/**
+ * No file under pytest's python_files anywhere, and the suite is run by pytest: the files nose's or
+ * unittest's discovery would take (`test.py`, `tests.py`, `testfoo.py`, `foo_tests.py`: nose's
+ * testMatch, unittest's test*.py) that define tests are given to pytest by name (it collects a
+ * file given by name whatever python_files says): a suite run by `nosetests` in a package's
+ * test/test.py, say. Under docs/, examples/, build/ or a hidden directory they are not the suite.
+ */
+function discoveredByName(tree: GitTree, facts: RepoFacts): void {
+  if (facts.unittestCommand || facts.testPaths.length || facts.pytestLines.python_files || !/^no test file found/.test(facts.testPathsReason ?? "")) return;
+  const found = tree.files
+    .filter((f) => /(^|\/)(test[^/]*|[^/]*_tests?)\.py$/i.test(f) && !/(^|\/)(docs?|examples?|build|dist|\.[^/]+)\//.test(f) && !/(^|\/)(setup|conftest)\.py$/.test(f))
+    .filter((f) => definesTests(tree.read(f) ?? ""))
+    .slice(0, 200);
+  if (!found.length) return;
+  facts.testPaths = found;
+  facts.testPathsReason = `the files nose's or unittest's discovery takes as tests, by name (${found.length}: ${found.slice(0, 3).join(", ")}${found.length > 3 ? ", …" : ""}): no file matches pytest's python_files`;
 }
 
 /** A Python project in a subdirectory of the repository: its name (as declared and normalized), directory and import root. */

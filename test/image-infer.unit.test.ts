@@ -795,6 +795,25 @@ describe("class 3: pytest configuration errors before collection", () => {
 });
 
 describe("class 4: the repository's own pytest configuration decides what is collected", () => {
+  it("no file under pytest's python_files: the files nose's or unittest's discovery takes (pkg/test/test.py, tests.py) are given by name", () => {
+    const f = readRepository(
+      repo({
+        "setup.py": "from setuptools import setup\nsetup(name='pkg')\n",
+        "test.sh": "#!/bin/sh\nnosetests --nocapture\n",
+        "pkg/__init__.py": "",
+        "pkg/test/__init__.py": "",
+        "pkg/test/test.py": "from unittest import TestCase\n\nclass T(TestCase):\n    def test_x(self):\n        self.assertTrue(True)\n",
+        "pkg/test/test_files/tests.py": "X = 1\n", // data, defines no test
+        "docs/tests.py": "def test_doc():\n    pass\n", // under docs/: not the suite
+      }).tree,
+    );
+    expect(f.testPaths).toEqual(["pkg/test/test.py"]);
+    expect(f.testPathsReason).toMatch(/nose's or unittest's discovery/);
+    // A repository whose files pytest finds is untouched.
+    const g = readRepository(repo({ "setup.py": "from setuptools import setup\nsetup(name='pkg')\n", "pkg/__init__.py": "", "pkg/tests.py": TEST_PY, "tests/test_a.py": TEST_PY }).tree);
+    expect(g.testPaths).toEqual(["tests"]);
+  });
+
   it("python_files = test.py and norecursedirs = * at the root; CI paths; pytest 9's [tool.pytest]", async () => {
     const { collectedFiles, pytestArgPaths, fnmatchEx } = await import("../infer/collect");
     const r = repo({
