@@ -271,7 +271,7 @@ function testCommandsIn(text: string): string[] {
   for (const line of text.split("\n")) {
     // Python takes `-m`'s module joined or apart (`python3 -munittest`): read it apart.
     const l = line.trim().replace(/^-\s*/, "").replace(/(\bpython3?(?:\.\d+)?\s+)-m(?=\w)/, "$1-m ");
-    const runsTool = /(^|\s|&&\s*)((python3?|uv run|poetry run|pdm run|hatch run)\s+(-m\s+)?)?(pytest|py\.test|unittest|tox|nox|coverage run)(?=\s|$)/.test(l) && !/\bpip3? (un)?install\b/.test(l);
+    const runsTool = /(^|\s|&&\s*)((python3?|uv run|poetry run|pdm run|hatch run)\s+(-m\s+)?)?(pytest|py\.test|unittest|testtools\.run|tox|nox|coverage run)(?=\s|$)/.test(l) && !/\bpip3? (un)?install\b/.test(l);
     // A test script run directly: `python tests/run_tests.py`, `./test/test.py`.
     const runsScript = /(^|\s|&&\s*)(python3?(\.\d+)?\s+|\.\/)[\w./-]*test[\w./-]*\.py\b/i.test(l);
     if ((runsTool || runsScript) && l.length < 300) out.push(l);
@@ -684,9 +684,9 @@ export function readRepository(tree: GitTree): RepoFacts {
   const pytestSeen = Object.keys(facts.pytestOptions).length > 0 || tree.has("conftest.py") || tree.files.some((f) => f.endsWith("/conftest.py")) || samples.some((s) => /\bimport pytest\b|\bfrom pytest\b/.test(s)) || facts.testDependencies.some((r) => r.normalized === "pytest");
   facts.runner = !pytestSeen && samples.some((s) => /\bunittest\b/.test(s)) ? "unittest" : "pytest";
   // Run with `python -m unittest` when nothing configures pytest and the CI, tox or nox run unittest.
-  facts.unittestCommand = facts.runner === "unittest" && !pytestSeen && facts.testCommands.some((c) => /\bunittest\b/.test(c)) && !facts.testCommands.some((c) => /\bpytest\b/.test(c));
+  facts.unittestCommand = facts.runner === "unittest" && !pytestSeen && facts.testCommands.some((c) => /\bunittest\b|-m\s+testtools\.run\b/.test(c)) && !facts.testCommands.some((c) => /\bpytest\b/.test(c));
   if (facts.unittestCommand) {
-    const own = facts.testCommands.map((c) => unittestInvocation(c, tree.files)).find((a) => a !== undefined);
+    const own = facts.testCommands.map((c) => unittestInvocation(c, tree.files, (f) => tree.read(f))).find((a) => a !== undefined);
     // `discover [-s] DIR` alone is the default command started in DIR (ids from the top level); anything more is kept as written.
     const dirOnly = own && /^discover (?:-s |--start-directory )?([\w./-]+)$/.exec(own);
     if (dirOnly && tree.files.some((f) => f.startsWith(`${dirOnly[1]!.replace(/\/+$/, "")}/`))) facts.testPaths = [dirOnly[1]!.replace(/\/+$/, "")];
@@ -703,20 +703,29 @@ export function readRepository(tree: GitTree): RepoFacts {
 }
 
 /**
- * The arguments of a `python -m unittest …` command line when they name what to run and every
- * start directory, module or file they name exists in the tree (a dotted name may live under
- * src/): `discover` with its start directory (positional or `-s`), pattern and top-level
- * directory, or test modules. Verbosity and runner switches (-v, -b, -f, -c, -q, --locals) are
+ * The arguments of a `python -m unittest …` (or `python -m testtools.run …`, which takes the same)
+ * command line when they name what to run and every start directory, module or file they name
+ * exists in the tree (a dotted name may live under src/, or end in an attribute `read` finds in
+ * its module: `pkg.tests.test_suite`): `discover` with its start directory (positional or `-s`),
+ * pattern and top-level directory, or test modules. Verbosity and runner switches (-v, -b, -f, -c, -q, --locals) are
  * dropped (the spec adds -v); a line with shell variables or tox substitutions gives undefined.
  */
-export function unittestInvocation(command: string, files: string[]): string | undefined {
-  const m = /(?:^|[\s;&|])python3?(?:\.\d+)?\s+-m\s+unittest\b(.*)$/.exec(command);
+export function unittestInvocation(command: string, files: string[], read?: (file: string) => string | undefined): string | undefined {
+  // Interpreter options before -m (`python -W once -m …`); testtools' runner takes unittest's arguments.
+  const m = /(?:^|[\s;&|])python3?(?:\.\d+)?(?:\s+-[WX]\s*\S+|\s+-[bBdEiIOqsSuv]+)*\s+-m\s+(?:unittest|testtools\.run)\b(.*)$/.exec(command);
   if (!m || /[$`{]/.test(m[1]!)) return undefined;
   const words = m[1]!.split(/\s*(?:&&|\|\||;|\|)\s*/)[0]!.trim().split(/\s+/).filter(Boolean);
   const exists = (name: string) => {
     const p = name.replace(/\/+$/, "");
     const asPath = [p, p.replace(/\./g, "/"), `src/${p.replace(/\./g, "/")}`];
-    return asPath.some((x) => files.includes(x) || files.includes(`${x}.py`) || files.some((f) => f.startsWith(`${x}/`)));
+    if (asPath.some((x) => files.includes(x) || files.includes(`${x}.py`) || files.some((f) => f.startsWith(`${x}/`)))) return true;
+    // `pkg.tests.test_suite`: an attribute (a function returning a suite, a TestCase) of a module of the tree.
+    const dot = p.lastIndexOf(".");
+    if (dot <= 0 || p.includes("/")) return false;
+    const mod = p.slice(0, dot).replace(/\./g, "/");
+    const attr = p.slice(dot + 1);
+    const text = [`${mod}.py`, `${mod}/__init__.py`, `src/${mod}.py`, `src/${mod}/__init__.py`].map((f) => (files.includes(f) && read ? read(f) : undefined)).find((t) => t !== undefined);
+    return text !== undefined && new RegExp(`^(def|class) ${attr}\\b|^${attr}\\s*=`, "m").test(text);
   };
   const out: string[] = [];
   let named = false;

@@ -921,6 +921,11 @@ describe("class 4: the repository's own pytest configuration decides what is col
     expect(unittestInvocation('python3 -m unittest discover -s tests -p "*_check.py" -b', files)).toBe("discover -s tests -p '*_check.py'");
     expect(unittestInvocation("python -m unittest discover", files)).toBeUndefined();
     expect(unittestInvocation("python -m unittest {posargs}", files)).toBeUndefined();
+    // testtools' runner, interpreter options before -m, a suite function of a package's module.
+    const read = (f: string) => (f === "gpkg/tests/__init__.py" ? "import unittest\n\ndef test_suite():\n    return unittest.TestSuite()\n" : undefined);
+    const withInit = [...files, "gpkg/tests/__init__.py"];
+    expect(unittestInvocation("python -W once -m testtools.run gpkg.tests.test_suite", withInit, read)).toBe("gpkg.tests.test_suite");
+    expect(unittestInvocation("python -m testtools.run gpkg.tests.no_such_suite", withInit, read)).toBeUndefined();
     const r = repo({
       "setup.py": "from setuptools import setup\nsetup(name='gpkg', package_dir={'': 'src'})\n",
       ".github/workflows/t.yml": "on: push\njobs:\n  t:\n    steps:\n      - run: python -m unittest discover -v gpkg.tests\n",
