@@ -558,7 +558,7 @@ export function readRepository(tree: GitTree): RepoFacts {
     const min = /^\s*(\d+(?:\.\d+)*)\s*$/.exec(chosen.lines.minversion?.join(" ") ?? "");
     if (min) facts.testDependencies.push({ name: "pytest", normalized: "pytest", extras: [], specifier: `>=${min[1]}`, marker: "", from: `${chosen.file} pytest minversion` });
   }
-  // Makefile: the recipes of test targets (`test`, `tests`, `check`, `test-*`) are test commands too.
+  // Makefile: the recipes of test targets (`test`, `tests`, `check`, `test-*`, `test_*`) are test commands too.
   // The file make reads: the first of GNUmakefile, makefile, Makefile (GNU make's lookup order).
   const makeName = ["GNUmakefile", "makefile", "Makefile"].find((n) => tree.read(n) !== undefined);
   const makefile = makeName ? tree.read(makeName) : undefined;
@@ -569,7 +569,7 @@ export function readRepository(tree: GitTree): RepoFacts {
     for (const line of makefile.split("\n")) {
       if (/^\t/.test(line)) {
         if (inTest) recipe.push(line.trim().replace(/^[@-]+/, ""));
-      } else if (/^[\w.-]+\s*:(?!=)/.test(line)) inTest = /^(test|tests|check|test-[\w-]+|tests-[\w-]+)\s*:/.test(line);
+      } else if (/^[\w.-]+\s*:(?!=)/.test(line)) inTest = /^(test|tests|check|tests?[-_][\w-]+)\s*:/.test(line);
       else if (line.trim()) inTest = false;
     }
     facts.testCommands.push(...testCommandsIn(recipe.join("\n")));

@@ -913,6 +913,15 @@ describe("class 4: the repository's own pytest configuration decides what is col
     expect(f.filesRead).toContain("makefile");
     expect(f.testCommands).toContain("python3 -m unittest");
     expect(f).toMatchObject({ runner: "unittest", unittestCommand: true });
+    // A test target spelled with an underscore (`test_py3:`) runs its script too.
+    const u = readRepository(
+      repo({
+        Makefile: "test: test_py3\n\ntest_py3:\n\tpython3 setup.3.py build_ext --inplace\n\tpython3 test/unittests.py\n",
+        "test/unittests.py": "import unittest\n\nclass T(unittest.TestCase):\n    def test_one(self):\n        pass\n\nif __name__ == '__main__':\n    unittest.main()\n",
+      }).tree,
+    );
+    expect(u.testCommands).toContain("python3 test/unittests.py");
+    expect(u.testPaths).toEqual(["test/unittests.py"]);
   });
   it("a unittest suite runs the way the repository's CI invokes it (a dotted start module under src/, a pattern)", async () => {
     const { unittestInvocation } = await import("../infer/read");
