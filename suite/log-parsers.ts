@@ -74,7 +74,9 @@ const UNITTEST_OUTCOMES: [RegExp, TestStatus][] = [
  * `module.Class.name`, the dotted name `python -m unittest` accepts to select a test. When the
  * test has a docstring, the runner prints `name (module.Class.name)` on one line and
  * `First docstring line ... ok` on the next; output a test prints before its outcome
- * (`name (…) ... ` then lines, then `ok`) is skipped. Outcomes: ok → PASSED, FAIL → FAILED,
+ * (`name (…) ... ` then lines, then `ok`) is skipped. A testtools scenario test's description line
+ * is its id and scenario (`module.Class.name (scen) ... ok`): its id is `module.Class.name(scen)`,
+ * testtools' own, so the scenarios of one test are distinct tests. Outcomes: ok → PASSED, FAIL → FAILED,
  * ERROR → ERROR, skipped 'why' → SKIPPED, expected failure → XFAIL, unexpected success → FAILED.
  * A module that fails to import appears as `unittest.loader._FailedTest.<module>` with ERROR.
  */
@@ -102,7 +104,9 @@ export function parseUnittestLog(log: string): StatusMap {
     const tail = / \.\.\. (.*)$/.exec(line)?.[1] ?? line;
     const s = outcome(tail);
     if (s) {
-      map.set(pending, s);
+      // testtools' scenario tests describe themselves as `ID (scenario)`: one test per scenario.
+      const scenario = line.startsWith(`${pending} (`) ? /^\S+ \(([^)]*)\) \.\.\. /.exec(line)?.[1] : undefined;
+      map.set(scenario !== undefined ? `${pending}(${scenario})` : pending, s);
       pending = undefined;
     }
   }

@@ -355,6 +355,11 @@ describe("noxfile.py and unittest", () => {
       "ERROR",
       "test_f (tests.test_x.T.test_f) ... expected failure",
       "test_g (tests.test_x.T.test_g) ... unexpected success",
+      // testtools scenarios: the description line is the id and the scenario, one test each.
+      "test_s (tests.test_x.T.test_s)",
+      "tests.test_x.T.test_s (one) ... ok",
+      "test_s (tests.test_x.T.test_s)",
+      "tests.test_x.T.test_s (two) ... skipped 'module not installed'",
       "tests.test_gone (unittest.loader._FailedTest.tests.test_gone) ... ERROR",
       "",
       "======================================================================",
@@ -371,6 +376,8 @@ describe("noxfile.py and unittest", () => {
       "tests.test_x.T.test_e": "ERROR",
       "tests.test_x.T.test_f": "XFAIL",
       "tests.test_x.T.test_g": "FAILED",
+      "tests.test_x.T.test_s(one)": "PASSED",
+      "tests.test_x.T.test_s(two)": "SKIPPED",
     });
   });
   it("a suite with no pytest configuration whose CI runs unittest gets python -m unittest and the unittest parser", () => {
