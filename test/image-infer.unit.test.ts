@@ -663,6 +663,18 @@ describe.skipIf(!docker)("inferImage in Docker", () => {
 // Docker end-to-end cases are in test/image-infer-classes.test.ts). ----
 
 describe("class 1: requirement roles", () => {
+  it("a shell comment after a CI install line is not a requirement list", () => {
+    const f = readRepository(
+      repo({
+        "pyproject.toml": '[project]\nname = "pkg"\n\n[dependency-groups]\ndev = ["pytest", "attrs"]\n',
+        ".github/workflows/t.yml": "on: push\njobs:\n  t:\n    steps:\n      - run: |\n          pip install -e . --group dev # install the pkg dev packages\n          pip install freezegun  # and the clock\n      - run: pytest\n",
+        "pkg/__init__.py": "",
+        "tests/test_a.py": TEST_PY,
+      }).tree,
+    );
+    const names = [...new Set(f.testDependencies.map((d) => d.normalized))].sort();
+    expect(names).toEqual(["attrs", "freezegun", "pytest"]);
+  });
   it("a requirements.txt of test tooling, or one beside package metadata, is a test list; a file the metadata reads is runtime", () => {
     const tooling = repo({
       "setup.py": "from setuptools import setup\nsetup(name='rpkg', packages=['rpkg'])\n",
