@@ -341,8 +341,9 @@ export function localExtras(arg: string): string[] {
 export function ciInstalls(text: string): { requirements: string[]; requirementFiles: string[]; extras: string[]; groups: string[]; allExtras: boolean } {
   const out = { requirements: [] as string[], requirementFiles: [] as string[], extras: [] as string[], groups: [] as string[], allExtras: false };
   for (const raw of text.replace(/\\\n/g, " ").split("\n")) {
-    // A shell comment (`pip install -e . --group dev # install the dev packages`) is not arguments.
-    for (const cmd of raw.replace(/(^|\s)#.*$/, "").split(/&&|;|\|\|/)) {
+    // A shell comment (`pip install -e . --group dev # install the dev packages`) is not arguments;
+    // a pipe ends a command as `&&` does (`uv pip install x | pip install x`).
+    for (const cmd of raw.replace(/(^|\s)#.*$/, "").split(/&&|;|\|\|?/)) {
       const pip = /(?:^|\s)(?:python3?(?:\.\d+)?\s+-m\s+pip|uv\s+pip|pip3?)\s+install\s+(.*)$/.exec(cmd);
       const sync = /(?:^|\s)uv\s+sync\b(.*)$/.exec(cmd);
       const words = (pip?.[1] ?? sync?.[1] ?? "").trim().split(/\s+/).filter(Boolean).map((w) => w.replace(/^["']|["']$/g, ""));

@@ -667,7 +667,7 @@ describe("class 1: requirement roles", () => {
     const f = readRepository(
       repo({
         "pyproject.toml": '[project]\nname = "pkg"\n\n[dependency-groups]\ndev = ["pytest", "attrs"]\n',
-        ".github/workflows/t.yml": "on: push\njobs:\n  t:\n    steps:\n      - run: |\n          pip install -e . --group dev # install the pkg dev packages\n          pip install freezegun  # and the clock\n      - run: pytest\n",
+        ".github/workflows/t.yml": "on: push\njobs:\n  t:\n    steps:\n      - run: |\n          pip install -e . --group dev # install the pkg dev packages\n          pip install freezegun  # and the clock\n          uv pip install attrs | pip install attrs\n      - run: pytest\n",
         "pkg/__init__.py": "",
         "tests/test_a.py": TEST_PY,
       }).tree,
