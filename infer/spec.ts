@@ -66,6 +66,8 @@ export const InferResultSchema = z.object({
   decisive: z.array(z.string()).optional(),
   /** The version-skew line, when the last attempt failed at import against a packaged dependency of another era. */
   skew: z.string().optional(),
+  /** Node ids of the failed tests that failed for the network a sandbox does not have (not counted in the pass rate of an accepted run). */
+  networkTests: z.array(z.string()).optional(),
 });
 export type InferResult = z.infer<typeof InferResultSchema>;
 

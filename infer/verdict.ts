@@ -172,6 +172,25 @@ export function networkNeed(log: string, failed: number): string | undefined {
   return lines.length * 2 >= failed ? clean(lines[0]!.replace(/^(INTERNALERROR>|E)\s+/, "")) : undefined;
 }
 
+/**
+ * The tests of a pytest run (`-rA`) that failed for the network the sandbox does not have: the
+ * FAILED / ERROR lines of the short test summary whose message is a network failure
+ * ({@link NETWORK}: name resolution, unreachable routes, pip finding no distribution), keeping
+ * only ids the status map (`statuses`, from the same log) has as failed. A refused connection
+ * is not one (a test's own loopback server refuses too).
+ * @returns the node ids, in log order, without repeats.
+ */
+export function networkFailedTests(log: string, statuses: ReadonlyMap<string, string>): string[] {
+  const out = new Set<string>();
+  for (const line of log.split("\n")) {
+    const m = /^(FAILED|ERROR) (\S+) - (.*)$/.exec(line.trim());
+    if (!m || !NETWORK.test(m[3]!)) continue;
+    const s = statuses.get(m[2]!);
+    if (s === "FAILED" || s === "ERROR") out.add(m[2]!);
+  }
+  return [...out];
+}
+
 /** git's words for an object the repository does not have. */
 const MISSING_OBJECT = /(bad object|missing (blob|tree|commit) object|unable to read (tree|blob|commit)?\s*\w*|could not read (\w+ )?[0-9a-f]{7,}|object file .* is empty|loose object .* is corrupt|invalid object [0-9a-f]+|did not receive expected object|fatal: bad tree|unable to parse object|packfile .* cannot be accessed|is not a valid '?(tree|blob|commit)'? object|Not a valid object name)/i;
 

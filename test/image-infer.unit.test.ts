@@ -1109,6 +1109,17 @@ describe("class 6: readable rejections", () => {
     expect(networkNeed("FAILED t.py::a - AssertionError: 1 != 2\nFAILED t.py::b - AssertionError\nwarning: Name or service not known", 20)).toBeUndefined();
     expect(networkNeed(pip.replace(/Could not find a version that satisfies the requirement/g, "ConnectionRefusedError: [Errno 111] Connection refused"), 6)).toBeUndefined();
     expect(causeOf(false, "tests need the network (sandboxes have none): 1/949 pass (0.1% < 80%): ERROR: Could not find a version")).toBe("tests need the network");
+    // Per test: the failed tests whose summary message is a network failure (elastic-transport: 121 of 596).
+    const { networkFailedTests } = await import("../infer/verdict");
+    const netLog = [
+      "FAILED tests/t.py::test_get[a] - urllib3.exceptions.NameResolutionError: Failed to resolve 'example.com'",
+      "FAILED tests/t.py::test_math - AssertionError: 1 != 2",
+      "FAILED tests/t.py::test_local - ConnectionRefusedError: [Errno 111] Connection refused",
+      "ERROR tests/t.py::test_fixture - socket.gaierror: [Errno -3] Temporary failure in name resolution",
+      "FAILED tests/t.py::test_gone - socket.gaierror: [Errno -2] Name or service not known",
+    ].join("\n");
+    const st = new Map([["tests/t.py::test_get[a]", "FAILED"], ["tests/t.py::test_math", "FAILED"], ["tests/t.py::test_local", "FAILED"], ["tests/t.py::test_fixture", "ERROR"], ["tests/t.py::test_ok", "PASSED"]]);
+    expect(networkFailedTests(netLog, st)).toEqual(["tests/t.py::test_get[a]", "tests/t.py::test_fixture"]);
     expect(testFileCount(["tests/test_a.py", "tests/b_test.py", "tests/helpers.py", "src/pkg/test_inline.py", "tests2/test_x.py"], ["tests"])).toBe(2);
     expect(testFileCount(["tests/test_a.py", "src/pkg/test_inline.py"], [])).toBe(2);
     expect(readRepository(repo({ ".gitmodules": '[submodule "libx"]\n\tpath = libx\n\turl = https://example.invalid/libx\n', "tests/test_a.py": TEST_PY }).tree).submodules).toEqual(["libx"]);
