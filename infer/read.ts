@@ -822,11 +822,19 @@ function chooseTestPaths(tree: GitTree, facts: RepoFacts): void {
     facts.testPaths = [...paths, ...extra];
     facts.testPathsReason = reason + (extra.length ? `; and ${extra.join(", ")}, which the repository's test commands run directly` : "");
   };
+  // A configuration or command that collects the modules' doctests (`--doctest-modules`) with no
+  // testpaths makes them part of the suite pytest runs from the root: a conventional directory
+  // chosen for the test files gets the top-level directories (or root modules) holding doctests
+  // beside it (jaraco.context: 5 tests in tests/, 43 doctest lines in jaraco/context).
+  const doctestModules = /--doctest-modules\b/.test([facts.pytestOptions.addopts ?? "", ...facts.testCommands].join("\n"));
+  const doctestRoots = () =>
+    [...new Set(tree.files.filter((f) => f.endsWith(".py") && !/(^|\/)(docs?|tests?|testing|examples?|build|dist|\.[^/]+)\//.test(f) && !/(^|\/)(setup|conftest|noxfile)\.py$/.test(f)).slice(0, 500).filter((f) => /^\s*>>> /m.test(tree.read(f) ?? "")).map((f) => (f.includes("/") ? f.split("/")[0]! : f)))].sort();
   for (const c of candidates) {
     if (!c.paths.length) continue;
     const n = collectedFiles(tree.files, c.paths, cfg).length;
     if (n > 0) {
-      withScripts(c.paths, `${c.reason}: ${n} test file${n === 1 ? "" : "s"} under python_files ${(cfg.pythonFiles ?? ["test_*.py", "*_test.py"]).join(" ")}`);
+      const extra = c.paths === conventional && doctestModules && !configured.length ? doctestRoots().filter((d) => !c.paths.includes(d)) : [];
+      withScripts([...c.paths, ...extra], `${c.reason}: ${n} test file${n === 1 ? "" : "s"} under python_files ${(cfg.pythonFiles ?? ["test_*.py", "*_test.py"]).join(" ")}${extra.length ? `; and ${extra.join(", ")}, whose modules' doctests --doctest-modules collects` : ""}`);
       return;
     }
   }

@@ -814,6 +814,22 @@ describe("class 3: pytest configuration errors before collection", () => {
 });
 
 describe("class 4: the repository's own pytest configuration decides what is collected", () => {
+  it("--doctest-modules with no testpaths: the package directories holding doctests run beside the conventional test directory", () => {
+    const files = {
+      "pyproject.toml": '[project]\nname = "dpkg"\n',
+      "pytest.ini": "[pytest]\naddopts = --doctest-modules\n",
+      "dpkg/__init__.py": 'def one():\n    """\n    >>> one()\n    1\n    """\n    return 1\n',
+      "docs/conf.py": '""">>> 1\n1"""\n',
+      "tests/test_a.py": TEST_PY,
+    };
+    const f = readRepository(repo(files).tree);
+    expect(f.testPaths).toEqual(["tests", "dpkg"]);
+    expect(f.testPathsReason).toMatch(/and dpkg, whose modules' doctests --doctest-modules collects/);
+    // Without the option, or with testpaths, the configuration decides alone.
+    expect(readRepository(repo({ ...files, "pytest.ini": "[pytest]\naddopts = -ra\n" }).tree).testPaths).toEqual(["tests"]);
+    expect(readRepository(repo({ ...files, "pytest.ini": "[pytest]\naddopts = --doctest-modules\ntestpaths = tests\n" }).tree).testPaths).toEqual(["tests"]);
+  });
+
   it("no file under pytest's python_files: the files nose's or unittest's discovery takes (pkg/test/test.py, tests.py) are given by name", () => {
     const f = readRepository(
       repo({
