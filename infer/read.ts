@@ -822,11 +822,11 @@ function chooseTestPaths(tree: GitTree, facts: RepoFacts): void {
     facts.testPaths = [...paths, ...extra];
     facts.testPathsReason = reason + (extra.length ? `; and ${extra.join(", ")}, which the repository's test commands run directly` : "");
   };
-  // A configuration or command that collects the modules' doctests (`--doctest-modules`) with no
+  // A configuration that collects the modules' doctests (addopts `--doctest-modules`) with no
   // testpaths makes them part of the suite pytest runs from the root: a conventional directory
   // chosen for the test files gets the top-level directories (or root modules) holding doctests
   // beside it (jaraco.context: 5 tests in tests/, 43 doctest lines in jaraco/context).
-  const doctestModules = /--doctest-modules\b/.test([facts.pytestOptions.addopts ?? "", ...facts.testCommands].join("\n"));
+  const doctestModules = /--doctest-modules\b/.test(facts.pytestOptions.addopts ?? "");
   const doctestRoots = () =>
     [...new Set(tree.files.filter((f) => f.endsWith(".py") && !/(^|\/)(docs?|tests?|testing|examples?|build|dist|\.[^/]+)\//.test(f) && !/(^|\/)(setup|conftest|noxfile)\.py$/.test(f)).slice(0, 500).filter((f) => /^\s*>>> /m.test(tree.read(f) ?? "")).map((f) => (f.includes("/") ? f.split("/")[0]! : f)))].sort();
   for (const c of candidates) {
