@@ -22,7 +22,7 @@ import { GitTree, readRepository, type RepoFacts } from "./read";
 import { applySetupProposal, workbenchSpec, type SetupAgent } from "./setup";
 import { BASE_PACKAGES, BUILD_EXT_FAILED, buildExtTail, repairFromLog, repairPipBuild, replaceUnavailable, specFromFacts, type InferredSpec, type InferResult, type PipPlan, type Provenance, type RepairContext } from "./spec";
 import { mapperForSuite, rankSuites, SUITE_ORDER, suiteFits, type SuiteFit } from "./debian-suites";
-import { causeOf, decisiveLines, incompleteClone, networkFailedTests, networkNeed, versionSkew } from "./verdict";
+import { causeOf, decisiveLines, failedTestsMatching, incompleteClone, networkFailedTests, networkNeed, versionSkew } from "./verdict";
 
 export interface InferOptions {
   /** A local clone (bare or not) or a git URL (cloned on the host). */
@@ -462,12 +462,21 @@ async function inferOnSuite(
       // Tests that failed for the network a sandbox never has say nothing of the environment: below
       // the bar, they are left out of the rate (named in the verdict) when they are at most half
       // of the suite and what is left passes; they stay FAILED in the statuses (never PASS_TO_PASS).
-      const offline = raw.collected > 0 && raw.passRate < minPass && spec.logParser === "pytest" ? networkFailedTests(log, run.statuses) : [];
+      const below = raw.collected > 0 && raw.passRate < minPass && spec.logParser === "pytest";
+      const netFailed = below ? networkFailedTests(log, run.statuses) : [];
+      // Likewise tests that fail importing a test requirement forager dropped (no package): class 1
+      // says a missing test-only package never rejects the repository (ini2toml's plugins import
+      // configupdater inside 28 tests, not at a test file's top).
+      const dropped = below ? droppedTestImports(inferred) : new Map<string, string>();
+      const modFailed = dropped.size ? failedTestsMatching(log, run.statuses, (msg) => dropped.has((/ModuleNotFoundError: No module named '([\w]+)/.exec(msg)?.[1] ?? "").toLowerCase())).filter((id) => !netFailed.includes(id)) : [];
+      const offline = [...netFailed, ...modFailed];
       const withoutNet = { ...raw, failed: raw.failed - offline.length, passRate: raw.passed + raw.failed - offline.length ? raw.passed / (raw.passed + raw.failed - offline.length) : 0 };
       const netOk = offline.length > 0 && offline.length * 2 <= raw.collected && withoutNet.passRate >= minPass;
       const c = netOk ? withoutNet : raw;
-      if (netOk) result.networkTests = offline;
+      if (netOk && netFailed.length) result.networkTests = netFailed;
       else delete result.networkTests;
+      if (netOk && modFailed.length) result.droppedRequirementTests = modFailed;
+      else delete result.droppedRequirementTests;
       const timedOut = /forager-exit-code=(124|137)\s*$/.test(log.trim());
       record(attempt, "reference run", raw.collected ? `${raw.passed}/${raw.passed + raw.failed} pass` : timedOut ? "timed out" : "no tests collected", log);
       // A suite most of whose files were deselected (missing modules, collection errors) is not
@@ -498,7 +507,12 @@ async function inferOnSuite(
         const info = await inspectImage(b.tag);
         result.imageMb = Math.round(((info?.Size ?? 0) / 1e6) * 10) / 10;
         delete result.decisive;
-        const net = netOk ? ` without ${offline.length} test${offline.length === 1 ? "" : "s"} that need the network (no network in a sandbox; e.g. ${offline[0]})` : "";
+        const net = !netOk
+          ? ""
+          : [
+              netFailed.length ? `${netFailed.length} test${netFailed.length === 1 ? " that needs" : "s that need"} the network (no network in a sandbox; e.g. ${netFailed[0]})` : "",
+              modFailed.length ? `${modFailed.length} test${modFailed.length === 1 ? " that imports" : "s that import"} a dropped test requirement (${[...new Set([...dropped.values()])].join(", ")}; e.g. ${modFailed[0]})` : "",
+            ].filter(Boolean).reduce((a, b, i) => (i ? `${a} and ${b}` : ` without ${b}`), "");
         return done(`${c.passed}/${c.passed + c.failed} pass (${(c.passRate * 100).toFixed(1)}% ≥ ${minPass * 100}%)${net}`, true, { runs: runs.length, statuses: Object.fromEntries([...run.statuses].sort()) });
       }
     } catch (err) {
@@ -582,6 +596,20 @@ async function inferOnSuite(
 }
 
 /**
+ * Import names of the test requirements dropped for want of a package (no Debian package, not on
+ * the pip index), each to its distribution: `foo-bar` → `foo_bar`, `foobar`, and without a
+ * `python-` prefix. Empty when none was dropped.
+ */
+export function droppedTestImports(inferred: InferredSpec): Map<string, string> {
+  const imports = new Map<string, string>();
+  for (const p of inferred.provenance.packages.filter((x) => x.role === "test" && x.skipped && /no Debian package|pip index/.test(x.skipped))) {
+    const n = normalizeName(p.dist);
+    for (const i of [n.replace(/-/g, "_"), n.replace(/-/g, ""), n.replace(/^python-/, "").replace(/-/g, "_")]) if (i) imports.set(i, p.dist);
+  }
+  return imports;
+}
+
+/**
  * Test files that import, at module level, a test requirement no package of the suite provides:
  * deselected before the first build (`--ignore=FILE`, the reason in the provenance), so a missing
  * test helper costs no attempt and never rejects the repository. Import names tried for a
@@ -590,13 +618,8 @@ async function inferOnSuite(
  */
 export function deselectUnobtainable(tree: GitTree, inferred: InferredSpec): { path: string; reason: string }[] {
   if (inferred.spec.logParser !== "pytest") return [];
-  const missing = inferred.provenance.packages.filter((p) => p.role === "test" && p.skipped && /no Debian package|pip index/.test(p.skipped));
-  if (!missing.length) return [];
-  const imports = new Map<string, string>();
-  for (const p of missing) {
-    const n = normalizeName(p.dist);
-    for (const i of [n.replace(/-/g, "_"), n.replace(/-/g, ""), n.replace(/^python-/, "").replace(/-/g, "_")]) if (i) imports.set(i, p.dist);
-  }
+  const imports = droppedTestImports(inferred);
+  if (!imports.size) return [];
   const out: { path: string; reason: string }[] = [];
   for (const f of pytestTestFiles(tree.files, inferred.testPaths)) {
     const text = tree.read(f) ?? "";

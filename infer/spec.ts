@@ -68,6 +68,8 @@ export const InferResultSchema = z.object({
   skew: z.string().optional(),
   /** Node ids of the failed tests that failed for the network a sandbox does not have (not counted in the pass rate of an accepted run). */
   networkTests: z.array(z.string()).optional(),
+  /** Node ids of the failed tests that failed importing a test requirement forager dropped for want of a package (not counted either). */
+  droppedRequirementTests: z.array(z.string()).optional(),
 });
 export type InferResult = z.infer<typeof InferResultSchema>;
 

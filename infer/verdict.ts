@@ -181,10 +181,19 @@ export function networkNeed(log: string, failed: number): string | undefined {
  * @returns the node ids, in log order, without repeats.
  */
 export function networkFailedTests(log: string, statuses: ReadonlyMap<string, string>): string[] {
+  return failedTestsMatching(log, statuses, (msg) => NETWORK.test(msg));
+}
+
+/**
+ * The failed tests of a pytest run (`-rA`) whose short-summary message (`FAILED id - message`,
+ * `ERROR id - message`) satisfies `test`, keeping only ids `statuses` has as FAILED or ERROR.
+ * @returns node ids in log order, without repeats.
+ */
+export function failedTestsMatching(log: string, statuses: ReadonlyMap<string, string>, test: (message: string) => boolean): string[] {
   const out = new Set<string>();
   for (const line of log.split("\n")) {
     const m = /^(FAILED|ERROR) (\S+) - (.*)$/.exec(line.trim());
-    if (!m || !NETWORK.test(m[3]!)) continue;
+    if (!m || !test(m[3]!)) continue;
     const s = statuses.get(m[2]!);
     if (s === "FAILED" || s === "ERROR") out.add(m[2]!);
   }

@@ -184,25 +184,32 @@ describe.skipIf(!docker)("issue 30 classes, end to end", () => {
     900_000,
   );
   it(
-    "round 7: a nose-style suite in a package's test/test.py (no file under pytest's python_files), two of whose tests fail for the network: accepted without them, named",
+    "round 7: a nose-style suite in a package's test/test.py (no file under pytest's python_files), two of whose tests fail for the network and one for a test requirement Debian lacks: accepted without them, named",
     async () => {
       const ok = Array.from({ length: 6 }, (_, i) => `    def test_ok${i}(self):\n        self.assertEqual(${i} + 1, ${i + 1})\n`).join("\n");
       // The failure a lookup gives in a sandbox (raised here: the test sends nothing anywhere).
       const net = [1, 2].map((i) => `    def test_net${i}(self):\n        raise socket.gaierror(-3, 'Temporary failure in name resolution')\n`).join("\n");
       const r = repo({
-        "setup.py": "from setuptools import setup\nsetup(name='nosepkg', version='0.1', packages=['nosepkg'])\n",
+        "setup.py": "from setuptools import setup\nsetup(name='nosepkg', version='0.1', packages=['nosepkg'], extras_require={'test': ['nosuchdist-xyz']})\n",
         "test.sh": "#!/bin/sh\nnosetests --nocapture\n",
         "nosepkg/__init__.py": "",
         "nosepkg/test/__init__.py": "",
-        "nosepkg/test/test.py": `import socket\nfrom unittest import TestCase\n\n\nclass T(TestCase):\n${ok}\n${net}`,
+        // and one that imports, inside the test, a test requirement Debian has no package for.
+        "nosepkg/test/test.py": `import socket\nfrom unittest import TestCase\n\n\nclass T(TestCase):\n${ok}\n${net}\n    def test_opt(self):\n        import nosuchdist_xyz\n`,
       });
       const w = await latestRunnable({ repo: r.dir, name: "example/nosepkg", stateDir, maxTries: 1, flakyRuns: 0, suites: ["bookworm"], out: path.join(tmp, "c9.json") });
       expect(w.tries.map((x) => x.verdict)).toEqual(["accepted"]);
       const o = w.outcome!;
       expect(o.inferred!.provenance.testPaths).toEqual(["nosepkg/test/test.py"]);
       // The statuses keep them FAILED (never PASS_TO_PASS); the rate leaves them out and says so.
-      expect(o.result).toMatchObject({ accepted: true, passed: 6, failed: 2, networkTests: ["nosepkg/test/test.py::T::test_net1", "nosepkg/test/test.py::T::test_net2"] });
-      expect(o.result.reason).toMatch(/^6\/6 pass \(100\.0% ≥ 80%\) without 2 tests that need the network/);
+      expect(o.result).toMatchObject({
+        accepted: true,
+        passed: 6,
+        failed: 3,
+        networkTests: ["nosepkg/test/test.py::T::test_net1", "nosepkg/test/test.py::T::test_net2"],
+        droppedRequirementTests: ["nosepkg/test/test.py::T::test_opt"],
+      });
+      expect(o.result.reason).toMatch(/^6\/6 pass \(100\.0% ≥ 80%\) without 2 tests that need the network .* and 1 test that imports a dropped test requirement \(nosuchdist-xyz; /);
     },
     900_000,
   );
