@@ -199,25 +199,7 @@ function requirementsFile(tree: GitTree, file: string, facts: RepoFacts, seen = 
   facts.filesRead.push(file);
   const out: SourcedRequirement[] = [];
   const dir = file.includes("/") ? file.slice(0, file.lastIndexOf("/") + 1) : "";
-  // pip joins a line ending in a backslash with the next (a comment line ends the joined line).
-  const lines: string[] = [];
-  let pending = "";
-  for (const raw of text.split("\n")) {
-    const t = raw.trim();
-    if (pending && /^#/.test(t)) {
-      lines.push(pending);
-      pending = "";
-      continue;
-    }
-    const joined = pending ? `${pending} ${t}` : t;
-    if (joined.endsWith("\\")) pending = joined.slice(0, -1).trim();
-    else {
-      lines.push(joined);
-      pending = "";
-    }
-  }
-  if (pending) lines.push(pending);
-  for (const joined of lines) {
+  for (const joined of joinContinued(text.split("\n"), true)) {
     // pip's per-requirement options (pip-compile's `--hash=sha256:…`) are not part of the requirement.
     const line = joined.replace(/\s--(?:hash|config-settings|global-option|install-option)[=\s]\S+/g, "").trim();
     const inc = /^(?:-r|--requirement)\s*=?\s*(\S+)/.exec(line);
@@ -774,6 +756,16 @@ export function testScriptsIn(command: string, files: string[]): string[] {
   return out;
 }
 
+/** Whether a Python file's text defines tests: a test function, a TestCase, unittest's runner or import. */
+function definesTests(text: string): boolean {
+  return /^\s*(async\s+)?def test|^\s*class \w+\([^)]*TestCase\b|\bunittest\.main\(|^\s*(import unittest|from unittest import)/m.test(text);
+}
+
+/** The Python files (the first 500 not `excluded`) with a doctest line (`>>> `). */
+function modulesWithDoctests(tree: GitTree, excluded: RegExp): string[] {
+  return tree.files.filter((f) => f.endsWith(".py") && !excluded.test(f)).slice(0, 500).filter((f) => /^\s*>>> /m.test(tree.read(f) ?? ""));
+}
+
 /**
  * The paths the reference run gives pytest, following the repository before adding any: (1) its
  * `testpaths`, (2) the paths its CI, tox or nox pytest invocations name, (3) a conventional
@@ -781,11 +773,6 @@ export function testScriptsIn(command: string, files: string[]): string[] {
  * whose files pytest would collect under the repository's python_files and norecursedirs wins
  * ({@link collectedFiles}); `[]` (the root) when none collects anything either.
  */
-/** Whether a Python file's text defines tests: a test function, a TestCase, unittest's runner or import. */
-function definesTests(text: string): boolean {
-  return /^\s*(async\s+)?def test|^\s*class \w+\([^)]*TestCase\b|\bunittest\.main\(|^\s*(import unittest|from unittest import)/m.test(text);
-}
-
 function chooseTestPaths(tree: GitTree, facts: RepoFacts): void {
   const cfg = {
     ...(facts.pytestLines.python_files ? { pythonFiles: facts.pytestLines.python_files.flatMap((l) => l.split(/\s+/)).filter(Boolean) } : {}),
@@ -828,7 +815,7 @@ function chooseTestPaths(tree: GitTree, facts: RepoFacts): void {
   // beside it (jaraco.context: 5 tests in tests/, 43 doctest lines in jaraco/context).
   const doctestModules = /--doctest-modules\b/.test(facts.pytestOptions.addopts ?? "");
   const doctestRoots = () =>
-    [...new Set(tree.files.filter((f) => f.endsWith(".py") && !/(^|\/)(docs?|tests?|testing|examples?|build|dist|\.[^/]+)\//.test(f) && !/(^|\/)(setup|conftest|noxfile)\.py$/.test(f)).slice(0, 500).filter((f) => /^\s*>>> /m.test(tree.read(f) ?? "")).map((f) => (f.includes("/") ? f.split("/")[0]! : f)))].sort();
+    [...new Set(modulesWithDoctests(tree, /(^|\/)(docs?|tests?|testing|examples?|build|dist|\.[^/]+)\/|(^|\/)(setup|conftest|noxfile)\.py$/).map((f) => (f.includes("/") ? f.split("/")[0]! : f)))].sort();
   for (const c of candidates) {
     if (!c.paths.length) continue;
     const n = collectedFiles(tree.files, c.paths, cfg).length;
@@ -849,7 +836,7 @@ function chooseTestPaths(tree: GitTree, facts: RepoFacts): void {
   // (`--doctest-modules`) and some module has one: the suite is those doctests, from the root.
   const doctests = /--doctest-modules\b/.test([facts.pytestOptions.addopts ?? "", ...facts.testCommands].join("\n"));
   if (!root && doctests) {
-    const withDoctest = tree.files.filter((f) => f.endsWith(".py") && !/(^|\/)(docs?|tests?|build|dist)\//.test(f)).slice(0, 500).filter((f) => /^\s*>>> /m.test(tree.read(f) ?? ""));
+    const withDoctest = modulesWithDoctests(tree, /(^|\/)(docs?|tests?|build|dist)\//);
     if (withDoctest.length) {
       facts.testPathsReason = `the root: no test file, and the repository's pytest collects the doctests of its modules (--doctest-modules; ${withDoctest.length} module${withDoctest.length === 1 ? "" : "s"} with one, e.g. ${withDoctest[0]})`;
       return;
@@ -968,14 +955,21 @@ export function multilineIni(text: string, section: string, key: string): string
 }
 
 /**
- * Lines ending in a backslash joined with the next line, as setuptools reads a setup.cfg
- * requirement list (pkg_resources `join_continuation` after comments are dropped): `a >= 1; \`,
- * `# why`, `python_implementation != "PyPy"` is one requirement with a marker, not two names.
+ * Lines ending in a backslash joined with the next line (each trimmed), as setuptools reads a
+ * setup.cfg requirement list (pkg_resources `join_continuation` after comments are dropped):
+ * `a >= 1; \`, `# why`, `python_implementation != "PyPy"` is one requirement with a marker, not
+ * two names. With `commentEndsLine` (pip's requirements files), a comment line ends the joined
+ * line and is dropped.
  */
-export function joinContinued(lines: string[]): string[] {
+export function joinContinued(lines: string[], commentEndsLine = false): string[] {
   const out: string[] = [];
   let pending = "";
   for (const l of lines) {
+    if (commentEndsLine && pending && l.trim().startsWith("#")) {
+      out.push(pending);
+      pending = "";
+      continue;
+    }
     const t = pending ? `${pending} ${l.trim()}` : l.trim();
     if (t.endsWith("\\")) pending = t.slice(0, -1).trim();
     else {

@@ -470,12 +470,12 @@ async function inferOnSuite(
       const dropped = below ? droppedTestImports(inferred) : new Map<string, string>();
       const modFailed = dropped.size ? failedTestsMatching(log, run.statuses, (msg) => dropped.has((/ModuleNotFoundError: No module named '([\w]+)/.exec(msg)?.[1] ?? "").toLowerCase())).filter((id) => !netFailed.includes(id)) : [];
       const offline = [...netFailed, ...modFailed];
-      const withoutNet = { ...raw, failed: raw.failed - offline.length, passRate: raw.passed + raw.failed - offline.length ? raw.passed / (raw.passed + raw.failed - offline.length) : 0 };
-      const netOk = offline.length > 0 && offline.length * 2 <= raw.collected && withoutNet.passRate >= minPass;
-      const c = netOk ? withoutNet : raw;
-      if (netOk && netFailed.length) result.networkTests = netFailed;
+      const counted = { ...raw, failed: raw.failed - offline.length, passRate: raw.passed + raw.failed - offline.length ? raw.passed / (raw.passed + raw.failed - offline.length) : 0 };
+      const excludedOk = offline.length > 0 && offline.length * 2 <= raw.collected && counted.passRate >= minPass;
+      const c = excludedOk ? counted : raw;
+      if (excludedOk && netFailed.length) result.networkTests = netFailed;
       else delete result.networkTests;
-      if (netOk && modFailed.length) result.droppedRequirementTests = modFailed;
+      if (excludedOk && modFailed.length) result.droppedRequirementTests = modFailed;
       else delete result.droppedRequirementTests;
       const timedOut = /forager-exit-code=(124|137)\s*$/.test(log.trim());
       record(attempt, "reference run", raw.collected ? `${raw.passed}/${raw.passed + raw.failed} pass` : timedOut ? "timed out" : "no tests collected", log);
@@ -507,7 +507,7 @@ async function inferOnSuite(
         const info = await inspectImage(b.tag);
         result.imageMb = Math.round(((info?.Size ?? 0) / 1e6) * 10) / 10;
         delete result.decisive;
-        const net = !netOk
+        const net = !excludedOk
           ? ""
           : [
               netFailed.length ? `${netFailed.length} test${netFailed.length === 1 ? " that needs" : "s that need"} the network (no network in a sandbox; e.g. ${netFailed[0]})` : "",

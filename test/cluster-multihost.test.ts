@@ -143,13 +143,13 @@ describe.skipIf(unavailable !== undefined)("forager on two worker hosts (network
     // Requests the worker sent before it died (a create, a start, a remove) still finish inside
     // the engine: take the orphans once h2's containers of the run are the same 3 s apart.
     let last = "";
-    await until("h2's containers to settle after its worker died", async () => {
-      const now = (await h2.engine.listContainers({ all: true, filters: { label: [`${LABELS.run}=mh-b`] } })).map((x) => `${x.Id}:${x.State}`).sort().join(",");
+    const orphans = await until("h2's containers to settle after its worker died", async () => {
+      const list = await h2.engine.listContainers({ all: true, filters: { label: [`${LABELS.run}=mh-b`] } });
+      const now = list.map((x) => `${x.Id}:${x.State}`).sort().join(",");
       const settled = now === last;
       last = now;
-      return settled;
+      return settled && list;
     }, 60_000, 3000);
-    const orphans = await h2.engine.listContainers({ all: true, filters: { label: [`${LABELS.run}=mh-b`] } });
     expect(orphans.length).toBeGreaterThan(0);
     const dry = await c.onHost(h2, ["sandbox", "reap", "--dry-run"]);
     expect(dry.code).toBe(0);
